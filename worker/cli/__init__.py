@@ -1,0 +1,43 @@
+"""The ``imunban`` command line. Each sub-module registers its own sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from worker.errors import ImunbanError
+
+#: Sub-modules of worker.cli that contribute sub-commands, in help order.
+COMMAND_MODULES = ("produce", "operate", "run", "simulate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imunban",
+        description="Deliver Tencent Cloud Chat audio-video group unbans reliably, as fast as the API allows.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"worker.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"worker.cli.{name}":
+                continue  # not written yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ImunbanError as exc:
+        print(f"imunban: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code

@@ -1,0 +1,108 @@
+"""Every Redis key imunban uses, built in this one module.
+
+Data model (``p`` is ``IMUNBAN_KEY_PREFIX``; a *request id* is ``group + SEP + member``):
+
+========================  ======  ===========================================================
+key                       type    content
+========================  ======  ===========================================================
+``p:sched``               ZSET    request id -> due ms; requests not yet due (incl. retries)
+``p:groups``              ZSET    group -> ms at which its ready batch may be claimed
+``p:ready:{group}``       ZSET    member -> due ms (minus HIGH_BAND_MS for ``high``); due now
+``p:inflight``            ZSET    request id -> lease deadline ms
+``p:leases``              HASH    request id -> "token|due_ms|high" of the current lease
+``p:meta``                HASH    request id -> "attempts|first_failure_ms|last_code" (sparse)
+``p:high``                HASH    request id -> "1" while a pending request is ``high`` (sparse)
+``p:dead``                ZSET    request id -> ms it was dead-lettered
+``p:dead:info``           HASH    request id -> JSON {code, info, attempts, at_ms, high}
+``p:outcomes``            STREAM  one entry per ended request (capped)
+``p:stats``               HASH    counters (enqueued, delivered, dead, ...) and the ``ready`` gauge
+``p:hold``                HASH    code, info, since_ms, next_probe_ms, probes (absent = no hold)
+``p:limiter:{sdkappid}``  STRING  GCRA theoretical arrival time, microseconds
+``p:dispatch``            ZSET    "group SEP slot" -> ms the dispatch marker expires
+``p:e10007``              ZSET    group -> ms of its latest 10007 (evidence for a global 10007)
+========================  ======  ===========================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Separates group and member in a request id. Both are printable ASCII, so this never occurs in them.
+SEP = "\x1f"
+
+#: Subtracted from the score of high-priority members so they sort before every normal one.
+HIGH_BAND_MS = 10**13
+
+
+def request_id(group_id: str, member: str) -> str:
+    return f"{group_id}{SEP}{member}"
+
+
+def split_request_id(rid: str) -> tuple[str, str]:
+    group_id, _, member = rid.partition(SEP)
+    return group_id, member
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builders for one deployment (one ``IMUNBAN_KEY_PREFIX``)."""
+
+    prefix: str = "imunban"
+
+    @property
+    def sched(self) -> str:
+        return f"{self.prefix}:sched"
+
+    @property
+    def groups(self) -> str:
+        return f"{self.prefix}:groups"
+
+    def ready(self, group_id: str) -> str:
+        return f"{self.prefix}:ready:{group_id}"
+
+    @property
+    def inflight(self) -> str:
+        return f"{self.prefix}:inflight"
+
+    @property
+    def leases(self) -> str:
+        return f"{self.prefix}:leases"
+
+    @property
+    def meta(self) -> str:
+        return f"{self.prefix}:meta"
+
+    @property
+    def high(self) -> str:
+        return f"{self.prefix}:high"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}:dead"
+
+    @property
+    def dead_info(self) -> str:
+        return f"{self.prefix}:dead:info"
+
+    @property
+    def outcomes(self) -> str:
+        return f"{self.prefix}:outcomes"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.prefix}:stats"
+
+    @property
+    def hold(self) -> str:
+        return f"{self.prefix}:hold"
+
+    def limiter(self, sdkappid: int | str) -> str:
+        return f"{self.prefix}:limiter:{sdkappid}"
+
+    @property
+    def dispatch(self) -> str:
+        return f"{self.prefix}:dispatch"
+
+    @property
+    def e10007(self) -> str:
+        return f"{self.prefix}:e10007"

@@ -1,0 +1,24 @@
+-- dispatch: mark delivery slots for claimable groups so each slot gets exactly one delivery task.
+-- KEYS[1] dispatch   ZSET "group SEP slot" -> ms the marker expires (refreshed by the running task)
+-- KEYS[2] hold       HASH present while delivery is held
+-- ARGV[1] marker ttl_ms   ARGV[2] the most markers alive at once (bounds tasks waiting in the broker)
+-- ARGV[3..] pairs: group id, slots wanted for it
+-- Returns a flat list {group, slot, group, slot, ...} of newly marked slots: send one task for each.
+if redis.call('EXISTS', KEYS[2]) == 1 then return {} end
+local now = now_ms()
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local alive = redis.call('ZCARD', KEYS[1])
+local cap = tonumber(ARGV[2])
+local out = {}
+for i = 3, #ARGV, 2 do
+  local group = ARGV[i]
+  for slot = 0, tonumber(ARGV[i + 1]) - 1 do
+    if alive >= cap then return out end
+    if redis.call('ZADD', KEYS[1], 'NX', now + tonumber(ARGV[1]), group .. SEP .. slot) == 1 then
+      alive = alive + 1
+      out[#out + 1] = group
+      out[#out + 1] = slot
+    end
+  end
+end
+return out

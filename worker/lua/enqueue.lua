@@ -1,0 +1,48 @@
+-- enqueue: add or replace pending requests ("latest instruction wins"), deduplicated on (group, member).
+-- KEYS[1] sched    ZSET request id -> due ms (requests not due yet)
+-- KEYS[2] groups   ZSET group -> claimable-at ms
+-- KEYS[3] stats    HASH counters; field `ready` is the gauge of ready members
+-- KEYS[4] high     HASH request id -> 1 for pending high-priority requests
+-- KEYS[5] meta     HASH request id -> attempts|first_failure_ms|last_code (reset: a new instruction)
+-- KEYS[6..5+n] ready:{group} for each group named in ARGV, in the same order
+-- ARGV[1] linger_ms
+-- ARGV[2] n, the number of groups; ARGV[3..2+n] the group ids matching KEYS[6..]
+-- ARGV[3+n..] quads: group index (1-based), member, due ms or '' for now, '1' if high else '0'
+-- Returns {ready_added, scheduled_added, replaced}
+local linger = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local now = now_ms()
+local dirty = {}
+local ready_added, sched_added, replaced, ready_delta = 0, 0, 0, 0
+for i = 3 + n, #ARGV, 4 do
+  local gi = tonumber(ARGV[i])
+  local group, member = ARGV[2 + gi], ARGV[i + 1]
+  local ready_key = KEYS[5 + gi]
+  local rid = group .. SEP .. member
+  local due = now
+  if ARGV[i + 2] ~= '' then due = tonumber(ARGV[i + 2]) end
+  local high = ARGV[i + 3] == '1'
+  if redis.call('ZREM', ready_key, member) == 1 then
+    replaced = replaced + 1
+    ready_delta = ready_delta - 1
+    dirty[gi] = true
+  elseif redis.call('ZREM', KEYS[1], rid) == 1 then
+    replaced = replaced + 1
+  end
+  redis.call('HDEL', KEYS[5], rid)
+  if high then redis.call('HSET', KEYS[4], rid, 1) else redis.call('HDEL', KEYS[4], rid) end
+  if due <= now then
+    redis.call('ZADD', ready_key, ready_score(due, high), member)
+    ready_added = ready_added + 1
+    ready_delta = ready_delta + 1
+    dirty[gi] = true
+  else
+    redis.call('ZADD', KEYS[1], due, rid)
+    sched_added = sched_added + 1
+  end
+end
+for gi, _ in pairs(dirty) do reindex(KEYS[2], KEYS[5 + gi], ARGV[2 + gi], linger) end
+redis.call('HINCRBY', KEYS[3], 'enqueued', ready_added + sched_added)
+if replaced > 0 then redis.call('HINCRBY', KEYS[3], 'deduplicated', replaced) end
+if ready_delta ~= 0 then redis.call('HINCRBY', KEYS[3], 'ready', ready_delta) end
+return {ready_added, sched_added, replaced}

@@ -1,0 +1,17 @@
+-- hold_set: hold delivery for the whole app after a configuration error (or extend the hold).
+-- KEYS[1] hold   HASH code, info, since_ms, next_probe_ms, probes, min_probe_ms
+-- ARGV[1] ErrorCode   ARGV[2] ErrorInfo   ARGV[3] first probe delay, ms
+-- ARGV[4] the shortest delay between probes for this code, ms (60000 after 70050)
+-- Returns the hold's since_ms.
+local now = now_ms()
+local delay = math.max(tonumber(ARGV[3]), tonumber(ARGV[4]))
+local since = redis.call('HGET', KEYS[1], 'since_ms')
+if not since then
+  since = now
+  redis.call('HSET', KEYS[1], 'since_ms', now, 'probes', 0)
+end
+local next_probe = tonumber(redis.call('HGET', KEYS[1], 'next_probe_ms') or 0)
+if next_probe < now + delay then next_probe = now + delay end
+redis.call('HSET', KEYS[1], 'code', ARGV[1], 'info', ARGV[2], 'next_probe_ms', next_probe,
+  'min_probe_ms', ARGV[4])
+return tonumber(since)

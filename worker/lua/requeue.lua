@@ -1,0 +1,52 @@
+-- requeue: give leased requests back for another try, after `delay_ms` (0 = ready again at once).
+-- KEYS[1] inflight   KEYS[2] leases   KEYS[3] meta   KEYS[4] sched   KEYS[5] stats   KEYS[6] high
+-- KEYS[7] groups     KEYS[8] ready:{group}
+-- ARGV[1] lease token   ARGV[2] group id   ARGV[3] delay_ms   ARGV[4] ErrorCode of this failure
+-- ARGV[5] '1' if this failure counts as an attempt, else '0' (hold probes and rate-limit answers do not)
+-- ARGV[6] linger_ms   ARGV[7..] members
+-- A request that was re-enqueued while in flight is already pending again: that newer copy wins.
+-- Returns {requeued, stale}
+local token, group = ARGV[1], ARGV[2]
+local delay, counts = tonumber(ARGV[3]), ARGV[5] == '1'
+local now = now_ms()
+local requeued, stale, to_ready = 0, 0, 0
+for i = 7, #ARGV do
+  local member = ARGV[i]
+  local rid = group .. SEP .. member
+  local lease = redis.call('HGET', KEYS[2], rid)
+  local ltoken, due, high = nil, now, '0'
+  if lease then ltoken, due, high = string.match(lease, '^([^|]*)|([^|]*)|(.*)$') end
+  if ltoken == token then
+    redis.call('ZREM', KEYS[1], rid)
+    redis.call('HDEL', KEYS[2], rid)
+    local pending = redis.call('ZSCORE', KEYS[8], member) or redis.call('ZSCORE', KEYS[4], rid)
+    if not pending then
+      if counts then
+        local attempts, first = 0, now
+        local meta = redis.call('HGET', KEYS[3], rid)
+        if meta then
+          local a, f = string.match(meta, '^(%d+)|(%d+)')
+          attempts, first = tonumber(a), tonumber(f)
+        end
+        redis.call('HSET', KEYS[3], rid, (attempts + 1) .. '|' .. first .. '|' .. ARGV[4])
+      end
+      if high == '1' then redis.call('HSET', KEYS[6], rid, 1) end
+      if delay <= 0 then
+        redis.call('ZADD', KEYS[8], ready_score(tonumber(due), high == '1'), member)
+        to_ready = to_ready + 1
+      else
+        redis.call('ZADD', KEYS[4], now + delay, rid)
+      end
+      requeued = requeued + 1
+    end
+  else
+    stale = stale + 1
+  end
+end
+if to_ready > 0 then
+  redis.call('HINCRBY', KEYS[5], 'ready', to_ready)
+  reindex(KEYS[7], KEYS[8], group, tonumber(ARGV[6]))
+end
+if requeued > 0 then redis.call('HINCRBY', KEYS[5], 'retried', requeued) end
+if stale > 0 then redis.call('HINCRBY', KEYS[5], 'stale_acks', stale) end
+return {requeued, stale}
