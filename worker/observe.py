@@ -28,3 +28,6 @@ class Observer:
 
     def hold(self, code: int | None) -> None:
         """Delivery was held because of ``code``, or released (None)."""
+
+    def rejected(self, task: str) -> None:
+        """A bad message for ``task`` was rejected."""

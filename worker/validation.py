@@ -35,7 +35,8 @@ class UnbanRequest:
 
 
 def _printable_ascii(value: str) -> bool:
-    return all(" " <= ch <= "~" for ch in value)
+    # For ASCII text, isprintable() is exactly 0x20-0x7e; both checks run in C (bulk enqueue speed).
+    return value.isascii() and value.isprintable()
 
 
 def validate_group_id(value: object, field: str = "group_id") -> str:

@@ -1,0 +1,99 @@
+"""Task definitions. Each body only validates its message and delegates to the engine.
+
+``imunban.unban``  kwargs: group_id (str), members (list of str), optional at, priority
+``imunban.cancel`` kwargs: group_id (str), members (list of str)
+``imunban.deliver`` (internal) kwargs: group_id, slot, probe
+A bad message is rejected with a logged, counted reason; it is never retried and never crashes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+
+from tasks.runtime import runtime
+from worker.errors import StoreError, ValidationError
+from worker.validation import build_request, validate_group_id, validate_members
+
+log = logging.getLogger("imunban.tasks")
+
+UNBAN_FIELDS = frozenset({"group_id", "members", "at", "priority"})
+CANCEL_FIELDS = frozenset({"group_id", "members"})
+#: A delivery run hands its thread back after this long, so other groups and messages get a turn.
+DELIVER_BUDGET_S = 3.0
+
+
+def _check_fields(kwargs: dict[str, Any], args: tuple[Any, ...], allowed: frozenset[str]) -> None:
+    if args:
+        raise ValidationError("args", "positional arguments are not accepted; send kwargs")
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        raise ValidationError(unknown[0], "is not a known field")
+    for required in ("group_id", "members"):
+        if required not in kwargs:
+            raise ValidationError(required, "is required")
+
+
+def _reject(app: Celery, task: str, exc: ValidationError) -> dict[str, Any]:
+    log.warning("rejected %s message: %s", task, exc)
+    rt = runtime(app)
+    rt.store.incr("rejected_messages")
+    rt.observer.rejected(task)
+    return {"rejected": str(exc)}
+
+
+def unban(app: Celery, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    try:
+        _check_fields(kwargs, args, UNBAN_FIELDS)
+        request = build_request(kwargs["group_id"], kwargs["members"], kwargs.get("at"), kwargs.get("priority"))
+    except ValidationError as exc:
+        return _reject(app, "imunban.unban", exc)
+    result = runtime(app).store.enqueue([request])
+    return {"ready": result.ready, "scheduled": result.scheduled, "replaced": result.replaced}
+
+
+def cancel(app: Celery, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    try:
+        _check_fields(kwargs, args, CANCEL_FIELDS)
+        group_id = validate_group_id(kwargs["group_id"])
+        members = validate_members(kwargs["members"])
+    except ValidationError as exc:
+        return _reject(app, "imunban.cancel", exc)
+    return {"cancelled": runtime(app).store.cancel(group_id, list(members))}
+
+
+def deliver(app: Celery, group_id: str, slot: int = -1, probe: bool = False) -> dict[str, Any]:
+    rt = runtime(app)
+    try:
+        report = rt.deliverer.deliver_group(
+            group_id, budget_s=DELIVER_BUDGET_S, probe=probe, heartbeat=lambda: rt.pump.touch(group_id, slot)
+        )
+    except StoreError as exc:
+        # Redis is down: the leases and the dispatch marker expire and the work is picked up again.
+        log.error("delivery for group %r stopped: %s", group_id, exc)
+        return {"error": str(exc)}
+    finally:
+        try:
+            rt.pump.finish(group_id, slot)
+        except StoreError:
+            pass  # the marker expires by itself
+    return {"calls": report.calls, "delivered": report.delivered, "held": report.held}
+
+
+def register(app: Celery) -> None:
+    """Bind the task functions to ``app`` under their public names."""
+    options: dict[str, Any] = {"bind": False, "acks_late": True, "ignore_result": True}
+
+    @app.task(name="imunban.unban", **options)
+    def unban_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return unban(app, *args, **kwargs)
+
+    @app.task(name="imunban.cancel", **options)
+    def cancel_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return cancel(app, *args, **kwargs)
+
+    @app.task(name="imunban.deliver", **options)
+    def deliver_task(group_id: str, slot: int = -1, probe: bool = False) -> dict[str, Any]:
+        return deliver(app, group_id, slot, probe)
