@@ -106,7 +106,12 @@ class Deliverer:
         report = Report()
         deadline = self._monotonic() + budget_s
         while True:
-            batch = self.store.claim(group_id, probe=probe)
+            # A high-priority request anywhere jumps ahead: any running delivery serves it next,
+            # then returns to its own group, so the backlog keeps draining at full speed.
+            urgent = None if probe else self.store.urgent_group()
+            batch = self.store.claim(urgent or group_id, probe=probe)
+            if urgent is not None and batch is None:
+                batch = self.store.claim(group_id)
             if isinstance(batch, Held):
                 report.held = True
                 return report
@@ -212,7 +217,9 @@ class Deliverer:
                 # A hold arrived mid-bisection; the other half goes back untouched.
                 rest = [i for i in batch.items if i not in half]
                 if rest:
-                    self.store.requeue(batch.subset(i.member for i in rest), delay_ms=0, counts_as_attempt=False)
+                    self.store.requeue(
+                        batch.subset(i.member for i in rest), delay_ms=0, counts_as_attempt=False
+                    )
                 return
 
     def _group_gone(self, batch: Batch, exc: ApiError, report: Report) -> None:
@@ -226,7 +233,11 @@ class Deliverer:
         report.dead += acked
         self.observer.dead(acked, exc.code)
         log.warning(
-            "dead-lettered %d member(s) of group %r: ErrorCode %s: %s", acked, batch.group_id, exc.code, exc.info
+            "dead-lettered %d member(s) of group %r: ErrorCode %s: %s",
+            acked,
+            batch.group_id,
+            exc.code,
+            exc.info,
         )
 
     def _retry(self, batch: Batch, exc: ApiError, report: Report) -> None:

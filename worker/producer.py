@@ -38,13 +38,25 @@ When = int | float | str | datetime | None
 class Producer:
     """Writes unban requests into the store. Validation happens before anything is stored."""
 
-    def __init__(self, client: redis.Redis, keys: Keys | None = None, *, linger_ms: int = 150) -> None:
-        self.store = Store(client, keys or Keys(), linger_ms=linger_ms)
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys | None = None,
+        *,
+        linger_ms: int = 150,
+        max_linger_ms: int | None = None,
+    ) -> None:
+        self.store = Store(client, keys or Keys(), linger_ms=linger_ms, max_linger_ms=max_linger_ms)
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> Producer:
         settings = settings or Settings.from_env()
-        return cls(connect(settings), Keys(settings.key_prefix), linger_ms=settings.linger_ms)
+        return cls(
+            connect(settings),
+            Keys(settings.key_prefix),
+            linger_ms=settings.linger_ms,
+            max_linger_ms=settings.max_linger_ms,
+        )
 
     def enqueue(
         self, group_id: str, members: str | Sequence[str], *, at: When = None, priority: str = "normal"

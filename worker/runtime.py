@@ -46,10 +46,10 @@ def build_runtime(
     client = client or connect(settings)
     keys = Keys(settings.key_prefix)
     store = Store(
-        client, keys, linger_ms=settings.linger_ms, lease_ms=settings.lease_ms,
+        client, keys, linger_ms=settings.linger_ms, max_linger_ms=settings.max_linger_ms, lease_ms=settings.lease_ms,
         outcome_maxlen=settings.outcome_stream_maxlen,
     )  # fmt: skip
-    scheduler = Scheduler(client, keys, linger_ms=settings.linger_ms)
+    scheduler = Scheduler(client, keys, linger_ms=settings.linger_ms, max_linger_ms=settings.max_linger_ms)
     hold = Hold(client, keys)
     limiter = RedisRateLimiter(client, keys, sdkappid, settings.rate_limit_per_s)
     if api is None:

@@ -7,11 +7,14 @@ server clock and moves it atomically, so concurrent promoters on many hosts are 
 
 from __future__ import annotations
 
+from typing import cast
+
 import redis
 
 from worker.keys import Keys, split_request_id
 from worker.redis_errors import translated
 from worker.scripts import register
+from worker.store import linger_arg
 
 #: Requests moved per promote script call: big enough for 400k+/s, small enough not to stall Redis.
 PROMOTE_CHUNK = 1_000
@@ -21,10 +24,12 @@ REAP_CHUNK = 1_000
 class Scheduler:
     """Promotion of due scheduled requests and return of expired leases."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, *, linger_ms: int = 150) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, linger_ms: int = 150, max_linger_ms: int | None = None
+    ) -> None:
         self.client = client
         self.keys = keys
-        self.linger_ms = linger_ms
+        self.linger_arg = linger_arg(linger_ms, max_linger_ms)
         self._promote = register(client, "promote")
         self._reap = register(client, "reap")
 
@@ -38,17 +43,15 @@ class Scheduler:
         k = self.keys
         now_ms = self.server_time_ms()
         with translated("promote"):
-            rids: list[str] = self.client.zrange(k.sched, "-inf", now_ms, byscore=True, offset=0, num=limit)
+            rids = cast(
+                list[str], self.client.zrange(k.sched, "-inf", now_ms, byscore=True, offset=0, num=limit)
+            )
             if not rids:
                 return 0
-            groups: dict[str, int] = {}
-            pairs: list[str | int] = []
-            for rid in rids:
-                group_id, member = split_request_id(rid)
-                pairs += (groups.setdefault(group_id, len(groups) + 1), member)
+            groups, pairs = _group_pairs(rids)
             moved = self._promote(
                 keys=[k.sched, k.groups, k.stats, k.high, *(k.ready(g) for g in groups)],
-                args=[self.linger_ms, len(groups), *groups, *pairs],
+                args=[self.linger_arg, len(groups), *groups, *pairs],
             )
         return int(moved)
 
@@ -65,6 +68,27 @@ class Scheduler:
     def reap(self, *, limit: int = REAP_CHUNK) -> int:
         """Return requests whose lease expired to the schedule, due at once; returns how many."""
         k = self.keys
+        now_ms = self.server_time_ms()
         with translated("reap"):
-            reaped = self._reap(keys=[k.inflight, k.leases, k.sched, k.stats, k.high], args=[limit])
+            rids = cast(
+                list[str], self.client.zrange(k.inflight, "-inf", now_ms, byscore=True, offset=0, num=limit)
+            )
+            if not rids:
+                return 0
+            groups, pairs = _group_pairs(rids)
+            # The ready sets are passed so that a newer pending copy is seen and never duplicated.
+            reaped = self._reap(
+                keys=[k.inflight, k.leases, k.sched, k.stats, k.high, *(k.ready(g) for g in groups)],
+                args=[len(groups), *groups, *pairs],
+            )
         return int(reaped)
+
+
+def _group_pairs(rids: list[str]) -> tuple[dict[str, int], list[str | int]]:
+    """Index the groups of request ids (1-based) and flatten them to (group index, member) pairs."""
+    groups: dict[str, int] = {}
+    pairs: list[str | int] = []
+    for rid in rids:
+        group_id, member = split_request_id(rid)
+        pairs += (groups.setdefault(group_id, len(groups) + 1), member)
+    return groups, pairs

@@ -74,6 +74,7 @@ class Settings:
     rate_limit_per_s: float = 190.0
     key_prefix: str = "imunban"
     linger_ms: int = 150
+    max_linger_ms: int = 750
     lease_ms: int = 30_000
     max_attempts: int = 12
     max_age_s: int = 86_400
@@ -93,57 +94,57 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every ``IMUNBAN_*`` variable; raise ConfigError naming the first bad one."""
         env = _Env(os.environ if environ is None else environ)
-        region = env.str("REGION")
+        region = env.text("REGION")
         if region is not None:
             region = region.lower()
             if region not in REGIONS:
                 raise ConfigError(f"{PREFIX}REGION={region!r} is not one of {', '.join(sorted(REGIONS))}")
-        base_url = env.str("BASE_URL")
+        base_url = env.text("BASE_URL")
         if base_url is not None:
             if not base_url.startswith(("http://", "https://")):
                 raise ConfigError(f"{PREFIX}BASE_URL must start with http:// or https://, got {base_url!r}")
             base_url = base_url.rstrip("/")
-        rate = env.float("RATE_LIMIT", 190.0)
+        rate = env.number("RATE_LIMIT", 190.0)
         if not 0 < rate <= API_LIMIT_PER_S:
             raise ConfigError(
                 f"{PREFIX}RATE_LIMIT must be in (0, {API_LIMIT_PER_S:g}] calls/s (the API's own limit), got {rate:g}"
             )
-        log_format = (env.str("LOG_FORMAT") or "text").lower()
+        log_format = (env.text("LOG_FORMAT") or "text").lower()
         if log_format not in ("text", "json"):
             raise ConfigError(f"{PREFIX}LOG_FORMAT must be 'text' or 'json', got {log_format!r}")
-        redis_url = env.str("REDIS_URL")
+        redis_url = env.text("REDIS_URL")
         if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"{PREFIX}REDIS_URL must be a redis://, rediss:// or unix:// URL")
-        identifier = env.str("IDENTIFIER") or "administrator"
+        identifier = env.text("IDENTIFIER") or "administrator"
         if len(identifier.encode()) > 32 or not identifier.isprintable() or not identifier.isascii():
             raise ConfigError(f"{PREFIX}IDENTIFIER must be printable ASCII of at most 32 bytes")
-        prefix = env.str("KEY_PREFIX") or "imunban"
+        prefix = env.text("KEY_PREFIX") or "imunban"
         if not prefix.isascii() or not prefix.isprintable() or " " in prefix:
             raise ConfigError(f"{PREFIX}KEY_PREFIX must be printable ASCII without spaces")
         return cls(
             redis_url=redis_url,
-            sdkappid=env.int("SDKAPPID", None, minimum=1),
+            sdkappid=env.integer("SDKAPPID", None, minimum=1),
             identifier=identifier,
             secret_key=env.secret(),
             region=region,
             base_url=base_url,
             rate_limit_per_s=rate,
             key_prefix=prefix,
-            linger_ms=env.int("LINGER_MS", 150, minimum=0) or 0,
-            lease_ms=env.int("LEASE_MS", 30_000, minimum=1_000) or 30_000,
-            max_attempts=env.int("MAX_ATTEMPTS", 12, minimum=1) or 12,
-            max_age_s=env.int("MAX_AGE_S", 86_400, minimum=1) or 86_400,
-            backoff_base_ms=env.int("BACKOFF_BASE_MS", 1_000, minimum=1) or 1_000,
-            backoff_cap_ms=env.int("BACKOFF_CAP_MS", 300_000, minimum=1) or 300_000,
-            concurrency=env.int("CONCURRENCY", 8, minimum=1) or 8,
-            connect_timeout_s=env.float("CONNECT_TIMEOUT_S", 3.05),
-            read_timeout_s=env.float("READ_TIMEOUT_S", 5.0, minimum=3.0),
-            metrics_port=env.int("METRICS_PORT", 0, minimum=0) or 0,
-            metrics_host=env.str("METRICS_HOST") or "127.0.0.1",
+            linger_ms=env.integer("LINGER_MS", 150, minimum=0) or 0,
+            lease_ms=env.integer("LEASE_MS", 30_000, minimum=1_000) or 30_000,
+            max_attempts=env.integer("MAX_ATTEMPTS", 12, minimum=1) or 12,
+            max_age_s=env.integer("MAX_AGE_S", 86_400, minimum=1) or 86_400,
+            backoff_base_ms=env.integer("BACKOFF_BASE_MS", 1_000, minimum=1) or 1_000,
+            backoff_cap_ms=env.integer("BACKOFF_CAP_MS", 300_000, minimum=1) or 300_000,
+            concurrency=env.integer("CONCURRENCY", 8, minimum=1) or 8,
+            connect_timeout_s=env.number("CONNECT_TIMEOUT_S", 3.05),
+            read_timeout_s=env.number("READ_TIMEOUT_S", 5.0, minimum=3.0),
+            metrics_port=env.integer("METRICS_PORT", 0, minimum=0) or 0,
+            metrics_host=env.text("METRICS_HOST") or "127.0.0.1",
             log_format=log_format,
-            log_level=(env.str("LOG_LEVEL") or "INFO").upper(),
-            outcome_stream_maxlen=env.int("OUTCOME_STREAM_MAXLEN", 100_000, minimum=1) or 100_000,
-            data_dir=env.str("DATA_DIR"),
+            log_level=(env.text("LOG_LEVEL") or "INFO").upper(),
+            outcome_stream_maxlen=env.integer("OUTCOME_STREAM_MAXLEN", 100_000, minimum=1) or 100_000,
+            data_dir=env.text("DATA_DIR"),
         )
 
     def api_urls(self) -> tuple[str, ...]:
@@ -170,14 +171,14 @@ class _Env:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
 
-    def str(self, name: str) -> str | None:
+    def text(self, name: str) -> str | None:
         raw = self._environ.get(PREFIX + name)
         if raw is None or raw.strip() == "":
             return None
         return raw.strip()
 
-    def int(self, name: str, default: int | None, *, minimum: int | None = None) -> int | None:
-        raw = self.str(name)
+    def integer(self, name: str, default: int | None, *, minimum: int | None = None) -> int | None:
+        raw = self.text(name)
         if raw is None:
             return default
         try:
@@ -188,8 +189,8 @@ class _Env:
             raise ConfigError(f"{PREFIX}{name} must be >= {minimum}, got {value}")
         return value
 
-    def float(self, name: str, default: float, *, minimum: float = 0.0) -> float:
-        raw = self.str(name)
+    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+        raw = self.text(name)
         if raw is None:
             return default
         try:
@@ -201,8 +202,8 @@ class _Env:
         return value
 
     def secret(self) -> Secret | None:
-        inline = self.str("SECRET_KEY")
-        path = self.str("SECRET_KEY_FILE")
+        inline = self.text("SECRET_KEY")
+        path = self.text("SECRET_KEY_FILE")
         if inline is not None and path is not None:
             raise ConfigError(f"set only one of {PREFIX}SECRET_KEY and {PREFIX}SECRET_KEY_FILE")
         if path is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 
@@ -49,7 +50,9 @@ class Batch:
 
     def subset(self, members: Iterable[str]) -> Batch:
         wanted = set(members)
-        return Batch(self.group_id, self.token, self.claimed_at_ms, tuple(i for i in self.items if i.member in wanted))
+        return Batch(
+            self.group_id, self.token, self.claimed_at_ms, tuple(i for i in self.items if i.member in wanted)
+        )
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,15 @@ class EnqueueResult:
         return self.ready + self.scheduled
 
     def __add__(self, other: EnqueueResult) -> EnqueueResult:
-        return EnqueueResult(self.ready + other.ready, self.scheduled + other.scheduled, self.replaced + other.replaced)
+        return EnqueueResult(
+            self.ready + other.ready, self.scheduled + other.scheduled, self.replaced + other.replaced
+        )
+
+
+def linger_arg(linger_ms: int, max_linger_ms: int | None = None) -> str:
+    """Encode the linger pair for the scripts; the cap defaults to five lingers."""
+    cap = 5 * linger_ms if max_linger_ms is None else max(linger_ms, max_linger_ms)
+    return f"{linger_ms}:{cap}"
 
 
 class Held:
@@ -84,12 +95,15 @@ class Store:
         keys: Keys,
         *,
         linger_ms: int = 150,
+        max_linger_ms: int | None = None,
         lease_ms: int = 30_000,
         outcome_maxlen: int = 100_000,
     ) -> None:
         self.client = client
         self.keys = keys
         self.linger_ms = linger_ms
+        #: What the scripts take: linger after the newest arrival, capped after the oldest due member.
+        self.linger_arg = linger_arg(linger_ms, max_linger_ms)
         self.lease_ms = lease_ms
         self.outcome_maxlen = outcome_maxlen
         self._enqueue = register(client, "enqueue")
@@ -129,10 +143,12 @@ class Store:
         if quads:
             yield self._enqueue_args(groups, quads)
 
-    def _enqueue_args(self, groups: dict[str, int], quads: list[str | int]) -> tuple[list[str], list[str | int]]:
+    def _enqueue_args(
+        self, groups: dict[str, int], quads: list[str | int]
+    ) -> tuple[list[str], list[str | int]]:
         k = self.keys
         keys = [k.sched, k.groups, k.stats, k.high, k.meta, *(k.ready(g) for g in groups)]
-        args: list[str | int] = [self.linger_ms, len(groups), *groups, *quads]
+        args: list[str | int] = [self.linger_arg, len(groups), *groups, *quads]
         return keys, args
 
     def _run_enqueue(self, calls: Sequence[tuple[list[str], list[str | int]]]) -> EnqueueResult:
@@ -155,7 +171,7 @@ class Store:
         with translated("cancel"):
             removed = self._cancel(
                 keys=[k.sched, k.groups, k.stats, k.high, k.meta, k.ready(group_id)],
-                args=[self.linger_ms, group_id, *members],
+                args=[self.linger_arg, group_id, *members],
             )
         return int(removed)
 
@@ -166,7 +182,10 @@ class Store:
         with translated("claimable_groups"):
             seconds, micros = self.client.time()
             now_ms = seconds * 1000 + micros // 1000
-            groups: list[str] = self.client.zrange(self.keys.groups, "-inf", now_ms, byscore=True, offset=0, num=limit)
+            groups = cast(
+                list[str],
+                self.client.zrange(self.keys.groups, "-inf", now_ms, byscore=True, offset=0, num=limit),
+            )
             if not groups:
                 return []
             pipe = self.client.pipeline(transaction=False)
@@ -175,21 +194,30 @@ class Store:
             counts = pipe.execute()
         return [(g, int(c)) for g, c in zip(groups, counts, strict=True) if c]
 
-    def claim(self, group_id: str, *, probe: bool = False, max_members: int = MAX_BATCH) -> Batch | Held | None:
+    def urgent_group(self) -> str | None:
+        """The group at the head of the index if it holds a high-priority member, else None."""
+        with translated("urgent_group"):
+            head = cast(list[tuple[str, float]], self.client.zrange(self.keys.groups, 0, 0, withscores=True))
+        return head[0][0] if head and head[0][1] < 0 else None
+
+    def claim(
+        self, group_id: str, *, probe: bool = False, max_members: int = MAX_BATCH
+    ) -> Batch | Held | None:
         """Lease up to ``max_members`` ready members of the group; None if nothing is claimable."""
         k = self.keys
         token = uuid.uuid4().hex
         with translated("claim"):
             raw = self._claim(
                 keys=[k.groups, k.ready(group_id), k.inflight, k.leases, k.stats, k.hold, k.meta, k.high],
-                args=[group_id, max_members, self.lease_ms, token, self.linger_ms, int(probe), int(probe)],
+                args=[group_id, max_members, self.lease_ms, token, self.linger_arg, int(probe), int(probe)],
             )
         if raw and raw[0] == "hold":
             return HELD
         if not raw:
             return None
         items = tuple(
-            Claimed(str(raw[i]), int(raw[i + 1]), raw[i + 2] == 1, int(raw[i + 3])) for i in range(1, len(raw), 4)
+            Claimed(str(raw[i]), int(raw[i + 1]), raw[i + 2] == 1, int(raw[i + 3]))
+            for i in range(1, len(raw), 4)
         )
         return Batch(group_id, token, int(raw[0]), items)
 
@@ -211,7 +239,7 @@ class Store:
                 keys=[k.inflight, k.leases, k.meta, k.sched, k.stats, k.high, k.groups, k.ready(batch.group_id)],
                 args=[
                     batch.token, batch.group_id, max(0, int(delay_ms)), code,
-                    int(counts_as_attempt), self.linger_ms, *batch.members,
+                    int(counts_as_attempt), self.linger_arg, *batch.members,
                 ],
             )  # fmt: skip
         return int(raw[0])

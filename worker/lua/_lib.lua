@@ -11,10 +11,18 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- "linger_ms:max_linger_ms" (as Store passes it) -> two numbers.
+local function parse_linger(arg)
+  local linger, max_linger = string.match(tostring(arg), '^(%d+):?(%d*)$')
+  linger = tonumber(linger)
+  return linger, tonumber(max_linger) or linger
+end
+
 -- Re-score `group` in the groups index: the time its next batch may be claimed.
--- A full batch or a high-priority member is claimable at once; otherwise the oldest due
--- member waits `linger_ms` more so that a burst can coalesce into one call.
-local function reindex(groups_key, ready_key, group, linger_ms)
+-- A full batch or a high-priority member is claimable at once. Otherwise the group lingers so a
+-- burst can coalesce into one call: until no member has arrived for `linger_ms`, but never more
+-- than `max_linger_ms` after its oldest due member (the newest ready score is the latest arrival).
+local function reindex(groups_key, ready_key, group, linger_arg)
   local head = redis.call('ZRANGE', ready_key, 0, 0, 'WITHSCORES')
   if #head == 0 then
     redis.call('ZREM', groups_key, group)
@@ -22,7 +30,9 @@ local function reindex(groups_key, ready_key, group, linger_ms)
   end
   local score = tonumber(head[2])
   if score >= 0 and redis.call('ZCARD', ready_key) < FULL_BATCH then
-    score = score + linger_ms
+    local linger, max_linger = parse_linger(linger_arg)
+    local newest = tonumber(redis.call('ZRANGE', ready_key, -1, -1, 'WITHSCORES')[2])
+    score = math.min(score + max_linger, newest + linger)
   end
   redis.call('ZADD', groups_key, score, group)
 end

@@ -1,21 +1,25 @@
 -- dead_replay: move dead letters back to the schedule, due at once, with a fresh attempt budget.
--- KEYS[1] dead   KEYS[2] dead_info   KEYS[3] sched   KEYS[4] stats   KEYS[5] high
--- ARGV[1] the most to replay   ARGV[2..] specific request ids (none = the oldest dead letters)
--- NX: a request that is pending again already keeps its newer instruction.
+-- KEYS[1] dead   KEYS[2] dead_info   KEYS[3] sched   KEYS[4] stats   KEYS[5] high   KEYS[6] inflight
+-- KEYS[7..6+n] ready:{group} for each group named in ARGV, in the same order
+-- ARGV[1] n, the number of groups; ARGV[2..1+n] the group ids matching KEYS[7..]
+-- ARGV[2+n..] pairs: group index (1-based), member — the dead letters to replay
+-- A request that is pending (ready or scheduled) or in flight again keeps its newer instruction:
+-- its dead letter is dropped without a second copy.
 -- Returns the number replayed.
-local rids = {}
-if #ARGV > 1 then
-  for i = 2, #ARGV do rids[#rids + 1] = ARGV[i] end
-else
-  rids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
-end
+local n = tonumber(ARGV[1])
 local now = now_ms()
 local replayed = 0
-for _, rid in ipairs(rids) do
+for i = 2 + n, #ARGV, 2 do
+  local gi = tonumber(ARGV[i])
+  local member = ARGV[i + 1]
+  local rid = ARGV[1 + gi] .. SEP .. member
   if redis.call('ZREM', KEYS[1], rid) == 1 then
     local info = redis.call('HGET', KEYS[2], rid)
     redis.call('HDEL', KEYS[2], rid)
-    if redis.call('ZADD', KEYS[3], 'NX', now, rid) == 1 then
+    local newer = redis.call('ZSCORE', KEYS[6 + gi], member) or redis.call('ZSCORE', KEYS[3], rid)
+      or redis.call('ZSCORE', KEYS[6], rid)
+    if not newer then
+      redis.call('ZADD', KEYS[3], now, rid)
       if info and cjson.decode(info).high then redis.call('HSET', KEYS[5], rid, 1) end
       replayed = replayed + 1
     end

@@ -5,11 +5,11 @@
 -- KEYS[4] high     HASH request id -> 1 for pending high-priority requests
 -- KEYS[5] meta     HASH request id -> attempts|first_failure_ms|last_code (reset: a new instruction)
 -- KEYS[6..5+n] ready:{group} for each group named in ARGV, in the same order
--- ARGV[1] linger_ms
+-- ARGV[1] "linger_ms:max_linger_ms"
 -- ARGV[2] n, the number of groups; ARGV[3..2+n] the group ids matching KEYS[6..]
 -- ARGV[3+n..] quads: group index (1-based), member, due ms or '' for now, '1' if high else '0'
 -- Returns {ready_added, scheduled_added, replaced}
-local linger = tonumber(ARGV[1])
+local linger = ARGV[1]
 local n = tonumber(ARGV[2])
 local now = now_ms()
 local dirty = {}
@@ -22,13 +22,13 @@ for i = 3 + n, #ARGV, 4 do
   local due = now
   if ARGV[i + 2] ~= '' then due = tonumber(ARGV[i + 2]) end
   local high = ARGV[i + 3] == '1'
-  if redis.call('ZREM', ready_key, member) == 1 then
-    replaced = replaced + 1
+  local was_ready = redis.call('ZREM', ready_key, member) == 1
+  local was_sched = redis.call('ZREM', KEYS[1], rid) == 1
+  if was_ready then
     ready_delta = ready_delta - 1
     dirty[gi] = true
-  elseif redis.call('ZREM', KEYS[1], rid) == 1 then
-    replaced = replaced + 1
   end
+  if was_ready or was_sched then replaced = replaced + 1 end
   redis.call('HDEL', KEYS[5], rid)
   if high then redis.call('HSET', KEYS[4], rid, 1) else redis.call('HDEL', KEYS[4], rid) end
   if due <= now then

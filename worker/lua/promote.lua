@@ -1,11 +1,11 @@
 -- promote: move scheduled requests that are due (on the server clock) into their group's ready set.
 -- KEYS[1] sched   KEYS[2] groups   KEYS[3] stats   KEYS[4] high
 -- KEYS[5..4+n] ready:{group} for each group named in ARGV, in the same order
--- ARGV[1] linger_ms
+-- ARGV[1] "linger_ms:max_linger_ms"
 -- ARGV[2] n, the number of groups; ARGV[3..2+n] the group ids matching KEYS[5..]
 -- ARGV[3+n..] pairs: group index (1-based), member — candidates read by the caller; re-checked here
 -- Returns the number promoted.
-local linger = tonumber(ARGV[1])
+local linger = ARGV[1]
 local n = tonumber(ARGV[2])
 local now = now_ms()
 local dirty = {}

@@ -1,25 +1,35 @@
 -- reap: return requests whose lease expired (their worker died or stalled) to the schedule, due at once.
 -- KEYS[1] inflight   KEYS[2] leases   KEYS[3] sched   KEYS[4] stats   KEYS[5] high
--- ARGV[1] the most requests to reap in this call
+-- KEYS[6..5+n] ready:{group} for each group named in ARGV, in the same order
+-- ARGV[1] n, the number of groups; ARGV[2..1+n] the group ids matching KEYS[6..]
+-- ARGV[2+n..] pairs: group index (1-based), member — expired leases read by the caller; re-checked here
 -- They go through `sched` (score = original due time, already past) and the next promote makes
--- them ready, which keeps this script on fixed keys. NX: a newer pending instruction wins.
+-- them ready. A newer pending instruction (ready or scheduled) wins: the reaped copy is dropped.
 -- Returns the number of requests reaped.
+local n = tonumber(ARGV[1])
 local now = now_ms()
-local expired = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[1]))
 local reaped = 0
-for _, rid in ipairs(expired) do
-  local lease = redis.call('HGET', KEYS[2], rid)
-  local due, high = now, '0'
-  if lease then
-    local _, d, h = string.match(lease, '^([^|]*)|([^|]*)|(.*)$')
-    due, high = tonumber(d), h
+for i = 2 + n, #ARGV, 2 do
+  local gi = tonumber(ARGV[i])
+  local member = ARGV[i + 1]
+  local rid = ARGV[1 + gi] .. SEP .. member
+  local deadline = redis.call('ZSCORE', KEYS[1], rid)
+  if deadline and tonumber(deadline) <= now then
+    local lease = redis.call('HGET', KEYS[2], rid)
+    local due, high = now, '0'
+    if lease then
+      local _, d, h = string.match(lease, '^([^|]*)|([^|]*)|(.*)$')
+      due, high = tonumber(d), h
+    end
+    redis.call('ZREM', KEYS[1], rid)
+    redis.call('HDEL', KEYS[2], rid)
+    local pending = redis.call('ZSCORE', KEYS[5 + gi], member) or redis.call('ZSCORE', KEYS[3], rid)
+    if not pending then
+      redis.call('ZADD', KEYS[3], due, rid)
+      if high == '1' then redis.call('HSET', KEYS[5], rid, 1) end
+    end
+    reaped = reaped + 1
   end
-  redis.call('ZREM', KEYS[1], rid)
-  redis.call('HDEL', KEYS[2], rid)
-  if redis.call('ZADD', KEYS[3], 'NX', due, rid) == 1 and high == '1' then
-    redis.call('HSET', KEYS[5], rid, 1)
-  end
-  reaped = reaped + 1
 end
 if reaped > 0 then redis.call('HINCRBY', KEYS[4], 'reaped', reaped) end
 return reaped

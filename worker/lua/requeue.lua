@@ -3,8 +3,9 @@
 -- KEYS[7] groups     KEYS[8] ready:{group}
 -- ARGV[1] lease token   ARGV[2] group id   ARGV[3] delay_ms   ARGV[4] ErrorCode of this failure
 -- ARGV[5] '1' if this failure counts as an attempt, else '0' (hold probes and rate-limit answers do not)
--- ARGV[6] linger_ms   ARGV[7..] members
+-- ARGV[6] "linger_ms:max_linger_ms"   ARGV[7..] members
 -- A request that was re-enqueued while in flight is already pending again: that newer copy wins.
+-- meta becomes "attempts|first_failure_ms|last_code|original_due_ms" (see claim.lua).
 -- Returns {requeued, stale}
 local token, group = ARGV[1], ARGV[2]
 local delay, counts = tonumber(ARGV[3]), ARGV[5] == '1'
@@ -21,14 +22,17 @@ for i = 7, #ARGV do
     redis.call('HDEL', KEYS[2], rid)
     local pending = redis.call('ZSCORE', KEYS[8], member) or redis.call('ZSCORE', KEYS[4], rid)
     if not pending then
-      if counts then
+      if counts or delay > 0 then
+        -- meta keeps the original due time: a delayed retry is scheduled at its retry time, but
+        -- its age (the give-up rule) and its due -> delivered latency count from the original.
         local attempts, first = 0, now
         local meta = redis.call('HGET', KEYS[3], rid)
         if meta then
           local a, f = string.match(meta, '^(%d+)|(%d+)')
           attempts, first = tonumber(a), tonumber(f)
         end
-        redis.call('HSET', KEYS[3], rid, (attempts + 1) .. '|' .. first .. '|' .. ARGV[4])
+        if counts then attempts = attempts + 1 end
+        redis.call('HSET', KEYS[3], rid, string.format('%d|%d|%s|%d', attempts, first, ARGV[4], due))
       end
       if high == '1' then redis.call('HSET', KEYS[6], rid, 1) end
       if delay <= 0 then
@@ -45,7 +49,7 @@ for i = 7, #ARGV do
 end
 if to_ready > 0 then
   redis.call('HINCRBY', KEYS[5], 'ready', to_ready)
-  reindex(KEYS[7], KEYS[8], group, tonumber(ARGV[6]))
+  reindex(KEYS[7], KEYS[8], group, ARGV[6])
 end
 if requeued > 0 then redis.call('HINCRBY', KEYS[5], 'retried', requeued) end
 if stale > 0 then redis.call('HINCRBY', KEYS[5], 'stale_acks', stale) end
