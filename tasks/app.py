@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
 
 from worker.connection import redis_url
 from worker.settings import Settings
@@ -36,7 +35,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=PUBLIC_QUEUE,
-        task_queues=(Queue(PUBLIC_QUEUE), Queue(INTERNAL_QUEUE)),
+        # Queues are declared on first use (task_create_missing_queues); workers consume both.
+        task_create_missing_queues=True,
         task_routes={"imunban.deliver": {"queue": INTERNAL_QUEUE}},
         # Tasks are short (a delivery run has a few-second budget); nothing relies on ETA/countdown.
         broker_transport_options={"visibility_timeout": 300},
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_send_task_events=False,
         imunban_settings=settings,
     )
-    from tasks import maintenance, unban  # noqa: PLC0415  (tasks register themselves on this app)
+    from tasks import maintenance, unban
 
     unban.register(app)
     maintenance.register(app)

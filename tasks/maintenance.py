@@ -34,7 +34,7 @@ class PumpStep(bootsteps.StartStopStep):  # type: ignore[misc]
     def start(self, parent: Any) -> None:
         app: Celery = parent.app
         rt = runtime(app)
-        from worker.metrics import start_metrics_server  # noqa: PLC0415
+        from worker.metrics import start_metrics_server
 
         start_metrics_server(rt)
         self._thread = threading.Thread(target=self._run, args=(app,), name="imunban-pump", daemon=True)

@@ -29,7 +29,7 @@ def runtime(app: Celery) -> Runtime:
                     queue=INTERNAL_QUEUE,
                 )
 
-            from worker.metrics import observer_for  # noqa: PLC0415
+            from worker.metrics import observer_for
 
             settings = settings_of(app)
             _runtimes[key] = build_runtime(settings, submit, observer=observer_for(settings))

@@ -8,10 +8,12 @@ A bad message is rejected with a logged, counted reason; it is never retried and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import Reject
 
 from tasks.runtime import runtime
 from worker.errors import StoreError, ValidationError
@@ -50,7 +52,11 @@ def unban(app: Celery, *args: Any, **kwargs: Any) -> dict[str, Any]:
         request = build_request(kwargs["group_id"], kwargs["members"], kwargs.get("at"), kwargs.get("priority"))
     except ValidationError as exc:
         return _reject(app, "imunban.unban", exc)
-    result = runtime(app).store.enqueue([request])
+    try:
+        result = runtime(app).store.enqueue([request])
+    except StoreError as exc:
+        # Redis refused: hand the message back to the broker rather than acknowledging a loss.
+        raise Reject(str(exc), requeue=True) from exc
     return {"ready": result.ready, "scheduled": result.scheduled, "replaced": result.replaced}
 
 
@@ -61,7 +67,10 @@ def cancel(app: Celery, *args: Any, **kwargs: Any) -> dict[str, Any]:
         members = validate_members(kwargs["members"])
     except ValidationError as exc:
         return _reject(app, "imunban.cancel", exc)
-    return {"cancelled": runtime(app).store.cancel(group_id, list(members))}
+    try:
+        return {"cancelled": runtime(app).store.cancel(group_id, list(members))}
+    except StoreError as exc:
+        raise Reject(str(exc), requeue=True) from exc
 
 
 def deliver(app: Celery, group_id: str, slot: int = -1, probe: bool = False) -> dict[str, Any]:
@@ -75,10 +84,8 @@ def deliver(app: Celery, group_id: str, slot: int = -1, probe: bool = False) -> 
         log.error("delivery for group %r stopped: %s", group_id, exc)
         return {"error": str(exc)}
     finally:
-        try:
+        with contextlib.suppress(StoreError):  # if Redis is down the marker expires by itself
             rt.pump.finish(group_id, slot)
-        except StoreError:
-            pass  # the marker expires by itself
     return {"calls": report.calls, "delivered": report.delivered, "held": report.held}
 
 
@@ -86,14 +93,15 @@ def register(app: Celery) -> None:
     """Bind the task functions to ``app`` under their public names."""
     options: dict[str, Any] = {"bind": False, "acks_late": True, "ignore_result": True}
 
-    @app.task(name="imunban.unban", **options)
     def unban_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
         return unban(app, *args, **kwargs)
 
-    @app.task(name="imunban.cancel", **options)
     def cancel_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
         return cancel(app, *args, **kwargs)
 
-    @app.task(name="imunban.deliver", **options)
     def deliver_task(group_id: str, slot: int = -1, probe: bool = False) -> dict[str, Any]:
         return deliver(app, group_id, slot, probe)
+
+    app.task(name="imunban.unban", **options)(unban_task)
+    app.task(name="imunban.cancel", **options)(cancel_task)
+    app.task(name="imunban.deliver", **options)(deliver_task)

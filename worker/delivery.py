@@ -97,7 +97,7 @@ class Deliverer:
         *,
         budget_s: float = 5.0,
         probe: bool = False,
-        heartbeat: Callable[[], None] | None = None,
+        heartbeat: Callable[[], object] | None = None,
     ) -> Report:
         """Deliver the group's claimable batches until none is left or ``budget_s`` is spent.
 
@@ -164,11 +164,11 @@ class Deliverer:
             self.store.incr("calls")
 
     def _failed(self, batch: Batch, exc: ApiError, report: Report, *, probe: bool) -> None:
-        if exc.code == AMBIGUOUS_GLOBAL_CODE and isinstance(exc, HoldError):
-            if not self.hold.is_global_10007(batch.group_id):
-                # One group so far: maybe just its type. Retry it; more groups saying 10007 will hold.
-                self._retry(batch, exc, report)
-                return
+        ambiguous = exc.code == AMBIGUOUS_GLOBAL_CODE and isinstance(exc, HoldError)
+        if ambiguous and not self.hold.is_global_10007(batch.group_id):
+            # One group so far: maybe just its type. Retry it; more groups saying 10007 will hold.
+            self._retry(batch, exc, report)
+            return
         if isinstance(exc, HoldError):
             self._hold(batch, exc, report)
         elif isinstance(exc, RateLimitedError):
@@ -217,9 +217,7 @@ class Deliverer:
                 # A hold arrived mid-bisection; the other half goes back untouched.
                 rest = [i for i in batch.items if i not in half]
                 if rest:
-                    self.store.requeue(
-                        batch.subset(i.member for i in rest), delay_ms=0, counts_as_attempt=False
-                    )
+                    self.store.requeue(batch.subset(i.member for i in rest), delay_ms=0, counts_as_attempt=False)
                 return
 
     def _group_gone(self, batch: Batch, exc: ApiError, report: Report) -> None:

@@ -41,8 +41,10 @@ class PrometheusObserver(Observer):
         self.retries = Counter("imunban_retries", "Members handed back for another attempt", registry=r)
         self.dead_total = Counter("imunban_dead_letters", "Members dead-lettered by ErrorCode", ["code"], registry=r)
         self.gone_total = Counter("imunban_group_gone", "Members ended because their group is gone", registry=r)
-        self.limiter_seconds = Histogram("imunban_limiter_wait_seconds", "Time spent waiting for a rate-limit slot",
-                                         buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5), registry=r)  # fmt: skip
+        self.limiter_seconds = Histogram(
+            "imunban_limiter_wait_seconds", "Time spent waiting for a rate-limit slot",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5), registry=r,
+        )  # fmt: skip
         self.held = Gauge("imunban_hold", "1 while delivery is held by this worker's last observation", registry=r)
         self.rejected_total = Counter("imunban_rejected_messages", "Bad Celery messages rejected", ["task"],
                                       registry=r)  # fmt: skip

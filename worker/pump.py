@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 
@@ -108,7 +109,7 @@ class Pump:
     def _any_ready_group(self) -> list[tuple[str, int]]:
         # While held, a group still lingering counts too: the probe should not wait for it.
         with translated("dispatch"):
-            head: list[str] = self.client.zrange(self.keys.groups, 0, 0)
+            head = cast(list[str], self.client.zrange(self.keys.groups, 0, 0))
         return [(head[0], 1)] if head else []
 
     def touch(self, group_id: str, slot: int) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from worker.errors import ImunbanError
 
 #: Sub-modules of worker.cli that contribute sub-commands, in help order.
-COMMAND_MODULES = ("produce", "operate", "run", "simulate")
+COMMAND_MODULES = ("produce", "operate", "run", "simulate", "demo", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
