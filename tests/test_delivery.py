@@ -1,0 +1,292 @@
+"""The Deliverer against a real Redis, with a scripted fake API: every error class does the right thing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import pytest
+import redis
+
+from worker.classify import classify
+from worker.delivery import Deliverer, RetryPolicy
+from worker.errors import TransportError
+from worker.hold import Hold
+from worker.keys import Keys
+from worker.limiter import MemoryRateLimiter
+from worker.schedule import Scheduler
+from worker.stats import status
+from worker.store import Batch, Store
+from worker.validation import build_request
+
+Answer = Callable[[str, Sequence[str]], int]
+
+
+class FakeApi:
+    """Answers each call with the ErrorCode ``answer(group, members)`` returns; records calls."""
+
+    def __init__(self, answer: Answer | None = None) -> None:
+        self.answer: Answer = answer or (lambda g, m: 0)
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+        self.renewals = 0
+
+    def unban(self, group_id: str, members: Sequence[str]) -> None:
+        self.calls.append((group_id, tuple(members)))
+        code = self.answer(group_id, members)
+        error = classify(code, f"code {code}")
+        if error is not None:
+            raise error
+
+    def renew_sig(self) -> None:
+        self.renewals += 1
+
+
+class Limiter(MemoryRateLimiter):
+    """A limiter that never sleeps and counts penalties."""
+
+    def __init__(self) -> None:
+        super().__init__(1e9, sleep=lambda s: None)
+        self.penalties = 0
+
+    def penalize(self, penalty_ms: int = 1000) -> None:
+        self.penalties += 1
+
+
+@pytest.fixture
+def keys() -> Keys:
+    return Keys("t")
+
+
+@pytest.fixture
+def store(r: redis.Redis, keys: Keys) -> Store:
+    return Store(r, keys, linger_ms=0)
+
+
+def make(store: Store, api: FakeApi, jitter: float = 0.0, **policy: int) -> tuple[Deliverer, Limiter]:
+    """A Deliverer on ``store``; ``jitter`` 0 makes every retry due at once, 1 the full backoff."""
+    limiter = Limiter()
+    hold = Hold(store.client, store.keys)
+    deliverer = Deliverer(store, limiter, api, hold, policy=RetryPolicy(**policy), rand=lambda: jitter)
+    return deliverer, limiter
+
+
+def enqueue(store: Store, group: str, members: Sequence[str]) -> None:
+    store.enqueue([build_request(group, list(members))])
+
+
+def test_success_acks_batches_of_twenty(store: Store) -> None:
+    """45 ready members go out as 20 + 20 + 5 and all end delivered."""
+    api = FakeApi()
+    deliverer, _ = make(store, api)
+    enqueue(store, "g", [f"u{i}" for i in range(45)])
+    report = deliverer.deliver_group("g")
+    assert [len(m) for _, m in api.calls] == [20, 20, 5]
+    assert report.delivered == 45
+    assert status(store.client, store.keys)["delivered"] == 45
+
+
+def test_rate_limited_requeues_without_attempt_and_penalizes(store: Store) -> None:
+    """60007 pushes the shared limiter back and requeues at once without spending an attempt."""
+    answers = iter([60007, 0])
+    api = FakeApi(lambda g, m: next(answers))
+    deliverer, limiter = make(store, api)
+    enqueue(store, "g", ["a"])
+    report = deliverer.deliver_group("g")
+    assert limiter.penalties == 1
+    assert report.delivered == 1
+    assert len(api.calls) == 2
+
+
+def test_transient_error_retries_with_attempts(store: Store, r: redis.Redis, keys: Keys) -> None:
+    """10002 hands members back with an attempt counted and they are delivered on the next try."""
+    answers = iter([10002])
+    api = FakeApi(lambda g, m: next(answers, 0))
+    deliverer, _ = make(store, api)
+    enqueue(store, "g", ["a", "b"])
+    report = deliverer.deliver_group("g")  # zero jitter: the retry is ready at once
+    assert report.retried == 2 and report.delivered == 2
+    assert [fields["attempts"] for _, fields in r.xrange(keys.outcomes)] == ["2", "2"]
+
+
+def test_backoff_delay_goes_through_the_schedule(store: Store, r: redis.Redis, keys: Keys) -> None:
+    """With a real backoff delay the retry waits in the schedule, not in the ready set."""
+    api = FakeApi(lambda g, m: 10002)
+    deliverer, _ = make(store, api, jitter=1.0)  # the full backoff: 1 s base for the first retry
+    enqueue(store, "g", ["a"])
+    deliverer.deliver_group("g")
+    info = status(r, keys)
+    assert info["scheduled"] == 1 and info["queued"] == 0
+    assert int(r.hget(keys.meta, "g\x1fa").split("|")[0]) == 1
+
+
+def test_attempts_exhausted_dead_letters_with_last_code(store: Store, r: redis.Redis, keys: Keys) -> None:
+    """An unknown code is retried max_attempts times, then dead-lettered with that code."""
+    api = FakeApi(lambda g, m: 12345)
+    deliverer, _ = make(store, api, max_attempts=3)
+    enqueue(store, "g", ["a"])
+    scheduler = Scheduler(r, keys, linger_ms=0)
+    for _ in range(3):
+        deliverer.deliver_group("g")
+        scheduler.promote_all()
+    assert len(api.calls) == 3
+    info = status(r, keys)
+    assert info["dead"] == 1 and info["queued"] == 0
+    fields = r.xrange(keys.outcomes)[-1][1]
+    assert (fields["outcome"], fields["code"], fields["attempts"]) == ("dead", "12345", "3")
+
+
+def test_renew_then_retry_once(store: Store) -> None:
+    """70001 renews the UserSig and retries the same batch once."""
+    answers = iter([70001, 0])
+    api = FakeApi(lambda g, m: next(answers))
+    deliverer, _ = make(store, api)
+    enqueue(store, "g", ["a"])
+    assert deliverer.deliver_group("g").delivered == 1
+    assert api.renewals == 1
+
+
+def test_renew_failing_twice_holds(store: Store, r: redis.Redis, keys: Keys) -> None:
+    """70001 again after renewal is a configuration problem: hold, nothing dead-lettered."""
+    api = FakeApi(lambda g, m: 70001)
+    deliverer, _ = make(store, api)
+    enqueue(store, "g", ["a"])
+    report = deliverer.deliver_group("g")
+    assert report.held
+    info = status(r, keys)
+    assert info["hold"]["code"] == 70001
+    assert info["dead"] == 0 and info["queued"] == 1
+
+
+def test_global_error_holds_and_probe_releases(store: Store, r: redis.Redis, keys: Keys) -> None:
+    """70009 holds delivery; claims stop; a successful probe releases the hold and delivers."""
+    code = {"now": 70009}
+    api = FakeApi(lambda g, m: code["now"])
+    deliverer, _ = make(store, api)
+    enqueue(store, "g", ["a", "b"])
+    enqueue(store, "h", ["c"])
+    assert deliverer.deliver_group("g").held
+    assert deliverer.deliver_group("h").held  # claims refuse while held
+    assert len(api.calls) == 1
+    code["now"] = 0
+    probe = deliverer.deliver_group("g", probe=True)
+    assert probe.delivered == 2
+    assert status(r, keys)["hold"] is None
+    assert deliverer.deliver_group("h").delivered == 1
+
+
+def test_probe_failing_transiently_keeps_hold(store: Store, r: redis.Redis, keys: Keys) -> None:
+    """A probe that meets a 502-like failure proves nothing: the hold stays, no attempt spent."""
+    Hold(r, keys).set(60006, "SDKAppID invalid")
+    api = FakeApi(lambda g, m: 10002)
+    deliverer, _ = make(store, api)
+    enqueue(store, "g", ["a"])
+    deliverer.deliver_group("g", probe=True)
+    info = status(r, keys)
+    assert info["hold"] is not None
+    assert info["queued"] == 1
+    assert r.hget(keys.meta, "g\x1fa") is None
+
+
+def test_10007_from_one_group_retries_from_three_holds(store: Store, r: redis.Redis, keys: Keys) -> None:
+    """10007 from one group is retried (maybe its type); from three groups it is a global hold."""
+    api = FakeApi(lambda g, m: 10007)
+    deliverer, _ = make(store, api, jitter=1.0)
+    for g in ("g1", "g2", "g3"):
+        enqueue(store, g, ["a"])
+    assert not deliverer.deliver_group("g1").held
+    assert not deliverer.deliver_group("g2").held
+    assert deliverer.deliver_group("g3").held
+    info = status(r, keys)
+    assert info["hold"]["code"] == 10007
+    assert info["dead"] == 0
+
+
+def test_poison_member_isolated_by_bisection(store: Store, r: redis.Redis, keys: Keys) -> None:
+    """A 10004 batch of 20 is bisected: 19 delivered, the poison member dead with 10004."""
+    api = FakeApi(lambda g, m: 10004 if "bad" in m else 0)
+    deliverer, _ = make(store, api)
+    enqueue(store, "g", [f"u{i}" for i in range(19)] + ["bad"])
+    report = deliverer.deliver_group("g")
+    assert report.delivered == 19 and report.dead == 1
+    assert len(api.calls) <= 1 + 2 * 5  # one split level per halving of 20
+    dead = r.hget(keys.dead_info, "g\x1fbad")
+    assert dead is not None and '"code":10004' in dead.replace(" ", "")
+
+
+def test_group_gone_ends_every_ready_member(store: Store, r: redis.Redis, keys: Keys) -> None:
+    """10010 ends the claimed batch and every other ready member of the group as group_gone."""
+    api = FakeApi(lambda g, m: 10010)
+    deliverer, _ = make(store, api)
+    enqueue(store, "g", [f"u{i}" for i in range(30)])
+    report = deliverer.deliver_group("g")
+    assert report.group_gone == 30
+    assert len(api.calls) == 1
+    info = status(r, keys)
+    assert info["group_gone"] == 30 and info["queued"] == 0 and info["dead"] == 0
+
+
+def test_permanent_error_dead_letters_whole_batch(store: Store, r: redis.Redis, keys: Keys) -> None:
+    """60015 (account type) is permanent for the request: dead-lettered, not retried."""
+    api = FakeApi(lambda g, m: 60015)
+    deliverer, _ = make(store, api)
+    enqueue(store, "g", ["a", "b"])
+    assert deliverer.deliver_group("g").dead == 2
+    assert len(api.calls) == 1
+
+
+def test_high_priority_group_served_first(store: Store) -> None:
+    """A running delivery serves a group holding a high-priority member before its own next batch."""
+    api = FakeApi()
+    deliverer, _ = make(store, api)
+    enqueue(store, "big", [f"u{i}" for i in range(60)])
+    store.enqueue([build_request("vip", ["boss"], priority="high")])
+    deliverer.deliver_group("big")
+    assert api.calls[0] == ("vip", ("boss",))
+    assert sum(len(m) for g, m in api.calls if g == "big") == 60
+
+
+def test_budget_stops_the_run(store: Store) -> None:
+    """A run hands its thread back when the budget is spent; the rest stays ready."""
+    api = FakeApi()
+    deliverer, _ = make(store, api)
+    enqueue(store, "g", [f"u{i}" for i in range(100)])
+    report = deliverer.deliver_group("g", budget_s=0.0)
+    assert report.batches == 1
+    assert status(store.client, store.keys)["queued"] == 80
+
+
+def test_stale_lease_ack_is_counted_not_applied(store: Store, r: redis.Redis, keys: Keys) -> None:
+    """An ack after the lease was reaped and re-claimed does not end the new lease."""
+    short = Store(r, keys, linger_ms=0, lease_ms=1)
+    enqueue(short, "g", ["a"])
+    old = short.claim("g")
+    assert isinstance(old, Batch)
+    time.sleep(0.01)
+    Scheduler(r, keys, linger_ms=0).reap()
+    Scheduler(r, keys, linger_ms=0).promote_all()
+    new = store.claim("g")
+    assert new is not None
+    acked, _ = short.ack(old, "delivered")
+    assert acked == 0
+    assert status(r, keys)["in_flight"] == 1
+
+
+def test_api_error_codes_reach_report(store: Store) -> None:
+    """The report counts calls by ErrorCode, with transport failures (HTTP 502) as -1."""
+    answers = iter([10002, -1, 0])
+
+    class Api(FakeApi):
+        def unban(self, group_id: str, members: Sequence[str]) -> None:
+            self.calls.append((group_id, tuple(members)))
+            code = next(answers)
+            if code == -1:
+                raise TransportError(0, "HTTP 502", http_status=502)
+            error = classify(code, "")
+            if error is not None:
+                raise error
+
+    deliverer, _ = make(store, Api())
+    enqueue(store, "g", ["a"])
+    report = deliverer.deliver_group("g")
+    assert report.codes == {10002: 1, -1: 1, 0: 1}
+    assert report.delivered == 1

@@ -1,0 +1,102 @@
+"""The pump on a real Redis: dispatch markers give each slot one task; lost tasks are re-dispatched."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from worker.hold import Hold
+from worker.keys import Keys
+from worker.pump import Pump, PumpConfig
+from worker.schedule import Scheduler
+from worker.store import Store
+from worker.validation import build_request
+
+
+def make_pump(r: redis.Redis, **config: int) -> tuple[Pump, list[tuple[str, int, bool]], Store]:
+    keys = Keys("t")
+    store = Store(r, keys, linger_ms=0)
+    submitted: list[tuple[str, int, bool]] = []
+    pump = Pump(
+        r, keys, store, Scheduler(r, keys, linger_ms=0), Hold(r, keys),
+        lambda g, s, p: submitted.append((g, s, p)), PumpConfig(**config),
+    )  # fmt: skip
+    return pump, submitted, store
+
+
+def test_dispatch_marks_one_task_per_slot(r: redis.Redis) -> None:
+    """A claimable group gets ceil(ready/20) slots (capped); a second tick adds no duplicate."""
+    pump, submitted, store = make_pump(r, slots_per_group=4)
+    store.enqueue([build_request("big", [f"u{i}" for i in range(200)]), build_request("small", ["a"])])
+    pump.tick()
+    assert sorted(submitted) == sorted([("big", s, False) for s in range(4)] + [("small", 0, False)])
+    pump.tick()
+    assert len(submitted) == 5
+
+
+def test_finished_slot_can_be_dispatched_again(r: redis.Redis) -> None:
+    """After a task finishes its slot, the group is dispatched again if it still has work."""
+    pump, submitted, store = make_pump(r)
+    store.enqueue([build_request("g", ["a"])])
+    pump.tick()
+    pump.finish("g", 0)
+    pump.tick()
+    assert submitted == [("g", 0, False), ("g", 0, False)]
+
+
+def test_lost_task_is_redispatched_after_marker_ttl(r: redis.Redis) -> None:
+    """A task whose message was lost never refreshes its marker; after the ttl the slot is sent again."""
+    pump, submitted, store = make_pump(r, marker_ttl_ms=200)
+    store.enqueue([build_request("g", ["a"])])
+    pump.tick()
+    pump.tick()
+    assert len(submitted) == 1
+    time.sleep(0.25)
+    pump.tick()
+    assert len(submitted) == 2
+
+
+def test_touch_keeps_marker_alive(r: redis.Redis) -> None:
+    """A running task that touches its marker is not duplicated even past the original ttl."""
+    pump, submitted, store = make_pump(r, marker_ttl_ms=200)
+    store.enqueue([build_request("g", ["a"])])
+    pump.tick()
+    for _ in range(3):
+        time.sleep(0.1)
+        assert pump.touch("g", 0)
+        pump.tick()
+    assert len(submitted) == 1
+
+
+def test_marker_cap_bounds_outstanding_tasks(r: redis.Redis) -> None:
+    """No more markers than max_markers are alive at once, whatever the number of groups."""
+    pump, submitted, store = make_pump(r, max_markers=10)
+    store.enqueue([build_request(f"g{i}", ["a"]) for i in range(50)])
+    pump.tick()
+    pump.tick()
+    assert len(submitted) == 10
+
+
+def test_hold_blocks_dispatch_and_sends_one_probe(r: redis.Redis) -> None:
+    """While held, ticks dispatch nothing but one probe task per probe turn."""
+    pump, submitted, store = make_pump(r)
+    store.enqueue([build_request("g", ["a"])])
+    Hold(r, Keys("t")).set(60006, "SDKAppID invalid")
+    r.hset(Keys("t").hold, "next_probe_ms", 0)  # probe turn due now
+    pump.tick()
+    pump.tick()
+    assert submitted == [("g", -1, True)]
+
+
+def test_tick_promotes_due_and_reaps_expired(r: redis.Redis) -> None:
+    """A tick moves due scheduled requests to ready and returns expired leases."""
+    pump, submitted, store = make_pump(r)
+    short = Store(r, Keys("t"), linger_ms=0, lease_ms=1)
+    store.enqueue([build_request("g", ["a"], at=time.time() + 0.05)])
+    store.enqueue([build_request("h", ["b"])])
+    assert short.claim("h") is not None
+    time.sleep(0.1)
+    pump.tick()  # reap (first tick), promote
+    pump.tick()
+    assert {g for g, _, _ in submitted} == {"g", "h"}
