@@ -105,7 +105,8 @@ class ApiClient:
         return session
 
     def __repr__(self) -> str:
-        return f"ApiClient(sdkappid={self.sdkappid}, identifier={self.identifier!r}, base_urls={self.base_urls!r})"
+        urls = ", ".join(self.base_urls)
+        return f"ApiClient(sdkappid={self.sdkappid}, identifier={self.identifier!r}, base_urls=[{urls}])"
 
     @property
     def active_base_url(self) -> str:
@@ -152,7 +153,11 @@ class ApiClient:
             except ConnectError:
                 if position == len(order) - 1:
                     raise
-                log.warning("connect to %s failed; trying %s", self.base_urls[index], self.base_urls[order[position + 1]])
+                log.warning(
+                    "connect to %s failed; trying %s",
+                    self.base_urls[index],
+                    self.base_urls[order[position + 1]],
+                )
                 continue
             if position > 0:
                 self._prefer(index)

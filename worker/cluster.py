@@ -191,9 +191,7 @@ class LocalCluster:
         assert self.simulator is not None
         return self.simulator.snapshot()
 
-    def wait_until(
-        self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float, poll_s: float = 0.1
-    ) -> bool:
+    def wait_until(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float, poll_s: float = 0.1) -> bool:
         """Poll status until ``predicate(status)`` holds; False on timeout."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -204,6 +202,4 @@ class LocalCluster:
 
     def wait_drained(self, timeout_s: float) -> bool:
         """True once nothing is queued, scheduled or in flight."""
-        return self.wait_until(
-            lambda s: s["queued"] == 0 and s["scheduled"] == 0 and s["in_flight"] == 0, timeout_s
-        )
+        return self.wait_until(lambda s: s["queued"] == 0 and s["scheduled"] == 0 and s["in_flight"] == 0, timeout_s)

@@ -28,5 +28,9 @@ def connect(settings: Settings, *, url: str | None = None) -> redis.Redis:
         health_check_interval=30,
         # A restart (with AOF) takes a second or two: retry instead of failing the batch.
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=20),
-        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError],
+        retry_on_error=[
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+            redis.exceptions.BusyLoadingError,
+        ],
     )

@@ -7,6 +7,7 @@ day, so every place that may print a URL goes through :func:`redact`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 
@@ -60,8 +61,10 @@ class RedactUserSig(logging.Filter):
             text = logging.Formatter().formatException(record.exc_info)
             clean_text = redact(text)
             if clean_text != text:
-                # Formatter.format uses exc_text as-is when it is set.
+                # Formatter.format uses exc_text as-is when it is set; formatters that call
+                # formatException() themselves see the scrubbed exception objects instead.
                 record.exc_text = clean_text
+                scrub_exception(record.exc_info[1])
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
@@ -111,10 +114,8 @@ def scrub_exception(exc: BaseException) -> None:
         current.args = tuple(new_args)
         url = getattr(current, "url", None)
         if isinstance(url, str):
-            try:
+            with contextlib.suppress(AttributeError):  # read-only properties stay as they are
                 current.url = redact(url)  # type: ignore[attr-defined]
-            except AttributeError:
-                pass
         for linked in (current.__cause__, current.__context__, getattr(current, "reason", None)):
             if isinstance(linked, BaseException):
                 stack.append(linked)

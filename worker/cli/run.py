@@ -33,7 +33,7 @@ def run_worker(args: argparse.Namespace) -> int:
         os.environ["IMUNBAN_CONCURRENCY"] = str(args.concurrency)
         settings = Settings.from_env()
     setup_logging(settings)
-    from tasks.app import INTERNAL_QUEUE, PUBLIC_QUEUE, create_app  # noqa: PLC0415  (Celery is heavy)
+    from tasks.app import INTERNAL_QUEUE, PUBLIC_QUEUE, create_app
 
     app = create_app(settings)
     name = args.name or f"imunban-{os.getpid()}@{socket.gethostname()}"
