@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 
-from worker.keys import Keys, request_id, split_request_id
+from worker.keys import Keys, split_request_id
 from worker.redis_errors import translated
 from worker.scripts import register
 
@@ -48,9 +48,11 @@ class DeadLetters:
 
     def list(self, *, offset: int = 0, limit: int = 100) -> list[DeadLetter]:
         """Dead letters, oldest first."""
+        if limit <= 0 or offset < 0:
+            return []  # ZRANGE would read 0..-1 as "everything"
         with translated("dead letters"):
-            rids: list[str] = self.client.zrange(self.keys.dead, offset, offset + limit - 1)
-            infos: list[str | None] = self.client.hmget(self.keys.dead_info, rids) if rids else []
+            rids = cast(list[str], self.client.zrange(self.keys.dead, offset, offset + limit - 1))
+            infos = cast(list[str | None], self.client.hmget(self.keys.dead_info, rids) if rids else [])
         out = []
         for rid, raw in zip(rids, infos, strict=True):
             group_id, member = split_request_id(rid)
@@ -70,9 +72,33 @@ class DeadLetters:
     def replay(self, pairs: Sequence[tuple[str, str]] = (), *, limit: int = 10_000) -> int:
         """Schedule dead letters again, due now (the given (group, member) pairs, else the oldest)."""
         k = self.keys
-        rids = [request_id(g, m) for g, m in pairs]
         with translated("dead letters"):
-            replayed = self._replay(keys=[k.dead, k.dead_info, k.sched, k.stats, k.high], args=[limit, *rids])
+            if pairs:
+                chosen = list(pairs)
+            elif limit <= 0:
+                return 0  # ZRANGE 0 -1 would mean "everything"
+            else:
+                rids = cast(list[str], self.client.zrange(k.dead, 0, limit - 1))
+                chosen = [split_request_id(rid) for rid in rids]
+            if not chosen:
+                return 0
+            groups: dict[str, int] = {}
+            flat: list[str | int] = []
+            for group_id, member in chosen:
+                flat += (groups.setdefault(group_id, len(groups) + 1), member)
+            # The ready sets are passed so that a request pending again is never duplicated.
+            replayed = self._replay(
+                keys=[
+                    k.dead,
+                    k.dead_info,
+                    k.sched,
+                    k.stats,
+                    k.high,
+                    k.inflight,
+                    *(k.ready(g) for g in groups),
+                ],
+                args=[len(groups), *groups, *flat],
+            )
         return int(replayed)
 
     def replay_all(self) -> int:

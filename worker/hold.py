@@ -8,6 +8,7 @@ probe clears the hold and delivery resumes by itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 
@@ -62,7 +63,7 @@ class Hold:
 
     def get(self) -> HoldState | None:
         with translated("hold"):
-            raw: dict[str, str] = self.client.hgetall(self.keys.hold)
+            raw = cast(dict[str, str], self.client.hgetall(self.keys.hold))
         if not raw:
             return None
         return HoldState(

@@ -10,7 +10,7 @@ key                       type    content
 ``p:ready:{group}``       ZSET    member -> due ms (minus HIGH_BAND_MS for ``high``); due now
 ``p:inflight``            ZSET    request id -> lease deadline ms
 ``p:leases``              HASH    request id -> "token|due_ms|high" of the current lease
-``p:meta``                HASH    request id -> "attempts|first_failure_ms|last_code" (sparse)
+``p:meta``                HASH    request id -> "attempts|first_failure_ms|last_code|due_ms" (sparse)
 ``p:high``                HASH    request id -> "1" while a pending request is ``high`` (sparse)
 ``p:dead``                ZSET    request id -> ms it was dead-lettered
 ``p:dead:info``           HASH    request id -> JSON {code, info, attempts, at_ms, high}

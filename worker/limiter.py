@@ -60,7 +60,7 @@ class RedisRateLimiter:
         waited_s = 0.0
         while True:
             with translated("limiter"):
-                granted, wait_us = self._reserve(keys=[self.key], args=[self.interval_us, MAX_WAIT_MS * 1000])
+                granted, wait_us, _slot_us = self._reserve(keys=[self.key], args=[self.interval_us, MAX_WAIT_MS * 1000])
             wait_s = int(wait_us) / 1_000_000
             if granted:
                 if wait_s > 0:

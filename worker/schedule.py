@@ -40,28 +40,32 @@ class Scheduler:
 
     def promote(self, *, limit: int = PROMOTE_CHUNK) -> int:
         """Move up to ``limit`` due scheduled requests to ready; returns how many moved."""
+        return self._promote_chunk(limit)[1]
+
+    def _promote_chunk(self, limit: int) -> tuple[int, int]:
+        """One promote round: (due candidates read, requests moved)."""
         k = self.keys
         now_ms = self.server_time_ms()
         with translated("promote"):
-            rids = cast(
-                list[str], self.client.zrange(k.sched, "-inf", now_ms, byscore=True, offset=0, num=limit)
-            )
+            rids = cast(list[str], self.client.zrange(k.sched, "-inf", now_ms, byscore=True, offset=0, num=limit))
             if not rids:
-                return 0
+                return 0, 0
             groups, pairs = _group_pairs(rids)
             moved = self._promote(
                 keys=[k.sched, k.groups, k.stats, k.high, *(k.ready(g) for g in groups)],
                 args=[self.linger_arg, len(groups), *groups, *pairs],
             )
-        return int(moved)
+        return len(rids), int(moved)
 
     def promote_all(self, *, max_rounds: int = 1_000) -> int:
         """Promote until nothing due is left (or ``max_rounds`` chunks); returns how many moved."""
         total = 0
         for _ in range(max_rounds):
-            moved = self.promote()
+            # Stop on a short read, not a short move: a concurrent promoter may have taken this chunk
+            # (moved 0) while more due requests wait behind it.
+            candidates, moved = self._promote_chunk(PROMOTE_CHUNK)
             total += moved
-            if moved < PROMOTE_CHUNK:
+            if candidates < PROMOTE_CHUNK:
                 break
         return total
 
@@ -70,9 +74,7 @@ class Scheduler:
         k = self.keys
         now_ms = self.server_time_ms()
         with translated("reap"):
-            rids = cast(
-                list[str], self.client.zrange(k.inflight, "-inf", now_ms, byscore=True, offset=0, num=limit)
-            )
+            rids = cast(list[str], self.client.zrange(k.inflight, "-inf", now_ms, byscore=True, offset=0, num=limit))
             if not rids:
                 return 0
             groups, pairs = _group_pairs(rids)

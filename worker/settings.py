@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,9 @@ REGIONS: dict[str, tuple[str, str]] = {
 
 #: The API's documented limit for unban_group_member; it cannot be bought up.
 API_LIMIT_PER_S = 200.0
+#: The API's own server-side timeout: the client's read timeout must be longer.
+SERVER_TIMEOUT_S = 3.0
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class Secret:
@@ -94,43 +97,23 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every ``IMUNBAN_*`` variable; raise ConfigError naming the first bad one."""
         env = _Env(os.environ if environ is None else environ)
-        region = env.text("REGION")
-        if region is not None:
-            region = region.lower()
-            if region not in REGIONS:
-                raise ConfigError(f"{PREFIX}REGION={region!r} is not one of {', '.join(sorted(REGIONS))}")
-        base_url = env.text("BASE_URL")
-        if base_url is not None:
-            if not base_url.startswith(("http://", "https://")):
-                raise ConfigError(f"{PREFIX}BASE_URL must start with http:// or https://, got {base_url!r}")
-            base_url = base_url.rstrip("/")
-        rate = env.number("RATE_LIMIT", 190.0)
-        if not 0 < rate <= API_LIMIT_PER_S:
-            raise ConfigError(
-                f"{PREFIX}RATE_LIMIT must be in (0, {API_LIMIT_PER_S:g}] calls/s (the API's own limit), got {rate:g}"
-            )
-        log_format = (env.text("LOG_FORMAT") or "text").lower()
-        if log_format not in ("text", "json"):
-            raise ConfigError(f"{PREFIX}LOG_FORMAT must be 'text' or 'json', got {log_format!r}")
-        redis_url = env.text("REDIS_URL")
-        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"{PREFIX}REDIS_URL must be a redis://, rediss:// or unix:// URL")
-        identifier = env.text("IDENTIFIER") or "administrator"
-        if len(identifier.encode()) > 32 or not identifier.isprintable() or not identifier.isascii():
-            raise ConfigError(f"{PREFIX}IDENTIFIER must be printable ASCII of at most 32 bytes")
-        prefix = env.text("KEY_PREFIX") or "imunban"
-        if not prefix.isascii() or not prefix.isprintable() or " " in prefix:
-            raise ConfigError(f"{PREFIX}KEY_PREFIX must be printable ASCII without spaces")
+        region = env.choice("REGION", sorted(REGIONS))
+        log_format = env.choice("LOG_FORMAT", ["text", "json"]) or "text"
+        log_level = (env.choice("LOG_LEVEL", LOG_LEVELS) or "info").upper()
+        linger_ms = env.integer("LINGER_MS", 150, minimum=0) or 0
+        max_linger_ms = env.integer("MAX_LINGER_MS", max(750, linger_ms), minimum=linger_ms) or 0
         return cls(
-            redis_url=redis_url,
+            redis_url=env.url("REDIS_URL", ("redis://", "rediss://", "unix://")),
             sdkappid=env.integer("SDKAPPID", None, minimum=1),
-            identifier=identifier,
+            identifier=env.ascii_name("IDENTIFIER", "administrator", max_bytes=32),
             secret_key=env.secret(),
             region=region,
-            base_url=base_url,
-            rate_limit_per_s=rate,
-            key_prefix=prefix,
-            linger_ms=env.integer("LINGER_MS", 150, minimum=0) or 0,
+            base_url=env.url("BASE_URL", ("http://", "https://")),
+            # The API's own limit is the ceiling: it cannot be bought up.
+            rate_limit_per_s=env.number("RATE_LIMIT", 190.0, maximum=API_LIMIT_PER_S),
+            key_prefix=env.ascii_name("KEY_PREFIX", "imunban", max_bytes=64),
+            linger_ms=linger_ms,
+            max_linger_ms=max_linger_ms,
             lease_ms=env.integer("LEASE_MS", 30_000, minimum=1_000) or 30_000,
             max_attempts=env.integer("MAX_ATTEMPTS", 12, minimum=1) or 12,
             max_age_s=env.integer("MAX_AGE_S", 86_400, minimum=1) or 86_400,
@@ -138,11 +121,12 @@ class Settings:
             backoff_cap_ms=env.integer("BACKOFF_CAP_MS", 300_000, minimum=1) or 300_000,
             concurrency=env.integer("CONCURRENCY", 8, minimum=1) or 8,
             connect_timeout_s=env.number("CONNECT_TIMEOUT_S", 3.05),
-            read_timeout_s=env.number("READ_TIMEOUT_S", 5.0, minimum=3.0),
-            metrics_port=env.integer("METRICS_PORT", 0, minimum=0) or 0,
+            # The API gives up after 3 s itself; a client giving up first turns slow successes into retries.
+            read_timeout_s=env.number("READ_TIMEOUT_S", 5.0, above=SERVER_TIMEOUT_S),
+            metrics_port=env.integer("METRICS_PORT", 0, minimum=0, maximum=65_535) or 0,
             metrics_host=env.text("METRICS_HOST") or "127.0.0.1",
             log_format=log_format,
-            log_level=(env.text("LOG_LEVEL") or "INFO").upper(),
+            log_level=log_level,
             outcome_stream_maxlen=env.integer("OUTCOME_STREAM_MAXLEN", 100_000, minimum=1) or 100_000,
             data_dir=env.text("DATA_DIR"),
         )
@@ -177,7 +161,32 @@ class _Env:
             return None
         return raw.strip()
 
-    def integer(self, name: str, default: int | None, *, minimum: int | None = None) -> int | None:
+    def choice(self, name: str, choices: Sequence[str]) -> str | None:
+        """One of ``choices`` (case-insensitive, returned lower-case), or None when unset."""
+        raw = self.text(name)
+        if raw is None:
+            return None
+        if raw.lower() not in [c.lower() for c in choices]:
+            raise ConfigError(f"{PREFIX}{name}={raw!r} is not one of {', '.join(choices)}")
+        return raw.lower()
+
+    def url(self, name: str, schemes: tuple[str, ...]) -> str | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        if not raw.startswith(schemes):
+            raise ConfigError(f"{PREFIX}{name} must start with {' or '.join(schemes)}")
+        return raw.rstrip("/") if raw.startswith(("http://", "https://")) else raw
+
+    def ascii_name(self, name: str, default: str, *, max_bytes: int) -> str:
+        raw = self.text(name) or default
+        if len(raw.encode()) > max_bytes or not raw.isascii() or not raw.isprintable() or " " in raw:
+            raise ConfigError(f"{PREFIX}{name} must be printable ASCII without spaces, at most {max_bytes} bytes")
+        return raw
+
+    def integer(
+        self, name: str, default: int | None, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int | None:
         raw = self.text(name)
         if raw is None:
             return default
@@ -187,9 +196,12 @@ class _Env:
             raise ConfigError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
         if minimum is not None and value < minimum:
             raise ConfigError(f"{PREFIX}{name} must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{PREFIX}{name} must be <= {maximum}, got {value}")
         return value
 
-    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+    def number(self, name: str, default: float, *, above: float = 0.0, maximum: float = math.inf) -> float:
+        """A finite number in (above, maximum]."""
         raw = self.text(name)
         if raw is None:
             return default
@@ -197,8 +209,9 @@ class _Env:
             value = float(raw)
         except ValueError:
             raise ConfigError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
-        if not math.isfinite(value) or value <= 0 or value < minimum:
-            raise ConfigError(f"{PREFIX}{name} must be a finite number >= {minimum:g} and > 0, got {raw!r}")
+        if not (math.isfinite(value) and above < value <= maximum):
+            limit = "" if maximum == math.inf else f" and <= {maximum:g}"
+            raise ConfigError(f"{PREFIX}{name} must be a finite number > {above:g}{limit}, got {raw!r}")
         return value
 
     def secret(self) -> Secret | None:
@@ -211,6 +224,8 @@ class _Env:
                 text = Path(path).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ConfigError(f"{PREFIX}SECRET_KEY_FILE: cannot read {path!r}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise ConfigError(f"{PREFIX}SECRET_KEY_FILE: {path!r} is not UTF-8 text") from None
             if not text:
                 raise ConfigError(f"{PREFIX}SECRET_KEY_FILE: {path!r} is empty")
             return Secret(text)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -78,8 +78,11 @@ def trace(client: redis.Redis, keys: Keys, group_id: str, member: str) -> dict[s
         out.update(state="dead", dead=json.loads(dead_info) if dead_info else None)
     out["priority"] = "high" if high else "normal"
     if meta:
-        attempts, first_failure_ms, last_code = meta.split("|")
+        # "attempts|first_failure_ms|last_code[|original_due_ms]" (the due time since 4 fields)
+        attempts, first_failure_ms, last_code, *rest = meta.split("|")
         out.update(attempts=int(attempts), first_failure_ms=int(first_failure_ms), last_code=int(last_code))
+        if rest and rest[0]:
+            out["original_due_ms"] = int(rest[0])
     else:
         out.setdefault("attempts", 0)
     out["last_outcome"] = last_outcome(client, keys, group_id, member)
@@ -89,7 +92,7 @@ def trace(client: redis.Redis, keys: Keys, group_id: str, member: str) -> dict[s
 def last_outcome(client: redis.Redis, keys: Keys, group_id: str, member: str, scan: int = 5_000) -> Any:
     """The newest outcome-stream entry for this request among the last ``scan`` entries, or None."""
     with translated("trace"):
-        entries = client.xrevrange(keys.outcomes, count=scan)
+        entries = cast(list[tuple[str, dict[str, str]]], client.xrevrange(keys.outcomes, count=scan))
     for entry_id, fields in entries:
         if fields.get("group_id") == group_id and fields.get("member") == member:
             return {"id": entry_id, **fields}

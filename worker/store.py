@@ -50,9 +50,7 @@ class Batch:
 
     def subset(self, members: Iterable[str]) -> Batch:
         wanted = set(members)
-        return Batch(
-            self.group_id, self.token, self.claimed_at_ms, tuple(i for i in self.items if i.member in wanted)
-        )
+        return Batch(self.group_id, self.token, self.claimed_at_ms, tuple(i for i in self.items if i.member in wanted))
 
 
 @dataclass(frozen=True)
@@ -68,9 +66,7 @@ class EnqueueResult:
         return self.ready + self.scheduled
 
     def __add__(self, other: EnqueueResult) -> EnqueueResult:
-        return EnqueueResult(
-            self.ready + other.ready, self.scheduled + other.scheduled, self.replaced + other.replaced
-        )
+        return EnqueueResult(self.ready + other.ready, self.scheduled + other.scheduled, self.replaced + other.replaced)
 
 
 def linger_arg(linger_ms: int, max_linger_ms: int | None = None) -> str:
@@ -143,9 +139,7 @@ class Store:
         if quads:
             yield self._enqueue_args(groups, quads)
 
-    def _enqueue_args(
-        self, groups: dict[str, int], quads: list[str | int]
-    ) -> tuple[list[str], list[str | int]]:
+    def _enqueue_args(self, groups: dict[str, int], quads: list[str | int]) -> tuple[list[str], list[str | int]]:
         k = self.keys
         keys = [k.sched, k.groups, k.stats, k.high, k.meta, *(k.ready(g) for g in groups)]
         args: list[str | int] = [self.linger_arg, len(groups), *groups, *quads]
@@ -200,9 +194,7 @@ class Store:
             head = cast(list[tuple[str, float]], self.client.zrange(self.keys.groups, 0, 0, withscores=True))
         return head[0][0] if head and head[0][1] < 0 else None
 
-    def claim(
-        self, group_id: str, *, probe: bool = False, max_members: int = MAX_BATCH
-    ) -> Batch | Held | None:
+    def claim(self, group_id: str, *, probe: bool = False, max_members: int = MAX_BATCH) -> Batch | Held | None:
         """Lease up to ``max_members`` ready members of the group; None if nothing is claimable."""
         k = self.keys
         token = uuid.uuid4().hex
@@ -216,8 +208,7 @@ class Store:
         if not raw:
             return None
         items = tuple(
-            Claimed(str(raw[i]), int(raw[i + 1]), raw[i + 2] == 1, int(raw[i + 3]))
-            for i in range(1, len(raw), 4)
+            Claimed(str(raw[i]), int(raw[i + 1]), raw[i + 2] == 1, int(raw[i + 3])) for i in range(1, len(raw), 4)
         )
         return Batch(group_id, token, int(raw[0]), items)
 

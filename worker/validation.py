@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -65,7 +65,8 @@ def validate_member(value: object, field: str = "member") -> str:
 
 def validate_members(values: object, field: str = "members") -> tuple[str, ...]:
     """A non-empty list of member ids, deduplicated in first-seen order."""
-    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+    # A mapping is iterable too, but its keys are not a list of members the caller meant.
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
         raise ValidationError(field, "must be a list of strings")
     out: dict[str, None] = {}
     for index, value in enumerate(values):
@@ -83,27 +84,35 @@ def parse_at(value: object, field: str = "at") -> int | None:
         return None
     if isinstance(value, bool):
         raise ValidationError(field, "must be Unix seconds or ISO-8601 text, got a boolean")
-    seconds: float
-    if isinstance(value, datetime):
-        seconds = _aware(value).timestamp()
-    elif isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            try:
-                seconds = _aware(datetime.fromisoformat(text.replace("Z", "+00:00"))).timestamp()
-            except ValueError:
-                raise ValidationError(field, f"is neither Unix seconds nor ISO-8601: {value!r}") from None
-    else:
-        raise ValidationError(field, f"must be Unix seconds or ISO-8601 text, got {type(value).__name__}")
+    try:
+        seconds = _to_seconds(value, field)
+    except OverflowError:
+        # float(10**400), or an aware datetime whose UTC time falls outside year 1..9999.
+        raise ValidationError(field, "is out of range") from None
     if not math.isfinite(seconds):
         raise ValidationError(field, "must be a finite time")
     if not MIN_AT_S <= seconds < MAX_AT_S:
         raise ValidationError(field, f"must be Unix seconds between 2000 and 2200, got {seconds:g}")
     return round(seconds * 1000)
+
+
+def _to_seconds(value: object, field: str) -> float:
+    if isinstance(value, datetime):
+        return _aware(value).timestamp()
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        try:
+            return _aware(datetime.fromisoformat(text.replace("Z", "+00:00"))).timestamp()
+        except ValueError:
+            shown = value if len(value) <= 64 else value[:61] + "..."
+            raise ValidationError(field, f"is neither Unix seconds nor ISO-8601: {shown!r}") from None
+    raise ValidationError(field, f"must be Unix seconds or ISO-8601 text, got {type(value).__name__}")
 
 
 def _aware(moment: datetime) -> datetime:
@@ -138,7 +147,9 @@ def request_from_mapping(data: Any, *, line: int | None = None) -> UnbanRequest:
             raise ValidationError("request", "must be a JSON object")
         unknown = set(data) - {"group_id", "member", "members", "at", "priority"}
         if unknown:
-            raise ValidationError(sorted(unknown)[0], "is not a known field")
+            # Keys of a decoded JSON object are strings, but a Python caller may pass anything.
+            names = sorted(key if isinstance(key, str) and key.strip() else repr(key) for key in unknown)
+            raise ValidationError(names[0], "is not a known field")
         if ("member" in data) == ("members" in data):
             raise ValidationError("member", "give exactly one of 'member' or 'members'")
         if "member" in data:

@@ -13,7 +13,8 @@ local now = now_ms()
 local at = redis.call('ZSCORE', KEYS[1], group)
 if not at then return {} end
 if ARGV[7] ~= '1' and tonumber(at) > now then return {} end
-local popped = redis.call('ZPOPMIN', KEYS[2], tonumber(ARGV[2]))
+-- At least one: ZPOPMIN with count 0 pops nothing, which would wrongly unindex a non-empty group.
+local popped = redis.call('ZPOPMIN', KEYS[2], math.max(1, tonumber(ARGV[2])))
 if #popped == 0 then
   redis.call('ZREM', KEYS[1], group)
   return {}
