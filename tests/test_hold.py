@@ -144,3 +144,14 @@ def test_10007_evidence_outside_the_window_is_forgotten(r: redis.Redis) -> None:
     r.zadd(KEYS.e10007, {"g1": old, "g2": old})
     assert hold.is_global_10007("g3") is False
     assert r.zrange(KEYS.e10007, 0, -1) == ["g3"]
+
+
+def test_70050_floor_survives_a_later_code(r: redis.Redis) -> None:
+    """After 70050 the 60 s probe floor stays even if a later probe answers another global code."""
+    hold = Hold(r, Keys("t"))
+    hold.set(70050, "too many failed signature checks")
+    hold.set(70009, "bad key")
+    state = hold.get()
+    assert state is not None
+    assert state.code == 70009
+    assert int(r.hget(Keys("t").hold, "min_probe_ms")) == 60_000

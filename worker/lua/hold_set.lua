@@ -4,7 +4,10 @@
 -- ARGV[4] the shortest delay between probes for this code, ms (60000 after 70050)
 -- Returns the hold's since_ms.
 local now = now_ms()
-local delay = math.max(tonumber(ARGV[3]), tonumber(ARGV[4]))
+-- The floor is sticky for the hold's life: a 70050 ("retry after 1 minute") still applies when a
+-- later probe answers with another configuration code.
+local min_probe = math.max(tonumber(ARGV[4]), tonumber(redis.call('HGET', KEYS[1], 'min_probe_ms') or 0))
+local delay = math.max(tonumber(ARGV[3]), min_probe)
 local since = redis.call('HGET', KEYS[1], 'since_ms')
 if not since then
   since = now
@@ -13,5 +16,5 @@ end
 local next_probe = tonumber(redis.call('HGET', KEYS[1], 'next_probe_ms') or 0)
 if next_probe < now + delay then next_probe = now + delay end
 redis.call('HSET', KEYS[1], 'code', ARGV[1], 'info', ARGV[2], 'next_probe_ms', next_probe,
-  'min_probe_ms', ARGV[4])
+  'min_probe_ms', min_probe)
 return tonumber(since)
