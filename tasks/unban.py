@@ -4,6 +4,8 @@
 ``imunban.cancel`` kwargs: group_id (str), members (list of str)
 ``imunban.deliver`` (internal) kwargs: group_id, slot, probe
 A bad message is rejected with a logged, counted reason; it is never retried and never crashes.
+tasks/guard.py rejects malformed envelopes before they reach Celery's code (some would crash the
+worker); the task bodies here check the kwargs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from celery import Celery
 from celery.exceptions import Reject
 
+from tasks.guard import count_rejection, install
 from tasks.runtime import runtime
 from worker.errors import StoreError, ValidationError
 from worker.validation import build_request, validate_group_id, validate_members
@@ -36,13 +39,12 @@ def _check_fields(kwargs: dict[str, Any], args: tuple[Any, ...], allowed: frozen
     for required in ("group_id", "members"):
         if required not in kwargs:
             raise ValidationError(required, "is required")
+    if not isinstance(kwargs["members"], list | tuple):
+        raise ValidationError("members", f"must be a list of strings, got {type(kwargs['members']).__name__}")
 
 
 def _reject(app: Celery, task: str, exc: ValidationError) -> dict[str, Any]:
-    log.warning("rejected %s message: %s", task, exc)
-    rt = runtime(app)
-    rt.store.incr("rejected_messages")
-    rt.observer.rejected(task)
+    count_rejection(task, str(exc), app)
     return {"rejected": str(exc)}
 
 
@@ -90,8 +92,16 @@ def deliver(app: Celery, group_id: str, slot: int = -1, probe: bool = False) -> 
 
 
 def register(app: Celery) -> None:
-    """Bind the task functions to ``app`` under their public names."""
-    options: dict[str, Any] = {"bind": False, "acks_late": True, "ignore_result": True}
+    """Bind the task functions to ``app`` under their public names, behind the message guards."""
+    install(app)
+    options: dict[str, Any] = {
+        "bind": False,
+        # Not shared: another app in the same process (tests, demo) must not get these closures.
+        "shared": False,
+        "acks_late": True,
+        "ignore_result": True,
+        "Strategy": "tasks.guard:guarded_strategy",
+    }
 
     def unban_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
         return unban(app, *args, **kwargs)
