@@ -1,0 +1,147 @@
+"""docker-compose.yml, the Dockerfile and .env.example agree with the package (no Docker engine needed)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from worker.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+#: ${NAME}, ${NAME:-default}, ${NAME:?error} (not $${...}, which compose leaves to the container).
+VAR_RE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?-][^}]*)?\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """docker-compose.yml parsed."""
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def _env_example() -> dict[str, str]:
+    text = (ROOT / ".env.example").read_text()
+    return dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", text, flags=re.MULTILINE))
+
+
+def _dockerfile_entrypoint() -> list[str]:
+    match = re.search(r"^ENTRYPOINT\s+(\[.*\])\s*$", (ROOT / "Dockerfile").read_text(), flags=re.MULTILINE)
+    assert match, "the Dockerfile has no exec-form ENTRYPOINT"
+    entrypoint = yaml.safe_load(match.group(1))
+    assert isinstance(entrypoint, list)
+    return entrypoint
+
+
+def _argv(service: dict[str, Any]) -> list[str]:
+    """What the container runs: its entrypoint (the service's, else the image's) followed by its command."""
+    entrypoint = service.get("entrypoint", _dockerfile_entrypoint())
+    command = service.get("command", [])
+    assert isinstance(entrypoint, list) and isinstance(command, list), "use exec form (lists), not shell strings"
+    return [str(part) for part in entrypoint + command]
+
+
+def _imunban_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: svc for name, svc in compose["services"].items() if "build" in svc}
+
+
+def test_services_present(compose: dict[str, Any]) -> None:
+    """redis, worker and simulator are defined; worker and simulator are built from this repository."""
+    assert {"redis", "worker", "simulator"} <= set(compose["services"])
+    assert set(_imunban_services(compose)) == {"worker", "simulator"}
+
+
+def test_dockerfile_installs_package_as_non_root() -> None:
+    """python:3.11-slim, pip install ., a non-root USER, entrypoint `imunban`."""
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", text, flags=re.MULTILINE)
+    assert re.search(r"^RUN pip install \.", text, flags=re.MULTILINE)
+    users = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)
+    assert users and users[-1] not in ("root", "0")
+    assert _dockerfile_entrypoint() == ["imunban"]
+    ignored = (ROOT / ".dockerignore").read_text()
+    assert "!worker/" in ignored and "*" in ignored.splitlines(), "the build context must not carry secrets/ or .env"
+
+
+def test_commands_are_real_entry_points(compose: dict[str, Any]) -> None:
+    """Each built service runs the `imunban` script with a sub-command and arguments the CLI accepts."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    parser = build_parser()
+    for name, service in _imunban_services(compose).items():
+        argv = _argv(service)
+        assert argv[0] in scripts, f"{name}: {argv[0]!r} is not a [project.scripts] entry"
+        assert scripts[argv[0]] == "worker.cli:main"
+        args = parser.parse_args(argv[1:])  # exits (fails the test) on an unknown sub-command or option
+        assert args.command == argv[1], name
+    assert _argv(compose["services"]["worker"])[1] == "worker"
+    assert _argv(compose["services"]["simulator"])[1] == "simulate"
+
+
+def test_redis_private_durable_and_password_protected(compose: dict[str, Any]) -> None:
+    """redis: AOF everysec, noeviction, requirepass, no host ports, a healthcheck and a named volume."""
+    redis = compose["services"]["redis"]
+    assert str(redis["image"]).startswith("redis:7")
+    command = [str(part) for part in redis["command"]]
+    pairs = dict(zip(command[1::2], command[2::2], strict=False))
+    assert pairs["--appendonly"] == "yes"
+    assert pairs["--appendfsync"] == "everysec"
+    assert pairs["--maxmemory-policy"] == "noeviction"
+    assert VAR_RE.search(pairs["--requirepass"]), "the password comes from .env, never from this file"
+    assert "ports" not in redis
+    assert "ping" in " ".join(redis["healthcheck"]["test"])
+    volume = redis["volumes"][0].split(":")[0]
+    assert volume in compose["volumes"]
+
+
+def test_nothing_is_published_on_the_host(compose: dict[str, Any]) -> None:
+    """No service publishes ports; metrics and the simulator are only exposed on the compose network."""
+    for name, service in compose["services"].items():
+        assert "ports" not in service, name
+    worker = compose["services"]["worker"]
+    assert "9464" in [str(port) for port in worker["expose"]]
+    assert str(worker["environment"]["IMUNBAN_METRICS_PORT"]) == "9464"
+
+
+def test_worker_setup(compose: dict[str, Any]) -> None:
+    """worker: replicas, settings from .env, Redis URL with the password, waits for a healthy Redis."""
+    worker = compose["services"]["worker"]
+    assert int(worker["deploy"]["replicas"]) >= 2
+    assert worker["env_file"] == ".env" or ".env" in worker["env_file"]
+    url = worker["environment"]["IMUNBAN_REDIS_URL"]
+    assert url.startswith("redis://:${IMUNBAN_REDIS_PASSWORD") and url.endswith("@redis:6379/0")
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_secret_key_is_a_compose_secret(compose: dict[str, Any]) -> None:
+    """The secret key reaches the containers as a file secret, never as an environment variable."""
+    assert "imunban_secret_key" in compose["secrets"]
+    for name, service in _imunban_services(compose).items():
+        assert "imunban_secret_key" in service["secrets"], name
+        env = service.get("environment", {})
+        assert env.get("IMUNBAN_SECRET_KEY_FILE") == "/run/secrets/imunban_secret_key", name
+        assert "IMUNBAN_SECRET_KEY" not in env, name
+    assert "IMUNBAN_SECRET_KEY" not in _env_example()
+
+
+def test_simulator_only_in_dev_profile(compose: dict[str, Any]) -> None:
+    """The simulator runs only with `--profile dev`, listening on all interfaces of its container."""
+    simulator = compose["services"]["simulator"]
+    assert simulator["profiles"] == ["dev"]
+    argv = _argv(simulator)
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+    for name, service in compose["services"].items():
+        if name != "simulator":
+            assert "profiles" not in service, f"{name} must run without a profile"
+
+
+def test_every_variable_is_in_env_example() -> None:
+    """Every ${VAR} docker-compose.yml interpolates is defined in .env.example."""
+    used = set(VAR_RE.findall((ROOT / "docker-compose.yml").read_text()))
+    assert "IMUNBAN_REDIS_PASSWORD" in used
+    missing = used - set(_env_example())
+    assert not missing, f"define in .env.example: {sorted(missing)}"
