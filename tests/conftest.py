@@ -9,7 +9,10 @@ import fakeredis
 import pytest
 import redis
 
+from worker.keys import Keys
 from worker.redis_server import RedisServer
+from worker.schedule import Scheduler
+from worker.store import Store
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +51,14 @@ def fake_redis() -> fakeredis.FakeRedis:
 @pytest.fixture
 def tmp_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def store(r: redis.Redis) -> Store:
+    """A store on the real server under the test prefix ``t``, no linger."""
+    return Store(r, Keys("t"), linger_ms=0)
+
+
+@pytest.fixture
+def sched(r: redis.Redis) -> Scheduler:
+    return Scheduler(r, Keys("t"), linger_ms=0)

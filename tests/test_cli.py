@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from support import server_ms
 
 from worker.cli import main
 from worker.hold import Hold
@@ -46,11 +47,6 @@ def cli(redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
         return rc, out, err
 
     yield run
-
-
-def server_ms(r: redis.Redis) -> int:
-    seconds, micros = r.time()
-    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def end_as(r: redis.Redis, group: str, member: str, outcome: str, code: int = 0, info: str = "") -> None:

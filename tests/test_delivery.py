@@ -57,11 +57,6 @@ def keys() -> Keys:
     return Keys("t")
 
 
-@pytest.fixture
-def store(r: redis.Redis, keys: Keys) -> Store:
-    return Store(r, keys, linger_ms=0)
-
-
 def make(store: Store, api: FakeApi, jitter: float = 0.0, **policy: int) -> tuple[Deliverer, Limiter]:
     """A Deliverer on ``store``; ``jitter`` 0 makes every retry due at once, 1 the full backoff."""
     limiter = Limiter()

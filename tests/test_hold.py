@@ -5,16 +5,10 @@ from __future__ import annotations
 import threading
 
 import redis
+from support import KEYS, server_ms
 
 from worker.hold import EVIDENCE_GROUPS, PROBE_BASE_MS, PROBE_CAP_MS, Hold
 from worker.keys import Keys
-
-KEYS = Keys("t")
-
-
-def server_ms(r: redis.Redis) -> int:
-    seconds, micros = r.time()
-    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def make_probe_due(r: redis.Redis) -> None:

@@ -3,50 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 
-import pytest
 import redis
+from support import KEYS, assert_gauge, req, server_ms, true_ready, wait_server_ms
 
-from worker.keys import Keys, request_id
+from worker.keys import request_id
 from worker.schedule import PROMOTE_CHUNK, Scheduler
 from worker.store import Batch, Store
-from worker.validation import UnbanRequest
-
-KEYS = Keys("t")
-
-
-def server_ms(r: redis.Redis) -> int:
-    seconds, micros = r.time()
-    return int(seconds) * 1000 + int(micros) // 1000
-
-
-def wait_server_ms(r: redis.Redis, target_ms: int) -> None:
-    while server_ms(r) < target_ms:
-        time.sleep(0.01)
-
-
-def req(group: str, *members: str, at_ms: int | None = None, high: bool = False) -> UnbanRequest:
-    return UnbanRequest(group, tuple(members), at_ms, "high" if high else "normal")
-
-
-def true_ready(r: redis.Redis) -> int:
-    """The ready count recomputed from scratch: the sum of ZCARD over every ready:* key."""
-    return sum(int(r.zcard(key)) for key in r.scan_iter(match=KEYS.ready("*"), count=1_000))
-
-
-def assert_gauge(r: redis.Redis) -> None:
-    assert int(r.hget(KEYS.stats, "ready") or 0) == true_ready(r)
-
-
-@pytest.fixture
-def store(r: redis.Redis) -> Store:
-    return Store(r, KEYS, linger_ms=0)
-
-
-@pytest.fixture
-def sched(r: redis.Redis) -> Scheduler:
-    return Scheduler(r, KEYS, linger_ms=0)
 
 
 def claim_batch(store: Store, group: str) -> Batch:

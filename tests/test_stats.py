@@ -4,30 +4,12 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import redis
+from support import KEYS, req, server_ms
 
 from worker.hold import Hold
-from worker.keys import Keys
 from worker.stats import COUNTERS, status, trace
 from worker.store import Batch, Store
-from worker.validation import UnbanRequest
-
-KEYS = Keys("t")
-
-
-def server_ms(r: redis.Redis) -> int:
-    seconds, micros = r.time()
-    return int(seconds) * 1000 + int(micros) // 1000
-
-
-def req(group: str, *members: str, at_ms: int | None = None, high: bool = False) -> UnbanRequest:
-    return UnbanRequest(group, tuple(members), at_ms, "high" if high else "normal")
-
-
-@pytest.fixture
-def store(r: redis.Redis) -> Store:
-    return Store(r, KEYS, linger_ms=0)
 
 
 def claim(store: Store, group: str, **kwargs: int) -> Batch:

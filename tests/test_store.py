@@ -6,55 +6,20 @@ import json
 import threading
 import time
 
-import pytest
 import redis
+from support import KEYS, assert_gauge, req, server_ms, true_ready, wait_server_ms
 
 from worker.hold import Hold
-from worker.keys import HIGH_BAND_MS, Keys, request_id
+from worker.keys import HIGH_BAND_MS, request_id
 from worker.schedule import Scheduler
 from worker.store import HELD, MAX_BATCH, Batch, Store
-from worker.validation import UnbanRequest
 
-KEYS = Keys("t")
 LONG_LINGER_MS = 60_000
 OUTCOME_FIELDS = {"group_id", "member", "outcome", "code", "info", "attempts", "due_ms", "at_ms"}
 
 
-def server_ms(r: redis.Redis) -> int:
-    seconds, micros = r.time()
-    return int(seconds) * 1000 + int(micros) // 1000
-
-
-def req(group: str, *members: str, at_ms: int | None = None, high: bool = False) -> UnbanRequest:
-    return UnbanRequest(group, tuple(members), at_ms, "high" if high else "normal")
-
-
-def true_ready(r: redis.Redis) -> int:
-    """The ready count recomputed from scratch: the sum of ZCARD over every ready:* key."""
-    return sum(int(r.zcard(key)) for key in r.scan_iter(match=KEYS.ready("*"), count=1_000))
-
-
-def assert_gauge(r: redis.Redis) -> None:
-    assert int(r.hget(KEYS.stats, "ready") or 0) == true_ready(r)
-
-
 def stat(r: redis.Redis, name: str) -> int:
     return int(r.hget(KEYS.stats, name) or 0)
-
-
-def wait_server_ms(r: redis.Redis, target_ms: int) -> None:
-    while server_ms(r) < target_ms:
-        time.sleep(0.005)
-
-
-@pytest.fixture
-def store(r: redis.Redis) -> Store:
-    return Store(r, KEYS, linger_ms=0, lease_ms=30_000)
-
-
-@pytest.fixture
-def sched(r: redis.Redis) -> Scheduler:
-    return Scheduler(r, KEYS, linger_ms=0)
 
 
 def claim_batch(store: Store, group: str, **kwargs: bool | int) -> Batch:

@@ -11,6 +11,7 @@ from typing import cast
 
 import redis
 
+from worker.clock import server_time_ms
 from worker.keys import Keys, split_request_id
 from worker.redis_errors import translated
 from worker.scripts import register
@@ -34,9 +35,7 @@ class Scheduler:
         self._reap = register(client, "reap")
 
     def server_time_ms(self) -> int:
-        with translated("time"):
-            seconds, micros = self.client.time()
-        return int(seconds) * 1000 + int(micros) // 1000
+        return server_time_ms(self.client)
 
     def promote(self, *, limit: int = PROMOTE_CHUNK) -> int:
         """Move up to ``limit`` due scheduled requests to ready; returns how many moved."""

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 import redis
 
+from worker.clock import server_time_ms
 from worker.hold import Hold
 from worker.keys import Keys, request_id
 from worker.redis_errors import translated
@@ -20,9 +21,8 @@ COUNTERS = (
 
 def status(client: redis.Redis, keys: Keys) -> dict[str, Any]:
     """Counts for ``imunban status``: queued (due now), scheduled (later), in flight, outcomes, hold."""
+    now_ms = server_time_ms(client)
     with translated("status"):
-        seconds, micros = client.time()
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
         pipe = client.pipeline(transaction=True)
         pipe.hgetall(keys.stats)
         pipe.zcount(keys.sched, "-inf", now_ms)

@@ -13,6 +13,7 @@ from typing import cast
 
 import redis
 
+from worker.clock import server_time_ms
 from worker.keys import Keys
 from worker.redis_errors import translated
 from worker.scripts import register
@@ -173,9 +174,8 @@ class Store:
 
     def claimable_groups(self, limit: int) -> list[tuple[str, int]]:
         """Groups whose batch may be claimed now, oldest first, with their ready counts."""
+        now_ms = server_time_ms(self.client)
         with translated("claimable_groups"):
-            seconds, micros = self.client.time()
-            now_ms = seconds * 1000 + micros // 1000
             groups = cast(
                 list[str],
                 self.client.zrange(self.keys.groups, "-inf", now_ms, byscore=True, offset=0, num=limit),

@@ -39,28 +39,26 @@ def _printable_ascii(value: str) -> bool:
     return value.isascii() and value.isprintable()
 
 
-def validate_group_id(value: object, field: str = "group_id") -> str:
+def _validate_id(value: object, field: str, max_bytes: int) -> str:
     if not isinstance(value, str):
         raise ValidationError(field, f"must be a string, got {type(value).__name__}")
     if not value.strip():
         raise ValidationError(field, "must not be empty")
     if not _printable_ascii(value):
         raise ValidationError(field, "must be printable ASCII (0x20-0x7e)")
-    if len(value) > MAX_GROUP_ID_BYTES:
-        raise ValidationError(field, f"must be at most {MAX_GROUP_ID_BYTES} bytes, got {len(value)}")
+    if len(value) > max_bytes:
+        raise ValidationError(field, f"must be at most {max_bytes} bytes, got {len(value)}")
     return value
+
+
+def validate_group_id(value: object, field: str = "group_id") -> str:
+    """A GroupID: printable ASCII, 1 to 48 bytes."""
+    return _validate_id(value, field, MAX_GROUP_ID_BYTES)
 
 
 def validate_member(value: object, field: str = "member") -> str:
-    if not isinstance(value, str):
-        raise ValidationError(field, f"must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise ValidationError(field, "must not be empty")
-    if not _printable_ascii(value):
-        raise ValidationError(field, "must be printable ASCII (0x20-0x7e)")
-    if len(value) > MAX_MEMBER_BYTES:
-        raise ValidationError(field, f"must be at most {MAX_MEMBER_BYTES} bytes, got {len(value)}")
-    return value
+    """A UserID: printable ASCII, 1 to 32 bytes."""
+    return _validate_id(value, field, MAX_MEMBER_BYTES)
 
 
 def validate_members(values: object, field: str = "members") -> tuple[str, ...]:

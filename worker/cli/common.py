@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import redis
@@ -10,6 +13,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from worker import embedded
+from worker.clock import server_time_ms
 from worker.connection import connect
 from worker.settings import Settings
 
@@ -34,10 +38,7 @@ def open_client(settings: Settings) -> redis.Redis:
     return client
 
 
-def server_now_ms(client: redis.Redis) -> int:
-    """The Redis server's clock, the one clock every due time is compared with."""
-    seconds, micros = client.time()
-    return int(seconds) * 1000 + int(micros) // 1000
+server_now_ms = server_time_ms
 
 
 def fmt_ms(ms: int | None) -> str:
@@ -66,3 +67,36 @@ def _span(seconds: float) -> str:
         if amount or parts:
             parts.append(f"{amount}{unit}")
     return " ".join(parts[:2])
+
+
+def bounded_int(low: int, high: int | None = None, *, what: str = "an integer") -> Callable[[str], int]:
+    """An argparse ``type`` accepting integers in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+def bounded_float(low: float, high: float, *, low_open: bool = False, what: str = "a number") -> Callable[[str], float]:
+    """An argparse ``type`` accepting finite numbers in [low, high] (or (low, high] with ``low_open``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        too_low = value <= low if low_open else value < low
+        if not math.isfinite(value) or too_low or value > high:
+            opening = "(" if low_open else "["
+            raise argparse.ArgumentTypeError(f"must be in {opening}{low:g}, {high:g}], got {text}")
+        return value
+
+    return parse

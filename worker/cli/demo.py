@@ -4,25 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from worker.cli.common import bounded_float, bounded_int
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if not 1 <= value <= 16:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 16, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not 0 < value <= 3_600:
-        raise argparse.ArgumentTypeError(f"must be in (0, 3600] seconds, got {text}")
-    return value
+_workers = bounded_int(1, 16)
+_seconds = bounded_float(0.0, 3_600.0, low_open=True, what="a number of seconds")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,7 +23,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "also on Ctrl-C (exit 130)."
         ),
     )
-    p.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default 2)")
+    p.add_argument("--workers", type=_workers, default=2, help="worker processes (default 2)")
     p.add_argument("--timeout", type=_seconds, default=50.0, help="give up after this many seconds (default 50)")
     p.add_argument("--seed", type=int, default=None, help="seed the workload and the simulator's faults")
     p.add_argument("--plain", action="store_true", help="plain progress lines instead of the live view")

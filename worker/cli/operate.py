@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from worker.cli.common import fmt_ms, fmt_relative, open_client
+from worker.cli.common import fmt_ms, fmt_relative, open_client, server_now_ms
 from worker.deadletter import DeadLetters
 from worker.errors import ValidationError
 from worker.keys import Keys
@@ -128,8 +128,7 @@ def run_trace(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(info)
         return 0
-    seconds, micros = client.time()
-    now = int(seconds) * 1000 + int(micros) // 1000
+    now = server_now_ms(client)
     table = Table(title=f"trace {group_id} {member}", show_header=False, title_justify="left")
     table.add_column("field")
     table.add_column("value")

@@ -9,48 +9,14 @@ import threading
 from types import FrameType
 from typing import Any
 
+from worker.cli.common import bounded_float, bounded_int
 from worker.settings import Settings
 from worker.simulator import SimConfig, Simulator, SimulatorServer
 
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value < 1e6:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0-65535 (0 = any free port), got {text}")
-    return value
+_rate = bounded_float(0.0, 1.0, what="a fraction")
+_non_negative = bounded_float(0.0, 1e6)
+_positive_int = bounded_int(1)
+_port = bounded_int(0, 65535, what="a port number (0 = any free port)")
 
 
 def register(subparsers: Any) -> None:
