@@ -29,7 +29,7 @@ demo:
 	$(BIN)/imunban demo
 
 bench:
-	$(BIN)/imunban bench
+	$(BIN)/imunban bench --plot docs/bench-drain.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

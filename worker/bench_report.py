@@ -1,0 +1,213 @@
+"""Turn the benchmark's results into a verdict table (terminal, Markdown, JSON) and the drain plot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+#: "Unchanged from an empty store" read as: at least this fraction of the empty-store rate.
+UNCHANGED = 0.85
+
+OK, MISS, INFO = "ok", "MISS", ""
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    metric: str
+    value: str
+    target: str
+    verdict: str  # OK, MISS, or INFO (no target)
+
+
+def _num(value: Any, spec: str = ",.0f", suffix: str = "") -> str:
+    return "—" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _cpu(per_call_s: Any, members_per_call: Any) -> str:
+    if per_call_s is None:
+        return "—"
+    per_member = f"{1000 * per_call_s / members_per_call:.2f} ms" if members_per_call else "—"
+    return f"{1000 * per_call_s:.2f} ms / {per_member}"
+
+
+def _check(value: Any, test: Callable[[Any], bool]) -> str:
+    return MISS if value is None else (OK if test(value) else MISS)
+
+
+def _drain_rows(d: dict[str, Any], limit: float) -> list[Row]:
+    target = 0.95 * 20 * limit
+    ratio = d.get("ratio_to_20x_limit")
+    return [
+        Row("drain", "members/s, first to last call", _num(d.get("members_per_s")),
+            f"≥ {target:,.0f} (0.95 x 20 x {limit:g}/s)", _check(ratio, lambda r: r >= 0.95)),
+        Row("drain", "ratio to 20 x configured limit", _num(ratio, ".3f"), "≥ 0.95",
+            _check(ratio, lambda r: r >= 0.95)),
+        Row("drain", "members per call", _num(d.get("members_per_call"), ".2f"), "≥ 19.5",
+            _check(d.get("members_per_call"), lambda m: m >= 19.5)),
+        Row("drain", "rate-limit rejections (60007)", _num(d.get("rate_limited")), "0",
+            _check(d.get("rate_limited"), lambda n: n == 0)),
+        Row("drain", "most calls in any sliding 1 s", _num(d.get("max_calls_in_1s")), "≤ 200 (the API's)",
+            _check(d.get("max_calls_in_1s"), lambda n: n <= 200)),
+        Row("drain", "worker CPU per API call / per member", _cpu(d.get("worker_cpu_s_per_call"),
+            d.get("members_per_call")), "", INFO),
+    ]  # fmt: skip
+
+
+def _naive_rows(n: dict[str, Any], d: dict[str, Any] | None) -> list[Row]:
+    ours = d.get("members_per_s") if d else None
+    theirs = n.get("members_per_s")
+    ratio = ours / theirs if ours is not None and theirs else None
+    return [
+        Row("naive", f"naive members/s ({n.get('window_s', 0):.0f} s window)", _num(theirs), "", INFO),
+        Row("naive", "imunban / naive, same run", _num(ratio, ".1f", "x"), "≥ 18x", _check(ratio, lambda r: r >= 18)),
+        Row("naive", "naive worker CPU per API call / per member", _cpu(n.get("worker_cpu_s_per_call"), 1.0), "", INFO),
+    ]
+
+
+def _latency_rows(lat: dict[str, Any]) -> list[Row]:
+    rows = []
+    for kind in ("immediate", "scheduled"):
+        part = lat.get(kind) or {}
+        p50, p99 = part.get("p50_ms"), part.get("p99_ms")
+        value = f"{_num(p50)} / {_num(p99)} ms"
+        rows.append(Row("latency", f"{kind}: due → delivered p50 / p99", value, "p99 ≤ 1,000 ms",
+                        _check(p99, lambda p: p <= 1000)))  # fmt: skip
+    return rows
+
+
+def _bulk_rows(b: dict[str, Any]) -> list[Row]:
+    return [
+        Row("bulk", "Producer.bulk members/s", _num(b.get("bulk_members_per_s")), "≥ 50,000",
+            _check(b.get("bulk_members_per_s"), lambda r: r >= 50_000)),
+        Row("bulk", "apply_async per member, /s", _num(b.get("apply_async_per_s")), "", INFO),
+        Row("bulk", "bulk / apply_async, same run", _num(b.get("ratio"), ".1f", "x"), "≥ 20x",
+            _check(b.get("ratio"), lambda r: r >= 20)),
+    ]  # fmt: skip
+
+
+def _scale_rows(s: dict[str, Any]) -> list[Row]:
+    empty, full = s.get("empty") or {}, s.get("full") or {}
+    er, pr = s.get("enqueue_ratio_full_to_empty"), s.get("promote_ratio_full_to_empty")
+    return [
+        Row("scale", f"Redis bytes per scheduled request ({_num(s.get('scheduled'))})",
+            _num(s.get("bytes_per_request"), ".1f"), "≤ 150", _check(s.get("bytes_per_request"), lambda b: b <= 150)),
+        Row("scale", "enqueue/s: empty → full (median paired ratio)",
+            f"{_num(empty.get('enqueue_per_s'))} → {_num(full.get('enqueue_per_s'))} ({_num(er, '.2f')})",
+            f"unchanged (≥ {UNCHANGED:.2f})", _check(er, lambda r: r >= UNCHANGED)),
+        Row("scale", "promotion/s: empty → full (median paired ratio)",
+            f"{_num(empty.get('promote_per_s'))} → {_num(full.get('promote_per_s'))} ({_num(pr, '.2f')})",
+            f"unchanged (≥ {UNCHANGED:.2f})", _check(pr, lambda r: r >= UNCHANGED)),
+    ]  # fmt: skip
+
+
+def _chaos_rows(c: dict[str, Any]) -> list[Row]:
+    drain = f"{_num(c.get('time_to_drain_s'), '.1f')} s (fault-free {_num(c.get('fault_free_drain_s'), '.1f')} s)"
+    return [
+        Row("chaos", f"requests lost (of {_num(c.get('requests'))})", _num(c.get("lost")), "0",
+            _check(c.get("lost"), lambda n: n == 0)),
+        Row("chaos", "dead-lettered", _num(c.get("dead")), "0", _check(c.get("dead"), lambda n: n == 0)),
+        Row("chaos", "duplicate unbans (counted, harmless)", _num(c.get("duplicates")), "", INFO),
+        Row("chaos", "time to drain", drain, "", INFO if c.get("drained") else MISS),
+    ]  # fmt: skip
+
+
+def build_rows(results: dict[str, Any]) -> list[Row]:
+    """One row per reported number, with its target and verdict; scenarios that failed say so."""
+    limit = float(results.get("config", {}).get("rate_limit", 190.0))
+    scenarios: dict[str, Any] = results.get("scenarios", {})
+    rows: list[Row] = []
+    drain = scenarios.get("drain")
+    builders: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+        "drain": lambda d: _drain_rows(d, limit),
+        "naive": lambda n: _naive_rows(n, drain if drain and "error" not in drain else None),
+        "latency": _latency_rows,
+        "bulk": _bulk_rows,
+        "scale": _scale_rows,
+        "chaos": _chaos_rows,
+    }
+    for name, build in builders.items():
+        data = scenarios.get(name)
+        if data is None:
+            continue
+        if "error" in data:
+            rows.append(Row(name, "scenario failed", str(data["error"])[:100], "", MISS))
+            continue
+        rows.extend(build(data))
+    return rows
+
+
+def print_table(rows: list[Row], console: Console) -> None:
+    table = Table(title="imunban bench", show_lines=False)
+    for column in ("scenario", "metric", "measured", "target", ""):
+        table.add_column(column, justify="right" if column == "measured" else "left")
+    for row in rows:
+        style = "red" if row.verdict == MISS else ("green" if row.verdict == OK else "")
+        table.add_row(row.scenario, row.metric, row.value, row.target, row.verdict, style=style)
+    console.print(table)
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = ["| scenario | metric | measured | target | |", "|---|---|---:|---|---|"]
+    lines += [f"| {r.scenario} | {r.metric} | {r.value} | {r.target} | {r.verdict} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(results: dict[str, Any], rows: list[Row], out_dir: Path) -> list[Path]:
+    """results.json (everything, timelines included) and results.md (the table); returns the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    as_json = out_dir / "results.json"
+    as_json.write_text(json.dumps({**results, "rows": [asdict(r) for r in rows]}, indent=2, default=str) + "\n")
+    as_md = out_dir / "results.md"
+    command = results.get("command", "")
+    as_md.write_text(f"Command: `{command}`\n\n" + markdown_table(rows))
+    return [as_json, as_md]
+
+
+def plot_drain(drain: dict[str, Any], limit: float, path: Path) -> str | None:
+    """delivered/s and calls/s per second of the drain run as a PNG; returns why not, if it could not."""
+    timeline = drain.get("timeline") or []
+    if not timeline:
+        return "no drain timeline"
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (pip install 'imunban[bench]')"
+    seconds = [row["t"] for row in timeline]
+    fig, (members_ax, calls_ax) = plt.subplots(2, 1, sharex=True, figsize=(9, 6), dpi=110)
+    members_ax.step(seconds, [row["members"] for row in timeline], where="post", color="tab:blue",
+                    label="members delivered / s")  # fmt: skip
+    members_ax.axhline(20 * limit, color="tab:green", linestyle="--", linewidth=1, label=f"20 x {limit:g} (ceiling)")
+    members_ax.axhline(0.95 * 20 * limit, color="tab:gray", linestyle=":", linewidth=1, label="target 0.95 x ceiling")
+    members_ax.set_ylabel("members / s")
+    members_ax.set_ylim(0, 20 * 215)
+    calls_ax.step(seconds, [row["calls"] for row in timeline], where="post", color="tab:orange", label="API calls / s")
+    calls_ax.step(seconds, [row["rate_limited"] for row in timeline], where="post", color="tab:red",
+                  label="60007 rejections / s")  # fmt: skip
+    calls_ax.axhline(limit, color="tab:green", linestyle="--", linewidth=1, label=f"configured limit {limit:g}/s")
+    calls_ax.axhline(200, color="tab:red", linestyle=":", linewidth=1, label="API limit 200/s")
+    calls_ax.set_ylabel("calls / s")
+    calls_ax.set_ylim(0, 215)
+    calls_ax.set_xlabel("seconds since the first call (per wall-clock second; the first and last are partial)")
+    rate = drain.get("members_per_s") or 0.0
+    members_ax.set_title(
+        f"Backlog drain: {drain.get('requests', 0):,} requests, {rate:,.0f} members/s first to last call, "
+        f"{drain.get('members_per_call') or 0:.2f} members/call"
+    )
+    for ax in (members_ax, calls_ax):
+        ax.legend(loc="lower center", fontsize=8, ncol=3)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return None
