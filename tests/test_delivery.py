@@ -188,12 +188,23 @@ def test_10007_from_one_group_retries_from_three_holds(store: Store, r: redis.Re
     deliverer, _ = make(store, api, jitter=1.0)
     for g in ("g1", "g2", "g3"):
         enqueue(store, g, ["a"])
-    assert not deliverer.deliver_group("g1").held
-    assert not deliverer.deliver_group("g2").held
-    assert deliverer.deliver_group("g3").held
+    report = deliverer.deliver_group("g1")  # the run moves on to the oldest waiting group each time
+    assert [g for g, _ in api.calls] == ["g1", "g2", "g3"]
+    assert report.retried == 2 and report.held
     info = status(r, keys)
     assert info["hold"]["code"] == 10007
     assert info["dead"] == 0
+
+
+def test_run_moves_on_to_oldest_waiting_group(store: Store) -> None:
+    """When its own group is empty a run serves the oldest waiting group instead of ending."""
+    api = FakeApi()
+    deliverer, _ = make(store, api)
+    for g in ("a", "b", "c"):
+        enqueue(store, g, ["m1", "m2"])
+    report = deliverer.deliver_group("b")
+    assert [g for g, _ in api.calls] == ["b", "a", "c"]
+    assert report.delivered == 6
 
 
 def test_poison_member_isolated_by_bisection(store: Store, r: redis.Redis, keys: Keys) -> None:
@@ -285,3 +296,21 @@ def test_api_error_codes_reach_report(store: Store) -> None:
     report = deliverer.deliver_group("g")
     assert report.codes == {10002: 1, -1: 1, 0: 1}
     assert report.delivered == 1
+
+
+def test_hold_set_while_waiting_for_slot_skips_the_call(store: Store, r: redis.Redis, keys: Keys) -> None:
+    """A batch whose slot comes after another worker set the hold is handed back uncalled."""
+    api = FakeApi()
+    deliverer, limiter = make(store, api)
+
+    def acquire() -> float:
+        Hold(r, keys).set(60006, "SDKAppID invalid")  # another worker, meanwhile
+        return 0.0
+
+    limiter.acquire = acquire  # type: ignore[method-assign]
+    enqueue(store, "g", ["a", "b"])
+    report = deliverer.deliver_group("g")
+    assert report.held and api.calls == []
+    info = status(r, keys)
+    assert info["queued"] == 2 and info["dead"] == 0
+    assert r.hget(keys.meta, "g\x1fa") is None  # no attempt spent

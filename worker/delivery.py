@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 AMBIGUOUS_GLOBAL_CODE = 10007
 
 
+class _HeldMeanwhile(Exception):
+    """The hold was set while this batch waited for its rate-limit slot."""
+
+
 class UnbanApi(Protocol):
     def unban(self, group_id: str, members: Sequence[str]) -> None:
         """Unban ``members`` of ``group_id``; raise the classified ApiError on failure."""
@@ -106,12 +110,7 @@ class Deliverer:
         report = Report()
         deadline = self._monotonic() + budget_s
         while True:
-            # A high-priority request anywhere jumps ahead: any running delivery serves it next,
-            # then returns to its own group, so the backlog keeps draining at full speed.
-            urgent = None if probe else self.store.urgent_group()
-            batch = self.store.claim(urgent or group_id, probe=probe)
-            if urgent is not None and batch is None:
-                batch = self.store.claim(group_id)
+            group_id, batch = self._next_batch(group_id, probe)
             if isinstance(batch, Held):
                 report.held = True
                 return report
@@ -124,10 +123,34 @@ class Deliverer:
             if heartbeat is not None:
                 heartbeat()
 
+    def _next_batch(self, group_id: str, probe: bool) -> tuple[str, Batch | Held | None]:
+        """Claim the next batch: an urgent group first, then our own, then the oldest claimable one.
+
+        A high-priority request anywhere jumps ahead (any running delivery serves it next), and a run
+        whose group is empty moves on to the oldest waiting group instead of ending: one Celery task
+        then carries many calls, which keeps task overhead off the hot path.
+        """
+        if probe:
+            return group_id, self.store.claim(group_id, probe=True)
+        head = self.store.index_head()
+        order = [group_id]
+        if head is not None:
+            order.insert(0 if head[1] else 1, head[0])
+        for candidate in dict.fromkeys(order):
+            batch = self.store.claim(candidate)
+            if batch is not None:
+                return candidate, batch
+        return group_id, None
+
     def deliver_batch(self, batch: Batch, report: Report, *, probe: bool = False) -> None:
         """Make the call for one leased batch and record the outcome of each member."""
         try:
-            self._call(batch, report)
+            self._call(batch, report, probe=probe)
+        except _HeldMeanwhile:
+            # Another worker hit a configuration error while we waited for our slot: do not call.
+            self.store.requeue(batch, delay_ms=0, counts_as_attempt=False)
+            report.held = True
+            return
         except ApiError as exc:
             self._failed(batch, exc, report, probe=probe)
             return
@@ -137,19 +160,21 @@ class Deliverer:
         if probe:
             self._release_hold()
 
-    def _call(self, batch: Batch, report: Report) -> None:
+    def _call(self, batch: Batch, report: Report, *, probe: bool = False) -> None:
         try:
-            self._call_once(batch, report)
+            self._call_once(batch, report, probe=probe)
         except RenewSigError:
             # The cached UserSig expired or was invalidated: sign afresh and try exactly once more.
             self.api.renew_sig()
             try:
-                self._call_once(batch, report)
+                self._call_once(batch, report, probe=probe)
             except RenewSigError as again:
                 raise HoldError(again.code, f"UserSig rejected again after renewal: {again.info}") from again
 
-    def _call_once(self, batch: Batch, report: Report) -> None:
+    def _call_once(self, batch: Batch, report: Report, *, probe: bool = False) -> None:
         self.observer.limiter_wait(self.limiter.acquire())
+        if not probe and self.hold.active():
+            raise _HeldMeanwhile
         started = self._monotonic()
         code = 0
         try:

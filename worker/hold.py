@@ -74,6 +74,11 @@ class Hold:
             probes=int(raw.get("probes", 0)),
         )
 
+    def active(self) -> bool:
+        """True while delivery is held (one EXISTS: cheap enough to ask before every call)."""
+        with translated("hold"):
+            return bool(self.client.exists(self.keys.hold))
+
     def try_probe(self) -> bool:
         """True if the caller holds this probe turn (there is a hold and its backoff has passed)."""
         with translated("hold"):

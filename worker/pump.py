@@ -36,9 +36,11 @@ class PumpConfig:
     #: Most dispatch markers alive at once: bounds tasks waiting in the broker.
     max_markers: int = 64
     #: A dispatched task that neither starts nor refreshes its marker within this is presumed lost.
-    marker_ttl_ms: int = 30_000
-    #: Groups looked at per tick.
-    scan_groups: int = 200
+    #: Short enough that a killed worker's slots come back quickly, long enough to cover a task's
+    #: wait in the broker behind at most ``max_markers`` runs of a few seconds each.
+    marker_ttl_ms: int = 15_000
+    #: Groups looked at per tick (more than the markers that can be alive is wasted work).
+    scan_groups: int = 64
     #: Reap expired leases every this many ticks.
     reap_every: int = 10
 

@@ -188,11 +188,11 @@ class Store:
             counts = pipe.execute()
         return [(g, int(c)) for g, c in zip(groups, counts, strict=True) if c]
 
-    def urgent_group(self) -> str | None:
-        """The group at the head of the index if it holds a high-priority member, else None."""
-        with translated("urgent_group"):
+    def index_head(self) -> tuple[str, bool] | None:
+        """The group served next (oldest claimable time first) and whether it holds a high member."""
+        with translated("index_head"):
             head = cast(list[tuple[str, float]], self.client.zrange(self.keys.groups, 0, 0, withscores=True))
-        return head[0][0] if head and head[0][1] < 0 else None
+        return (head[0][0], head[0][1] < 0) if head else None
 
     def claim(self, group_id: str, *, probe: bool = False, max_members: int = MAX_BATCH) -> Batch | Held | None:
         """Lease up to ``max_members`` ready members of the group; None if nothing is claimable."""
