@@ -12,7 +12,7 @@ from typing import cast
 import redis
 
 from worker.clock import server_time_ms
-from worker.keys import Keys, split_request_id
+from worker.keys import SEP, Keys, split_request_id
 from worker.redis_errors import translated
 from worker.scripts import register
 from worker.store import linger_arg
@@ -49,10 +49,10 @@ class Scheduler:
             rids = cast(list[str], self.client.zrange(k.sched, "-inf", now_ms, byscore=True, offset=0, num=limit))
             if not rids:
                 return 0, 0
-            groups, pairs = _group_pairs(rids)
+            groups = list(dict.fromkeys(rid.partition(SEP)[0] for rid in rids))
             moved = self._promote(
                 keys=[k.sched, k.groups, k.stats, k.high, *(k.ready(g) for g in groups)],
-                args=[self.linger_arg, len(groups), *groups, *pairs],
+                args=[self.linger_arg, len(rids), len(groups), *groups],
             )
         return len(rids), int(moved)
 
