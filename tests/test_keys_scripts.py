@@ -23,7 +23,8 @@ KEY_ARGS = {
     "TIME": 0, "DBSIZE": 0, "FLUSHDB": 0,
     "GET": 1, "SET": 1, "DEL": 1, "EXISTS": 1, "PEXPIRE": 1,
     "HGET": 1, "HSET": 1, "HDEL": 1, "HEXISTS": 1, "HINCRBY": 1,
-    "ZADD": 1, "ZREM": 1, "ZSCORE": 1, "ZCARD": 1, "ZRANGE": 1, "ZPOPMIN": 1, "ZREMRANGEBYSCORE": 1, "ZREMRANGEBYRANK": 1,
+    "ZADD": 1, "ZREM": 1, "ZSCORE": 1, "ZCARD": 1, "ZRANGE": 1, "ZPOPMIN": 1,
+    "ZREMRANGEBYSCORE": 1, "ZREMRANGEBYRANK": 1,
     "XADD": 1,
 }  # fmt: skip
 CALL = re.compile(r"redis\.p?call\(\s*'(?P<cmd>\w+)'\s*(?:,\s*(?P<args>[^\n]*))?")
