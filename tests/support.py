@@ -32,5 +32,23 @@ def true_ready(r: redis.Redis) -> int:
 
 
 def assert_gauge(r: redis.Redis) -> None:
-    """The ``ready`` gauge the scripts maintain equals the true count."""
+    """The ``ready`` and ``scheduled`` gauges the scripts maintain equal the true counts; schedidx is exact."""
     assert int(r.hget(KEYS.stats, "ready") or 0) == true_ready(r)
+    assert int(r.hget(KEYS.stats, "scheduled") or 0) == true_scheduled(r)
+    assert_sched_index(r)
+
+
+def true_scheduled(r: redis.Redis) -> int:
+    """The scheduled count recomputed from scratch: the sum of ZCARD over every sched:{group} key."""
+    return sum(int(r.zcard(key)) for key in r.scan_iter(match=KEYS.sched_group("*"), count=1_000))
+
+
+def assert_sched_index(r: redis.Redis) -> None:
+    """schedidx holds exactly the non-empty sched:{group} sets, each scored with its earliest due."""
+    prefix = KEYS.sched_group("")
+    expected = {}
+    for key in r.scan_iter(match=KEYS.sched_group("*"), count=1_000):
+        head = r.zrange(key, 0, 0, withscores=True)
+        if head:
+            expected[key[len(prefix) :]] = head[0][1]
+    assert dict(r.zrange(KEYS.schedidx, 0, -1, withscores=True)) == expected

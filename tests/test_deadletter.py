@@ -6,7 +6,7 @@ import time
 
 import pytest
 import redis
-from support import KEYS, req, server_ms
+from support import KEYS, req, server_ms, true_scheduled
 
 from worker.deadletter import DeadLetter, DeadLetters
 from worker.keys import request_id
@@ -57,7 +57,7 @@ def test_replay_chosen_pairs_makes_them_pending_due_now(r: redis.Redis, store: S
     assert dead.replay([("g", "a"), ("g", "c"), ("g", "not-dead")]) == 2
     assert [d.member for d in dead.list()] == ["b"]
     for member in ("a", "c"):
-        due = r.zscore(KEYS.sched, request_id("g", member))
+        due = r.zscore(KEYS.sched_group("g"), member)
         assert due is not None and before <= due <= server_ms(r)
         assert not r.hexists(KEYS.dead_info, request_id("g", member))
     assert int(r.hget(KEYS.stats, "replayed") or 0) == 2
@@ -103,7 +103,7 @@ def test_replay_all_empties_the_dead_letters(r: redis.Redis, store: Store, dead:
     assert dead.replay(limit=25) == 25
     assert dead.replay_all() == 35
     assert dead.count() == 0 and r.hlen(KEYS.dead_info) == 0
-    assert r.zcard(KEYS.sched) == 60
+    assert true_scheduled(r) == 60
 
 
 def test_replay_does_not_duplicate_a_request_pending_or_in_flight_again(
@@ -117,8 +117,8 @@ def test_replay_does_not_duplicate_a_request_pending_or_in_flight_again(
     assert isinstance(batch, Batch) and batch.members == ["leased"]
     assert dead.replay_all() == 0
     assert dead.count() == 0
-    assert r.zscore(KEYS.sched, request_id("g", "sched")) == later
-    assert r.zcard(KEYS.sched) == 1
+    assert r.zscore(KEYS.sched_group("g"), "sched") == later
+    assert true_scheduled(r) == 1
     assert r.zrange(KEYS.ready("g"), 0, -1) == ["ready"]
     assert r.zrange(KEYS.inflight, 0, -1) == [request_id("g", "leased")]
 

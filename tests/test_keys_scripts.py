@@ -28,7 +28,7 @@ KEY_ARGS = {
     "XADD": 1,
 }  # fmt: skip
 CALL = re.compile(r"redis\.p?call\(\s*'(?P<cmd>\w+)'\s*(?:,\s*(?P<args>[^\n]*))?")
-KEY_NAMES = "sched|groups|ready|inflight|leases|meta|high|dead|outcomes|stats|hold|limiter|dispatch|e10007"
+KEY_NAMES = "schedidx|sched|groups|ready|inflight|leases|meta|high|dead|outcomes|stats|hold|limiter|dispatch|e10007"
 KEYISH = re.compile(rf"(^|[\w.-]*):({KEY_NAMES})(:|$)")
 
 
@@ -110,7 +110,7 @@ def test_every_redis_call_takes_its_keys_from_KEYS(name: str) -> None:
     """No script builds a key name: every key argument of redis.call comes from KEYS (or _lib's parameters)."""
     code = body((LUA / f"{name}.lua").read_text(encoding="utf-8"))
     assert CALL.search(code), f"{name}.lua makes no redis.call"
-    params = frozenset({"groups_key", "ready_key"}) if name == LIB else frozenset()
+    params = frozenset({"groups_key", "ready_key", "schedidx_key", "sched_key"}) if name == LIB else frozenset()
     assert built_keys(code, params) == [], name
 
 
@@ -123,9 +123,9 @@ def test_key_check_catches_a_key_built_in_lua() -> None:
 
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_lib_helpers_are_given_keys_from_KEYS(name: str) -> None:
-    """Calls of the shared reindex() helper pass KEYS[...] for its key parameters."""
+    """Calls of the shared reindex() and reindex_sched() helpers pass KEYS[...] for their key parameters."""
     code = body((LUA / f"{name}.lua").read_text(encoding="utf-8"))
-    for call in re.finditer(r"\breindex\(([^\n]*)", code):
+    for call in re.finditer(r"\breindex(?:_sched)?\(([^\n]*)", code):
         groups_key, ready_key = first_args(call[1], 2)
         assert re.fullmatch(r"KEYS\[[^\]]+\]", groups_key) and re.fullmatch(r"KEYS\[[^\]]+\]", ready_key)
 
@@ -205,7 +205,7 @@ def test_every_key_shares_the_prefix() -> None:
     """Every key Keys builds starts with '<prefix>:' so deployments never collide."""
     k = Keys("p1")
     built = [getattr(k, name) for name in dir(Keys) if isinstance(getattr(Keys, name), property)]
-    built += [k.ready("g"), k.limiter(1400000000)]
+    built += [k.ready("g"), k.sched_group("g"), k.limiter(1400000000)]
     assert len(built) >= 15
     assert all(key.startswith("p1:") for key in built)
     assert len(set(built)) == len(built)
@@ -218,7 +218,7 @@ def test_keys_docstring_lists_every_key() -> None:
     for name in dir(Keys):
         if isinstance(getattr(Keys, name), property):
             assert f"``{getattr(k, name)}``" in doc, name
-    assert "``p:ready:{group}``" in doc and "``p:limiter:{sdkappid}``" in doc
+    assert "``p:sched:{group}``" in doc and "``p:ready:{group}``" in doc and "``p:limiter:{sdkappid}``" in doc
 
 
 @pytest.mark.parametrize(("group", "member"), [("g", "m"), ("@TGS#abc", "user:1"), ("a b", "c~d")])

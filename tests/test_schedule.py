@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import redis
-from support import KEYS, assert_gauge, req, server_ms, true_ready, wait_server_ms
+from support import KEYS, assert_gauge, req, server_ms, true_ready, true_scheduled, wait_server_ms
 
 from worker.keys import request_id
 from worker.schedule import PROMOTE_CHUNK, Scheduler
@@ -44,8 +44,8 @@ def test_bulk_100k_scheduled_are_all_promoted_once_due_and_none_early(
     moved = early + sched.promote_all(max_rounds=1_000)
     if server_ms(r) < far:
         assert moved == result.scheduled
-        assert r.zrange(KEYS.sched, 0, -1) == [request_id("far", "late")]
-    assert r.zcard(KEYS.sched) <= 1
+        assert r.zrange(KEYS.sched_group("far"), 0, -1) == ["late"] and true_scheduled(r) == 1
+    assert true_scheduled(r) <= 1
     assert true_ready(r) - r.zcard(KEYS.ready("far")) == 100_000
     assert_gauge(r)
     assert r.zcard(KEYS.groups) - r.zcard(KEYS.ready("far")) == 1_000
@@ -54,7 +54,9 @@ def test_bulk_100k_scheduled_are_all_promoted_once_due_and_none_early(
 def test_promote_takes_at_most_one_chunk(r: redis.Redis, store: Store, sched: Scheduler) -> None:
     """promote moves at most `limit` per call, oldest first; promote_all loops until nothing due is left."""
     past = server_ms(r) - 60_000  # scheduled entries already due: written directly, independent of timing
-    r.zadd(KEYS.sched, {request_id("g", f"m{i}"): past + i for i in range(PROMOTE_CHUNK + 10)})
+    r.zadd(KEYS.sched_group("g"), {f"m{i}": past + i for i in range(PROMOTE_CHUNK + 10)})
+    r.zadd(KEYS.schedidx, {"g": past})
+    r.hset(KEYS.stats, "scheduled", PROMOTE_CHUNK + 10)
     assert sched.promote(limit=100) == 100
     assert r.zrange(KEYS.ready("g"), 0, -1) == [f"m{i}" for i in range(100)]
     assert sched.promote_all() == PROMOTE_CHUNK - 90
@@ -69,7 +71,7 @@ def test_promote_before_due_moves_nothing(r: redis.Redis, store: Store, sched: S
     moved = sched.promote_all()
     if server_ms(r) < due:
         assert moved == 0
-        assert r.zscore(KEYS.sched, request_id("g", "m")) == due
+        assert r.zscore(KEYS.sched_group("g"), "m") == due
 
 
 def test_promoted_request_keeps_due_score_and_priority(r: redis.Redis, store: Store, sched: Scheduler) -> None:
@@ -107,7 +109,7 @@ def test_concurrent_promoters_move_each_request_once(r: redis.Redis, redis_url: 
         t.join()
     assert sum(moved) == result.scheduled  # (any enqueued after `due` passed went straight to ready)
     assert true_ready(r) == 4_000
-    assert r.zcard(KEYS.sched) == 0
+    assert true_scheduled(r) == 0
     assert_gauge(r)
 
 
@@ -123,7 +125,7 @@ def test_expired_leases_return_via_sched_and_are_claimable_again(r: redis.Redis,
     expire_leases(r, store)
     assert sched.reap() == 3
     assert r.zcard(KEYS.inflight) == 0 and r.hlen(KEYS.leases) == 0
-    assert r.zscore(KEYS.sched, request_id("g", "a")) == due
+    assert r.zscore(KEYS.sched_group("g"), "a") == due
     assert r.hget(KEYS.high, request_id("g", "h")) == "1"
     assert int(r.hget(KEYS.stats, "reaped") or 0) == 3
     assert sched.promote_all() == 3
@@ -155,7 +157,7 @@ def test_reap_keeps_a_newer_scheduled_instruction(r: redis.Redis, sched: Schedul
     store.enqueue([req("g", "m", at_ms=later)])
     expire_leases(r, store)
     assert sched.reap() == 1
-    assert r.zscore(KEYS.sched, request_id("g", "m")) == later
+    assert r.zscore(KEYS.sched_group("g"), "m") == later
     assert r.zcard(KEYS.inflight) == 0
 
 
@@ -167,7 +169,7 @@ def test_reap_does_not_duplicate_a_newer_ready_instruction(r: redis.Redis, sched
     store.enqueue([req("g", "m")])
     expire_leases(r, store)
     assert sched.reap() == 1
-    assert r.zcard(KEYS.sched) == 0
+    assert true_scheduled(r) == 0
     assert r.zrange(KEYS.ready("g"), 0, -1) == ["m"]
     assert store.cancel("g", ["m"]) == 1
     assert sched.promote_all() == 0

@@ -47,7 +47,7 @@ def test_status_counts_each_state(r: redis.Redis, store: Store) -> None:
 def test_status_counts_overdue_scheduled_as_queued(r: redis.Redis, store: Store) -> None:
     """A scheduled request whose due time passed but is not promoted yet counts as queued."""
     store.enqueue([req("g", "m", at_ms=server_ms(r) + 2)])
-    while server_ms(r) < r.zrange(KEYS.sched, 0, 0, withscores=True)[0][1]:
+    while server_ms(r) < r.zrange(KEYS.schedidx, 0, 0, withscores=True)[0][1]:
         time.sleep(0.002)
     s = status(r, KEYS)
     assert (s["queued"], s["scheduled"]) == (1, 0)

@@ -7,7 +7,7 @@ import threading
 import time
 
 import redis
-from support import KEYS, assert_gauge, req, server_ms, true_ready, wait_server_ms
+from support import KEYS, assert_gauge, req, server_ms, true_ready, true_scheduled, wait_server_ms
 
 from worker.hold import Hold
 from worker.keys import HIGH_BAND_MS, request_id
@@ -38,7 +38,7 @@ def test_thousand_enqueues_of_one_member_leave_one_pending(r: redis.Redis, store
         store.enqueue([req("g", "m")])
     assert result.stored == 500 and result.replaced == 499
     assert r.zrange(KEYS.ready("g"), 0, -1) == ["m"]
-    assert r.zcard(KEYS.sched) == 0
+    assert true_scheduled(r) == 0
     assert stat(r, "enqueued") == 1_000
     assert stat(r, "deduplicated") == 999
     assert_gauge(r)
@@ -58,7 +58,7 @@ def test_ready_request_rescheduled_later_by_newer_instruction(r: redis.Redis, st
     result = store.enqueue([req("g", "m", at_ms=later)])
     assert (result.ready, result.scheduled, result.replaced) == (0, 1, 1)
     assert r.zcard(KEYS.ready("g")) == 0
-    assert r.zscore(KEYS.sched, request_id("g", "m")) == later
+    assert r.zscore(KEYS.sched_group("g"), "m") == later
     assert r.zscore(KEYS.groups, "g") is None
     assert_gauge(r)
 
@@ -68,7 +68,7 @@ def test_scheduled_request_made_due_now_by_newer_instruction(r: redis.Redis, sto
     store.enqueue([req("g", "m", at_ms=server_ms(r) + 3_600_000)])
     result = store.enqueue([req("g", "m")])
     assert (result.ready, result.scheduled, result.replaced) == (1, 0, 1)
-    assert r.zscore(KEYS.sched, request_id("g", "m")) is None
+    assert r.zscore(KEYS.sched_group("g"), "m") is None
     assert r.zscore(KEYS.ready("g"), "m") is not None
     assert r.zscore(KEYS.groups, "g") is not None
     assert_gauge(r)
@@ -79,8 +79,8 @@ def test_later_instruction_replaces_earlier_schedule(r: redis.Redis, store: Stor
     now = server_ms(r)
     store.enqueue([req("g", "m", at_ms=now + 7_200_000)])
     store.enqueue([req("g", "m", at_ms=now + 3_600_000)])
-    assert r.zscore(KEYS.sched, request_id("g", "m")) == now + 3_600_000
-    assert r.zcard(KEYS.sched) == 1
+    assert r.zscore(KEYS.sched_group("g"), "m") == now + 3_600_000
+    assert true_scheduled(r) == 1
 
 
 def test_past_due_time_is_ready_with_its_due_as_score(r: redis.Redis, store: Store) -> None:
@@ -138,7 +138,7 @@ def test_cancel_removes_ready_and_scheduled(r: redis.Redis, store: Store) -> Non
     store.enqueue([req("g", "kept")])
     assert store.cancel("g", ["ready", "later", "absent"]) == 2
     assert r.zrange(KEYS.ready("g"), 0, -1) == ["kept"]
-    assert r.zcard(KEYS.sched) == 0
+    assert true_scheduled(r) == 0
     assert not r.hexists(KEYS.high, request_id("g", "ready"))
     assert stat(r, "cancelled") == 2
     assert_gauge(r)
@@ -444,7 +444,7 @@ def test_requeue_with_delay_goes_to_the_schedule(r: redis.Redis, store: Store) -
     before = server_ms(r)
     store.requeue(claim_batch(store, "g"), delay_ms=5_000)
     assert r.zcard(KEYS.ready("g")) == 0
-    assert float(r.zscore(KEYS.sched, request_id("g", "m")) or 0) >= before + 5_000
+    assert float(r.zscore(KEYS.sched_group("g"), "m") or 0) >= before + 5_000
     assert_gauge(r)
 
 
@@ -514,7 +514,7 @@ def test_requeue_does_not_duplicate_a_request_reenqueued_in_flight(r: redis.Redi
     later = server_ms(r) + 3_600_000
     store.enqueue([req("g", "a", at_ms=later), req("g", "b")])
     assert store.requeue(batch, delay_ms=0, code=10002) == 0
-    assert r.zscore(KEYS.sched, request_id("g", "a")) == later
+    assert r.zscore(KEYS.sched_group("g"), "a") == later
     assert r.zscore(KEYS.ready("g"), "a") is None
     assert r.zrange(KEYS.ready("g"), 0, -1) == ["b"]
     assert not r.hexists(KEYS.meta, request_id("g", "b"))
@@ -535,23 +535,26 @@ def test_delivered_ack_leaves_a_copy_reenqueued_in_flight(r: redis.Redis, store:
 # -- group gone --------------------------------------------------------------------------------
 
 
-def test_end_group_ends_every_ready_member_as_group_gone(r: redis.Redis, store: Store) -> None:
-    """end_group records group_gone for every ready member, clears the group and keeps the gauge."""
+def test_end_group_ends_every_pending_member_as_group_gone(r: redis.Redis, store: Store) -> None:
+    """end_group records group_gone for every ready and scheduled member, clears the group, keeps the gauges."""
     now = server_ms(r)
     store.enqueue([req("g", *(f"m{i}" for i in range(30))), req("g", "h", high=True)])
-    store.enqueue([req("g", "later", at_ms=now + 60_000), req("other", "x")])
+    store.enqueue([req("g", "later", at_ms=now + 60_000), req("other", "x"), req("other", "y", at_ms=now + 60_000)])
     batch = claim_batch(store, "g")
     assert store.ack(batch, "group_gone", code=10010, info="gone")[0] == MAX_BATCH
-    assert store.end_group("g", code=10010, info="gone") == 11
-    assert r.exists(KEYS.ready("g")) == 0
+    assert store.end_group("g", code=10010, info="gone") == 12
+    assert r.exists(KEYS.ready("g")) == 0 and r.exists(KEYS.sched_group("g")) == 0
     assert r.zscore(KEYS.groups, "g") is None
+    assert r.zscore(KEYS.schedidx, "g") is None
     assert not r.hexists(KEYS.high, request_id("g", "h"))
-    assert r.zscore(KEYS.sched, request_id("g", "later")) is not None
+    assert r.zscore(KEYS.sched_group("other"), "y") == now + 60_000  # other groups are untouched
+    assert r.zscore(KEYS.ready("other"), "x") is not None
     outcomes = [fields for _, fields in r.xrange(KEYS.outcomes)]
-    assert len(outcomes) == 31
+    assert len(outcomes) == 32
     assert all(set(f) == OUTCOME_FIELDS and f["outcome"] == "group_gone" for f in outcomes)
     assert all(int(f["due_ms"]) > 0 for f in outcomes)
-    assert stat(r, "group_gone") == 31
+    assert [int(f["due_ms"]) for f in outcomes if f["member"] == "later"] == [now + 60_000]
+    assert stat(r, "group_gone") == 32
     assert_gauge(r)
 
 
@@ -590,7 +593,7 @@ def test_ready_gauge_stays_exact_through_every_operation(r: redis.Redis, store: 
     check()
     wait_server_ms(r, now + 300)
     sched.promote_all()
-    assert r.zcard(KEYS.sched) == 0
+    assert true_scheduled(r) == 0
     check()
     store.end_group("g3", code=10010, info="gone")
     check()

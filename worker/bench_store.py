@@ -138,7 +138,7 @@ def scale(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
         fill_s = _timed_bulk(Producer(client, Keys("full")), 0, n, per_group, time.time() + FAR_FUTURE_S, SPREAD_S)
         info = client.info("memory")
         used_after = int(info["used_memory"])
-        scheduled = int(client.zcard(Keys("full").sched))
+        scheduled = int(client.hget(Keys("full").stats, "scheduled") or 0)
         log(f"  {scheduled:,} scheduled: {(used_after - used_before) / max(1, scheduled):.1f} bytes each")
         for r in range(cfg.repeats):
             order = ("empty", "full") if r % 2 == 0 else ("full", "empty")

@@ -86,17 +86,11 @@ class DeadLetters:
             flat: list[str | int] = []
             for group_id, member in chosen:
                 flat += (groups.setdefault(group_id, len(groups) + 1), member)
-            # The ready sets are passed so that a request pending again is never duplicated.
+            # Each group's ready and sched sets are passed (in that order, see dead_replay.lua): a
+            # replayed request goes to sched:{group}, and one pending again is never duplicated.
+            per_group = [key for g in groups for key in (k.ready(g), k.sched_group(g))]
             replayed = self._replay(
-                keys=[
-                    k.dead,
-                    k.dead_info,
-                    k.sched,
-                    k.stats,
-                    k.high,
-                    k.inflight,
-                    *(k.ready(g) for g in groups),
-                ],
+                keys=[k.dead, k.dead_info, k.schedidx, k.stats, k.high, k.inflight, *per_group],
                 args=[len(groups), *groups, *flat],
             )
         return int(replayed)

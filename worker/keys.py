@@ -5,7 +5,8 @@ Data model (``p`` is ``IMUNBAN_KEY_PREFIX``; a *request id* is ``group + SEP + m
 ========================  ======  ===========================================================
 key                       type    content
 ========================  ======  ===========================================================
-``p:sched``               ZSET    request id -> due ms; requests not yet due (incl. retries)
+``p:sched:{group}``       ZSET    member -> due ms; the group's requests not yet due (incl. retries)
+``p:schedidx``            ZSET    group -> earliest due ms in its ``sched:{group}`` (absent when empty)
 ``p:groups``              ZSET    group -> ms at which its ready batch may be claimed
 ``p:ready:{group}``       ZSET    member -> due ms (minus HIGH_BAND_MS for ``high``); due now
 ``p:inflight``            ZSET    request id -> lease deadline ms
@@ -15,7 +16,7 @@ key                       type    content
 ``p:dead``                ZSET    request id -> ms it was dead-lettered
 ``p:dead:info``           HASH    request id -> JSON {code, info, attempts, at_ms, high}
 ``p:outcomes``            STREAM  one entry per ended request (capped)
-``p:stats``               HASH    counters (enqueued, delivered, dead, ...) and the ``ready`` gauge
+``p:stats``               HASH    counters (enqueued, delivered, ...); ``ready`` and ``scheduled`` gauges
 ``p:hold``                HASH    code, info, since_ms, next_probe_ms, probes (absent = no hold)
 ``p:limiter:{sdkappid}``  STRING  GCRA theoretical arrival time, microseconds
 ``p:dispatch``            ZSET    "group SEP slot" -> ms the dispatch marker expires
@@ -49,9 +50,12 @@ class Keys:
 
     prefix: str = "imunban"
 
+    def sched_group(self, group_id: str) -> str:
+        return f"{self.prefix}:sched:{group_id}"
+
     @property
-    def sched(self) -> str:
-        return f"{self.prefix}:sched"
+    def schedidx(self) -> str:
+        return f"{self.prefix}:schedidx"
 
     @property
     def groups(self) -> str:

@@ -1,8 +1,9 @@
 """Scheduled requests: promote the due ones into their groups' ready sets; reap expired leases.
 
-Scheduled unbans live in the ``sched`` sorted set (never in Celery ETA/countdown, which Celery keeps
-in worker memory). Promotion reads due candidates, then a Lua script re-checks each against the
-server clock and moves it atomically, so concurrent promoters on many hosts are safe.
+Scheduled unbans live in per-group ``sched:{group}`` sorted sets, indexed by their earliest due time
+in ``schedidx`` (never in Celery ETA/countdown, which Celery keeps in worker memory). Promotion reads
+the due groups from the index, then a Lua script re-reads each group's due head against the server
+clock and moves it atomically, so concurrent promoters on many hosts are safe.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import cast
 import redis
 
 from worker.clock import server_time_ms
-from worker.keys import SEP, Keys, split_request_id
+from worker.keys import Keys, split_request_id
 from worker.redis_errors import translated
 from worker.scripts import register
 from worker.store import linger_arg
@@ -41,20 +42,21 @@ class Scheduler:
         """Move up to ``limit`` due scheduled requests to ready; returns how many moved."""
         return self._promote_chunk(limit)[1]
 
-    def _promote_chunk(self, limit: int) -> tuple[int, int]:
-        """One promote round: (due candidates read, requests moved)."""
+    def _promote_chunk(self, limit: int) -> tuple[bool, int]:
+        """One promote round: (whether more may be due, requests moved)."""
         k = self.keys
         now_ms = self.server_time_ms()
         with translated("promote"):
-            rids = cast(list[str], self.client.zrange(k.sched, "-inf", now_ms, byscore=True, offset=0, num=limit))
-            if not rids:
-                return 0, 0
-            groups = list(dict.fromkeys(rid.partition(SEP)[0] for rid in rids))
-            moved = self._promote(
-                keys=[k.sched, k.groups, k.stats, k.high, *(k.ready(g) for g in groups)],
-                args=[self.linger_arg, len(rids), len(groups), *groups],
+            groups = cast(list[str], self.client.zrange(k.schedidx, "-inf", now_ms, byscore=True, offset=0, num=limit))
+            if not groups:
+                return False, 0
+            # Two keys per group, in the groups' order: sched:{group}, ready:{group} (see promote.lua).
+            per_group = [key for g in groups for key in (k.sched_group(g), k.ready(g))]
+            taken, moved = self._promote(
+                keys=[k.schedidx, k.groups, k.stats, k.high, *per_group],
+                args=[self.linger_arg, limit, len(groups), *groups],
             )
-        return len(rids), int(moved)
+        return len(groups) >= limit or int(taken) >= limit, int(moved)
 
     def promote_all(self, *, max_rounds: int = 1_000) -> int:
         """Promote until nothing due is left (or ``max_rounds`` chunks); returns how many moved."""
@@ -62,9 +64,9 @@ class Scheduler:
         for _ in range(max_rounds):
             # Stop on a short read, not a short move: a concurrent promoter may have taken this chunk
             # (moved 0) while more due requests wait behind it.
-            candidates, moved = self._promote_chunk(PROMOTE_CHUNK)
+            more, moved = self._promote_chunk(PROMOTE_CHUNK)
             total += moved
-            if candidates < PROMOTE_CHUNK:
+            if not more:
                 break
         return total
 
@@ -77,9 +79,11 @@ class Scheduler:
             if not rids:
                 return 0
             groups, pairs = _group_pairs(rids)
-            # The ready sets are passed so that a newer pending copy is seen and never duplicated.
+            # Each group's ready and sched sets are passed (in that order, see reap.lua): the reaped
+            # request goes to sched:{group}, and a newer pending copy is seen and never duplicated.
+            per_group = [key for g in groups for key in (k.ready(g), k.sched_group(g))]
             reaped = self._reap(
-                keys=[k.inflight, k.leases, k.sched, k.stats, k.high, *(k.ready(g) for g in groups)],
+                keys=[k.inflight, k.leases, k.schedidx, k.stats, k.high, *per_group],
                 args=[len(groups), *groups, *pairs],
             )
         return int(reaped)

@@ -142,7 +142,9 @@ class Store:
 
     def _enqueue_args(self, groups: dict[str, int], quads: list[str | int]) -> tuple[list[str], list[str | int]]:
         k = self.keys
-        keys = [k.sched, k.groups, k.stats, k.high, k.meta, *(k.ready(g) for g in groups)]
+        # Two keys per group, in the groups' order: ready:{group}, sched:{group} (see enqueue.lua).
+        per_group = [key for g in groups for key in (k.ready(g), k.sched_group(g))]
+        keys = [k.schedidx, k.groups, k.stats, k.high, k.meta, *per_group]
         args: list[str | int] = [self.linger_arg, len(groups), *groups, *quads]
         return keys, args
 
@@ -165,7 +167,7 @@ class Store:
         k = self.keys
         with translated("cancel"):
             removed = self._cancel(
-                keys=[k.sched, k.groups, k.stats, k.high, k.meta, k.ready(group_id)],
+                keys=[k.schedidx, k.groups, k.stats, k.high, k.meta, k.ready(group_id), k.sched_group(group_id)],
                 args=[self.linger_arg, group_id, *members],
             )
         return int(removed)
@@ -227,7 +229,10 @@ class Store:
         k = self.keys
         with translated("requeue"):
             raw = self._requeue(
-                keys=[k.inflight, k.leases, k.meta, k.sched, k.stats, k.high, k.groups, k.ready(batch.group_id)],
+                keys=[
+                    k.inflight, k.leases, k.meta, k.schedidx, k.stats, k.high, k.groups,
+                    k.ready(batch.group_id), k.sched_group(batch.group_id),
+                ],
                 args=[
                     batch.token, batch.group_id, max(0, int(delay_ms)), code,
                     int(counts_as_attempt), self.linger_arg, *batch.members,
@@ -236,11 +241,20 @@ class Store:
         return int(raw[0])
 
     def end_group(self, group_id: str, *, code: int, info: str) -> int:
-        """The group is gone: end every ready member of it as ``group_gone``."""
+        """The group is gone: end every pending (ready or scheduled) member of it as ``group_gone``."""
         k = self.keys
         with translated("group_gone"):
             ended = self._group_gone(
-                keys=[k.ready(group_id), k.groups, k.stats, k.outcomes, k.high, k.meta],
+                keys=[
+                    k.ready(group_id),
+                    k.groups,
+                    k.stats,
+                    k.outcomes,
+                    k.high,
+                    k.meta,
+                    k.sched_group(group_id),
+                    k.schedidx,
+                ],
                 args=[group_id, code, info, self.outcome_maxlen],
             )
         return int(ended)

@@ -37,6 +37,16 @@ local function reindex(groups_key, ready_key, group, linger_arg)
   redis.call('ZADD', groups_key, score, group)
 end
 
+-- Re-score `group` in the schedule index: the earliest due time in its schedule, or no entry.
+local function reindex_sched(schedidx_key, sched_key, group)
+  local head = redis.call('ZRANGE', sched_key, 0, 0, 'WITHSCORES')
+  if #head == 0 then
+    redis.call('ZREM', schedidx_key, group)
+  else
+    redis.call('ZADD', schedidx_key, head[2], group)
+  end
+end
+
 -- Score of a ready member: its due time, pushed below every normal score when high priority.
 local function ready_score(due, high)
   if high then return due - HIGH_BAND end

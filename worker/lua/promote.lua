@@ -1,38 +1,43 @@
 -- promote: move scheduled requests that are due (on the server clock) into their group's ready set.
--- KEYS[1] sched   KEYS[2] groups   KEYS[3] stats   KEYS[4] high
--- KEYS[5..4+n] ready:{group} for each group named in ARGV, in the same order
--- ARGV[1] "linger_ms:max_linger_ms"   ARGV[2] the most requests to move
+-- KEYS[1] schedidx   KEYS[2] groups   KEYS[3] stats   KEYS[4] high
+-- KEYS[5..4+2n] two keys per group named in ARGV, in the same order: for the group with index gi,
+--               KEYS[3+2*gi] = sched:{group} and KEYS[4+2*gi] = ready:{group}
+-- ARGV[1] "linger_ms:max_linger_ms"   ARGV[2] the most requests to move in this call
 -- ARGV[3] n, the number of groups; ARGV[4..3+n] the group ids matching KEYS[5..] (the caller read
---         the due head of `sched` to name them)
--- It walks the head of `sched` by rank and cuts the moved prefix with one ZREMRANGEBYRANK, so no
--- request is looked up in the big set one by one. A request of a group the caller did not name
--- (scheduled in between) ends the round; the next round takes it.
--- Returns the number of requests made ready.
+--         the due head of `schedidx` to name them)
+-- Per group it reads the due head of `sched:{group}` and cuts it with one ZREMRANGEBYRANK, then
+-- re-indexes the group in `schedidx` and `groups`. A group that is not due (any more) moves nothing.
+-- Returns {taken, promoted}: scheduled entries removed, and requests made ready (a copy already
+-- ready is kept as it is, so it is taken but not promoted).
 local linger, limit, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local index = {}
-for i = 1, n do index[ARGV[3 + i]] = i end
 local now = now_ms()
-local head = redis.call('ZRANGE', KEYS[1], 0, limit - 1, 'WITHSCORES')
-local dirty = {}
 local taken, promoted = 0, 0
-for i = 1, #head, 2 do
-  local rid, due = head[i], tonumber(head[i + 1])
-  if due > now then break end
-  local cut = string.find(rid, SEP, 1, true)
-  local gi = cut and index[string.sub(rid, 1, cut - 1)]
-  if not gi then break end
-  local high = redis.call('HEXISTS', KEYS[4], rid) == 1
-  -- NX: a copy already ready (possible only after a lease was reaped) stays as it is.
-  if redis.call('ZADD', KEYS[4 + gi], 'NX', ready_score(due, high), string.sub(rid, cut + 1)) == 1 then
-    promoted = promoted + 1
-    dirty[gi] = true
+for gi = 1, n do
+  if taken >= limit then break end
+  local group = ARGV[3 + gi]
+  local sched_key = KEYS[3 + 2 * gi]
+  local ready_key = KEYS[4 + 2 * gi]
+  local due = redis.call('ZRANGE', sched_key, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit - taken, 'WITHSCORES')
+  if #due > 0 then
+    local moved = 0
+    for i = 1, #due, 2 do
+      local member = due[i]
+      local high = redis.call('HEXISTS', KEYS[4], group .. SEP .. member) == 1
+      -- NX: a copy already ready stays as it is.
+      if redis.call('ZADD', ready_key, 'NX', ready_score(tonumber(due[i + 1]), high), member) == 1 then
+        moved = moved + 1
+      end
+    end
+    redis.call('ZREMRANGEBYRANK', sched_key, 0, #due / 2 - 1)
+    reindex_sched(KEYS[1], KEYS[3 + 2 * gi], group)
+    if moved > 0 then reindex(KEYS[2], KEYS[4 + 2 * gi], group, linger) end
+    taken = taken + #due / 2
+    promoted = promoted + moved
   end
-  taken = taken + 1
 end
-if taken > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, taken - 1) end
-for gi, _ in pairs(dirty) do reindex(KEYS[2], KEYS[4 + gi], ARGV[3 + gi], linger) end
+if taken > 0 then redis.call('HINCRBY', KEYS[3], 'scheduled', -taken) end
 if promoted > 0 then
   redis.call('HINCRBY', KEYS[3], 'ready', promoted)
   redis.call('HINCRBY', KEYS[3], 'promoted', promoted)
 end
-return promoted
+return {taken, promoted}
