@@ -7,6 +7,7 @@ import threading
 import redis
 from support import KEYS, assert_gauge, req, server_ms, true_ready, true_scheduled, wait_server_ms
 
+from worker.deadletter import DeadLetters
 from worker.keys import request_id
 from worker.schedule import PROMOTE_CHUNK, Scheduler
 from worker.store import Batch, Store
@@ -193,3 +194,63 @@ def test_reap_leaves_unexpired_leases_alone(r: redis.Redis, sched: Scheduler) ->
 def test_reap_with_nothing_expired_is_zero(sched: Scheduler) -> None:
     """Reaping an empty inflight set does nothing."""
     assert sched.reap() == 0
+
+
+# -- the scheduled gauge and the schedule index -----------------------------------------------
+
+
+def test_scheduled_gauge_and_index_stay_exact_through_every_operation(r: redis.Redis, sched: Scheduler) -> None:
+    """The `scheduled` gauge equals the sum of sched:{group} sizes, and schedidx holds each non-empty
+    group at its earliest due (none for empty ones), after enqueue/cancel/promote/requeue/reap/replay/group_gone."""
+    store = Store(r, KEYS, linger_ms=0, lease_ms=1)
+    dead = DeadLetters(r, KEYS)
+    steps = 0
+
+    def check() -> None:
+        nonlocal steps
+        steps += 1
+        assert_gauge(r)  # ready and scheduled gauges, and schedidx == min score of every non-empty sched set
+
+    now = server_ms(r)
+    soon, later = now + 300, now + 3_600_000
+    store.enqueue([req(f"g{i}", *(f"m{j}" for j in range(25)), at_ms=later + i) for i in range(3)])
+    check()
+    assert true_scheduled(r) == 75 and r.zscore(KEYS.schedidx, "g1") == later + 1
+    store.enqueue([req("g0", "m0", at_ms=soon), req("g1", "m1"), req("g2", "x", "y", at_ms=soon, high=True)])
+    check()  # a re-schedule moves g0's head earlier; a ready re-enqueue takes m1 out of sched:g1
+    assert r.zscore(KEYS.schedidx, "g0") == soon and r.zscore(KEYS.sched_group("g1"), "m1") is None
+    assert store.cancel("g0", ["m0", "m5", "none"]) == 2
+    check()  # cancelling g0's earliest member moves its index entry back to the next one
+    assert r.zscore(KEYS.schedidx, "g0") == later
+    assert store.cancel("g3", ["nothing"]) == 0
+    check()
+    store.enqueue([req("g3", "only", at_ms=later)])
+    assert store.cancel("g3", ["only"]) == 1
+    check()  # an emptied schedule leaves no index entry
+    assert r.zscore(KEYS.schedidx, "g3") is None and r.exists(KEYS.sched_group("g3")) == 0
+    wait_server_ms(r, soon)
+    assert sched.promote_all() == 2
+    check()
+    assert r.zscore(KEYS.schedidx, "g2") == later + 2
+    batch = store.claim("g2")
+    assert isinstance(batch, Batch) and sorted(batch.members) == ["x", "y"]
+    store.requeue(batch.subset(["x"]), delay_ms=60_000, code=10002)
+    check()  # a delayed retry goes to sched:g2 and re-indexes g2
+    assert r.zscore(KEYS.sched_group("g2"), "x") is not None
+    expire_leases(r, store)
+    assert sched.reap() == 1
+    check()  # the reaped lease goes back to sched:g2 at its original due (already past)
+    assert r.zscore(KEYS.schedidx, "g2") == soon
+    assert sched.promote_all() == 1
+    check()
+    ready = store.claim("g1")
+    assert isinstance(ready, Batch)
+    store.ack(ready, "dead", code=10004, info="bad")
+    assert dead.replay() == 1
+    check()  # a replayed dead letter is scheduled due now
+    assert sched.promote_all() == 1
+    check()
+    assert store.end_group("g1", code=10010, info="gone") == 25
+    check()
+    assert r.zscore(KEYS.schedidx, "g1") is None
+    assert steps == 12

@@ -91,3 +91,16 @@ def test_trace_after_delivery_shows_the_last_outcome(r: redis.Redis, store: Stor
     t = trace(r, KEYS, "g", "m")
     assert t["state"] == "not_pending" and t["priority"] == "normal"
     assert t["last_outcome"]["member"] == "m" and t["last_outcome"]["outcome"] == "delivered"
+
+
+def test_status_counts_overdue_of_several_groups_and_keeps_later_ones_scheduled(r: redis.Redis, store: Store) -> None:
+    """Overdue scheduled requests of several groups count as queued; the rest of their groups stays scheduled."""
+    now = server_ms(r)
+    later = now + 3_600_000
+    store.enqueue([req("a", "1", "2", at_ms=now + 2), req("a", "3", at_ms=later), req("b", "1", at_ms=now + 3)])
+    store.enqueue([req("c", "1", at_ms=later + 1), req("r", "1")])
+    while server_ms(r) <= now + 3:
+        time.sleep(0.002)
+    s = status(r, KEYS)
+    assert (s["queued"], s["scheduled"]) == (4, 2)
+    assert s["next_due_ms"] == now + 2
