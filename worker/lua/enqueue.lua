@@ -24,26 +24,34 @@ for i = 3 + n, #ARGV, 4 do
   local due = now
   if ARGV[i + 2] ~= '' then due = tonumber(ARGV[i + 2]) end
   local high = ARGV[i + 3] == '1'
-  if redis.call('ZREM', ready_key, member) == 1 then
+  -- A pending request is in at most one of its group's ready and sched sets.
+  local was_ready = redis.call('ZREM', ready_key, member) == 1
+  if was_ready then
     replaced = replaced + 1
     ready_delta = ready_delta - 1
     dirty[gi] = true
-  elseif redis.call('ZREM', sched_key, member) == 1 then
-    replaced = replaced + 1
-    sched_delta = sched_delta - 1
-    sched_dirty[gi] = true
   end
   redis.call('HDEL', KEYS[5], rid)
   if high then redis.call('HSET', KEYS[4], rid, 1) else redis.call('HDEL', KEYS[4], rid) end
   if due <= now then
+    if not was_ready and redis.call('ZREM', sched_key, member) == 1 then
+      replaced = replaced + 1
+      sched_delta = sched_delta - 1
+      sched_dirty[gi] = true
+    end
     redis.call('ZADD', ready_key, ready_score(due, high), member)
     ready_added = ready_added + 1
     ready_delta = ready_delta + 1
     dirty[gi] = true
   else
-    redis.call('ZADD', sched_key, due, member)
+    -- ZADD answers 0 when the member was scheduled already: its due time is replaced in place
+    -- (this saves a second scan of the group's schedule for a ZREM).
+    if redis.call('ZADD', sched_key, due, member) == 1 then
+      sched_delta = sched_delta + 1
+    elseif not was_ready then
+      replaced = replaced + 1
+    end
     sched_added = sched_added + 1
-    sched_delta = sched_delta + 1
     sched_dirty[gi] = true
   end
 end
