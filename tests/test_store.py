@@ -77,10 +77,14 @@ def test_scheduled_request_made_due_now_by_newer_instruction(r: redis.Redis, sto
 def test_later_instruction_replaces_earlier_schedule(r: redis.Redis, store: Store) -> None:
     """Re-banning with a new expiry moves the scheduled due time to the newest one, even if earlier."""
     now = server_ms(r)
-    store.enqueue([req("g", "m", at_ms=now + 7_200_000)])
-    store.enqueue([req("g", "m", at_ms=now + 3_600_000)])
+    store.enqueue([req("g", "m", at_ms=now + 7_200_000), req("g", "n", at_ms=now + 5_000_000)])
+    result = store.enqueue([req("g", "m", at_ms=now + 3_600_000)])
+    assert (result.ready, result.scheduled, result.replaced) == (0, 1, 1)
     assert r.zscore(KEYS.sched_group("g"), "m") == now + 3_600_000
-    assert true_scheduled(r) == 1
+    assert r.zscore(KEYS.schedidx, "g") == now + 3_600_000
+    assert true_scheduled(r) == 2
+    assert int(r.hget(KEYS.stats, "deduplicated") or 0) == 1
+    assert_gauge(r)
 
 
 def test_past_due_time_is_ready_with_its_due_as_score(r: redis.Redis, store: Store) -> None:
