@@ -47,6 +47,14 @@ local function reindex_sched(schedidx_key, sched_key, group)
   end
 end
 
+-- A lease record "token|due_ms|high" -> token, due (a number), high ('1' or '0').
+-- A missing record gives no token, due `now` and normal priority.
+local function parse_lease(lease, now)
+  if not lease then return nil, now, '0' end
+  local token, due, high = string.match(lease, '^([^|]*)|([^|]*)|(.*)$')
+  return token, tonumber(due), high
+end
+
 -- Score of a ready member: its due time, pushed below every normal score when high priority.
 local function ready_score(due, high)
   if high then return due - HIGH_BAND end

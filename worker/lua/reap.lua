@@ -18,12 +18,7 @@ for i = 2 + n, #ARGV, 2 do
   local rid = ARGV[1 + gi] .. SEP .. member
   local deadline = redis.call('ZSCORE', KEYS[1], rid)
   if deadline and tonumber(deadline) <= now then
-    local lease = redis.call('HGET', KEYS[2], rid)
-    local due, high = now, '0'
-    if lease then
-      local _, d, h = string.match(lease, '^([^|]*)|([^|]*)|(.*)$')
-      due, high = tonumber(d), h
-    end
+    local _, due, high = parse_lease(redis.call('HGET', KEYS[2], rid), now)
     redis.call('ZREM', KEYS[1], rid)
     redis.call('HDEL', KEYS[2], rid)
     local pending = redis.call('ZSCORE', KEYS[4 + 2 * gi], member)

@@ -14,9 +14,7 @@ local requeued, stale, to_ready, to_sched = 0, 0, 0, 0
 for i = 7, #ARGV do
   local member = ARGV[i]
   local rid = group .. SEP .. member
-  local lease = redis.call('HGET', KEYS[2], rid)
-  local ltoken, due, high = nil, now, '0'
-  if lease then ltoken, due, high = string.match(lease, '^([^|]*)|([^|]*)|(.*)$') end
+  local ltoken, due, high = parse_lease(redis.call('HGET', KEYS[2], rid), now)
   if ltoken == token then
     redis.call('ZREM', KEYS[1], rid)
     redis.call('HDEL', KEYS[2], rid)
