@@ -155,3 +155,22 @@ def test_fast_path_agrees_with_full_validation(item: dict[str, object]) -> None:
         got = str(exc)
     if got is not None:
         assert got == expected
+
+
+def test_function_level_api_uses_the_environment(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """worker.enqueue / worker.cancel / worker.bulk work on a producer built from IMUNBAN_*."""
+    import worker
+    from worker.producer import reset_default_producer
+
+    monkeypatch.setenv("IMUNBAN_REDIS_URL", redis_url)
+    monkeypatch.setenv("IMUNBAN_KEY_PREFIX", "fn")
+    reset_default_producer()
+    try:
+        assert worker.enqueue("g", ["a", "b"]).ready == 2
+        assert worker.enqueue("g", "c", at=time.time() + 3600).scheduled == 1
+        assert worker.cancel("g", ["c"]) == 1
+        assert worker.bulk([{"group_id": "h", "member": "x"}]).stored == 1
+        with pytest.raises(ValidationError):
+            worker.enqueue("", ["a"])
+    finally:
+        reset_default_producer()

@@ -1,8 +1,15 @@
 """The Python API for producers: enqueue, schedule, cancel, and bulk enqueue straight into Redis.
 
-Example::
+Functions (one process-wide producer built from the ``IMUNBAN_*`` environment)::
 
-    from worker.producer import Producer
+    import worker
+    worker.enqueue("@TGS#aJRGC4MH6", ["alice", "bob"], at="2026-12-01T08:00Z", priority="normal")
+    worker.cancel("@TGS#aJRGC4MH6", ["bob"])
+    worker.bulk({"group_id": g, "member": m} for g, m in pairs)
+
+Or hold a producer yourself (another Redis, another key prefix)::
+
+    from worker import Producer
     producer = Producer.from_env()
     producer.enqueue("@TGS#aJRGC4MH6", ["alice", "bob"])                 # now
     producer.enqueue("@TGS#aJRGC4MH6", ["carol"], at="2026-12-01T08:00Z")  # when the ban expires
@@ -13,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -115,3 +123,40 @@ def _single_member(item: object, groups: dict[str, str]) -> UnbanRequest | None:
         known = validate_group_id(group_id)
         groups[known] = known
     return UnbanRequest(known, (member,))
+
+
+# -- the function-level API: one process-wide Producer built from IMUNBAN_* on first use ----------
+
+_default: Producer | None = None
+_default_lock = threading.Lock()
+
+
+def default_producer() -> Producer:
+    """The process's Producer, built from the environment on first use (thread-safe)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Producer.from_env()
+        return _default
+
+
+def reset_default_producer() -> None:
+    """Forget the process's Producer (after the environment changed, or in tests)."""
+    global _default
+    with _default_lock:
+        _default = None
+
+
+def enqueue(group_id: str, members: str | Sequence[str], *, at: When = None, priority: str = "normal") -> EnqueueResult:
+    """``worker.enqueue(group, members, at=..., priority=...)``: see :meth:`Producer.enqueue`."""
+    return default_producer().enqueue(group_id, members, at=at, priority=priority)
+
+
+def cancel(group_id: str, members: str | Sequence[str]) -> int:
+    """``worker.cancel(group, members)``: see :meth:`Producer.cancel`."""
+    return default_producer().cancel(group_id, members)
+
+
+def bulk(requests: Iterable[UnbanRequest | Mapping[str, Any]]) -> EnqueueResult:
+    """``worker.bulk(requests)``: see :meth:`Producer.bulk`."""
+    return default_producer().bulk(requests)
