@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -52,3 +54,12 @@ def assert_sched_index(r: redis.Redis) -> None:
         if head:
             expected[key[len(prefix) :]] = head[0][1]
     assert dict(r.zrange(KEYS.schedidx, 0, -1, withscores=True)) == expected
+
+
+def run_in_threads(target: Callable[[], object], count: int) -> None:
+    """Start ``count`` threads running ``target`` and wait for all of them."""
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

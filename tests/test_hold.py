@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import redis
-from support import KEYS, server_ms
+from support import KEYS, run_in_threads, server_ms
 
 from worker.hold import EVIDENCE_GROUPS, PROBE_BASE_MS, PROBE_CAP_MS, Hold
 from worker.keys import Keys
@@ -76,11 +76,7 @@ def test_exactly_one_caller_probes_at_a_time(r: redis.Redis) -> None:
         with lock:
             results.append(got)
 
-    threads = [threading.Thread(target=caller) for _ in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(caller, 10)
     assert results.count(True) == 1
     assert hold.get().probes == 1  # type: ignore[union-attr]
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+from support import run_in_threads
 
 from worker.keys import Keys
 from worker.limiter import MAX_WAIT_MS, MemoryRateLimiter, RedisRateLimiter
@@ -69,11 +70,7 @@ def test_grants_across_threads_are_spaced_by_the_interval(r: redis.Redis) -> Non
         with lock:
             slots.extend(mine)
 
-    threads = [threading.Thread(target=worker) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(worker, 6)
     assert len(slots) == 120
     assert_spaced(slots, RATE)
 

@@ -158,11 +158,9 @@ def test_build_request_matches_the_oracle(
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    s = RedisServer(tmp_path_factory.mktemp("props-redis"), appendonly=False)
-    s.start()
-    yield s
-    s.stop()
+def server(redis_server: RedisServer) -> RedisServer:
+    """The session's redis-server (hypothesis needs module-scoped fixtures, not per-test ones)."""
+    return redis_server
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import redis
-from support import KEYS, assert_gauge, req, server_ms, true_ready, true_scheduled, wait_server_ms
+from support import KEYS, assert_gauge, req, run_in_threads, server_ms, true_ready, true_scheduled, wait_server_ms
 
 from worker.deadletter import DeadLetters
 from worker.keys import request_id
@@ -103,11 +103,7 @@ def test_concurrent_promoters_move_each_request_once(r: redis.Redis, redis_url: 
             moved.append(count)
         client.close()
 
-    threads = [threading.Thread(target=promoter) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(promoter, 4)
     assert sum(moved) == result.scheduled  # (any enqueued after `due` passed went straight to ready)
     assert true_ready(r) == 4_000
     assert true_scheduled(r) == 0

@@ -7,7 +7,7 @@ import threading
 import time
 
 import redis
-from support import KEYS, assert_gauge, req, server_ms, true_ready, true_scheduled, wait_server_ms
+from support import KEYS, assert_gauge, req, run_in_threads, server_ms, true_ready, true_scheduled, wait_server_ms
 
 from worker.hold import Hold
 from worker.keys import HIGH_BAND_MS, request_id
@@ -335,11 +335,7 @@ def test_concurrent_claims_never_share_a_member(r: redis.Redis, redis_url: str) 
                 seen.extend((b.group_id, m) for b in batches for m in b.members)
         client.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(worker, 8)
     assert len(seen) == len(set(seen)) == len(members)
     assert set(seen) == members
     assert r.zcard(KEYS.inflight) == len(members)
