@@ -9,10 +9,10 @@ import fakeredis
 import pytest
 import redis
 
-from worker.keys import Keys
-from worker.redis_server import RedisServer
-from worker.schedule import Scheduler
-from worker.store import Store
+from imunban.keys import Keys
+from imunban.local.redis_server import RedisServer
+from imunban.schedule import Scheduler
+from imunban.store import Store
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import redis
 
-from worker.clock import server_time_ms
-from worker.keys import Keys
-from worker.validation import UnbanRequest
+from imunban.connection import server_time_ms
+from imunban.keys import Keys
+from imunban.validation import UnbanRequest
 
 #: The key prefix every storage-layer test uses.
 KEYS = Keys("t")

@@ -14,8 +14,8 @@ from urllib.parse import quote, quote_plus
 import pytest
 import requests
 
-from worker.api import ApiClient
-from worker.errors import (
+from imunban.api import ApiClient
+from imunban.errors import (
     ConnectError,
     GroupGoneError,
     HoldError,
@@ -27,10 +27,10 @@ from worker.errors import (
     UnknownApiError,
     ValidationError,
 )
-from worker.logredact import RedactUserSig, install_redaction, redact
-from worker.settings import Secret, Settings
-from worker.simulator import Simulator, SimulatorServer
-from worker.usersig import UserSigCache
+from imunban.logredact import RedactUserSig, install_redaction, redact
+from imunban.settings import Secret, Settings
+from imunban.sim.server import Simulator, SimulatorServer
+from imunban.usersig import UserSigCache
 
 KEY = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
 APPID = 1400000000
@@ -214,7 +214,7 @@ def test_read_timeout(server: SimulatorServer, sim: Simulator) -> None:
 def test_failover_to_backup_and_back(server: SimulatorServer, dead_url: str, caplog: pytest.LogCaptureFixture) -> None:
     """A refused connect to the primary fails over to the backup, which stays first for failover_s."""
     mono = Clock(1000.0)
-    caplog.set_level(logging.WARNING, logger="worker.api")
+    caplog.set_level(logging.WARNING, logger="imunban.api")
     with ApiClient(make_settings(), base_urls=[dead_url, server.url], monotonic=mono, failover_s=60) as api:
         api.unban(GROUP, ["u1"])
         assert api.active_base_url == server.url

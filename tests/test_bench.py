@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from worker.bench_config import SCENARIOS, BenchConfig, machine_info
-from worker.bench_report import MISS, OK, build_rows, markdown_table, plot_drain, write_outputs
-from worker.bench_util import cpu_seconds, latencies_ms, percentile, sim_window
-from worker.cli import build_parser
-from worker.cli.bench import config_from_args
+from imunban.bench.config import SCENARIOS, BenchConfig, machine_info
+from imunban.bench.report import MISS, OK, build_rows, markdown_table, plot_drain, write_outputs
+from imunban.bench.util import cpu_seconds, latencies_ms, percentile, sim_window
+from imunban.cli import build_parser
+from imunban.cli.bench import config_from_args
 
 
 def _results(**scenarios: Any) -> dict[str, Any]:
@@ -137,7 +137,7 @@ def test_machine_info_fields() -> None:
 @pytest.mark.slow
 def test_scale_scenario_tiny(tmp_path: Path) -> None:
     """The scale scenario on 2,000 requests stores them all and promotes every due slice."""
-    from worker.bench_store import scale
+    from imunban.bench.redis_scenarios import scale
 
     cfg = BenchConfig(scheduled=2_000, scale_slice=300, repeats=1)
     result = scale(cfg, tmp_path, lambda _: None)

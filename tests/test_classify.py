@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.classify import (
+from imunban.classify import (
     AMBIGUOUS_GLOBAL_CODES,
     GLOBAL_CODES,
     GROUP_GONE_CODES,
@@ -16,7 +16,7 @@ from worker.classify import (
     classify,
     describe,
 )
-from worker.errors import (
+from imunban.errors import (
     ApiError,
     GroupGoneError,
     HoldError,

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from support import server_ms
 
-from worker.cli import main
-from worker.hold import Hold
-from worker.keys import Keys
-from worker.stats import status, trace
-from worker.store import Batch, Store
-from worker.validation import UnbanRequest
+from imunban.cli import main
+from imunban.hold import Hold
+from imunban.keys import Keys
+from imunban.stats import status, trace
+from imunban.store import Batch, Store
+from imunban.validation import UnbanRequest
+from support import server_ms
 
 KEYS = Keys("imunban")
 AT_ISO = "2030-01-01T00:00:00Z"
@@ -446,7 +446,7 @@ def test_progress_shown_automatically_only_for_big_input_on_a_terminal(monkeypat
 
     from rich.console import Console
 
-    from worker.cli.produce import PROGRESS_MIN_BYTES, _progress
+    from imunban.cli.produce import PROGRESS_MIN_BYTES, _progress
 
     for terminal, size, shown in [
         (True, PROGRESS_MIN_BYTES, True),

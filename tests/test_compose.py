@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from worker.cli import build_parser
+from imunban.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 #: ${NAME}, ${NAME:-default}, ${NAME:?error} (not $${...}, which compose leaves to the container).
@@ -75,7 +75,7 @@ def test_commands_are_real_entry_points(compose: dict[str, Any]) -> None:
     for name, service in _imunban_services(compose).items():
         argv = _argv(service)
         assert argv[0] in scripts, f"{name}: {argv[0]!r} is not a [project.scripts] entry"
-        assert scripts[argv[0]] == "worker.cli:main"
+        assert scripts[argv[0]] == "imunban.cli:main"
         args = parser.parse_args(argv[1:])  # exits (fails the test) on an unknown sub-command or option
         assert args.command == argv[1], name
     assert _argv(compose["services"]["worker"])[1] == "worker"

@@ -6,12 +6,12 @@ import time
 
 import pytest
 import redis
-from support import KEYS, req, server_ms, true_scheduled
 
-from worker.deadletter import DeadLetter, DeadLetters
-from worker.keys import request_id
-from worker.schedule import Scheduler
-from worker.store import Batch, Store
+from imunban.deadletter import DeadLetter, DeadLetters
+from imunban.keys import request_id
+from imunban.schedule import Scheduler
+from imunban.store import Batch, Store
+from support import KEYS, req, server_ms, true_scheduled
 
 
 @pytest.fixture

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 
 import pytest
 import redis
 
-from worker.classify import classify
-from worker.delivery import Deliverer, RetryPolicy
-from worker.errors import TransportError
-from worker.hold import Hold
-from worker.keys import Keys
-from worker.limiter import MemoryRateLimiter
-from worker.schedule import Scheduler
-from worker.stats import status
-from worker.store import Batch, Store
-from worker.validation import build_request
+from imunban.classify import classify
+from imunban.delivery import Deliverer
+from imunban.errors import TransportError
+from imunban.hold import Hold
+from imunban.keys import Keys
+from imunban.limiter import MemoryRateLimiter
+from imunban.retry import RetryPolicy
+from imunban.schedule import Scheduler
+from imunban.settings import Settings
+from imunban.stats import status
+from imunban.store import Batch, Store
+from imunban.validation import build_request
 
 Answer = Callable[[str, Sequence[str]], int]
 
@@ -57,11 +60,21 @@ def keys() -> Keys:
     return Keys("t")
 
 
+DEFAULT_POLICY = RetryPolicy.from_settings(Settings())
+
+
 def make(store: Store, api: FakeApi, jitter: float = 0.0, **policy: int) -> tuple[Deliverer, Limiter]:
     """A Deliverer on ``store``; ``jitter`` 0 makes every retry due at once, 1 the full backoff."""
     limiter = Limiter()
     hold = Hold(store.client, store.keys)
-    deliverer = Deliverer(store, limiter, api, hold, policy=RetryPolicy(**policy), rand=lambda: jitter)
+    deliverer = Deliverer(
+        store,
+        limiter,
+        api,
+        hold,
+        policy=dataclasses.replace(DEFAULT_POLICY, **policy),
+        rand=lambda: jitter,
+    )
     return deliverer, limiter
 
 

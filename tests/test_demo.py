@@ -17,10 +17,10 @@ import pytest
 import redis
 from rich.console import Console
 
-from worker.demo import DUPLICATE_EVENTS, GROUPS, PER_GROUP, POISON, SCHEDULED, SPREAD_S, make_plan
-from worker.demo_db import LEASE_KEY, MARKER_KEY, DemoDatabase, db_of, with_db
-from worker.demo_view import Meter, PlainView, Sample, summary_table
-from worker.errors import StoreError
+from imunban.demo.db import LEASE_KEY, MARKER_KEY, DemoDatabase, db_of, with_db
+from imunban.demo.run import DUPLICATE_EVENTS, GROUPS, PER_GROUP, POISON, SCHEDULED, SPREAD_S, make_plan
+from imunban.demo.view import Meter, PlainView, Sample, summary_table
+from imunban.errors import StoreError
 
 
 def test_plan_mix() -> None:
@@ -124,7 +124,7 @@ def test_plain_view_and_summary_render() -> None:
 
 def _imunban() -> list[str]:
     script = Path(sys.executable).parent / "imunban"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "worker"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "imunban"]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

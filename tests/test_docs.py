@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from worker.cli import build_parser
-from worker.settings import PREFIX, Settings
+from imunban.cli import build_parser
+from imunban.settings import PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -45,7 +45,7 @@ def settings_variables() -> set[str]:
     """Every IMUNBAN_ variable Settings.from_env looks up, plus any named in settings.py's source."""
     recorder = _Recorder()
     Settings.from_env(recorder)
-    source = (ROOT / "worker" / "settings.py").read_text()
+    source = (ROOT / "worker" / "imunban" / "settings.py").read_text()
     named = {PREFIX + m for m in re.findall(r'env\.\w+\(\s*"([A-Z0-9_]+)"', source)}
     named |= set(re.findall(r"\b(IMUNBAN_[A-Z0-9_]+)\b", source))
     return {name for name in recorder.asked | named if name.startswith(PREFIX)}
@@ -137,7 +137,13 @@ def test_readme_commands_exist() -> None:
     parser = build_parser()
     choices = next(a.choices for a in parser._actions if a.dest == "command")
     assert isinstance(choices, dict)
-    used = set(re.findall(r"(?:^|[\s/\"'(])imunban ([a-z][a-z-]*)", _code_in(README.read_text()), flags=re.MULTILINE))
+    used = set(
+        re.findall(
+            r"(?:^|[\s/\"'(])(?<!import )(?<!from )imunban ([a-z][a-z-]*)",
+            _code_in(README.read_text()),
+            flags=re.MULTILINE,
+        )
+    )
     assert {"worker", "enqueue", "status"} <= used
     missing = used - set(choices)
     assert not missing, f"README mentions commands that do not exist: {sorted(missing)}"

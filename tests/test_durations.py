@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.durations import MAX_DURATION_S, parse_duration
-from worker.errors import ValidationError
+from imunban.cli.durations import MAX_DURATION_S, parse_duration
+from imunban.errors import ValidationError
 
 
 @pytest.mark.parametrize(

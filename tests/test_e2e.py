@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from worker.cluster import LocalCluster
-from worker.simulator_core import SimConfig
+from imunban.local.cluster import LocalCluster
+from imunban.sim.core import SimConfig
 
 pytestmark = pytest.mark.slow
 

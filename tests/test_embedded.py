@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker import embedded
-from worker.cli import main
+from imunban.cli import main
+from imunban.local import embedded
 
 Run = Callable[..., tuple[int, str, str]]
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from tasks.app import create_app
-from tasks.guard import envelope_problem, transport_problem
-from worker.settings import Settings
+from imunban.settings import Settings
+from imunban_celery.app import create_app
+from imunban_celery.guard import envelope_problem, transport_problem
 
 GOOD_ENVELOPE: dict[str, Any] = {
     "body": base64.b64encode(b'[[], {"group_id": "g", "members": ["a"]}, {}]').decode(),
@@ -93,11 +93,11 @@ def test_envelope_accepts_protocol_2_and_1() -> None:
 def test_guarded_app_configuration() -> None:
     """The app consumes through the guards; a rediss:// broker gets TLS with certificate checks."""
     app = create_app(Settings.from_env({"IMUNBAN_REDIS_URL": "rediss://:pw@127.0.0.1:6380/0"}))
-    assert app.conf.worker_consumer == "tasks.guard:GuardedConsumer"
-    assert app.conf.broker_transport == "tasks.guard:GuardedRedisTransport"
+    assert app.conf.worker_consumer == "imunban_celery.guard:GuardedConsumer"
+    assert app.conf.broker_transport == "imunban_celery.guard:GuardedRedisTransport"
     assert app.connection_for_write().ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     plain = create_app(Settings.from_env({"IMUNBAN_REDIS_URL": "redis://127.0.0.1:6379/0"}))
     assert not plain.connection_for_write().ssl
     for name in ("imunban.unban", "imunban.cancel", "imunban.deliver"):
-        assert plain.tasks[name].Strategy == "tasks.guard:guarded_strategy"
+        assert plain.tasks[name].Strategy == "imunban_celery.guard:guarded_strategy"
         assert plain.tasks[name].run is not app.tasks[name].run  # each app runs its own closures

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from worker.errors import ValidationError
-from worker.jsonl import MERGE_LIMIT, parse_line, read_all, read_requests, to_request
-from worker.validation import UnbanRequest
+from imunban.cli.jsonl import MERGE_LIMIT, parse_line, read_all, read_requests, to_request
+from imunban.errors import ValidationError
+from imunban.validation import UnbanRequest
 
 AT_ISO = "2030-01-01T00:00:00Z"
 AT_MS = 1_893_456_000_000

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from worker import keys as keys_module
-from worker.keys import HIGH_BAND_MS, SEP, Keys, request_id, split_request_id
-from worker.scripts import LIB, lua_source
-from worker.store import MAX_BATCH
+from imunban import keys as keys_module
+from imunban.keys import HIGH_BAND_MS, SEP, Keys, request_id, split_request_id
+from imunban.scripts import LIB, lua_source
+from imunban.store import MAX_BATCH
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKER = ROOT / "worker"
+WORKER = ROOT / "worker" / "imunban"
 LUA = WORKER / "lua"
 SCRIPTS = sorted(p.stem for p in LUA.glob("*.lua") if p.stem != LIB)
 
@@ -160,7 +160,7 @@ def test_every_registered_script_exists() -> None:
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_loaded_source_is_lib_plus_script(name: str) -> None:
     """scripts.lua_source prepends _lib.lua to the script."""
-    source = lua_source("worker", name)
+    source = lua_source("imunban", name)
     assert source.startswith((LUA / f"{LIB}.lua").read_text(encoding="utf-8"))
     assert source.endswith((LUA / f"{name}.lua").read_text(encoding="utf-8"))
 

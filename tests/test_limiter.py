@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 import redis
-from support import run_in_threads
 
-from worker.keys import Keys
-from worker.limiter import MAX_WAIT_MS, MemoryRateLimiter, RedisRateLimiter
+from imunban.keys import Keys
+from imunban.limiter import MAX_WAIT_MS, MemoryRateLimiter, RedisRateLimiter
+from support import run_in_threads
 
 KEYS = Keys("t")
 APP = 1400000000

@@ -17,14 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from worker.cluster import LocalCluster
-from worker.hold import Hold
-from worker.keys import Keys
-from worker.metrics import PrometheusObserver, QueueDepthCollector
-from worker.redis_server import free_port
-from worker.simulator_core import SimConfig
-from worker.store import Store
-from worker.validation import UnbanRequest
+from imunban.hold import Hold
+from imunban.keys import Keys
+from imunban.local.cluster import LocalCluster
+from imunban.local.redis_server import free_port
+from imunban.metrics import PrometheusObserver, QueueDepthCollector
+from imunban.sim.core import SimConfig
+from imunban.store import Store
+from imunban.validation import UnbanRequest
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

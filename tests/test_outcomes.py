@@ -8,9 +8,9 @@ from typing import Any, cast
 
 import redis
 
-from worker.keys import Keys
-from worker.store import Batch, Store
-from worker.validation import UnbanRequest
+from imunban.keys import Keys
+from imunban.store import Batch, Store
+from imunban.validation import UnbanRequest
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "outcomes.md"
 STREAM, GROUP = "imunban:outcomes", "moderation-log"

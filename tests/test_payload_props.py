@@ -20,16 +20,13 @@ from celery import Celery
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tasks.app import create_app
-from tasks.guard import envelope_problem, transport_problem
-from tasks.unban import cancel, unban
-from worker.cli import main
-from worker.errors import ValidationError
-from worker.keys import Keys
-from worker.redis_server import RedisServer
-from worker.settings import Settings
-from worker.stats import status
-from worker.validation import (
+from imunban.cli import main
+from imunban.errors import ValidationError
+from imunban.keys import Keys
+from imunban.local.redis_server import RedisServer
+from imunban.settings import Settings
+from imunban.stats import status
+from imunban.validation import (
     MAX_AT_S,
     MIN_AT_S,
     UnbanRequest,
@@ -41,6 +38,9 @@ from worker.validation import (
     validate_members,
     validate_priority,
 )
+from imunban_celery.app import create_app
+from imunban_celery.guard import envelope_problem, transport_problem
+from imunban_celery.unban import cancel, unban
 
 KEYS = Keys("imunban")
 PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

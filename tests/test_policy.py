@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.policy import backoff_ms, exhausted, halves
+from imunban.retry import backoff_ms, exhausted, halves
 
 
 def test_backoff_ceiling_doubles_per_attempt() -> None:

@@ -10,12 +10,12 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.errors import ValidationError
-from worker.keys import Keys
-from worker.producer import Producer, _single_member
-from worker.settings import Settings
-from worker.stats import status, trace
-from worker.validation import UnbanRequest, request_from_mapping
+from imunban.errors import ValidationError
+from imunban.keys import Keys
+from imunban.producer import Producer, _single_member
+from imunban.settings import Settings
+from imunban.stats import status, trace
+from imunban.validation import UnbanRequest, request_from_mapping
 
 KEYS = Keys("imunban")
 AT = 1_893_456_000  # 2030-01-01T00:00:00Z
@@ -158,19 +158,19 @@ def test_fast_path_agrees_with_full_validation(item: dict[str, object]) -> None:
 
 
 def test_function_level_api_uses_the_environment(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """worker.enqueue / worker.cancel / worker.bulk work on a producer built from IMUNBAN_*."""
-    import worker
-    from worker.producer import reset_default_producer
+    """imunban.enqueue / imunban.cancel / imunban.bulk work on a producer built from IMUNBAN_*."""
+    import imunban
+    from imunban import reset_default_producer
 
     monkeypatch.setenv("IMUNBAN_REDIS_URL", redis_url)
     monkeypatch.setenv("IMUNBAN_KEY_PREFIX", "fn")
     reset_default_producer()
     try:
-        assert worker.enqueue("g", ["a", "b"]).ready == 2
-        assert worker.enqueue("g", "c", at=time.time() + 3600).scheduled == 1
-        assert worker.cancel("g", ["c"]) == 1
-        assert worker.bulk([{"group_id": "h", "member": "x"}]).stored == 1
+        assert imunban.enqueue("g", ["a", "b"]).ready == 2
+        assert imunban.enqueue("g", "c", at=time.time() + 3600).scheduled == 1
+        assert imunban.cancel("g", ["c"]) == 1
+        assert imunban.bulk([{"group_id": "h", "member": "x"}]).stored == 1
         with pytest.raises(ValidationError):
-            worker.enqueue("", ["a"])
+            imunban.enqueue("", ["a"])
     finally:
         reset_default_producer()

@@ -6,12 +6,12 @@ import time
 
 import redis
 
-from worker.hold import Hold
-from worker.keys import Keys
-from worker.pump import Pump, PumpConfig
-from worker.schedule import Scheduler
-from worker.store import Store
-from worker.validation import build_request
+from imunban.hold import Hold
+from imunban.keys import Keys
+from imunban.pump import Pump, PumpConfig
+from imunban.schedule import Scheduler
+from imunban.store import Store
+from imunban.validation import build_request
 
 
 def make_pump(r: redis.Redis, **config: int) -> tuple[Pump, list[tuple[str, int, bool]], Store]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.errors import ConfigError
-from worker.settings import REGIONS, Secret, Settings
+from imunban.errors import ConfigError
+from imunban.settings import REGIONS, Secret, Settings
 
 KEY = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
 

@@ -21,11 +21,11 @@ import pytest
 import requests
 import TLSSigAPIv2
 
-from worker.api import UNBAN_PATH
-from worker.cli import main
-from worker.settings import Secret, Settings
-from worker.simulator import SimConfig, Simulator, SimulatorServer
-from worker.usersig import gen_usersig
+from imunban.api import UNBAN_PATH
+from imunban.cli import main
+from imunban.settings import Secret, Settings
+from imunban.sim.server import SimConfig, Simulator, SimulatorServer
+from imunban.usersig import gen_usersig
 
 KEY = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
 APPID = 1400000000
@@ -361,7 +361,7 @@ def test_cli_serves_official_sigs() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMUNBAN_")}
     env.update(IMUNBAN_SDKAPPID=str(APPID), IMUNBAN_SECRET_KEY=KEY, IMUNBAN_IDENTIFIER=ADMIN)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker", "simulate", "--port", "0", "--latency-ms", "1"],
+        [sys.executable, "-m", "imunban", "simulate", "--port", "0", "--latency-ms", "1"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import redis
-from support import KEYS, req, server_ms
 
-from worker.hold import Hold
-from worker.stats import COUNTERS, status, trace
-from worker.store import Batch, Store
+from imunban.hold import Hold
+from imunban.stats import COUNTERS, status, trace
+from imunban.store import Batch, Store
+from support import KEYS, req, server_ms
 
 
 def claim(store: Store, group: str, **kwargs: int) -> Batch:

@@ -15,8 +15,8 @@ import TLSSigAPIv2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.settings import Secret
-from worker.usersig import UserSigCache, UserSigError, decode_usersig, gen_usersig, verify_usersig
+from imunban.settings import Secret
+from imunban.usersig import UserSigCache, UserSigError, decode_usersig, gen_usersig, verify_usersig
 
 KEY = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
 APPID = 1400000000

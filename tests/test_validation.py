@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.errors import ValidationError
-from worker.validation import (
+from imunban.errors import ValidationError
+from imunban.validation import (
     MAX_AT_S,
     MAX_GROUP_ID_BYTES,
     MAX_MEMBER_BYTES,

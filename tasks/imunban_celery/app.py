@@ -1,0 +1,54 @@
+"""Celery app factory: the composition root of the Celery layer (nothing in it imports this module back).
+
+The broker is the same Redis as the store (IMUNBAN_REDIS_URL, or the embedded server when unset).
+Run with ``imunban worker`` (which also starts the pump), or ``celery -A imunban_celery.app worker``:
+both consume the public and the internal queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu.entity import Queue
+
+from imunban.local.embedded import resolve_settings
+from imunban.settings import Settings
+from imunban_celery import guard, maintenance, unban
+from imunban_celery.context import Context, base_conf
+from imunban_celery.names import DELIVER_TASK, INTERNAL_QUEUE, PUBLIC_QUEUE, WORKER_QUEUES
+
+__all__ = ["INTERNAL_QUEUE", "PUBLIC_QUEUE", "WORKER_QUEUES", "create_app"]
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """A configured Celery app with imunban's tasks registered."""
+    settings = resolve_settings(settings or Settings.from_env())
+    app = Celery("imunban", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(
+        base_conf(settings),
+        # Ack after the task ran; a killed worker's message is redelivered, not lost.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=PUBLIC_QUEUE,
+        # Declared here, so a worker started without -Q consumes both queues, not only the default one.
+        task_queues=[Queue(name, routing_key=name) for name in WORKER_QUEUES],  # type: ignore[no-untyped-call]
+        task_create_missing_queues=True,
+        task_routes={DELIVER_TASK: {"queue": INTERNAL_QUEUE}},
+        # Tasks are short (a delivery run has a few-second budget); nothing relies on ETA/countdown.
+        broker_transport_options={"visibility_timeout": 300},
+    )
+    app.conf.imunban = Context(app, settings)
+    guard.install(app)
+    unban.register(app)
+    maintenance.register(app)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # `celery -A imunban_celery.app` looks up `app`; build it on first use, not at import.
+    if name == "app":
+        globals()["app"] = created = create_app()
+        return created
+    raise AttributeError(name)

@@ -1,0 +1,66 @@
+"""The engine as one Celery app sees it: its settings and its lazily built :class:`Runtime`.
+
+The context is kept on the app object (``app.conf.imunban``), so two apps in one process (tests, the
+demo) never share a runtime, and nothing is keyed by ``id(app)``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from celery import Celery
+
+from imunban.metrics import observer_for
+from imunban.runtime import Runtime, build_runtime
+from imunban.settings import Settings
+from imunban_celery.names import DELIVER_TASK, INTERNAL_QUEUE
+
+
+class Context:
+    """Settings and the engine runtime of one Celery app (built on first use, once per process)."""
+
+    def __init__(self, app: Celery, settings: Settings) -> None:
+        self.settings = settings
+        self._app = app
+        self._lock = threading.Lock()
+        self._runtime: Runtime | None = None
+
+    @property
+    def built(self) -> bool:
+        """Whether the runtime exists yet (reading it would build it)."""
+        return self._runtime is not None
+
+    @property
+    def runtime(self) -> Runtime:
+        """The process's runtime; its pump submits delivery runs as ``imunban.deliver`` tasks."""
+        if self._runtime is None:
+            with self._lock:
+                if self._runtime is None:
+                    self._runtime = build_runtime(self.settings, self._submit, observer=observer_for(self.settings))
+        return self._runtime
+
+    def _submit(self, group_id: str, slot: int, probe: bool) -> None:
+        kwargs: dict[str, Any] = {"group_id": group_id, "slot": slot, "probe": probe}
+        self._app.send_task(DELIVER_TASK, kwargs=kwargs, queue=INTERNAL_QUEUE)
+
+
+def context_of(app: Celery) -> Context:
+    """The context :func:`imunban_celery.app.create_app` put on ``app``."""
+    ctx: Context = app.conf.imunban
+    return ctx
+
+
+def base_conf(settings: Settings) -> dict[str, Any]:
+    """Celery settings every imunban app shares (the product's and the benchmark's naive one)."""
+    return {
+        # JSON only: messages from non-Python clients must work, and pickle would be a code-execution hole.
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "task_ignore_result": True,
+        "result_backend": None,
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+    }

@@ -1,0 +1,202 @@
+"""Malformed broker messages are rejected and counted; they never take a worker down.
+
+Other systems publish to the ``imunban`` queue by hand (see docs/celery-contract.md), so the worker
+meets messages that Celery and kombu do not expect. Left alone, several shapes kill the whole
+worker process (an uncaught exception in the consumer loop), and a killed worker restores the
+unacknowledged message, so the next worker dies on it too. Three layers stop that:
+
+1. :class:`GuardedRedisTransport` — an item in the Redis list that is not a kombu envelope (not
+   JSON, not an object, no ``properties``/``delivery_tag``, headers not an object) is dropped.
+2. :class:`GuardedConsumer` — an unknown task name without an ``id`` is rejected, not fatal.
+3. :func:`guarded_strategy` — a task message whose body is not ``[args, kwargs, embed]``, whose
+   headers have the wrong shape, or which carries a Celery ``eta``/``countdown`` is rejected.
+
+Then the task body validates the kwargs (tasks/unban.py). Every rejection is logged with its
+reason and counted (``rejected_messages`` in ``imunban status``, ``imunban_rejected_messages_total``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery
+from celery.exceptions import InvalidTaskError
+from celery.worker.consumer import Consumer
+from celery.worker.strategy import default as default_strategy
+from kombu.transport import redis as kombu_redis
+
+from imunban_celery.context import Context, context_of
+
+log = logging.getLogger("imunban.tasks")
+
+#: Set by :func:`install`: the context whose store counts rejections that arrive without an app (transport level).
+_transport_context: Context | None = None
+
+
+def count_rejection(task: str, reason: str, app: Celery | None = None) -> None:
+    """Log and count one rejected message in ``app``'s store and metrics; counting never raises."""
+    log.warning("rejected %s message: %s", task, reason)
+    ctx = context_of(app) if app is not None else _transport_context
+    if ctx is None:
+        return
+    with contextlib.suppress(Exception):  # counting must never be what breaks the consumer
+        rt = ctx.runtime
+        rt.store.incr("rejected_messages")
+        rt.observer.rejected(task)
+
+
+def install(app: Celery) -> None:
+    """Route ``app``'s worker through the guards and count rejections in its store and metrics."""
+    global _transport_context
+    _transport_context = context_of(app)
+    app.conf.worker_consumer = "imunban_celery.guard:GuardedConsumer"
+    app.conf.broker_transport = "imunban_celery.guard:GuardedRedisTransport"
+    if str(app.conf.broker_url or "").startswith("rediss://") and not app.conf.broker_use_ssl:
+        # kombu enables TLS for the scheme name `rediss` only (and then without verifying the
+        # certificate); with our transport class named explicitly, say it: TLS, certificate verified.
+        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+
+
+# -- 1. transport ---------------------------------------------------------------------------------
+
+
+def transport_problem(raw: object) -> str | None:
+    """Why ``raw`` (one decoded item of a Redis queue list) is not a kombu envelope, or None."""
+    if not isinstance(raw, dict):
+        return "not a JSON object"
+    props = raw.get("properties")
+    if not isinstance(props, dict):
+        return "'properties' must be an object"
+    if not isinstance(props.get("delivery_tag"), str) or not props["delivery_tag"]:
+        return "'properties.delivery_tag' must be a non-empty string"
+    info = props.get("delivery_info")
+    if not isinstance(info, dict) or not all(isinstance(info.get(k), str) for k in ("exchange", "routing_key")):
+        return "'properties.delivery_info' must be an object with string 'exchange' and 'routing_key'"
+    if not isinstance(raw.get("headers") or {}, dict):
+        return "'headers' must be an object"
+    for name in ("content-type", "content-encoding"):
+        if not isinstance(raw.get(name) or "", str):
+            return f"'{name}' must be a string"
+    body = raw.get("body")
+    if body is not None and not isinstance(body, str):
+        return "'body' must be a string"
+    encoding = props.get("body_encoding")
+    if encoding not in (None, "base64"):
+        return "'properties.body_encoding' must be 'base64' or absent"
+    if encoding == "base64" and body:
+        try:
+            base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            return "'body' is not valid base64"
+    return None
+
+
+class GuardedRedisChannel(kombu_redis.Channel):
+    def _brpop_read(self, **options: Any) -> Any:
+        try:
+            return super()._brpop_read(**options)  # type: ignore[no-untyped-call]
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            # The item was popped already; it is not JSON, so no consumer could ever use it.
+            count_rejection("-", f"queue item is not JSON: {exc}")
+            return True
+
+
+class GuardedRedisTransport(kombu_redis.Transport):
+    """kombu's Redis transport, dropping (and counting) list items that are not kombu envelopes."""
+
+    Channel = GuardedRedisChannel
+
+    def _deliver(self, message: Any, queue: str) -> None:
+        problem = transport_problem(message)
+        if problem is not None:
+            count_rejection("-", f"not a Celery message: {problem}")
+            return
+        super()._deliver(message, queue)  # type: ignore[no-untyped-call]
+
+
+# -- 2. consumer ----------------------------------------------------------------------------------
+
+
+class GuardedConsumer(Consumer):  # type: ignore[misc]
+    """Celery's consumer, rejecting messages for unknown tasks even when they lack an ``id``."""
+
+    def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        count_rejection(str(headers.get("task", "?"))[:100], "unknown task name", self.app)
+        if isinstance(headers.get("id"), str):
+            super().on_unknown_task(body, message, exc)
+        else:
+            message.reject_log_error(log, self.connection_errors)
+
+
+# -- 3. task strategy -----------------------------------------------------------------------------
+
+
+def envelope_problem(headers: object, payload: object) -> str | None:
+    """Why a task message cannot be run safely, or None. ``payload`` is the decoded body.
+
+    Protocol 2: headers carry ``task`` and ``id``; the body is ``[args, kwargs, embed]``.
+    Protocol 1 (the body is an object with ``args``/``kwargs``/``id``/``task``) is accepted too.
+    A Celery ``eta``/``countdown`` is refused: Celery would hold the message in worker memory;
+    schedule with the ``at`` kwarg instead.
+    """
+    if not isinstance(headers, dict):
+        return "message headers are not a mapping"
+    eta = headers.get("eta")
+    if isinstance(payload, list | tuple):
+        if not isinstance(headers.get("id"), str):
+            return "header 'id' must be a string"
+        if len(payload) != 3:
+            return "body must be [args, kwargs, embed]"
+        args, kwargs, embed = payload
+        if embed is not None and not isinstance(embed, dict):
+            return "body[2] (embed) must be an object or null"
+    elif isinstance(payload, dict):
+        args, kwargs = payload.get("args", []), payload.get("kwargs", {})
+        eta = eta or payload.get("eta")
+        if not isinstance(payload.get("id"), str) and not isinstance(headers.get("id"), str):
+            return "message id must be a string"
+    else:
+        return "body must be a JSON array [args, kwargs, embed]"
+    if not isinstance(args, list | tuple):
+        return "args must be a JSON array"
+    if not isinstance(kwargs, dict):
+        return "kwargs must be a JSON object"
+    if eta is not None:
+        return "Celery eta/countdown is not accepted: schedule with the 'at' kwarg"
+    return None
+
+
+def guarded_strategy(task: Any, app: Celery, consumer: Any, **options: Any) -> Callable[..., Any]:
+    """Celery's default strategy behind :func:`envelope_problem`; set as the tasks' ``Strategy``.
+
+    Without it, e.g. a body that is a JSON object without ``args`` raises inside Celery's consumer
+    and takes the whole worker down.
+    """
+    inner = default_strategy(task, app, consumer, **options)
+
+    def handler(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kwargs: Any) -> Any:
+        try:
+            payload = message.payload if body is None else body
+        except Exception as exc:  # DecodeError, ContentDisallowed: Celery rejects these itself
+            count_rejection(task.name, f"undecodable body: {exc}", app)
+            raise
+        problem = envelope_problem(message.headers, payload)
+        if problem is not None:
+            count_rejection(task.name, problem, app)
+            raise InvalidTaskError(problem)
+        try:
+            return inner(message, body, ack, reject, callbacks, **kwargs)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A header of the wrong shape (timelimit, expires, ...): reject, don't crash the consumer.
+            count_rejection(task.name, f"malformed message: {exc!r}", app)
+            raise InvalidTaskError(f"malformed message: {exc!r}") from exc
+
+    return handler

@@ -1,0 +1,117 @@
+"""Task definitions. Each body only validates its message and delegates to the engine.
+
+``imunban.unban``  kwargs: group_id (str), members (list of str), optional at, priority
+``imunban.cancel`` kwargs: group_id (str), members (list of str)
+``imunban.deliver`` (internal) kwargs: group_id, slot, probe
+A bad message is rejected with a logged, counted reason; it is never retried and never crashes.
+imunban_celery/guard.py rejects malformed envelopes before they reach Celery's code (some would crash the
+worker); the task bodies here check the kwargs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from celery import Celery
+from celery.exceptions import Reject
+
+from imunban.errors import StoreError, ValidationError
+from imunban.validation import build_request, validate_group_id, validate_members
+from imunban_celery.context import context_of
+from imunban_celery.guard import count_rejection
+from imunban_celery.names import CANCEL_TASK, DELIVER_TASK, UNBAN_TASK
+
+log = logging.getLogger("imunban.tasks")
+
+UNBAN_FIELDS = frozenset({"group_id", "members", "at", "priority"})
+CANCEL_FIELDS = frozenset({"group_id", "members"})
+#: A delivery run hands its thread back after this long, so other groups and messages get a turn.
+DELIVER_BUDGET_S = 3.0
+
+
+def _check_fields(kwargs: dict[str, Any], args: tuple[Any, ...], allowed: frozenset[str]) -> None:
+    if args:
+        raise ValidationError("args", "positional arguments are not accepted; send kwargs")
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        raise ValidationError(unknown[0], "is not a known field")
+    for required in ("group_id", "members"):
+        if required not in kwargs:
+            raise ValidationError(required, "is required")
+    if not isinstance(kwargs["members"], list | tuple):
+        raise ValidationError("members", f"must be a list of strings, got {type(kwargs['members']).__name__}")
+
+
+def _reject(app: Celery, task: str, exc: ValidationError) -> dict[str, Any]:
+    count_rejection(task, str(exc), app)
+    return {"rejected": str(exc)}
+
+
+def unban(app: Celery, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    try:
+        _check_fields(kwargs, args, UNBAN_FIELDS)
+        request = build_request(kwargs["group_id"], kwargs["members"], kwargs.get("at"), kwargs.get("priority"))
+    except ValidationError as exc:
+        return _reject(app, UNBAN_TASK, exc)
+    try:
+        result = context_of(app).runtime.store.enqueue([request])
+    except StoreError as exc:
+        # Redis refused: hand the message back to the broker rather than acknowledging a loss.
+        raise Reject(str(exc), requeue=True) from exc
+    return {"ready": result.ready, "scheduled": result.scheduled, "replaced": result.replaced}
+
+
+def cancel(app: Celery, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    try:
+        _check_fields(kwargs, args, CANCEL_FIELDS)
+        group_id = validate_group_id(kwargs["group_id"])
+        members = validate_members(kwargs["members"])
+    except ValidationError as exc:
+        return _reject(app, CANCEL_TASK, exc)
+    try:
+        return {"cancelled": context_of(app).runtime.store.cancel(group_id, list(members))}
+    except StoreError as exc:
+        raise Reject(str(exc), requeue=True) from exc
+
+
+def deliver(app: Celery, group_id: str, slot: int = -1, probe: bool = False) -> dict[str, Any]:
+    rt = context_of(app).runtime
+    try:
+        report = rt.deliverer.deliver_group(
+            group_id, budget_s=DELIVER_BUDGET_S, probe=probe, heartbeat=lambda: rt.pump.touch(group_id, slot)
+        )
+    except StoreError as exc:
+        # Redis is down: the leases and the dispatch marker expire and the work is picked up again.
+        log.error("delivery for group %r stopped: %s", group_id, exc)
+        return {"error": str(exc)}
+    finally:
+        with contextlib.suppress(StoreError):  # if Redis is down the marker expires by itself
+            rt.pump.finish(group_id, slot)
+    return {"calls": report.calls, "delivered": report.delivered, "held": report.held}
+
+
+def register(app: Celery) -> None:
+    """Bind the task functions to ``app`` under their public names, behind the message guards."""
+    options: dict[str, Any] = {
+        "bind": False,
+        # Not shared: another app in the same process (tests, demo) must not get these closures.
+        "shared": False,
+        "acks_late": True,
+        "ignore_result": True,
+        "Strategy": "imunban_celery.guard:guarded_strategy",
+    }
+
+    def unban_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return unban(app, *args, **kwargs)
+
+    def cancel_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return cancel(app, *args, **kwargs)
+
+    def deliver_task(group_id: str, slot: int = -1, probe: bool = False) -> dict[str, Any]:
+        return deliver(app, group_id, slot, probe)
+
+    app.task(name=UNBAN_TASK, **options)(unban_task)
+    app.task(name=CANCEL_TASK, **options)(cancel_task)
+    app.task(name=DELIVER_TASK, **options)(deliver_task)

@@ -1,0 +1,76 @@
+"""imunban: reliable, rate-limited batch delivery of Tencent Cloud Chat audio-video group unbans.
+
+The function-level producer API, on one process-wide :class:`Producer` built from ``IMUNBAN_*``
+(an unset ``IMUNBAN_REDIS_URL`` means the embedded server, started on first use)::
+
+    import imunban
+    imunban.enqueue("@TGS#aJRGC4MH6", ["alice"])                  # now
+    imunban.enqueue("@TGS#aJRGC4MH6", ["bob"], at=1796083200)     # when the ban expires
+    imunban.cancel("@TGS#aJRGC4MH6", ["bob"])
+    imunban.bulk({"group_id": g, "member": m} for g, m in pairs)
+
+This module is the composition root of that API; the engine's modules never import it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from imunban.local.embedded import resolve_settings
+from imunban.producer import Producer, When
+from imunban.settings import Settings
+from imunban.store import EnqueueResult
+from imunban.validation import UnbanRequest
+
+try:
+    __version__ = version("imunban")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "EnqueueResult",
+    "Producer",
+    "UnbanRequest",
+    "bulk",
+    "cancel",
+    "default_producer",
+    "enqueue",
+    "reset_default_producer",
+]
+
+_default: Producer | None = None
+_default_lock = threading.Lock()
+
+
+def default_producer() -> Producer:
+    """The process's Producer, built from the environment on first use (thread-safe)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Producer.from_env(resolve_settings(Settings.from_env()))
+        return _default
+
+
+def reset_default_producer() -> None:
+    """Forget the process's Producer (after the environment changed, or in tests)."""
+    global _default
+    with _default_lock:
+        _default = None
+
+
+def enqueue(group_id: str, members: str | Sequence[str], *, at: When = None, priority: str = "normal") -> EnqueueResult:
+    """``imunban.enqueue(group, members, at=..., priority=...)``: see :meth:`Producer.enqueue`."""
+    return default_producer().enqueue(group_id, members, at=at, priority=priority)
+
+
+def cancel(group_id: str, members: str | Sequence[str]) -> int:
+    """``imunban.cancel(group, members)``: see :meth:`Producer.cancel`."""
+    return default_producer().cancel(group_id, members)
+
+
+def bulk(requests: Iterable[UnbanRequest | Mapping[str, Any]]) -> EnqueueResult:
+    """``imunban.bulk(requests)``: see :meth:`Producer.bulk`."""
+    return default_producer().bulk(requests)

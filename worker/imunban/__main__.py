@@ -1,0 +1,3 @@
+from imunban.cli import main
+
+raise SystemExit(main())

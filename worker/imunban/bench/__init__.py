@@ -1,0 +1,1 @@
+"""`imunban bench`: the benchmark against the simulator."""

@@ -1,0 +1,144 @@
+"""What ``imunban bench`` runs (sizes of every scenario) and the machine it runs on."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from imunban.errors import StoreError
+from imunban.local.redis_server import redis_server_binary
+from imunban.sim.core import SimConfig
+
+#: Every scenario, in the order they run (one at a time: the machine may have only two cores).
+SCENARIOS = ("drain", "naive", "latency", "bulk", "scale", "chaos")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Sizes and knobs; :meth:`quick` shrinks everything to run in under two minutes."""
+
+    quick: bool = False
+    workers: int = 2
+    concurrency: int = 8
+    rate_limit: float = 190.0  # IMUNBAN_RATE_LIMIT given to the workers (calls/s, whole deployment)
+    api_limit: int = 200  # what the simulator enforces per sliding second
+    latency_ms: float = 30.0  # the simulator's answer delay
+    # 1. backlog drain
+    drain_groups: int = 400
+    drain_members: int = 100
+    # 2. naive design: messages published up front, then its rate over a fixed window
+    naive_warmup_s: float = 3.0
+    naive_window_s: float = 20.0
+    # 3. latency at 10 % load
+    latency_rate: float = 380.0  # members/s arriving (10 % of 20 x 190)
+    latency_s: float = 20.0
+    latency_groups: int = 500
+    # 4. bulk enqueue
+    bulk_members: int = 200_000
+    bulk_groups: int = 2_000
+    apply_async_members: int = 5_000
+    # 5. scale
+    scheduled: int = 1_000_000
+    scale_slice: int = 50_000
+    # 6. chaos
+    chaos_groups: int = 200
+    chaos_members: int = 100
+    chaos_timeout_s: float = 300.0
+    repeats: int = 4  # rounds of the Redis-only measurements; the best of each is reported
+    seed: int = 20_240_601
+    scenarios: tuple[str, ...] = SCENARIOS
+
+    @classmethod
+    def quick_config(cls, **changes: Any) -> BenchConfig:
+        """The ``--quick`` sizes: same scenarios, smaller loads, shorter windows."""
+        quick = cls(
+            quick=True,
+            drain_groups=200,
+            drain_members=40,
+            naive_warmup_s=2.0,
+            naive_window_s=6.0,
+            latency_s=8.0,
+            latency_groups=300,
+            bulk_members=50_000,
+            bulk_groups=500,
+            apply_async_members=2_000,
+            scheduled=100_000,
+            scale_slice=20_000,
+            chaos_groups=100,
+            chaos_members=60,
+            chaos_timeout_s=120.0,
+            repeats=2,
+        )
+        return dataclasses.replace(quick, **changes)
+
+    @property
+    def drain_target_per_s(self) -> float:
+        """20 members x the configured calls/s: the most any design can deliver."""
+        return 20.0 * self.rate_limit
+
+    def env(self) -> dict[str, str]:
+        """IMUNBAN_* the cluster's processes get on top of the LocalCluster defaults."""
+        return {"IMUNBAN_RATE_LIMIT": f"{self.rate_limit:g}"}
+
+    def sim(self, **faults: Any) -> SimConfig:
+        return SimConfig(latency_ms=self.latency_ms, rate_limit=self.api_limit, seed=self.seed, **faults)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["scenarios"] = list(self.scenarios)
+        return data
+
+
+def machine_info() -> dict[str, Any]:
+    """Cores, CPU model, memory, Python, Redis, load: what a reader needs to judge the numbers."""
+    info: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "redis": _redis_version(),
+        "loadavg_at_start": _loadavg(),
+        "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            kb = int(f.readline().split()[1])
+        info["memory_gb"] = round(kb / 1024 / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        info["memory_gb"] = None
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _redis_version() -> str:
+    try:
+        out = subprocess.run([redis_server_binary(), "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError, StoreError):
+        return "unknown"
+    for word in out.stdout.split():
+        if word.startswith("v="):
+            return word[2:]
+    return out.stdout.strip() or "unknown"
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None

@@ -1,0 +1,284 @@
+"""The cluster scenarios of ``imunban bench``: backlog drain, latency at 10 % load, chaos.
+
+Each runs a :class:`~imunban.local.cluster.LocalCluster` (real redis-server, the simulator over loopback
+HTTP, ``imunban worker`` subprocesses) and returns a JSON-ready dict of what it measured.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from imunban.bench.config import BenchConfig
+from imunban.bench.util import (
+    Log,
+    cpu_total,
+    drained,
+    latencies_ms,
+    loadavg1,
+    per_s,
+    percentile,
+    read_outcomes,
+    sim_window,
+    wait_for,
+    wait_workers_ready,
+    warm_up,
+    worker_pids,
+)
+from imunban.local.cluster import LocalCluster
+
+#: Chaos settings: a lease past the 5 s read timeout of a hung call; backoff short enough to finish.
+CHAOS_ENV = {"IMUNBAN_LEASE_MS": "10000", "IMUNBAN_BACKOFF_BASE_MS": "250", "IMUNBAN_BACKOFF_CAP_MS": "5000"}
+CHAOS_FAULTS = {"http_502_rate": 0.10, "error_10002_rate": 0.05, "hang_rate": 0.02}
+
+
+def cluster_for(cfg: BenchConfig, root: Path, *, workers: int | None = None, **kwargs: Any) -> LocalCluster:
+    """A LocalCluster with the bench's workers, concurrency, rate limit and simulator (not started)."""
+    kwargs.setdefault("sim_config", cfg.sim())
+    env = {**cfg.env(), **kwargs.pop("env", {})}
+    n = cfg.workers if workers is None else workers
+    return LocalCluster(root, workers=n, concurrency=cfg.concurrency, env=env, **kwargs)
+
+
+def _ready(cluster: LocalCluster, log: Log) -> None:
+    if cluster.workers and not wait_workers_ready(cluster, 90):
+        log("  workers did not report ready within 90 s; measuring anyway")
+
+
+def _status(cluster: LocalCluster, timeout_s: float = 30.0) -> dict[str, Any]:
+    """``status`` once Redis answers again (it may be restarting); {} if it never does."""
+    found: dict[str, Any] = {}
+
+    def read() -> bool:
+        found.update(cluster.status())
+        return True
+
+    wait_for(read, timeout_s)
+    return found
+
+
+# -- 1. backlog drain -------------------------------------------------------------------------------
+
+
+def drain(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
+    """Bulk-enqueue groups x members due now into warm workers; time first -> last API call."""
+    total = cfg.drain_groups * cfg.drain_members
+    with cluster_for(cfg, root / "drain") as cluster:
+        _ready(cluster, log)
+        warm_up(cluster)
+        pids = worker_pids(cluster)
+        redis_pid = [cluster.redis_server.process.pid] if cluster.redis_server and cluster.redis_server.process else []
+        cpu_before, redis_before, own_before = cpu_total(pids), cpu_total(redis_pid), time.process_time()
+        load_before = loadavg1()
+        started = time.monotonic()
+        cluster.producer().bulk(
+            {"group_id": f"drain-{g:05d}", "members": [f"user_{m:06d}" for m in range(cfg.drain_members)]}
+            for g in range(cfg.drain_groups)
+        )
+        enqueue_s = time.monotonic() - started
+        done = wait_for(lambda: drained(cluster), max(120.0, 5 * total / cfg.drain_target_per_s), poll_s=0.05)
+        cpu_after, redis_after, own_after = cpu_total(pids), cpu_total(redis_pid), time.process_time()
+        wall = time.monotonic() - started
+        sim = cluster.sim_stats()
+        # Idle cost of the pumps (every worker ticks every 50 ms), to tell it apart from per-call cost.
+        time.sleep(2.0)
+        cpu_idle = cpu_total(pids)
+        status = _status(cluster)
+    first, last = sim["first_call_s"], sim["last_call_s"]
+    span = (last - first) if first is not None and last is not None else None
+    members = sim["members_unbanned"]
+    rate = per_s(members, span)
+    cpu = cpu_after - cpu_before if cpu_after is not None and cpu_before is not None else None
+    idle = (cpu_idle - cpu_after) / 2.0 if cpu_idle is not None and cpu_after is not None else None
+    timeline = [row for row in sim["timeline"] if first is not None and int(first) <= row["t"] <= int(last)]
+    interior = [row["members"] for row in timeline[1:-1]]
+    return {
+        "groups": cfg.drain_groups,
+        "members_per_group": cfg.drain_members,
+        "requests": total,
+        "drained": done,
+        "enqueue_s": enqueue_s,
+        "first_to_last_call_s": span,
+        "members_delivered": members,
+        "distinct_delivered": sim["distinct_unbanned"],
+        "members_per_s": rate,
+        "ratio_to_20x_limit": rate / cfg.drain_target_per_s if rate is not None else None,
+        "median_full_second_members": statistics.median(interior) if interior else None,
+        "calls": sim["calls"],
+        "members_per_call": per_s(members, sim["calls_ok"]),
+        "batch_sizes": sim["batch_sizes"],
+        "rate_limited": sim["rate_limited"],
+        "max_calls_in_1s": sim["max_calls_in_1s"],
+        "worker_cpu_s": cpu,
+        "worker_cpu_s_per_call": per_s(cpu, sim["calls"]) if cpu is not None else None,
+        "idle_cpu_s_per_s": idle,
+        # Where the machine's cores went while draining (cores = CPU seconds / wall seconds).
+        "cores_used": {
+            "workers": cpu / wall if cpu is not None else None,
+            "simulator_and_bench": (own_after - own_before) / wall,
+            "redis": (redis_after - redis_before) / wall
+            if redis_after is not None and redis_before is not None
+            else None,
+        },
+        "loadavg_1m": {"before": load_before, "after": loadavg1()},
+        "dead": status.get("dead"),
+        "timeline": [{**row, "t": row["t"] - int(first)} for row in timeline] if first is not None else [],
+    }
+
+
+# -- 3. latency at 10 % load ------------------------------------------------------------------------
+
+
+def _events(rng: random.Random, members: int, groups: int, prefix: str, first: int) -> list[tuple[str, list[str]]]:
+    """Split ``members`` new members into events of 1-20 members, each for a random group."""
+    out: list[tuple[str, list[str]]] = []
+    n = first
+    left = members
+    while left > 0:
+        k = min(left, rng.randint(1, 20))
+        out.append((f"{prefix}{rng.randrange(groups):04d}", [f"u{n + j:07d}" for j in range(k)]))
+        n += k
+        left -= k
+    return out
+
+
+def _latency_summary(values: list[int], window: dict[str, Any], expected: int) -> dict[str, Any]:
+    return {
+        "requests": expected,
+        "delivered": len(values),
+        "p50_ms": percentile(values, 50),
+        "p90_ms": percentile(values, 90),
+        "p99_ms": percentile(values, 99),
+        "max_ms": max(values) if values else None,
+        "early": sum(1 for v in values if v < 0),
+        **{f"load_{k}": v for k, v in window.items()},
+    }
+
+
+def _immediate(cfg: BenchConfig, cluster: LocalCluster, rng: random.Random) -> dict[str, Any]:
+    """Every 50 ms, rate x 50 ms new members in events of 1-20 members for random groups."""
+    producer = cluster.producer()
+    tick_s = 0.05
+    before = cluster.sim_stats()
+    started = time.monotonic()
+    sent, carry, tick = 0, 0.0, 0
+    while tick * tick_s < cfg.latency_s:
+        carry += cfg.latency_rate * tick_s
+        whole = int(carry)
+        carry -= whole
+        events = _events(rng, whole, cfg.latency_groups, "lat-i-", sent)
+        if events:
+            producer.bulk({"group_id": g, "members": m} for g, m in events)
+        sent += whole
+        tick += 1
+        time.sleep(max(0.0, started + tick * tick_s - time.monotonic()))
+    wait_for(lambda: drained(cluster), 60, poll_s=0.1)
+    window = sim_window(before, cluster.sim_stats(), cfg.latency_s)
+    return _latency_summary(latencies_ms(read_outcomes(cluster), "lat-i-"), window, sent)
+
+
+def _scheduled(cfg: BenchConfig, cluster: LocalCluster, rng: random.Random) -> dict[str, Any]:
+    """The same arrival rate, enqueued up front with due times spread over the window."""
+    total = int(cfg.latency_rate * cfg.latency_s)
+    base = time.time() + 2.0
+    events = _events(rng, total, cfg.latency_groups, "lat-s-", 0)
+    cluster.producer().bulk(
+        {"group_id": g, "members": m, "at": base + rng.uniform(0.0, cfg.latency_s)} for g, m in events
+    )
+    time.sleep(max(0.0, base - time.time()))
+    before = cluster.sim_stats()
+    wait_for(lambda: drained(cluster), cfg.latency_s + 60, poll_s=0.1)
+    window = sim_window(before, cluster.sim_stats(), cfg.latency_s)
+    return _latency_summary(latencies_ms(read_outcomes(cluster), "lat-s-"), window, total)
+
+
+def latency(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
+    """~10 % of drain capacity arriving for a while: immediate requests, then scheduled ones."""
+    rng = random.Random(cfg.seed)
+    with cluster_for(cfg, root / "latency") as cluster:
+        _ready(cluster, log)
+        warm_up(cluster)
+        immediate = _immediate(cfg, cluster, rng)
+        log(
+            f"  immediate: p50 {immediate['p50_ms']} ms, p99 {immediate['p99_ms']} ms, {immediate['requests']} requests"
+        )
+        scheduled = _scheduled(cfg, cluster, rng)
+        log(
+            f"  scheduled: p50 {scheduled['p50_ms']} ms, p99 {scheduled['p99_ms']} ms, {scheduled['requests']} requests"
+        )
+    return {
+        "members_per_s": cfg.latency_rate,
+        "seconds": cfg.latency_s,
+        "groups": cfg.latency_groups,
+        "immediate": immediate,
+        "scheduled": scheduled,
+    }
+
+
+# -- 6. chaos ----------------------------------------------------------------------------------------
+
+
+def chaos(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
+    """Faults at the API, two worker SIGKILLs and one Redis restart (AOF) while a backlog drains."""
+    expected = cfg.chaos_groups * cfg.chaos_members
+    sim_config = cfg.sim(**CHAOS_FAULTS)
+    events: list[dict[str, Any]] = []
+    with cluster_for(cfg, root / "chaos", sim_config=sim_config, env=CHAOS_ENV, appendonly=True) as cluster:
+        _ready(cluster, log)
+        assert cluster.simulator is not None
+        simulator = cluster.simulator
+        started, started_wall = time.monotonic(), time.time()
+        cluster.producer().bulk(
+            {"group_id": f"chaos-{g:05d}", "members": [f"user_{m:06d}" for m in range(cfg.chaos_members)]}
+            for g in range(cfg.chaos_groups)
+        )
+
+        def kill(index: int) -> None:
+            cluster.kill_worker(index)
+            time.sleep(1.0)
+            cluster.start_worker(index)
+
+        last = cfg.workers - 1
+        actions: list[tuple[float, str, Callable[[], None]]] = [
+            (0.20, "SIGKILL worker 0, restart it 1 s later", lambda: kill(0)),
+            (0.45, "restart Redis (AOF), 0.5 s down", lambda: cluster.restart_redis(down_s=0.5)),
+            (0.70, f"SIGKILL worker {last}, restart it 1 s later", lambda: kill(last)),
+        ]
+        for fraction, what, action in actions:
+            target = fraction * expected
+            if not wait_for(lambda: simulator.snapshot()["distinct_unbanned"] >= target, cfg.chaos_timeout_s, 0.05):  # noqa: B023
+                events.append({"at_s": round(time.monotonic() - started, 2), "event": f"skipped (stalled): {what}"})
+                continue
+            events.append({"at_s": round(time.monotonic() - started, 2), "event": what})
+            log(f"  {events[-1]['at_s']:6.2f} s  {what}")
+            action()
+        done = wait_for(lambda: drained(cluster), cfg.chaos_timeout_s, poll_s=0.2)
+        drain_s = time.monotonic() - started
+        sim = cluster.sim_stats()
+        status = _status(cluster)
+    counters = status.get("counters", {})
+    return {
+        "requests": expected,
+        "faults": {**CHAOS_FAULTS, "latency_ms": cfg.latency_ms, "hang_s": sim_config.hang_s},
+        "settings": CHAOS_ENV,
+        "events": events,
+        "drained": done,
+        "time_to_drain_s": drain_s,
+        "fault_free_drain_s": expected / cfg.drain_target_per_s,
+        "last_call_after_s": sim["last_call_s"] - started_wall if sim["last_call_s"] else None,
+        "distinct_delivered": sim["distinct_unbanned"],
+        "lost": expected - sim["distinct_unbanned"],
+        "duplicates": sim["duplicate_unbans"],
+        "calls": sim["calls"],
+        "hangs": sim["hangs"],
+        "http_status": sim["http_status"],
+        "codes": sim["codes"],
+        "rate_limited": sim["rate_limited"],
+        "dead": status.get("dead"),
+        "retried": counters.get("retried"),
+        "reaped": counters.get("reaped"),
+    }

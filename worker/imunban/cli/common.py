@@ -1,0 +1,101 @@
+"""Helpers shared by the producer and operator commands: connecting, printing times."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from imunban.connection import connect, server_time_ms
+from imunban.local import embedded
+from imunban.settings import Settings
+
+
+def open_client(settings: Settings) -> redis.Redis:
+    """Connect to IMUNBAN_REDIS_URL, or to the embedded server, saying so on stderr if it had to start it.
+
+    A command fails within about a second when Redis is down (workers ride out restarts instead).
+    """
+    url = settings.redis_url
+    if url is None:
+        folder, url = embedded.status(settings.data_dir)
+        if url is None:
+            url = embedded.ensure_running(settings.data_dir)
+            print(
+                f"imunban: started the embedded Redis server at {url} (data in {folder}); "
+                "every imunban command on this machine shares it; stop it with `imunban redis stop`",
+                file=sys.stderr,
+            )
+    client = connect(settings, url=url)
+    client.set_retry(Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=4))
+    return client
+
+
+server_now_ms = server_time_ms
+
+
+def fmt_ms(ms: int | None) -> str:
+    """Epoch milliseconds as ISO-8601 UTC (to the millisecond), '-' for None."""
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def fmt_relative(ms: int | None, now_ms: int) -> str:
+    """``fmt_ms`` plus how far from now, e.g. ``2026-01-01T00:00:00.000Z (in 2h 5m)``."""
+    if ms is None:
+        return "-"
+    span = _span(abs(ms - now_ms) / 1000)
+    return f"{fmt_ms(ms)} ({'in ' + span if ms >= now_ms else span + ' ago'})"
+
+
+def _span(seconds: float) -> str:
+    """1.5s, 12m 3s, 2h 5m, 3d 4h: the two largest units."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    rest = int(seconds)
+    parts: list[str] = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        amount, rest = divmod(rest, size)
+        if amount or parts:
+            parts.append(f"{amount}{unit}")
+    return " ".join(parts[:2])
+
+
+def bounded_int(low: int, high: int | None = None, *, what: str = "an integer") -> Callable[[str], int]:
+    """An argparse ``type`` accepting integers in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+def bounded_float(low: float, high: float, *, low_open: bool = False, what: str = "a number") -> Callable[[str], float]:
+    """An argparse ``type`` accepting finite numbers in [low, high] (or (low, high] with ``low_open``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        too_low = value <= low if low_open else value < low
+        if not math.isfinite(value) or too_low or value > high:
+            opening = "(" if low_open else "["
+            raise argparse.ArgumentTypeError(f"must be in {opening}{low:g}, {high:g}], got {text}")
+        return value
+
+    return parse

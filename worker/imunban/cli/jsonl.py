@@ -1,0 +1,127 @@
+"""The JSON Lines reader behind ``imunban enqueue --file``.
+
+One request per line::
+
+    {"group_id": "@TGS#aJRGC4MH6", "member": "alice"}
+    {"group_id": "@TGS#aJRGC4MH6", "members": ["bob", "carol"], "at": "2026-12-01T08:00:00Z", "priority": "high"}
+
+``at`` is Unix seconds or ISO-8601 (absent: the ``default_at_ms`` given to the reader, else now);
+``priority`` is ``high`` or ``normal`` (absent: ``default_priority``). Blank lines are skipped.
+A bad line raises :class:`~imunban.errors.ValidationError` with its 1-based line number and field.
+
+:func:`read_all` validates a whole input before anything may be stored, and keeps memory small by
+merging runs of consecutive lines that share group, due time and priority into one request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from imunban.errors import ValidationError
+from imunban.validation import UnbanRequest, request_from_mapping, validate_priority
+
+#: Members per merged request: stays well under one enqueue chunk, so chunks stay bounded.
+MERGE_LIMIT = 500
+
+
+def parse_line(raw: str | bytes, line: int) -> dict[str, object] | None:
+    """The JSON object on one line, or None for a blank line; errors name the line."""
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError("line", f"is not UTF-8 (byte {exc.start + 1})", line=line) from None
+    else:
+        text = raw
+    if line == 1:
+        text = text.removeprefix("\ufeff")
+    if not text.strip():
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, and int() refusing a 5,000-digit number
+        raise ValidationError("line", f"is not valid JSON: {_json_reason(exc)}", line=line) from None
+    except RecursionError:
+        raise ValidationError("line", "is nested too deeply", line=line) from None
+    if not isinstance(data, dict):
+        raise ValidationError("line", f"must be a JSON object, got {_json_type(data)}", line=line)
+    return data
+
+
+def to_request(
+    data: dict[str, object], line: int, *, default_at_ms: int | None = None, default_priority: str = "normal"
+) -> UnbanRequest:
+    """Validate one decoded line; ``members`` must be a JSON array."""
+    if "members" in data and not isinstance(data["members"], list):
+        raise ValidationError("members", f"must be a list of strings, got {_json_type(data['members'])}", line=line)
+    request = request_from_mapping(data, line=line)
+    if "at" not in data and default_at_ms is not None:
+        request = UnbanRequest(request.group_id, request.members, default_at_ms, request.priority)
+    if "priority" not in data and default_priority != request.priority:
+        request = UnbanRequest(request.group_id, request.members, request.at_ms, default_priority)
+    return request
+
+
+def read_requests(
+    lines: Iterable[str | bytes], *, default_at_ms: int | None = None, default_priority: str = "normal"
+) -> Iterator[tuple[int, UnbanRequest]]:
+    """Yield ``(line number, request)`` for every non-blank line; raise at the first bad one."""
+    default_priority = validate_priority(default_priority, "--priority")
+    for number, raw in enumerate(lines, start=1):
+        data = parse_line(raw, number)
+        if data is not None:
+            yield number, to_request(data, number, default_at_ms=default_at_ms, default_priority=default_priority)
+
+
+@dataclass
+class Validated:
+    """A whole input, validated: requests ready to store, and what they hold."""
+
+    requests: list[UnbanRequest] = field(default_factory=list)
+    lines: int = 0
+    members: int = 0
+
+
+def read_all(
+    lines: Iterable[str | bytes],
+    *,
+    default_at_ms: int | None = None,
+    default_priority: str = "normal",
+) -> Validated:
+    """Validate every line (raising at the first bad one, so nothing gets stored); merge runs."""
+    out = Validated()
+    groups: dict[str, str] = {}  # one string object per group id, however many lines name it
+    run: list[str] = []
+    head: UnbanRequest | None = None
+    for number, request in read_requests(lines, default_at_ms=default_at_ms, default_priority=default_priority):
+        out.lines = number
+        out.members += len(request.members)
+        same = head is not None and (head.group_id, head.at_ms, head.priority) == (
+            request.group_id,
+            request.at_ms,
+            request.priority,
+        )
+        if same and len(run) + len(request.members) <= MERGE_LIMIT:
+            run.extend(request.members)
+            continue
+        if head is not None:
+            out.requests.append(UnbanRequest(head.group_id, tuple(run), head.at_ms, head.priority))
+        group_id = groups.setdefault(request.group_id, request.group_id)
+        head = UnbanRequest(group_id, (), request.at_ms, request.priority)
+        run = list(request.members)
+    if head is not None:
+        out.requests.append(UnbanRequest(head.group_id, tuple(run), head.at_ms, head.priority))
+    return out
+
+
+def _json_reason(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at column {exc.colno}"
+    return str(exc).split(";")[0]
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")

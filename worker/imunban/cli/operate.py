@@ -1,0 +1,210 @@
+"""``imunban status``, ``imunban trace`` and ``imunban dead list|replay|purge``: the operator's view."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from imunban.cli.common import fmt_ms, fmt_relative, open_client, server_now_ms
+from imunban.deadletter import DeadLetters
+from imunban.errors import ValidationError
+from imunban.keys import Keys
+from imunban.settings import Settings
+from imunban.stats import status, trace
+from imunban.validation import validate_group_id, validate_member, validate_members
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = sub.add_parser("status", help="queue depths, outcomes and the hold")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(handler=run_status)
+
+    t = sub.add_parser("trace", help="where one request is: state, due time, attempts, last outcome")
+    t.add_argument("group_id", metavar="GROUP_ID")
+    t.add_argument("member", metavar="MEMBER")
+    t.add_argument("--json", action="store_true", help="machine-readable output")
+    t.set_defaults(handler=run_trace)
+
+    d = sub.add_parser("dead", help="dead letters: list, replay, purge")
+    dsub = d.add_subparsers(dest="dead_action", metavar="ACTION", required=True)
+    dl = dsub.add_parser("list", help="dead letters, oldest first")
+    dl.add_argument("--json", action="store_true", help="machine-readable output")
+    dl.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
+    dl.add_argument("--offset", type=_non_negative, default=0, help="skip this many first")
+    dl.set_defaults(handler=run_dead_list)
+    dr = dsub.add_parser("replay", help="schedule dead letters again, due now, with a fresh attempt budget")
+    dr.add_argument("--all", action="store_true", help="replay every dead letter")
+    dr.add_argument("group_id", nargs="?", metavar="GROUP_ID")
+    dr.add_argument("members", nargs="*", metavar="MEMBER")
+    dr.set_defaults(handler=run_dead_replay)
+    dp = dsub.add_parser("purge", help="delete every dead letter (requires --yes)")
+    dp.add_argument("--yes", action="store_true", help="really delete them")
+    dp.set_defaults(handler=run_dead_purge)
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _connect() -> tuple[Settings, Any, Keys]:
+    settings = Settings.from_env()
+    return settings, open_client(settings), Keys(settings.key_prefix)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+# -- status -----------------------------------------------------------------------------------
+
+
+def run_status(args: argparse.Namespace) -> int:
+    _, client, keys = _connect()
+    snapshot = status(client, keys)
+    if args.json:
+        _print_json(snapshot)
+        return 0
+    Console(soft_wrap=True).print(status_table(snapshot))
+    return 0
+
+
+def status_table(snapshot: dict[str, Any]) -> Table:
+    """The ``status`` snapshot as a two-column table (the hold in red when there is one)."""
+    now = int(snapshot["server_time_ms"])
+    table = Table(title="imunban status", show_header=True, title_justify="left")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    hold = snapshot["hold"]
+    if hold:
+        since = fmt_relative(int(hold["since_ms"]), now)
+        table.add_row("[bold red]HOLD[/]", f"[bold red]ErrorCode {hold['code']}[/]: {hold['info']}")
+        table.add_row("  held since", since)
+        table.add_row("  next probe", fmt_relative(int(hold.get("next_probe_ms") or 0) or None, now))
+    else:
+        table.add_row("hold", "none (delivering)")
+    for label, key in (
+        ("queued (due now)", "queued"),
+        ("scheduled (due later)", "scheduled"),
+        ("in flight", "in_flight"),
+        ("delivered", "delivered"),
+        ("dead letters", "dead"),
+        ("group gone", "group_gone"),
+        ("groups waiting", "groups_waiting"),
+    ):
+        table.add_row(label, f"{snapshot[key]:,}")
+    table.add_row("next scheduled", fmt_relative(snapshot["next_due_ms"], now))
+    table.add_section()
+    for name, value in snapshot["counters"].items():
+        table.add_row(f"[dim]{name}[/]", f"[dim]{value:,}[/]")
+    table.add_row("[dim]server time[/]", f"[dim]{fmt_ms(now)}[/]")
+    return table
+
+
+# -- trace ------------------------------------------------------------------------------------
+
+
+def run_trace(args: argparse.Namespace) -> int:
+    group_id = validate_group_id(args.group_id)
+    member = validate_member(args.member)
+    _, client, keys = _connect()
+    info = trace(client, keys, group_id, member)
+    if args.json:
+        _print_json(info)
+        return 0
+    now = server_now_ms(client)
+    table = Table(title=f"trace {group_id} {member}", show_header=False, title_justify="left")
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("state", str(info["state"]))
+    table.add_row("priority", str(info["priority"]))
+    table.add_row("due", fmt_relative(info.get("due_ms") or info.get("original_due_ms"), now))
+    if "lease_deadline_ms" in info:
+        table.add_row("lease until", fmt_relative(info["lease_deadline_ms"], now))
+    table.add_row("attempts", str(info.get("attempts", 0)))
+    if info.get("last_code"):
+        table.add_row("last error", f"ErrorCode {info['last_code']}")
+    if info.get("dead"):
+        dead = info["dead"]
+        table.add_row("dead", f"ErrorCode {dead.get('code')}: {dead.get('info', '')}")
+    table.add_row("last outcome", _outcome_text(info.get("last_outcome")))
+    Console(soft_wrap=True).print(table)
+    return 0
+
+
+def _outcome_text(outcome: dict[str, str] | None) -> str:
+    if not outcome:
+        return "none recorded (or older than the outcome stream keeps)"
+    at = fmt_ms(int(outcome["at_ms"])) if outcome.get("at_ms") else "?"
+    text = f"{outcome.get('outcome')} at {at}, attempts {outcome.get('attempts', '?')}"
+    if outcome.get("outcome") != "delivered":
+        text += f", ErrorCode {outcome.get('code')}: {outcome.get('info', '')}"
+    return text
+
+
+# -- dead letters -----------------------------------------------------------------------------
+
+
+def run_dead_list(args: argparse.Namespace) -> int:
+    _, client, keys = _connect()
+    dead = DeadLetters(client, keys)
+    letters = dead.list(offset=args.offset, limit=args.limit)
+    if args.json:
+        _print_json([letter.as_dict() for letter in letters])
+        return 0
+    total = dead.count()
+    if not letters:
+        print(f"no dead letters{' at this offset' if total else ''} ({total:,} in all)")
+        return 0
+    table = Table(title=f"dead letters: {total:,} (showing {len(letters)} from {args.offset})", title_justify="left")
+    for column in ("group", "member", "code", "info", "attempts", "dead since"):
+        table.add_column(column)
+    for letter in letters:
+        table.add_row(
+            letter.group_id, letter.member, str(letter.code), letter.info, str(letter.attempts), fmt_ms(letter.at_ms)
+        )
+    Console(soft_wrap=True).print(table)
+    return 0
+
+
+def run_dead_replay(args: argparse.Namespace) -> int:
+    if args.all == (args.group_id is not None):
+        raise ValidationError("replay", "give either --all or GROUP_ID MEMBER [MEMBER ...]")
+    if args.all:
+        _, client, keys = _connect()
+        replayed = DeadLetters(client, keys).replay_all()
+    else:
+        if not args.members:
+            raise ValidationError("MEMBER", "give at least one MEMBER after GROUP_ID")
+        group_id = validate_group_id(args.group_id)
+        members = validate_members(args.members)
+        _, client, keys = _connect()
+        replayed = DeadLetters(client, keys).replay([(group_id, m) for m in members])
+    print(f"replayed {replayed} dead letter{'s' if replayed != 1 else ''} (due now)")
+    return 0
+
+
+def run_dead_purge(args: argparse.Namespace) -> int:
+    _, client, keys = _connect()
+    dead = DeadLetters(client, keys)
+    if not args.yes:
+        raise ValidationError("--yes", f"purge deletes all {dead.count():,} dead letters for good; add --yes to do it")
+    purged = dead.purge()
+    print(f"purged {purged} dead letter{'s' if purged != 1 else ''}")
+    return 0

@@ -1,0 +1,67 @@
+"""``imunban worker`` and ``imunban redis status|stop``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import socket
+
+from imunban.local import embedded
+from imunban.logs import setup_logging
+from imunban.settings import Settings
+from imunban_celery.app import WORKER_QUEUES, create_app
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("worker", help="deliver unbans: Celery worker + pump; run as many as you like")
+    p.add_argument("--concurrency", "-c", type=int, default=None,
+                   help="delivery threads in this process (default IMUNBAN_CONCURRENCY, 8)")  # fmt: skip
+    p.add_argument("--name", default=None, help="Celery node name (default imunban-PID@HOST)")
+    p.set_defaults(handler=run_worker)
+
+    r = sub.add_parser("redis", help="the embedded Redis server used when IMUNBAN_REDIS_URL is unset")
+    r.add_argument("action", choices=("status", "stop"))
+    r.set_defaults(handler=run_redis)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    settings.require_credentials()
+    settings.api_urls()  # fail now, naming the variable, not at the first call
+    if args.concurrency is not None:
+        if args.concurrency < 1:
+            raise SystemExit("imunban: error: --concurrency must be >= 1")
+        settings = dataclasses.replace(settings, concurrency=args.concurrency)
+    setup_logging(settings)
+    app = create_app(settings)
+    name = args.name or f"imunban-{os.getpid()}@{socket.gethostname()}"
+    app.worker_main(
+        [
+            "worker",
+            "--pool=threads",
+            f"--concurrency={settings.concurrency}",
+            f"--queues={','.join(WORKER_QUEUES)}",
+            f"--hostname={name}",
+            f"--loglevel={settings.log_level}",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
+    return 0
+
+
+def run_redis(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if settings.redis_url is not None:
+        print("IMUNBAN_REDIS_URL is set: imunban does not manage that server.")
+        return 0
+    if args.action == "stop":
+        stopped = embedded.stop(settings.data_dir)
+        folder, _ = embedded.status(settings.data_dir)
+        print(f"embedded redis {'stopped' if stopped else 'was not running'} (data in {folder})")
+        return 0
+    folder, url = embedded.status(settings.data_dir)
+    print(f"embedded redis: {'running at ' + url if url else 'not running'} (data in {folder})")
+    return 0

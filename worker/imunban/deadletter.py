@@ -1,0 +1,112 @@
+"""Dead letters: requests that ended ``dead``. List them, replay them, purge them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+
+from imunban.connection import translated
+from imunban.keys import Keys, split_request_id
+from imunban.scripts import register
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    group_id: str
+    member: str
+    code: int
+    info: str
+    attempts: int
+    at_ms: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "group_id": self.group_id,
+            "member": self.member,
+            "code": self.code,
+            "info": self.info,
+            "attempts": self.attempts,
+            "at_ms": self.at_ms,
+        }
+
+
+class DeadLetters:
+    """The dead-letter set of one deployment."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+        self._replay = register(client, "dead_replay")
+
+    def count(self) -> int:
+        with translated("dead letters"):
+            return int(self.client.zcard(self.keys.dead))
+
+    def list(self, *, offset: int = 0, limit: int = 100) -> list[DeadLetter]:
+        """Dead letters, oldest first."""
+        if limit <= 0 or offset < 0:
+            return []  # ZRANGE would read 0..-1 as "everything"
+        with translated("dead letters"):
+            rids = cast(list[str], self.client.zrange(self.keys.dead, offset, offset + limit - 1))
+            infos = cast(list[str | None], self.client.hmget(self.keys.dead_info, rids) if rids else [])
+        out = []
+        for rid, raw in zip(rids, infos, strict=True):
+            group_id, member = split_request_id(rid)
+            info: dict[str, Any] = json.loads(raw) if raw else {}
+            out.append(
+                DeadLetter(
+                    group_id=group_id,
+                    member=member,
+                    code=int(info.get("code", 0)),
+                    info=str(info.get("info", "")),
+                    attempts=int(info.get("attempts", 0)),
+                    at_ms=int(info.get("at_ms", 0)),
+                )
+            )
+        return out
+
+    def replay(self, pairs: Sequence[tuple[str, str]] = (), *, limit: int = 10_000) -> int:
+        """Schedule dead letters again, due now (the given (group, member) pairs, else the oldest)."""
+        k = self.keys
+        with translated("dead letters"):
+            if pairs:
+                chosen = list(pairs)
+            elif limit <= 0:
+                return 0  # ZRANGE 0 -1 would mean "everything"
+            else:
+                rids = cast(list[str], self.client.zrange(k.dead, 0, limit - 1))
+                chosen = [split_request_id(rid) for rid in rids]
+            if not chosen:
+                return 0
+            groups: dict[str, int] = {}
+            flat: list[str | int] = []
+            for group_id, member in chosen:
+                flat += (groups.setdefault(group_id, len(groups) + 1), member)
+            # Each group's ready and sched sets are passed (in that order, see dead_replay.lua): a
+            # replayed request goes to sched:{group}, and one pending again is never duplicated.
+            per_group = [key for g in groups for key in (k.ready(g), k.sched_group(g))]
+            replayed = self._replay(
+                keys=[k.dead, k.dead_info, k.schedidx, k.stats, k.high, k.inflight, *per_group],
+                args=[len(groups), *groups, *flat],
+            )
+        return int(replayed)
+
+    def replay_all(self) -> int:
+        """Replay every dead letter; returns how many were scheduled again."""
+        total = 0
+        while self.count():
+            total += self.replay()
+        return total
+
+    def purge(self) -> int:
+        """Delete every dead letter; returns how many there were."""
+        with translated("dead letters"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.zcard(self.keys.dead)
+            pipe.delete(self.keys.dead, self.keys.dead_info)
+            count, _ = pipe.execute()
+        return int(count)

@@ -1,0 +1,1 @@
+"""`imunban demo`: the main job end to end on the embedded default."""

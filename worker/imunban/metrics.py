@@ -1,0 +1,116 @@
+"""Prometheus metrics: an Observer that counts delivery events, and queue depths read at scrape time.
+
+The endpoint serves only counters and gauges; no setting, key or signature is ever exported.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+
+from imunban.observe import Observer
+from imunban.settings import Settings
+from imunban.stats import status
+
+if TYPE_CHECKING:
+    from imunban.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10, 30, 60, 300)
+BATCH_BUCKETS = (1, 2, 5, 10, 15, 19, 20)
+
+
+class PrometheusObserver(Observer):
+    """Delivery events as Prometheus series in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.calls = Counter("imunban_api_calls", "Unban API calls by ErrorCode (-1: transport failure)",
+                             ["code"], registry=r)  # fmt: skip
+        self.call_seconds = Histogram("imunban_api_call_seconds", "Unban API call duration", registry=r)
+        self.batch_size = Histogram("imunban_batch_size", "Members per API call", buckets=BATCH_BUCKETS, registry=r)
+        self.delivered_total = Counter("imunban_members_delivered", "Members delivered", registry=r)
+        self.latency = Histogram("imunban_due_to_delivered_seconds", "Due time to delivery acknowledged",
+                                 buckets=LATENCY_BUCKETS_S, registry=r)  # fmt: skip
+        self.retries = Counter("imunban_retries", "Members handed back for another attempt", registry=r)
+        self.dead_total = Counter("imunban_dead_letters", "Members dead-lettered by ErrorCode", ["code"], registry=r)
+        self.gone_total = Counter("imunban_group_gone", "Members ended because their group is gone", registry=r)
+        self.limiter_seconds = Histogram(
+            "imunban_limiter_wait_seconds", "Time spent waiting for a rate-limit slot",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5), registry=r,
+        )  # fmt: skip
+        self.held = Gauge("imunban_hold", "1 while delivery is held by this worker's last observation", registry=r)
+        self.rejected_total = Counter("imunban_rejected_messages", "Bad Celery messages rejected", ["task"],
+                                      registry=r)  # fmt: skip
+
+    def api_call(self, code: int, batch_size: int, duration_s: float) -> None:
+        self.calls.labels(code=str(code)).inc()
+        self.call_seconds.observe(duration_s)
+        self.batch_size.observe(batch_size)
+
+    def limiter_wait(self, seconds: float) -> None:
+        self.limiter_seconds.observe(seconds)
+
+    def delivered(self, latencies_ms: Sequence[int]) -> None:
+        self.delivered_total.inc(len(latencies_ms))
+        for latency_ms in latencies_ms:
+            self.latency.observe(max(0, latency_ms) / 1000)
+
+    def retried(self, count: int) -> None:
+        self.retries.inc(count)
+
+    def dead(self, count: int, code: int) -> None:
+        self.dead_total.labels(code=str(code)).inc(count)
+
+    def group_gone(self, count: int) -> None:
+        self.gone_total.inc(count)
+
+    def hold(self, code: int | None) -> None:
+        self.held.set(0 if code is None else 1)
+
+    def rejected(self, task: str) -> None:
+        self.rejected_total.labels(task=task).inc()
+
+
+class QueueDepthCollector:
+    """Queue depths and the hold, read from Redis when Prometheus scrapes."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            snapshot = status(self.runtime.client, self.runtime.keys)
+        except Exception:  # a scrape must not fail because Redis blinked
+            log.warning("metrics: could not read queue depths", exc_info=True)
+            return
+        depth = GaugeMetricFamily("imunban_queue_depth", "Requests by state", labels=["state"])
+        for state in ("queued", "scheduled", "in_flight", "dead"):
+            depth.add_metric([state], float(snapshot[state]))
+        yield depth
+        held = GaugeMetricFamily("imunban_hold_active", "1 while delivery is held for the whole app", labels=["code"])
+        hold: dict[str, Any] | None = snapshot["hold"]
+        held.add_metric([str(hold["code"]) if hold else ""], 1.0 if hold else 0.0)
+        yield held
+
+
+def observer_for(settings: Settings) -> Observer:
+    """A Prometheus observer when the metrics endpoint is on, else the no-op base."""
+    return PrometheusObserver() if settings.metrics_port else Observer()
+
+
+def start_metrics_server(runtime: Runtime) -> int | None:
+    """Serve /metrics on IMUNBAN_METRICS_HOST:IMUNBAN_METRICS_PORT; returns the port, None if off."""
+    observer = runtime.deliverer.observer
+    if not runtime.settings.metrics_port or not isinstance(observer, PrometheusObserver):
+        return None
+    observer.registry.register(QueueDepthCollector(runtime))
+    start_http_server(runtime.settings.metrics_port, addr=runtime.settings.metrics_host, registry=observer.registry)
+    log.info("metrics on http://%s:%d/metrics", runtime.settings.metrics_host, runtime.settings.metrics_port)
+    return runtime.settings.metrics_port

@@ -1,0 +1,33 @@
+"""Hooks the delivery engine reports to. The base class does nothing; metrics.py exports them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class Observer:
+    """Receives delivery events; override what you need (see imunban.metrics.PrometheusObserver)."""
+
+    def api_call(self, code: int, batch_size: int, duration_s: float) -> None:
+        """One unban call finished with ErrorCode ``code`` (0 ok; -1 transport failure)."""
+
+    def limiter_wait(self, seconds: float) -> None:
+        """A caller waited ``seconds`` for its rate-limit slot."""
+
+    def delivered(self, latencies_ms: Sequence[int]) -> None:
+        """Members delivered, with their due -> delivered latencies."""
+
+    def retried(self, count: int) -> None:
+        """Members handed back for another attempt."""
+
+    def dead(self, count: int, code: int) -> None:
+        """Members dead-lettered with ErrorCode ``code``."""
+
+    def group_gone(self, count: int) -> None:
+        """Members ended because their group no longer exists."""
+
+    def hold(self, code: int | None) -> None:
+        """Delivery was held because of ``code``, or released (None)."""
+
+    def rejected(self, task: str) -> None:
+        """A bad message for ``task`` was rejected."""

@@ -1,0 +1,131 @@
+"""The pump: the periodic work every worker node runs (promote, reap, dispatch, probe).
+
+It is safe to run on every node at once: each step is an atomic script that re-checks its own
+conditions, and dispatch markers make sure each (group, slot) has at most one delivery task.
+A lost task message only costs the marker's ttl before the slot is dispatched again, so no
+wake-up is lost; markers are bounded in number, so there are no duplicate storms either.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+import redis
+
+from imunban.connection import translated
+from imunban.hold import Hold
+from imunban.keys import SEP, Keys
+from imunban.schedule import Scheduler
+from imunban.scripts import register
+from imunban.store import MAX_BATCH, Store
+
+log = logging.getLogger(__name__)
+
+#: submit(group_id, slot, probe): hand one delivery run to whatever executes it (a Celery task).
+Submit = Callable[[str, int, bool], None]
+
+
+@dataclass(frozen=True)
+class PumpConfig:
+    #: Most delivery tasks working one group at once (a raid's 20,000 expiries in one group).
+    slots_per_group: int = 8
+    #: Most dispatch markers alive at once: bounds tasks waiting in the broker.
+    max_markers: int = 64
+    #: A dispatched task that neither starts nor refreshes its marker within this is presumed lost.
+    #: Short enough that a killed worker's slots come back quickly, long enough to cover a task's
+    #: wait in the broker behind at most ``max_markers`` runs of a few seconds each.
+    marker_ttl_ms: int = 15_000
+    #: Groups looked at per tick (more than the markers that can be alive is wasted work).
+    scan_groups: int = 64
+    #: Reap expired leases every this many ticks.
+    reap_every: int = 10
+
+
+class Pump:
+    """One node's periodic engine work; call :meth:`tick` every ~50 ms."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        store: Store,
+        scheduler: Scheduler,
+        hold: Hold,
+        submit: Submit,
+        config: PumpConfig | None = None,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.store = store
+        self.scheduler = scheduler
+        self.hold = hold
+        self.submit = submit
+        self.config = config or PumpConfig()
+        self._ticks = 0
+        self._dispatch = register(client, "dispatch")
+        self._touch = register(client, "dispatch_touch")
+
+    def tick(self) -> int:
+        """Promote, reap (every few ticks), then dispatch or probe; returns tasks submitted."""
+        self._ticks += 1
+        self.scheduler.promote_all(max_rounds=20)
+        if self._ticks % self.config.reap_every == 1:
+            reaped = self.scheduler.reap()
+            if reaped:
+                log.warning("returned %d request(s) whose lease expired (a worker died or stalled)", reaped)
+        if self.hold.get() is not None:
+            return self._probe()
+        return self.dispatch()
+
+    def dispatch(self) -> int:
+        """Mark and submit delivery slots for claimable groups, oldest first."""
+        cfg = self.config
+        groups = self.store.claimable_groups(cfg.scan_groups)
+        if not groups:
+            return 0
+        pairs: list[str | int] = []
+        for group_id, ready in groups:
+            pairs += (group_id, min(cfg.slots_per_group, max(1, math.ceil(ready / MAX_BATCH))))
+        with translated("dispatch"):
+            marked = self._dispatch(
+                keys=[self.keys.dispatch, self.keys.hold], args=[cfg.marker_ttl_ms, cfg.max_markers, *pairs]
+            )
+        for i in range(0, len(marked), 2):
+            self.submit(str(marked[i]), int(marked[i + 1]), False)
+        return len(marked) // 2
+
+    def _probe(self) -> int:
+        if not self.hold.try_probe():
+            return 0
+        groups = self.store.claimable_groups(1) or self._any_ready_group()
+        if not groups:
+            return 0
+        log.info("probing the API while delivery is held (group %r)", groups[0][0])
+        self.submit(groups[0][0], -1, True)
+        return 1
+
+    def _any_ready_group(self) -> list[tuple[str, int]]:
+        # While held, a group still lingering counts too: the probe should not wait for it.
+        with translated("dispatch"):
+            head = cast(list[str], self.client.zrange(self.keys.groups, 0, 0))
+        return [(head[0], 1)] if head else []
+
+    def touch(self, group_id: str, slot: int) -> bool:
+        """Refresh a running task's marker; False if it had expired."""
+        if slot < 0:
+            return True
+        with translated("dispatch"):
+            return bool(
+                self._touch(keys=[self.keys.dispatch], args=[f"{group_id}{SEP}{slot}", self.config.marker_ttl_ms])
+            )
+
+    def finish(self, group_id: str, slot: int) -> None:
+        """A task is done with its slot: the group may be dispatched again at once."""
+        if slot < 0:
+            return
+        with translated("dispatch"):
+            self.client.zrem(self.keys.dispatch, f"{group_id}{SEP}{slot}")

@@ -1,0 +1,232 @@
+"""Settings: one frozen object built from ``IMUNBAN_*`` environment variables.
+
+The environment is read here and nowhere else; everything else receives a :class:`Settings`.
+A bad value raises :class:`~imunban.errors.ConfigError` naming the variable. The secret key is
+wrapped in :class:`Secret` so that it never shows up in ``repr``, logs or tracebacks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imunban.errors import ConfigError
+
+PREFIX = "IMUNBAN_"
+
+#: Region name -> (primary domain, backup domain). The backup is used on DNS/connection failure only.
+REGIONS: dict[str, tuple[str, str]] = {
+    "china": ("console.tim.qq.com", "adminapi.my-imcloud.com"),
+    "singapore": ("adminapisgp.im.qcloud.com", "adminapisgp.my-imcloud.com"),
+    "seoul": ("adminapikr.im.qcloud.com", "adminapikr.my-imcloud.com"),
+    "tokyo": ("adminapijpn.im.qcloud.com", "adminapijpn.my-imcloud.com"),
+    "frankfurt": ("adminapiger.im.qcloud.com", "adminapiger.my-imcloud.com"),
+    "india": ("adminapiind.im.qcloud.com", "adminapiind.my-imcloud.com"),
+    "siliconvalley": ("adminapiusa.im.qcloud.com", "adminapiusa.my-imcloud.com"),
+    "jakarta": ("adminapiidn.im.qcloud.com", "adminapiidn.my-imcloud.com"),
+    "riyadh": ("adminapiksa.im.qcloud.com", "adminapiksa.my-imcloud.com"),
+}
+
+#: The API's documented limit for unban_group_member; it cannot be bought up.
+API_LIMIT_PER_S = 200.0
+#: The API's own server-side timeout: the client's read timeout must be longer.
+SERVER_TIMEOUT_S = 3.0
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class Secret:
+    """A string that refuses to show itself in ``repr``/``str``; call :meth:`reveal` to use it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickling would be the easiest way to smuggle the key into a Celery message.
+        raise TypeError("Secret values are not serialisable")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob imunban has. Build with :meth:`from_env`; see docs/configuration.md."""
+
+    redis_url: str | None = None
+    sdkappid: int | None = None
+    identifier: str = "administrator"
+    secret_key: Secret | None = field(default=None, repr=False)
+    region: str | None = None
+    base_url: str | None = None
+    rate_limit_per_s: float = 190.0
+    key_prefix: str = "imunban"
+    linger_ms: int = 150
+    max_linger_ms: int = 750
+    lease_ms: int = 30_000
+    max_attempts: int = 12
+    max_age_s: int = 86_400
+    backoff_base_ms: int = 1_000
+    backoff_cap_ms: int = 300_000
+    concurrency: int = 8
+    connect_timeout_s: float = 3.05
+    read_timeout_s: float = 5.0
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    log_format: str = "text"
+    log_level: str = "INFO"
+    outcome_stream_maxlen: int = 100_000
+    data_dir: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``IMUNBAN_*`` variable; raise ConfigError naming the first bad one."""
+        env = _Env(os.environ if environ is None else environ)
+        region = env.choice("REGION", sorted(REGIONS))
+        log_format = env.choice("LOG_FORMAT", ["text", "json"]) or "text"
+        log_level = (env.choice("LOG_LEVEL", LOG_LEVELS) or "info").upper()
+        linger_ms = env.integer("LINGER_MS", 150, minimum=0) or 0
+        max_linger_ms = env.integer("MAX_LINGER_MS", max(750, linger_ms), minimum=linger_ms) or 0
+        return cls(
+            redis_url=env.url("REDIS_URL", ("redis://", "rediss://", "unix://")),
+            sdkappid=env.integer("SDKAPPID", None, minimum=1),
+            identifier=env.ascii_name("IDENTIFIER", "administrator", max_bytes=32),
+            secret_key=env.secret(),
+            region=region,
+            base_url=env.url("BASE_URL", ("http://", "https://")),
+            # The API's own limit is the ceiling: it cannot be bought up.
+            rate_limit_per_s=env.number("RATE_LIMIT", 190.0, maximum=API_LIMIT_PER_S),
+            key_prefix=env.ascii_name("KEY_PREFIX", "imunban", max_bytes=64),
+            linger_ms=linger_ms,
+            max_linger_ms=max_linger_ms,
+            lease_ms=env.integer("LEASE_MS", 30_000, minimum=1_000) or 30_000,
+            max_attempts=env.integer("MAX_ATTEMPTS", 12, minimum=1) or 12,
+            max_age_s=env.integer("MAX_AGE_S", 86_400, minimum=1) or 86_400,
+            backoff_base_ms=env.integer("BACKOFF_BASE_MS", 1_000, minimum=1) or 1_000,
+            backoff_cap_ms=env.integer("BACKOFF_CAP_MS", 300_000, minimum=1) or 300_000,
+            concurrency=env.integer("CONCURRENCY", 8, minimum=1) or 8,
+            connect_timeout_s=env.number("CONNECT_TIMEOUT_S", 3.05),
+            # The API gives up after 3 s itself; a client giving up first turns slow successes into retries.
+            read_timeout_s=env.number("READ_TIMEOUT_S", 5.0, above=SERVER_TIMEOUT_S),
+            metrics_port=env.integer("METRICS_PORT", 0, minimum=0, maximum=65_535) or 0,
+            metrics_host=env.text("METRICS_HOST") or "127.0.0.1",
+            log_format=log_format,
+            log_level=log_level,
+            outcome_stream_maxlen=env.integer("OUTCOME_STREAM_MAXLEN", 100_000, minimum=1) or 100_000,
+            data_dir=env.text("DATA_DIR"),
+        )
+
+    def api_urls(self) -> tuple[str, ...]:
+        """Base URLs to try in order: the override alone, or the region's primary then backup."""
+        if self.base_url is not None:
+            return (self.base_url,)
+        if self.region is None:
+            raise ConfigError(f"set {PREFIX}REGION (one of {', '.join(sorted(REGIONS))}) or {PREFIX}BASE_URL")
+        primary, backup = REGIONS[self.region]
+        return (f"https://{primary}", f"https://{backup}")
+
+    def require_credentials(self) -> tuple[int, str, Secret]:
+        """Return (sdkappid, identifier, secret) or raise ConfigError naming what is missing."""
+        if self.sdkappid is None:
+            raise ConfigError(f"{PREFIX}SDKAPPID is required (the app's SDKAppID, a positive integer)")
+        if self.secret_key is None:
+            raise ConfigError(f"{PREFIX}SECRET_KEY or {PREFIX}SECRET_KEY_FILE is required")
+        return self.sdkappid, self.identifier, self.secret_key
+
+
+class _Env:
+    """Typed accessors over a mapping; every error names the full variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def text(self, name: str) -> str | None:
+        raw = self._environ.get(PREFIX + name)
+        if raw is None or raw.strip() == "":
+            return None
+        return raw.strip()
+
+    def choice(self, name: str, choices: Sequence[str]) -> str | None:
+        """One of ``choices`` (case-insensitive, returned lower-case), or None when unset."""
+        raw = self.text(name)
+        if raw is None:
+            return None
+        if raw.lower() not in [c.lower() for c in choices]:
+            raise ConfigError(f"{PREFIX}{name}={raw!r} is not one of {', '.join(choices)}")
+        return raw.lower()
+
+    def url(self, name: str, schemes: tuple[str, ...]) -> str | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        if not raw.startswith(schemes):
+            raise ConfigError(f"{PREFIX}{name} must start with {' or '.join(schemes)}")
+        return raw.rstrip("/") if raw.startswith(("http://", "https://")) else raw
+
+    def ascii_name(self, name: str, default: str, *, max_bytes: int) -> str:
+        raw = self.text(name) or default
+        if len(raw.encode()) > max_bytes or not raw.isascii() or not raw.isprintable() or " " in raw:
+            raise ConfigError(f"{PREFIX}{name} must be printable ASCII without spaces, at most {max_bytes} bytes")
+        return raw
+
+    def integer(
+        self, name: str, default: int | None, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int | None:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw, 10)
+        except ValueError:
+            raise ConfigError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{PREFIX}{name} must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{PREFIX}{name} must be <= {maximum}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, *, above: float = 0.0, maximum: float = math.inf) -> float:
+        """A finite number in (above, maximum]."""
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
+        if not (math.isfinite(value) and above < value <= maximum):
+            limit = "" if maximum == math.inf else f" and <= {maximum:g}"
+            raise ConfigError(f"{PREFIX}{name} must be a finite number > {above:g}{limit}, got {raw!r}")
+        return value
+
+    def secret(self) -> Secret | None:
+        inline = self.text("SECRET_KEY")
+        path = self.text("SECRET_KEY_FILE")
+        if inline is not None and path is not None:
+            raise ConfigError(f"set only one of {PREFIX}SECRET_KEY and {PREFIX}SECRET_KEY_FILE")
+        if path is not None:
+            try:
+                text = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"{PREFIX}SECRET_KEY_FILE: cannot read {path!r}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise ConfigError(f"{PREFIX}SECRET_KEY_FILE: {path!r} is not UTF-8 text") from None
+            if not text:
+                raise ConfigError(f"{PREFIX}SECRET_KEY_FILE: {path!r} is empty")
+            return Secret(text)
+        return None if inline is None else Secret(inline)

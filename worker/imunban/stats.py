@@ -1,0 +1,108 @@
+"""Read-only views for operators: ``status`` counts and the ``trace`` of one request."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+import redis
+
+from imunban.connection import server_time_ms, translated
+from imunban.hold import Hold
+from imunban.keys import Keys, request_id
+
+#: Counters kept in the stats hash, reported by ``status``.
+COUNTERS = (
+    "enqueued", "deduplicated", "cancelled", "promoted", "delivered", "dead", "group_gone", "retried",
+    "rate_limited", "reaped", "stale_acks", "replayed", "calls", "rejected_messages",
+)  # fmt: skip
+
+
+#: Most due groups whose overdue scheduled requests ``status`` counts (the pump keeps this near zero).
+OVERDUE_GROUPS = 10_000
+
+
+def status(client: redis.Redis, keys: Keys) -> dict[str, Any]:
+    """Counts for ``imunban status``: queued (due now), scheduled (later), in flight, outcomes, hold."""
+    now_ms = server_time_ms(client)
+    with translated("status"):
+        # Groups with a scheduled request already due but not promoted yet (usually none: the pump
+        # promotes every tick). Their overdue requests count as queued, not scheduled.
+        due_groups = cast(
+            list[str], client.zrange(keys.schedidx, "-inf", now_ms, byscore=True, offset=0, num=OVERDUE_GROUPS)
+        )
+        pipe = client.pipeline(transaction=True)
+        pipe.hgetall(keys.stats)
+        pipe.zcard(keys.inflight)
+        pipe.zcard(keys.dead)
+        pipe.zcard(keys.groups)
+        pipe.zrange(keys.schedidx, 0, 0, withscores=True)
+        for group in due_groups:
+            pipe.zcount(keys.sched_group(group), "-inf", now_ms)
+        stats, inflight, dead, groups, next_due, *overdue_counts = pipe.execute()
+    hold = Hold(client, keys).get()
+    counters = {name: int(stats.get(name, 0)) for name in COUNTERS}
+    overdue = sum(int(c) for c in overdue_counts)
+    return {
+        "queued": int(stats.get("ready", 0)) + overdue,
+        "scheduled": max(0, int(stats.get("scheduled", 0)) - overdue),
+        "in_flight": int(inflight),
+        "delivered": counters["delivered"],
+        "dead": int(dead),
+        "group_gone": counters["group_gone"],
+        "groups_waiting": int(groups),
+        "next_due_ms": int(next_due[0][1]) if next_due else None,
+        "hold": hold.as_dict() if hold else None,
+        "counters": counters,
+        "server_time_ms": now_ms,
+    }
+
+
+def trace(client: redis.Redis, keys: Keys, group_id: str, member: str) -> dict[str, Any]:
+    """Where one request is now: ready, scheduled, in flight, dead or not pending; plus its history."""
+    rid = request_id(group_id, member)
+    with translated("trace"):
+        pipe = client.pipeline(transaction=True)
+        pipe.zscore(keys.ready(group_id), member)
+        pipe.zscore(keys.sched_group(group_id), member)
+        pipe.zscore(keys.inflight, rid)
+        pipe.hget(keys.leases, rid)
+        pipe.zscore(keys.dead, rid)
+        pipe.hget(keys.dead_info, rid)
+        pipe.hget(keys.meta, rid)
+        pipe.hexists(keys.high, rid)
+        ready, sched, inflight, lease, dead, dead_info, meta, high = pipe.execute()
+    out: dict[str, Any] = {"group_id": group_id, "member": member, "state": "not_pending"}
+    if ready is not None:
+        score = int(ready)
+        high = high or score < 0
+        out.update(state="ready", due_ms=score + 10**13 if score < 0 else score)
+    elif sched is not None:
+        out.update(state="scheduled", due_ms=int(sched))
+    elif inflight is not None:
+        _, due, lease_high = (lease or "||0").split("|")
+        high = lease_high == "1"
+        out.update(state="in_flight", lease_deadline_ms=int(inflight), due_ms=int(due) if due else None)
+    elif dead is not None:
+        out.update(state="dead", dead=json.loads(dead_info) if dead_info else None)
+    out["priority"] = "high" if high else "normal"
+    if meta:
+        # "attempts|first_failure_ms|last_code[|original_due_ms]" (the due time since 4 fields)
+        attempts, first_failure_ms, last_code, *rest = meta.split("|")
+        out.update(attempts=int(attempts), first_failure_ms=int(first_failure_ms), last_code=int(last_code))
+        if rest and rest[0]:
+            out["original_due_ms"] = int(rest[0])
+    else:
+        out.setdefault("attempts", 0)
+    out["last_outcome"] = last_outcome(client, keys, group_id, member)
+    return out
+
+
+def last_outcome(client: redis.Redis, keys: Keys, group_id: str, member: str, scan: int = 5_000) -> Any:
+    """The newest outcome-stream entry for this request among the last ``scan`` entries, or None."""
+    with translated("trace"):
+        entries = cast(list[tuple[str, dict[str, str]]], client.xrevrange(keys.outcomes, count=scan))
+    for entry_id, fields in entries:
+        if fields.get("group_id") == group_id and fields.get("member") == member:
+            return {"id": entry_id, **fields}
+    return None
