@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import redis
-
 from imunban.hold import Hold
 from imunban.keys import Keys
 from imunban.pump import Pump, PumpConfig

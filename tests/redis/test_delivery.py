@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Sequence
 
 import pytest
-import redis
 
+import redis
 from imunban.classify import classify
 from imunban.delivery import Deliverer
 from imunban.errors import TransportError

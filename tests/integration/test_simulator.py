@@ -31,7 +31,7 @@ KEY = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
 APPID = 1400000000
 ADMIN = "administrator"
 GROUP = "@TGS#aJRGC4MH6"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def official_sig(identifier: str = ADMIN, key: str = KEY, appid: int = APPID) -> str:

@@ -13,7 +13,7 @@ from imunban.keys import HIGH_BAND_MS, SEP, Keys, request_id, split_request_id
 from imunban.scripts import LIB, lua_source
 from imunban.store import MAX_BATCH
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "worker" / "imunban"
 LUA = WORKER / "lua"
 SCRIPTS = sorted(p.stem for p in LUA.glob("*.lua") if p.stem != LIB)

@@ -12,7 +12,7 @@ import yaml
 
 from imunban.cli import build_parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: ${NAME}, ${NAME:-default}, ${NAME:?error} (not $${...}, which compose leaves to the container).
 VAR_RE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?-][^}]*)?\}")
 

@@ -7,12 +7,11 @@ import threading
 import time
 
 import redis
-
+from helpers import KEYS, assert_gauge, req, run_in_threads, server_ms, true_ready, true_scheduled, wait_server_ms
 from imunban.hold import Hold
 from imunban.keys import HIGH_BAND_MS, request_id
 from imunban.schedule import Scheduler
 from imunban.store import HELD, MAX_BATCH, Batch, Store
-from support import KEYS, assert_gauge, req, run_in_threads, server_ms, true_ready, true_scheduled, wait_server_ms
 
 LONG_LINGER_MS = 60_000
 OUTCOME_FIELDS = {"group_id", "member", "outcome", "code", "info", "attempts", "due_ms", "at_ms"}

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
-import redis
 
+import redis
+from helpers import KEYS, req, server_ms, true_scheduled
 from imunban.deadletter import DeadLetter, DeadLetters
 from imunban.keys import request_id
 from imunban.schedule import Scheduler
 from imunban.store import Batch, Store
-from support import KEYS, req, server_ms, true_scheduled
 
 
 @pytest.fixture

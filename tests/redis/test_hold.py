@@ -5,10 +5,9 @@ from __future__ import annotations
 import threading
 
 import redis
-
+from helpers import KEYS, run_in_threads, server_ms
 from imunban.hold import EVIDENCE_GROUPS, PROBE_BASE_MS, PROBE_CAP_MS, Hold
 from imunban.keys import Keys
-from support import KEYS, run_in_threads, server_ms
 
 
 def make_probe_due(r: redis.Redis) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from rich.console import Console
 
+import redis
 from imunban.demo.db import LEASE_KEY, MARKER_KEY, DemoDatabase, db_of, with_db
 from imunban.demo.run import DUPLICATE_EVENTS, GROUPS, PER_GROUP, POISON, SCHEDULED, SPREAD_S, make_plan
 from imunban.demo.view import Meter, PlainView, Sample, summary_table

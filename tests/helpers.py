@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 
 import redis
-
 from imunban.connection import server_time_ms
 from imunban.keys import Keys
 from imunban.validation import UnbanRequest

@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import redis
-
 from imunban.keys import Keys
 from imunban.store import Batch, Store
 from imunban.validation import UnbanRequest
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "outcomes.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "outcomes.md"
 STREAM, GROUP = "imunban:outcomes", "moderation-log"
 
 

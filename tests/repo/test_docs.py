@@ -10,7 +10,7 @@ from pathlib import Path
 from imunban.cli import build_parser
 from imunban.settings import PREFIX, Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 CONFIG_DOC = ROOT / "docs" / "configuration.md"
 ENV_EXAMPLE = ROOT / ".env.example"

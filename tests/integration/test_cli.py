@@ -11,15 +11,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
+import redis
+from helpers import server_ms
 from imunban.cli import main
 from imunban.hold import Hold
 from imunban.keys import Keys
 from imunban.stats import status, trace
 from imunban.store import Batch, Store
 from imunban.validation import UnbanRequest
-from support import server_ms
 
 KEYS = Keys("imunban")
 AT_ISO = "2030-01-01T00:00:00Z"

@@ -9,11 +9,11 @@ import threading
 from typing import Any
 
 import pytest
-import redis
 
+import redis
+from helpers import run_in_threads
 from imunban.keys import Keys
 from imunban.limiter import MAX_WAIT_MS, MemoryRateLimiter, RedisRateLimiter
-from support import run_in_threads
 
 KEYS = Keys("t")
 APP = 1400000000

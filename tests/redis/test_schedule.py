@@ -5,12 +5,11 @@ from __future__ import annotations
 import threading
 
 import redis
-
+from helpers import KEYS, assert_gauge, req, run_in_threads, server_ms, true_ready, true_scheduled, wait_server_ms
 from imunban.deadletter import DeadLetters
 from imunban.keys import request_id
 from imunban.schedule import PROMOTE_CHUNK, Scheduler
 from imunban.store import Batch, Store
-from support import KEYS, assert_gauge, req, run_in_threads, server_ms, true_ready, true_scheduled, wait_server_ms
 
 
 def claim_batch(store: Store, group: str) -> Batch:

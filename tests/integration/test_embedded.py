@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
+import redis
 from imunban.cli import main
 from imunban.local import embedded
 

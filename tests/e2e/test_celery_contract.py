@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
+import redis
 from imunban.local.cluster import LocalCluster
 from imunban.sim.core import SimConfig
 
 pytestmark = pytest.mark.slow
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "celery-contract.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "celery-contract.md"
 BIN = Path(sys.executable).parent
 
 

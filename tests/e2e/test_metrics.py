@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import requests
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+import redis
 from imunban.hold import Hold
 from imunban.keys import Keys
 from imunban.local.cluster import LocalCluster

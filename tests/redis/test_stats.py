@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 
 import redis
-
+from helpers import KEYS, req, server_ms
 from imunban.hold import Hold
 from imunban.stats import COUNTERS, status, trace
 from imunban.store import Batch, Store
-from support import KEYS, req, server_ms
 
 
 def claim(store: Store, group: str, **kwargs: int) -> Batch:

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from celery import Celery
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+import redis
 from imunban.cli import main
 from imunban.errors import ValidationError
 from imunban.keys import Keys
