@@ -99,3 +99,15 @@ def test_tick_promotes_due_and_reaps_expired(r: redis.Redis) -> None:
     pump.tick()  # reap (first tick), promote
     pump.tick()
     assert {g for g, _, _ in submitted} == {"g", "h"}
+
+
+def test_reap_every_tick_reaps_on_every_tick(r: redis.Redis) -> None:
+    """With reap_every=1 each tick reaps: an expired lease is returned by the very next tick."""
+    pump, _, store = make_pump(r, reap_every=1)
+    short = Store(r, Keys("t"), linger_ms=0, lease_ms=1)
+    for tick in range(3):
+        store.enqueue([build_request("g", [f"m{tick}"])])
+        assert short.claim("g") is not None
+        time.sleep(0.01)
+        pump.tick()
+        assert int(r.hget(Keys("t").stats, "reaped") or 0) == tick + 1

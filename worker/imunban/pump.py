@@ -73,7 +73,8 @@ class Pump:
         """Promote, reap (every few ticks), then dispatch or probe; returns tasks submitted."""
         self._ticks += 1
         self.scheduler.promote_all(max_rounds=20)
-        if self._ticks % self.config.reap_every == 1:
+        # The first tick reaps, then every reap_every-th (also when reap_every is 1).
+        if (self._ticks - 1) % self.config.reap_every == 0:
             reaped = self.scheduler.reap()
             if reaped:
                 log.warning("returned %d request(s) whose lease expired (a worker died or stalled)", reaped)
