@@ -106,8 +106,8 @@ def test_reap_every_tick_reaps_on_every_tick(r: redis.Redis) -> None:
     pump, _, store = make_pump(r, reap_every=1)
     short = Store(r, Keys("t"), linger_ms=0, lease_ms=1)
     for tick in range(3):
-        store.enqueue([build_request("g", [f"m{tick}"])])
-        assert short.claim("g") is not None
+        store.enqueue([build_request(f"g{tick}", ["m"])])
+        assert short.claim(f"g{tick}") is not None
         time.sleep(0.01)
         pump.tick()
         assert int(r.hget(Keys("t").stats, "reaped") or 0) == tick + 1
