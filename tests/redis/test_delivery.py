@@ -232,6 +232,19 @@ def test_poison_member_isolated_by_bisection(store: Store, r: redis.Redis, keys:
     assert dead is not None and '"code":10004' in dead.replace(" ", "")
 
 
+def test_hold_during_second_half_of_bisection_requeues_nothing_twice(store: Store, r: redis.Redis, keys: Keys) -> None:
+    """A hold that arrives in the second half of a bisection leaves the finished first half alone."""
+    answers = iter([10004, 0, 60010])  # the whole batch, its first half, its second half
+    api = FakeApi(lambda g, m: next(answers))
+    deliverer, _ = make(store, api)
+    enqueue(store, "g", ["a", "b", "c", "d"])
+    report = deliverer.deliver_group("g")
+    assert report.held and report.delivered == 2
+    assert int(r.hget(keys.stats, "stale_acks") or 0) == 0
+    info = status(r, keys)
+    assert info["in_flight"] == 0 and info["queued"] + info["scheduled"] == 2
+
+
 def test_group_gone_ends_every_ready_member(store: Store, r: redis.Redis, keys: Keys) -> None:
     """10010 ends the claimed batch and every other ready member of the group as group_gone."""
     api = FakeApi(lambda g, m: 10010)

@@ -228,15 +228,16 @@ class Deliverer:
 
     def _isolate(self, batch: Batch, exc: ApiError, report: Report) -> None:
         """Bisect: retry each half on its own until the bad member(s) stand alone."""
-        for half in halves(batch.items):
-            sub = Batch(batch.group_id, batch.token, batch.claimed_at_ms, tuple(half))
-            self.deliver_batch(sub, report)
-            if report.held:
-                # A hold arrived mid-bisection; the other half goes back untouched.
-                rest = [i for i in batch.items if i not in half]
-                if rest:
-                    self.store.requeue(batch.subset(i.member for i in rest), delay_ms=0, counts_as_attempt=False)
-                return
+        first, second = halves(batch.items)
+        self.deliver_batch(Batch(batch.group_id, batch.token, batch.claimed_at_ms, tuple(first)), report)
+        if report.held:
+            # A hold arrived during the first half: the second goes back untouched, no attempt spent.
+            if second:
+                self.store.requeue(batch.subset(i.member for i in second), delay_ms=0, counts_as_attempt=False)
+            return
+        if second:
+            # The first half is finished (acked or requeued); a hold here has already requeued the second.
+            self.deliver_batch(Batch(batch.group_id, batch.token, batch.claimed_at_ms, tuple(second)), report)
 
     def _group_gone(self, batch: Batch, exc: ApiError, report: Report) -> None:
         acked, _ = self.store.ack(batch, "group_gone", code=exc.code, info=exc.info)
