@@ -308,6 +308,24 @@ def test_status_table(cli: Run, r: redis.Redis) -> None:
     assert any(line.strip("│| ").startswith("queued (due now)") and "3" in line for line in out.splitlines())
 
 
+def test_status_table_titles_state_and_totals_apart(cli: Run, r: redis.Redis) -> None:
+    """status shows the state now and the all-time counters under two titles, each name once."""
+    cli("enqueue", "g", "a")
+    out = cli("status")[1]
+    assert "state now" in out and "totals since the store began" in out
+    assert out.index("state now") < out.index("dead letters") < out.index("totals since the store began")
+    names = [line.strip("│| ").split("  ")[0].strip() for line in out.splitlines()]
+    assert names.count("delivered") == 1 and names.count("dead") == 1
+
+
+def test_bench_help_shows_a_plain_percent_sign(capsys: pytest.CaptureFixture[str]) -> None:
+    """imunban bench --help says "10 %", not "10 %%"."""
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    out = capsys.readouterr().out
+    assert "%%" not in out and "10 %" in out
+
+
 # -- trace --------------------------------------------------------------------------------------
 
 

@@ -35,9 +35,9 @@ def register(sub: Any) -> None:
         "bench",
         help="benchmark and chaos suite against the local simulator",
         description=(
-            "Runs, one at a time: backlog drain, the naive one-task-per-member design, latency at 10 %% load, "
+            "Runs, one at a time: backlog drain, the naive one-task-per-member design, latency at 10 % load, "
             "bulk enqueue against apply_async, N scheduled requests, and a chaos run; against the simulator "
-            "enforcing 200 calls per sliding second with 30 ms latency. Prints a table with the SPEC §4 targets "
+            "enforcing 200 calls per sliding second with 30 ms latency. Prints a table with each target (see BENCHMARKS.md) "
             "and writes results.json, results.md and a drain plot into --out."
         ),
     )

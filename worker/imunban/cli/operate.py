@@ -91,6 +91,7 @@ def status_table(snapshot: dict[str, Any]) -> Table:
     table = Table(title="imunban status", show_header=True, title_justify="left")
     table.add_column("what")
     table.add_column("value", justify="right")
+    table.add_row("[bold]state now[/]", "")
     hold = snapshot["hold"]
     if hold:
         since = fmt_relative(int(hold["since_ms"]), now)
@@ -103,16 +104,16 @@ def status_table(snapshot: dict[str, Any]) -> Table:
         ("queued (due now)", "queued"),
         ("scheduled (due later)", "scheduled"),
         ("in flight", "in_flight"),
-        ("delivered", "delivered"),
         ("dead letters", "dead"),
-        ("group gone", "group_gone"),
         ("groups waiting", "groups_waiting"),
     ):
         table.add_row(label, f"{snapshot[key]:,}")
     table.add_row("next scheduled", fmt_relative(snapshot["next_due_ms"], now))
     table.add_section()
+    # Outcomes ever recorded (delivered, dead, group_gone, ...): counters, unlike the gauges above.
+    table.add_row("[bold]totals since the store began[/]", "")
     for name, value in snapshot["counters"].items():
-        table.add_row(f"[dim]{name}[/]", f"[dim]{value:,}[/]")
+        table.add_row(name, f"{value:,}")
     table.add_row("[dim]server time[/]", f"[dim]{fmt_ms(now)}[/]")
     return table
 
