@@ -2,34 +2,48 @@
 PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
+SOURCES = worker tasks tests
 
 .PHONY: install test test-fast lint format typecheck check demo bench clean
 
-install:  ## create the venv and install the package with test extras
-	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[test,bench]'
+# The venv, made on first use; `make install` refreshes it after pyproject.toml changes.
+$(BIN)/python:
+	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[test]'
 
-test: install  ## the full suite (what CI runs)
-	$(BIN)/python -m pytest
+install:  ## create or refresh the venv: the package, its test tools, ruff, mypy, import-linter
+	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[test]'
 
-test-fast:  ## skip the end-to-end tests that start worker processes
-	$(BIN)/python -m pytest -m "not slow"
+# pytest exits 5 when it collected no test: that fails the target like any other non-zero status.
+define pytest
+	$(BIN)/python -m pytest $(1) || { status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure, not a pass" >&2; fi; \
+	  exit $$status; }
+endef
 
-lint:
-	$(BIN)/ruff check worker tasks tests && $(BIN)/ruff format --check worker tasks tests
+test: $(BIN)/python  ## every tier: unit, redis, integration, e2e, repo
+	$(call pytest,)
 
-format:
-	$(BIN)/ruff format worker tasks tests && $(BIN)/ruff check --fix worker tasks tests
+test-fast: $(BIN)/python  ## the unit and redis tiers (under a minute)
+	$(call pytest,-m "unit or redis")
 
-typecheck:
-	$(BIN)/mypy --strict worker tasks
+lint: $(BIN)/python  ## ruff (lint and format) and the import-linter contracts in pyproject.toml
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/lint-imports
 
-check: lint typecheck test
+format: $(BIN)/python
+	$(BIN)/ruff format $(SOURCES) && $(BIN)/ruff check --fix $(SOURCES)
 
-demo:
+typecheck: $(BIN)/python  ## mypy --strict on the packages named in pyproject.toml
+	$(BIN)/mypy --strict
+
+check: lint typecheck test  ## what CI runs (the README's test command)
+
+demo: $(BIN)/python
 	$(BIN)/imunban demo
 
-bench:
+bench: $(BIN)/python
 	$(BIN)/imunban bench --plot docs/bench-drain.png
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache *.egg-info

@@ -1,4 +1,4 @@
-"""Helpers shared by the storage-layer tests (imported as ``support``; pytest puts tests/ on the path)."""
+"""Helpers shared by the tests (``from helpers import ...``: pytest puts tests/ on the path)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 
 import redis
+from prometheus_client.parser import text_string_to_metric_families
+
 from imunban.connection import server_time_ms
 from imunban.keys import Keys
 from imunban.validation import UnbanRequest
@@ -17,10 +19,35 @@ KEYS = Keys("t")
 server_ms = server_time_ms
 
 
+def wait_for(
+    predicate: Callable[[], object],
+    timeout_s: float,
+    *,
+    poll_s: float = 0.05,
+    ignore: tuple[type[BaseException], ...] = (),
+) -> bool:
+    """Poll ``predicate`` until it is truthy; False if it is still falsy after ``timeout_s`` seconds.
+
+    An exception of a type in ``ignore`` (a server still starting, say) counts as "not yet"; the
+    predicate is always asked once more at the deadline, so a slow poll cannot lose the last chance.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        last_chance = time.monotonic() >= deadline
+        try:
+            if predicate():
+                return True
+        except ignore:
+            pass
+        if last_chance:
+            return False
+        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+
 def wait_server_ms(r: redis.Redis, target_ms: int) -> None:
-    """Sleep until the Redis server's clock reaches ``target_ms``."""
-    while server_ms(r) < target_ms:
-        time.sleep(0.005)
+    """Wait until the Redis server's clock reaches ``target_ms`` (failing if it lags 10 s behind that)."""
+    timeout_s = max(0, target_ms - server_ms(r)) / 1000 + 10
+    assert wait_for(lambda: server_ms(r) >= target_ms, timeout_s, poll_s=0.002), f"server clock not at {target_ms}"
 
 
 def req(group: str, *members: str, at_ms: int | None = None, high: bool = False) -> UnbanRequest:
@@ -62,3 +89,25 @@ def run_in_threads(target: Callable[[], object], count: int) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def metric_samples(scrape: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus scrape, keyed by (name, sorted labels)."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(scrape)
+        for s in family.samples
+    }
+
+
+def metric_value(scrape: str, name: str, **labels: str) -> float:
+    """One sample of a scrape (0 when absent)."""
+    return metric_samples(scrape).get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+class CollectorRuntime:
+    """Just what :class:`imunban.metrics.QueueDepthCollector` reads of a runtime: a client and the keys."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys

@@ -27,8 +27,6 @@ log = logging.getLogger("imunban.tasks")
 
 UNBAN_FIELDS = frozenset({"group_id", "members", "at", "priority"})
 CANCEL_FIELDS = frozenset({"group_id", "members"})
-#: A delivery run hands its thread back after this long, so other groups and messages get a turn.
-DELIVER_BUDGET_S = 3.0
 
 
 def _check_fields(kwargs: dict[str, Any], args: tuple[Any, ...], allowed: frozenset[str]) -> None:
@@ -79,9 +77,8 @@ def cancel(app: Celery, *args: Any, **kwargs: Any) -> dict[str, Any]:
 def deliver(app: Celery, group_id: str, slot: int = -1, probe: bool = False) -> dict[str, Any]:
     rt = context_of(app).runtime
     try:
-        report = rt.deliverer.deliver_group(
-            group_id, budget_s=DELIVER_BUDGET_S, probe=probe, heartbeat=lambda: rt.pump.touch(group_id, slot)
-        )
+        # The run hands its thread back after delivery.DELIVER_BUDGET_S, so other groups get a turn.
+        report = rt.deliverer.deliver_group(group_id, probe=probe, heartbeat=lambda: rt.pump.touch(group_id, slot))
     except StoreError as exc:
         # Redis is down: the leases and the dispatch marker expire and the work is picked up again.
         log.error("delivery for group %r stopped: %s", group_id, exc)

@@ -12,8 +12,6 @@ import pytest
 from imunban.local.cluster import LocalCluster
 from imunban.sim.core import SimConfig
 
-pytestmark = pytest.mark.slow
-
 ClusterFactory = Callable[..., LocalCluster]
 
 

@@ -11,12 +11,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 import redis
+
 from helpers import server_ms
 from imunban.cli import main
 from imunban.hold import Hold
 from imunban.keys import Keys
+from imunban.settings import LingerPolicy
 from imunban.stats import status, trace
 from imunban.store import Batch, Store
 from imunban.validation import UnbanRequest
@@ -32,9 +33,6 @@ Run = Callable[..., tuple[int, str, str]]
 @pytest.fixture
 def cli(redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Run]:
     """Run ``imunban ARGS`` in-process with IMUNBAN_REDIS_URL set to the test server; returns (rc, out, err)."""
-    for name in list(os.environ):
-        if name.startswith("IMUNBAN_"):
-            monkeypatch.delenv(name)
     monkeypatch.setenv("IMUNBAN_REDIS_URL", redis_url)
 
     def run(*args: str) -> tuple[int, str, str]:
@@ -51,7 +49,7 @@ def cli(redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
 
 def end_as(r: redis.Redis, group: str, member: str, outcome: str, code: int = 0, info: str = "") -> None:
     """Enqueue, claim and acknowledge one request with ``outcome`` (what a worker would do)."""
-    store = Store(r, KEYS, linger_ms=0)
+    store = Store(r, KEYS, linger=LingerPolicy(0))
     store.enqueue([UnbanRequest(group, (member,))])
     batch = store.claim(group)
     assert isinstance(batch, Batch)
@@ -434,8 +432,7 @@ def test_key_prefix_is_honoured(cli: Run, r: redis.Redis, monkeypatch: pytest.Mo
 
 def test_entry_point_subprocess(redis_url: str, tmp_path: Path) -> None:
     """The installed `imunban` script enqueues from stdin and reports status --json."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMUNBAN_")}
-    env["IMUNBAN_REDIS_URL"] = redis_url
+    env = {**os.environ, "IMUNBAN_REDIS_URL": redis_url}
     lines = "".join(json.dumps({"group_id": "g", "member": f"u{i}"}) + "\n" for i in range(3))
     done = subprocess.run(
         [str(IMUNBAN), "enqueue", "-f", "-"], input=lines, env=env, capture_output=True, text=True, timeout=60

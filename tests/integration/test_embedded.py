@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 import redis
+
 from imunban.cli import main
 from imunban.local import embedded
 
@@ -27,9 +26,6 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def cli(data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
     """Run ``imunban ARGS`` in-process with IMUNBAN_REDIS_URL unset and IMUNBAN_DATA_DIR private."""
-    for name in list(os.environ):
-        if name.startswith("IMUNBAN_"):
-            monkeypatch.delenv(name)
     monkeypatch.setenv("IMUNBAN_DATA_DIR", str(data_dir))
 
     def run(*args: str) -> tuple[int, str, str]:
@@ -92,13 +88,3 @@ def test_stale_port_file_is_ignored(cli: Run, data_dir: Path) -> None:
     assert embedded.status(str(data_dir))[1] is None
     rc, _, err = cli("enqueue", "g", "a")
     assert rc == 0 and "started the embedded Redis server" in err
-
-
-def test_default_data_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Without IMUNBAN_DATA_DIR the data lives under $XDG_DATA_HOME/imunban, else ~/.local/share/imunban."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
-    assert embedded.data_dir(None) == tmp_path / "imunban"
-    monkeypatch.delenv("XDG_DATA_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert embedded.data_dir(None) == tmp_path / "home" / ".local" / "share" / "imunban"
-    assert embedded.data_dir("~/x") == tmp_path / "home" / "x"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
-
 import redis
+
 from helpers import KEYS, req, server_ms, true_scheduled
 from imunban.deadletter import DeadLetter, DeadLetters
 from imunban.keys import request_id
 from imunban.schedule import Scheduler
+from imunban.settings import LingerPolicy
 from imunban.store import Batch, Store
 
 
@@ -77,7 +78,7 @@ def test_replayed_requests_are_delivered_again_with_fresh_attempts(
     store.ack(batch, "dead", code=10002, info="gave up")
     assert dead.list()[0].attempts == 4
     dead.replay([("g", "m")])
-    assert Scheduler(r, KEYS, linger_ms=0).promote_all() == 1
+    assert Scheduler(r, KEYS, linger=LingerPolicy(0)).promote_all() == 1
     again = store.claim("g")
     assert isinstance(again, Batch)
     assert again.items[0].attempts == 0
@@ -90,7 +91,7 @@ def test_replay_keeps_the_high_flag(r: redis.Redis, store: Store, dead: DeadLett
     assert dead.replay_all() == 2
     assert r.hget(KEYS.high, request_id("g", "h")) == "1"
     assert not r.hexists(KEYS.high, request_id("g", "n"))
-    Scheduler(r, KEYS, linger_ms=0).promote_all()
+    Scheduler(r, KEYS, linger=LingerPolicy(0)).promote_all()
     batch = store.claim("g")
     assert isinstance(batch, Batch)
     assert [(i.member, i.high) for i in batch.items] == [("h", True), ("n", False)]

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Sequence
 
 import pytest
-
 import redis
+
 from imunban.classify import classify
 from imunban.delivery import Deliverer
 from imunban.errors import TransportError
@@ -17,7 +17,7 @@ from imunban.keys import Keys
 from imunban.limiter import MemoryRateLimiter
 from imunban.retry import RetryPolicy
 from imunban.schedule import Scheduler
-from imunban.settings import Settings
+from imunban.settings import LingerPolicy, Settings
 from imunban.stats import status
 from imunban.store import Batch, Store
 from imunban.validation import build_request
@@ -132,7 +132,7 @@ def test_attempts_exhausted_dead_letters_with_last_code(store: Store, r: redis.R
     api = FakeApi(lambda g, m: 12345)
     deliverer, _ = make(store, api, max_attempts=3)
     enqueue(store, "g", ["a"])
-    scheduler = Scheduler(r, keys, linger_ms=0)
+    scheduler = Scheduler(r, keys, linger=LingerPolicy(0))
     for _ in range(3):
         deliverer.deliver_group("g")
         scheduler.promote_all()
@@ -289,13 +289,13 @@ def test_budget_stops_the_run(store: Store) -> None:
 
 def test_stale_lease_ack_is_counted_not_applied(store: Store, r: redis.Redis, keys: Keys) -> None:
     """An ack after the lease was reaped and re-claimed does not end the new lease."""
-    short = Store(r, keys, linger_ms=0, lease_ms=1)
+    short = Store(r, keys, linger=LingerPolicy(0), lease_ms=1)
     enqueue(short, "g", ["a"])
     old = short.claim("g")
     assert isinstance(old, Batch)
     time.sleep(0.01)
-    Scheduler(r, keys, linger_ms=0).reap()
-    Scheduler(r, keys, linger_ms=0).promote_all()
+    Scheduler(r, keys, linger=LingerPolicy(0)).reap()
+    Scheduler(r, keys, linger=LingerPolicy(0)).promote_all()
     new = store.claim("g")
     assert new is not None
     acked, _ = short.ack(old, "delivered")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import redis
+
 from helpers import KEYS, run_in_threads, server_ms
 from imunban.hold import EVIDENCE_GROUPS, PROBE_BASE_MS, PROBE_CAP_MS, Hold
 from imunban.keys import Keys

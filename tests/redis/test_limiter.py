@@ -9,8 +9,8 @@ import threading
 from typing import Any
 
 import pytest
-
 import redis
+
 from helpers import run_in_threads
 from imunban.keys import Keys
 from imunban.limiter import MAX_WAIT_MS, MemoryRateLimiter, RedisRateLimiter

@@ -5,31 +5,47 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 
 from imunban import keys as keys_module
-from imunban.keys import HIGH_BAND_MS, SEP, Keys, request_id, split_request_id
-from imunban.scripts import LIB, lua_source
-from imunban.store import MAX_BATCH
+from imunban.keys import HIGH_BAND_MS, MAX_MEMBERS, SEP, Keys, request_id, split_request_id
+from imunban.scripts import KEY_ORDER, LIB, PER_GROUP, SCRIPT_KEYS, GroupArgs, lib_lines, lua_source, script_keys
+from imunban.stats import Lease, Meta, parse_lease, parse_meta
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "worker" / "imunban"
 LUA = WORKER / "lua"
+DEMO_LUA = WORKER / "demo" / "lua"
 SCRIPTS = sorted(p.stem for p in LUA.glob("*.lua") if p.stem != LIB)
+DEMO_SCRIPTS = sorted(p.stem for p in DEMO_LUA.glob("*.lua"))
+#: Every script file: the engine's (package imunban) and the demo's (package imunban.demo).
+ALL_SCRIPTS = [LUA / f"{n}.lua" for n in SCRIPTS] + [DEMO_LUA / f"{n}.lua" for n in DEMO_SCRIPTS]
 
 #: Redis commands the scripts may use -> how many leading arguments are key names.
 KEY_ARGS = {
     "TIME": 0, "DBSIZE": 0, "FLUSHDB": 0,
-    "GET": 1, "SET": 1, "DEL": 1, "EXISTS": 1, "PEXPIRE": 1,
+    "GET": 1, "SET": 1, "DEL": 2, "EXISTS": 1, "PEXPIRE": 1,
     "HGET": 1, "HSET": 1, "HDEL": 1, "HEXISTS": 1, "HINCRBY": 1,
     "ZADD": 1, "ZREM": 1, "ZSCORE": 1, "ZCARD": 1, "ZRANGE": 1, "ZPOPMIN": 1,
     "ZREMRANGEBYSCORE": 1, "ZREMRANGEBYRANK": 1,
     "XADD": 1,
 }  # fmt: skip
+#: _lib.lua helpers -> how many leading arguments are key names.
+LIB_KEY_ARGS = {"reindex": 2, "reindex_sched": 2, "emit_outcome": 1}
 CALL = re.compile(r"redis\.p?call\(\s*'(?P<cmd>\w+)'\s*(?:,\s*(?P<args>[^\n]*))?")
 KEY_NAMES = "schedidx|sched|groups|ready|inflight|leases|meta|high|dead|outcomes|stats|hold|limiter|dispatch|e10007"
 KEYISH = re.compile(rf"(^|[\w.-]*):({KEY_NAMES})(:|$)")
+#: Header: "KEYS[3] stats", "KEYS[8] ready:{group}" (one key each) ...
+HEADER_KEY = re.compile(r"KEYS\[(\d+)\]\s+([a-z0-9_]+)")
+#: ... and, for scripts over many groups, "KEYS[6..5+2n] per group, <text>: ready:{group} sched:{group}".
+HEADER_GROUP_KEYS = re.compile(r"KEYS\[(\d+)\.\.[^\]]*\] per group[^:\n]*:((?:\s+\w+:\{group\})+)")
+#: The script's opening: "local K_STATS, K_META = KEYS[1], KEYS[2]".
+KEY_LOCALS = re.compile(r"^local ((?:K_\w+, )*K_\w+) = ((?:KEYS\[\d+\], )*KEYS\[\d+\])[ \t]*$", re.MULTILINE)
+#: The per-group keys of a script over many groups: "local ready_key, sched_key = group_keys(5, gi)".
+GROUP_KEY_LOCALS = re.compile(r"^\s*local ([\w, ]+) = group_keys\((\d+), \w+\)[ \t]*$", re.MULTILINE)
 
 
 def header(text: str) -> str:
@@ -74,13 +90,42 @@ def covered(index: int, head: str, name: str) -> bool:
     return any(int(start) <= index for start in re.findall(rf"{name}\[(\d+)\.\.", head))
 
 
+def header_keys(head: str) -> tuple[list[str], list[str]]:
+    """The key names a header documents: (KEYS[1..m] one by one, the per-group keys after them or [])."""
+    named = [(int(i), n) for i, n in HEADER_KEY.findall(head)]
+    assert [i for i, _ in named] == list(range(1, len(named) + 1)), "KEYS[n] must be documented 1, 2, 3, ... in order"
+    group = HEADER_GROUP_KEYS.search(head)
+    if not group:
+        return [n for _, n in named], []
+    assert int(group[1]) == len(named) + 1, "the per-group range must start right after the named keys"
+    return [n for _, n in named], re.findall(r"(\w+):\{group\}", group[2])
+
+
+def key_locals(code: str) -> list[tuple[int, str]]:
+    """(KEYS index, local name) of the script's ``local K_X, K_Y = KEYS[i], KEYS[j]`` lines, in order."""
+    out: list[tuple[int, str]] = []
+    for line in KEY_LOCALS.finditer(code):
+        names, indices = line[1].split(", "), [int(i) for i in re.findall(r"\d+", line[2])]
+        assert len(names) == len(indices), line[0]
+        out += zip(indices, names, strict=True)
+    return out
+
+
+def key_aliases(code: str) -> set[str]:
+    """Locals that hold a key: the K_* names taken from KEYS, and what group_keys() returns."""
+    aliases = {name for _, name in key_locals(code)}
+    for line in GROUP_KEY_LOCALS.finditer(code):
+        aliases |= {name.strip() for name in line[1].split(",")} - {"_"}
+    return aliases
+
+
 # -- the scripts ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", SCRIPTS)
-def test_script_starts_with_a_header_naming_keys_and_argv(name: str) -> None:
+@pytest.mark.parametrize("path", ALL_SCRIPTS, ids=lambda p: f"{p.parent.parent.name}/{p.stem}")
+def test_script_starts_with_a_header_naming_keys_and_argv(path: Path) -> None:
     """Each script opens with comments naming itself, every KEYS/ARGV slot it uses, and what it returns."""
-    text = (LUA / f"{name}.lua").read_text(encoding="utf-8")
+    name, text = path.stem, path.read_text(encoding="utf-8")
     head, code = header(text), body(text)
     assert head.startswith(f"-- {name}: "), f"{name}.lua must start with '-- {name}: <what it does>'"
     assert "Returns" in head
@@ -92,53 +137,90 @@ def test_script_starts_with_a_header_naming_keys_and_argv(name: str) -> None:
         assert not undocumented, f"{name}.lua: {kind}{undocumented} not described in the header"
 
 
+@pytest.mark.parametrize("path", ALL_SCRIPTS, ids=lambda p: f"{p.parent.parent.name}/{p.stem}")
+def test_script_names_its_keys_in_locals_as_its_header_does(path: Path) -> None:
+    """The body opens with ``local K_<NAME>, ... = KEYS[1], ...`` in the header's order, and indexes KEYS
+    nowhere else: per-group keys come only from _lib's group_keys(common, gi), common being the named keys."""
+    text = path.read_text(encoding="utf-8")
+    named, per_group = header_keys(header(text))
+    code = body(text)
+    assert key_locals(code) == [(i, f"K_{n.upper()}") for i, n in enumerate(named, 1)]
+    for _, local in key_locals(code):
+        assert len(re.findall(rf"\b{local}\b", code)) > 1, f"{local} is never used"
+    rest = KEY_LOCALS.sub("", code)
+    assert not re.search(r"\bKEYS\b", rest), f"{path.name} indexes KEYS outside its opening locals"
+    commons = {int(c) for c in re.findall(r"\bgroup_keys\((\d+),", rest)}
+    assert commons == ({len(named)} if per_group else set()), "group_keys(common, gi) must skip the named keys"
+    assert len(re.findall(r"\bgroup_keys\(", rest)) == len(GROUP_KEY_LOCALS.findall(rest))
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_script_keys_spec_matches_the_header_in_the_canonical_order(name: str) -> None:
+    """scripts.SCRIPT_KEYS[name] lists the header's keys, which follow KEY_ORDER then (ready, sched)."""
+    named, per_group = header_keys(header((LUA / f"{name}.lua").read_text(encoding="utf-8")))
+    assert SCRIPT_KEYS[name] == (*named, *per_group)
+    order = [*KEY_ORDER, *PER_GROUP]
+    positions = [order.index(key) for key in SCRIPT_KEYS[name]]
+    assert positions == sorted(set(positions)), f"{name}: keys out of the canonical order {order}"
+    assert per_group in ([], list(PER_GROUP))
+
+
+def test_every_script_has_a_key_spec() -> None:
+    assert set(SCRIPT_KEYS) == set(SCRIPTS)
+
+
 def built_keys(code: str, params: frozenset[str] = frozenset()) -> list[str]:
-    """Key arguments of redis.call that are not KEYS[...], a local alias of one, or an allowed parameter."""
-    aliases = set(re.findall(r"local (\w+) = KEYS\[[^\]]+\]\s*$", code, re.MULTILINE)) | params
+    """Key arguments of redis.call that are not a key local (K_* from KEYS, group_keys()) or an allowed parameter."""
+    aliases = key_aliases(code) | params
     bad = []
     for call in CALL.finditer(code):
         cmd = call["cmd"].upper()
         assert cmd in KEY_ARGS, f"{cmd} is not in KEY_ARGS; add it with the number of its key arguments"
-        for arg in first_args(call["args"] or "", KEY_ARGS[cmd]):
-            if not (re.fullmatch(r"KEYS\[[^\]]+\]", arg) or arg in aliases):
-                bad.append(f"{cmd} {arg}")
+        args = first_args(call["args"] or "", KEY_ARGS[cmd])
+        bad += [f"{cmd} {arg}" for arg in args if arg not in aliases]
     return bad
 
 
-@pytest.mark.parametrize("name", [*SCRIPTS, LIB])
-def test_every_redis_call_takes_its_keys_from_KEYS(name: str) -> None:
+@pytest.mark.parametrize("path", [*ALL_SCRIPTS, LUA / f"{LIB}.lua"], ids=lambda p: f"{p.parent.parent.name}/{p.stem}")
+def test_every_redis_call_takes_its_keys_from_KEYS(path: Path) -> None:
     """No script builds a key name: every key argument of redis.call comes from KEYS (or _lib's parameters)."""
-    code = body((LUA / f"{name}.lua").read_text(encoding="utf-8"))
-    assert CALL.search(code), f"{name}.lua makes no redis.call"
-    params = frozenset({"groups_key", "ready_key", "schedidx_key", "sched_key"}) if name == LIB else frozenset()
-    assert built_keys(code, params) == [], name
+    code = body(path.read_text(encoding="utf-8"))
+    assert CALL.search(code), f"{path.name} makes no redis.call"
+    lib_params = {"groups_key", "ready_key", "schedidx_key", "sched_key", "outcomes_key"}
+    params = frozenset(lib_params) if path.stem == LIB else frozenset()
+    assert built_keys(code, params) == [], path.name
 
 
 def test_key_check_catches_a_key_built_in_lua() -> None:
-    """The Lua check flags a key concatenated inside a script, and accepts KEYS and aliases of it."""
-    code = "local r = KEYS[5 + gi]\nredis.call('ZREM', r, m)\nredis.call('GET', 'imunban:hold')\n"
+    """The Lua check flags a key concatenated inside a script or indexed directly, and accepts key locals."""
+    code = "local K_R, K_S = KEYS[1], KEYS[2]\nlocal ready_key, sched_key = group_keys(2, gi)\n"
+    code += "redis.call('ZREM', K_R, m)\nredis.call('GET', 'imunban:hold')\nredis.call('ZADD', sched_key, 'NX', 1, m)\n"
     code += "redis.call('HSET', ARGV[1] .. ':x', 'f', 1)\nredis.call('ZADD', KEYS[2], 'NX', 1, m)\n"
-    assert built_keys(code) == ["GET 'imunban:hold'", "HSET ARGV[1] .. ':x'"]
+    code += "local other = KEYS[3]\nredis.call('DEL', K_S, ready_key)\nredis.call('ZCARD', other)\n"
+    assert built_keys(code) == [
+        "GET 'imunban:hold'", "HSET ARGV[1] .. ':x'", "ZADD KEYS[2]", "ZCARD other",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_lib_helpers_are_given_keys_from_KEYS(name: str) -> None:
-    """Calls of the shared reindex() and reindex_sched() helpers pass KEYS[...] for their key parameters."""
+    """Calls of _lib's reindex(), reindex_sched() and emit_outcome() pass key locals for their key parameters."""
     code = body((LUA / f"{name}.lua").read_text(encoding="utf-8"))
-    for call in re.finditer(r"\breindex(?:_sched)?\(([^\n]*)", code):
-        groups_key, ready_key = first_args(call[1], 2)
-        assert re.fullmatch(r"KEYS\[[^\]]+\]", groups_key) and re.fullmatch(r"KEYS\[[^\]]+\]", ready_key)
+    aliases = key_aliases(code)
+    for helper, count in LIB_KEY_ARGS.items():
+        for call in re.finditer(rf"\b{helper}\(([^\n]*)", code):
+            assert set(first_args(call[1], count)) <= aliases, call[0]
 
 
 def test_lib_constants_match_python() -> None:
-    """_lib.lua's separator, high-priority band and full batch equal keys.SEP, HIGH_BAND_MS and MAX_BATCH."""
+    """_lib.lua's separator, high-priority band and full batch equal keys.SEP, HIGH_BAND_MS and MAX_MEMBERS."""
     lib = (LUA / f"{LIB}.lua").read_text(encoding="utf-8")
     sep = re.search(r"local SEP = '\\(\d+)'", lib)
     assert sep is not None and chr(int(sep[1])) == SEP
     band = re.search(r"local HIGH_BAND = (\d+)", lib)
     assert band is not None and int(band[1]) == HIGH_BAND_MS
     full = re.search(r"local FULL_BATCH = (\d+)", lib)
-    assert full is not None and int(full[1]) == MAX_BATCH
+    assert full is not None and int(full[1]) == MAX_MEMBERS
 
 
 def test_lib_touches_no_key_of_its_own() -> None:
@@ -149,20 +231,102 @@ def test_lib_touches_no_key_of_its_own() -> None:
 
 
 def test_every_registered_script_exists() -> None:
-    """Each register(client, "name") in worker/ names an existing lua/name.lua."""
-    registered = set()
+    """Each register(client, "name") names an existing lua/name.lua: the engine's, or the demo's with package=."""
+    engine, demo = set(), set()
     for path in WORKER.rglob("*.py"):
-        registered |= set(re.findall(r"\bregister\(\s*\w+\s*,\s*\"(\w+)\"", path.read_text(encoding="utf-8")))
-    assert len(registered) >= 15
-    assert registered <= set(SCRIPTS)
+        text = path.read_text(encoding="utf-8")
+        engine |= set(re.findall(r"\bregister\(\s*[\w.]+\s*,\s*\"(\w+)\"\s*\)", text))
+        demo |= set(re.findall(r"\bregister\(\s*[\w.]+\s*,\s*\"(\w+)\"\s*,\s*package=LUA_PACKAGE\s*\)", text))
+    assert len(engine) >= 15 and demo
+    assert engine <= set(SCRIPTS)
+    assert demo <= set(DEMO_SCRIPTS)
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_loaded_source_is_lib_plus_script(name: str) -> None:
-    """scripts.lua_source prepends _lib.lua to the script."""
+    """scripts.lua_source prepends _lib.lua to the script; lib_lines() is where the script starts."""
     source = lua_source("imunban", name)
+    script = (LUA / f"{name}.lua").read_text(encoding="utf-8")
     assert source.startswith((LUA / f"{LIB}.lua").read_text(encoding="utf-8"))
-    assert source.endswith((LUA / f"{name}.lua").read_text(encoding="utf-8"))
+    assert source.endswith(script)
+    assert source.splitlines()[lib_lines()] == script.splitlines()[0]
+
+
+@pytest.mark.parametrize("name", DEMO_SCRIPTS)
+def test_demo_scripts_load_without_lib(name: str) -> None:
+    assert lua_source("imunban.demo", name) == (DEMO_LUA / f"{name}.lua").read_text(encoding="utf-8")
+    assert lib_lines("imunban.demo") == 0
+
+
+def test_redis_error_lines_are_offset_by_lib_lines(r: redis.Redis) -> None:
+    """As scripts.py says: a Redis error at line N of a script file reports user_script:(N + lib_lines())."""
+    with pytest.raises(redis.ResponseError, match=rf"user_script:{lib_lines() + 2}:"):
+        r.eval(_lib_plus("local x = 1\nreturn x + nil\n"), 0)
+
+
+def _lib_plus(script: str) -> str:
+    """``script`` after _lib.lua, joined as scripts.lua_source joins them."""
+    return (LUA / f"{LIB}.lua").read_text(encoding="utf-8") + "\n" + script
+
+
+# -- Lua and Python read the same records --------------------------------------------------------
+
+
+def run_lib(r: redis.Redis, code: str, *args: str | int) -> Any:
+    """Run ``code`` after _lib.lua, as every script runs."""
+    return r.eval(_lib_plus(code), 0, *args)
+
+
+@pytest.mark.parametrize("record", ["3|1700000000000|70001|1699999990000", "0|5|-1|7", "12|1|0|1700000000123"])
+def test_meta_parsers_agree(r: redis.Redis, record: str) -> None:
+    """_lib.lua's parse_meta and stats.parse_meta read a meta record alike."""
+    attempts, first, code, due = run_lib(r, "return {parse_meta(ARGV[1])}", record)
+    assert parse_meta(record) == Meta(attempts, first, int(code), due)
+    assert run_lib(r, "return parse_meta(false)") == 0 and parse_meta(None) is None
+
+
+@pytest.mark.parametrize("record", ["abc|1700000000000|1", "t|5|0"])
+def test_lease_parsers_agree(r: redis.Redis, record: str) -> None:
+    """_lib.lua's parse_lease and stats.parse_lease read a lease record alike."""
+    token, due, high = run_lib(r, "return {parse_lease(ARGV[1], 0)}", record)
+    assert parse_lease(record) == Lease(token, due, high == "1")
+
+
+@pytest.mark.parametrize(("due", "high"), [(1_700_000_000_000, True), (1_700_000_000_000, False), (0, False)])
+def test_ready_score_round_trips(r: redis.Redis, due: int, high: bool) -> None:
+    code = "local d, h = decode_ready_score(ready_score(tonumber(ARGV[1]), ARGV[2] == '1')) return {d, h and 1 or 0}"
+    assert run_lib(r, code, due, int(high)) == [due, int(high)]
+
+
+# -- the Python side of script calls -------------------------------------------------------------
+
+
+def test_script_keys_builds_the_spec_with_per_group_pairs() -> None:
+    k = Keys("p")
+    assert script_keys(k, "ack") == [k.stats, k.meta, k.inflight, k.leases, k.outcomes, k.dead, k.dead_info]
+    assert script_keys(k, "claim", ["g"]) == [
+        k.groups,
+        k.stats,
+        k.high,
+        k.meta,
+        k.inflight,
+        k.leases,
+        k.hold,
+        k.ready("g"),
+    ]
+    assert script_keys(k, "reap", ["a", "b"]) == [
+        k.schedidx, k.stats, k.high, k.inflight, k.leases,
+        k.ready("a"), k.sched_group("a"), k.ready("b"), k.sched_group("b"),
+    ]  # fmt: skip
+
+
+def test_group_args_packs_groups_once_and_tuples_by_index() -> None:
+    packed = GroupArgs()
+    packed.add("g1", ["a", "b"], "", "0")
+    packed.add("g2", ["c"], 5, "1")
+    packed.add("g1", ["d"], "", "0")
+    assert packed.groups == {"g1": 1, "g2": 2}
+    assert packed.argv() == [2, "g1", "g2", 1, "a", "", "0", 1, "b", "", "0", 2, "c", 5, "1", 1, "d", "", "0"]
 
 
 # -- the Python side -----------------------------------------------------------------------------

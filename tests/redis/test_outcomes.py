@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import redis
+
 from imunban.keys import Keys
+from imunban.settings import LingerPolicy
 from imunban.store import Batch, Store
 from imunban.validation import UnbanRequest
 
@@ -30,7 +32,7 @@ def end(store: Store, group: str, members: tuple[str, ...], outcome: str, code: 
 
 def test_entries_have_the_documented_fields(r: redis.Redis) -> None:
     """Each outcome entry has exactly the fields the document lists, under the documented key."""
-    store = Store(r, Keys("imunban"), linger_ms=0)
+    store = Store(r, Keys("imunban"), linger=LingerPolicy(0))
     end(store, "g", ("a",), "delivered")
     end(store, "h", ("b",), "dead", 10004, "invalid member")
     entries = cast(list[tuple[str, dict[str, str]]], r.xrange(STREAM))
@@ -45,7 +47,7 @@ def test_entries_have_the_documented_fields(r: redis.Redis) -> None:
 def test_consumer_group_flow_from_the_document(r: redis.Redis) -> None:
     """XGROUP CREATE ... MKSTREAM, XREADGROUP '>', XACK: each entry is handed out once and then acknowledged."""
     r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)  # before imunban wrote anything
-    store = Store(r, Keys("imunban"), linger_ms=0)
+    store = Store(r, Keys("imunban"), linger=LingerPolicy(0))
     end(store, "g", ("a", "b"), "delivered")
     reply = cast(list[Any], r.xreadgroup(GROUP, "host-1", {STREAM: ">"}, count=100, block=1000))
     entries: list[tuple[str, dict[str, str]]] = reply[0][1]
@@ -58,7 +60,7 @@ def test_consumer_group_flow_from_the_document(r: redis.Redis) -> None:
 
 def test_stream_is_capped(r: redis.Redis) -> None:
     """The stream is trimmed to about the configured length (MAXLEN ~)."""
-    store = Store(r, Keys("imunban"), linger_ms=0, outcome_maxlen=100)
+    store = Store(r, Keys("imunban"), linger=LingerPolicy(0), outcome_maxlen=100)
     for i in range(30):
         end(store, f"g{i}", tuple(f"u{j}" for j in range(20)), "delivered")
     assert 100 <= r.xlen(STREAM) < 600

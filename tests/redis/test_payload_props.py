@@ -9,17 +9,18 @@ import json
 import math
 import os
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
+import redis
 from celery import Celery
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-import redis
 from imunban.cli import main
 from imunban.errors import ValidationError
 from imunban.keys import Keys
@@ -117,28 +118,72 @@ priorities = st.sampled_from([(None, True), ("normal", True), ("high", True), ("
 # -- 1. validators -----------------------------------------------------------------------------
 
 
+VALIDATORS: dict[str, Callable[[Any], Any]] = {
+    "group_id": validate_group_id,
+    "member": validate_member,
+    "members": validate_members,
+    "at": parse_at,
+    "priority": validate_priority,
+}
+
+
+def _valid_id(value: Any, limit: int) -> bool:
+    return (
+        isinstance(value, str)
+        and 1 <= len(value) <= limit
+        and all(0x20 <= ord(c) <= 0x7E for c in value)
+        and value.strip(" ") != ""
+    )
+
+
 @PROPS
 @given(json_values)
 def test_validators_raise_only_validation_error(value: Any) -> None:
-    """Every validator, on any JSON value, returns a valid result or raises ValidationError."""
-    for check in (validate_group_id, validate_member, validate_members, parse_at, validate_priority):
-        with contextlib.suppress(ValidationError):
-            check(value)
-    with contextlib.suppress(ValidationError):
-        request_from_mapping(value)
-    with contextlib.suppress(ValidationError):
+    """On any JSON value each validator raises ValidationError naming its field, or returns the value normalised."""
+    accepted: dict[str, Any] = {}
+    for field, check in VALIDATORS.items():
+        try:
+            accepted[field] = check(value)
+        except ValidationError as exc:
+            assert exc.field.split("[")[0] == field, exc
+    if "group_id" in accepted:
+        assert accepted["group_id"] == value and _valid_id(value, 48)
+    if "member" in accepted:
+        assert accepted["member"] == value and _valid_id(value, 32)
+    if "members" in accepted:  # a JSON array of valid ids, deduplicated in first-seen order
+        assert isinstance(value, list) and all(_valid_id(v, 32) for v in value)
+        assert accepted["members"] == tuple(dict.fromkeys(value)) != ()
+    if "at" in accepted:  # None is "now"; anything else epoch ms within the accepted years
+        at_ms = accepted["at"]
+        assert (at_ms is None) == (value is None)
+        if at_ms is not None:
+            assert isinstance(at_ms, int) and MIN_AT_S * 1000 <= at_ms <= MAX_AT_S * 1000
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            assert abs(at_ms - value * 1000) <= 0.5
+    if "priority" in accepted:
+        assert accepted["priority"] == ("normal" if value is None else value) in ("normal", "high")
+    try:
+        request = request_from_mapping(value)
+    except ValidationError:
+        pass
+    else:
+        assert isinstance(value, dict)
+        members = [value["member"]] if "member" in value else value["members"]
+        assert (request.group_id, request.members) == (value["group_id"], tuple(dict.fromkeys(members)))
+        assert request.at_ms == parse_at(value.get("at"))
+        assert request.priority == validate_priority(value.get("priority"))
+    # No value is both a group id (a string) and a members list (not a string): always refused.
+    with pytest.raises(ValidationError):
         request_from_mapping({"group_id": value, "members": value, "at": value, "priority": value})
 
 
 @PROPS
 @given(ids(48), member_lists(), times(), priorities)
+@example(("g", True), ({"alice": 1}, False), (None, True), (None, True))  # an object is not a list of members
 def test_build_request_matches_the_oracle(
     group: tuple[Any, bool], members: tuple[Any, bool], at: tuple[Any, bool], priority: tuple[Any, bool]
 ) -> None:
     """build_request accepts exactly the inputs the independent oracle calls valid, and keeps their meaning."""
-    # validate_members accepts any iterable of strings, so a dict passes as its keys at this level;
-    # the JSON paths (file import, Celery) refuse non-arrays before it (tested below).
-    assume(not isinstance(members[0], dict))
     expected = group[1] and members[1] and at[1] and priority[1]
     try:
         request = build_request(group[0], members[0], at[0], priority[0])
@@ -180,15 +225,14 @@ def stored(client: redis.Redis) -> int:
 
 
 def run_cli(url: str, *args: str) -> tuple[int, str]:
+    """``imunban ARGS`` in-process on ``url`` (the conftest already cleared every other IMUNBAN_* variable)."""
     out, err = io.StringIO(), io.StringIO()
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("IMUNBAN_")}
-    os.environ["IMUNBAN_REDIS_URL"] = url
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = main(list(args))
-    finally:
-        del os.environ["IMUNBAN_REDIS_URL"]
-        os.environ.update(saved)
+    with (
+        mock.patch.dict(os.environ, {"IMUNBAN_REDIS_URL": url}),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        rc = main(list(args))
     return rc, err.getvalue()
 
 

@@ -6,10 +6,10 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import redis
 from imunban.errors import ValidationError
 from imunban.keys import Keys
 from imunban.producer import Producer, _single_member

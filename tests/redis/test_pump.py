@@ -5,20 +5,22 @@ from __future__ import annotations
 import time
 
 import redis
+
 from imunban.hold import Hold
 from imunban.keys import Keys
 from imunban.pump import Pump, PumpConfig
 from imunban.schedule import Scheduler
+from imunban.settings import LingerPolicy
 from imunban.store import Store
 from imunban.validation import build_request
 
 
 def make_pump(r: redis.Redis, **config: int) -> tuple[Pump, list[tuple[str, int, bool]], Store]:
     keys = Keys("t")
-    store = Store(r, keys, linger_ms=0)
+    store = Store(r, keys, linger=LingerPolicy(0))
     submitted: list[tuple[str, int, bool]] = []
     pump = Pump(
-        r, keys, store, Scheduler(r, keys, linger_ms=0), Hold(r, keys),
+        r, keys, store, Scheduler(r, keys, linger=LingerPolicy(0)), Hold(r, keys),
         lambda g, s, p: submitted.append((g, s, p)), PumpConfig(**config),
     )  # fmt: skip
     return pump, submitted, store
@@ -91,7 +93,7 @@ def test_hold_blocks_dispatch_and_sends_one_probe(r: redis.Redis) -> None:
 def test_tick_promotes_due_and_reaps_expired(r: redis.Redis) -> None:
     """A tick moves due scheduled requests to ready and returns expired leases."""
     pump, submitted, store = make_pump(r)
-    short = Store(r, Keys("t"), linger_ms=0, lease_ms=1)
+    short = Store(r, Keys("t"), linger=LingerPolicy(0), lease_ms=1)
     store.enqueue([build_request("g", ["a"], at=time.time() + 0.05)])
     store.enqueue([build_request("h", ["b"])])
     assert short.claim("h") is not None
@@ -104,7 +106,7 @@ def test_tick_promotes_due_and_reaps_expired(r: redis.Redis) -> None:
 def test_reap_every_tick_reaps_on_every_tick(r: redis.Redis) -> None:
     """With reap_every=1 each tick reaps: an expired lease is returned by the very next tick."""
     pump, _, store = make_pump(r, reap_every=1)
-    short = Store(r, Keys("t"), linger_ms=0, lease_ms=1)
+    short = Store(r, Keys("t"), linger=LingerPolicy(0), lease_ms=1)
     for tick in range(3):
         store.enqueue([build_request(f"g{tick}", ["m"])])
         assert short.claim(f"g{tick}") is not None

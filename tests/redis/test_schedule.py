@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 
 import redis
+
 from helpers import KEYS, assert_gauge, req, run_in_threads, server_ms, true_ready, true_scheduled, wait_server_ms
 from imunban.deadletter import DeadLetters
 from imunban.keys import request_id
 from imunban.schedule import PROMOTE_CHUNK, Scheduler
+from imunban.settings import LingerPolicy
 from imunban.store import Batch, Store
 
 
@@ -97,7 +99,7 @@ def test_concurrent_promoters_move_each_request_once(r: redis.Redis, redis_url: 
 
     def promoter() -> None:
         client = redis.Redis.from_url(redis_url, decode_responses=True)
-        count = Scheduler(client, KEYS, linger_ms=0).promote_all()
+        count = Scheduler(client, KEYS, linger=LingerPolicy(0)).promote_all()
         with lock:
             moved.append(count)
         client.close()
@@ -114,7 +116,7 @@ def test_concurrent_promoters_move_each_request_once(r: redis.Redis, redis_url: 
 
 def test_expired_leases_return_via_sched_and_are_claimable_again(r: redis.Redis, sched: Scheduler) -> None:
     """An expired lease goes to sched at its original due, then promote makes it ready and claimable."""
-    store = Store(r, KEYS, linger_ms=0, lease_ms=1)
+    store = Store(r, KEYS, linger=LingerPolicy(0), lease_ms=1)
     due = server_ms(r) - 10
     store.enqueue([req("g", "a", "b", at_ms=due), req("g", "h", high=True)])
     first = claim_batch(store, "g")
@@ -134,7 +136,7 @@ def test_expired_leases_return_via_sched_and_are_claimable_again(r: redis.Redis,
 
 def test_reap_keeps_attempt_count(r: redis.Redis, sched: Scheduler) -> None:
     """A reaped request keeps the attempts it already had."""
-    store = Store(r, KEYS, linger_ms=0, lease_ms=1)
+    store = Store(r, KEYS, linger=LingerPolicy(0), lease_ms=1)
     store.enqueue([req("g", "m")])
     store.requeue(claim_batch(store, "g"), delay_ms=0, code=10002)
     claim_batch(store, "g")
@@ -146,7 +148,7 @@ def test_reap_keeps_attempt_count(r: redis.Redis, sched: Scheduler) -> None:
 
 def test_reap_keeps_a_newer_scheduled_instruction(r: redis.Redis, sched: Scheduler) -> None:
     """A request re-enqueued for later while leased keeps that later due time when its lease is reaped."""
-    store = Store(r, KEYS, linger_ms=0, lease_ms=1)
+    store = Store(r, KEYS, linger=LingerPolicy(0), lease_ms=1)
     store.enqueue([req("g", "m")])
     claim_batch(store, "g")
     later = server_ms(r) + 3_600_000
@@ -159,7 +161,7 @@ def test_reap_keeps_a_newer_scheduled_instruction(r: redis.Redis, sched: Schedul
 
 def test_reap_does_not_duplicate_a_newer_ready_instruction(r: redis.Redis, sched: Scheduler) -> None:
     """A request re-enqueued as ready while leased is not copied into sched by the reaper."""
-    store = Store(r, KEYS, linger_ms=0, lease_ms=1)
+    store = Store(r, KEYS, linger=LingerPolicy(0), lease_ms=1)
     store.enqueue([req("g", "m")])
     claim_batch(store, "g")
     store.enqueue([req("g", "m")])
@@ -175,8 +177,8 @@ def test_reap_does_not_duplicate_a_newer_ready_instruction(r: redis.Redis, sched
 
 def test_reap_leaves_unexpired_leases_alone(r: redis.Redis, sched: Scheduler) -> None:
     """Leases whose deadline has not passed are untouched by the reaper."""
-    long = Store(r, KEYS, linger_ms=0, lease_ms=60_000)
-    short = Store(r, KEYS, linger_ms=0, lease_ms=1)
+    long = Store(r, KEYS, linger=LingerPolicy(0), lease_ms=60_000)
+    short = Store(r, KEYS, linger=LingerPolicy(0), lease_ms=1)
     long.enqueue([req("keep", "a", "b"), req("lose", "c")])
     kept = claim_batch(long, "keep")
     claim_batch(short, "lose")
@@ -195,9 +197,10 @@ def test_reap_with_nothing_expired_is_zero(sched: Scheduler) -> None:
 
 
 def test_scheduled_gauge_and_index_stay_exact_through_every_operation(r: redis.Redis, sched: Scheduler) -> None:
-    """The `scheduled` gauge equals the sum of sched:{group} sizes, and schedidx holds each non-empty
-    group at its earliest due (none for empty ones), after enqueue/cancel/promote/requeue/reap/replay/group_gone."""
-    store = Store(r, KEYS, linger_ms=0, lease_ms=1)
+    """After every kind of operation the `scheduled` gauge and schedidx match the sched:{group} sets exactly."""
+    # The gauge is the sum of the sched:{group} sizes; schedidx holds each non-empty group at its earliest
+    # due and no empty one; the operations are enqueue, cancel, promote, requeue, reap, replay and group_gone.
+    store = Store(r, KEYS, linger=LingerPolicy(0), lease_ms=1)
     dead = DeadLetters(r, KEYS)
     steps = 0
 

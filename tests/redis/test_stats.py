@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import redis
-from helpers import KEYS, req, server_ms
+
+from helpers import KEYS, req, server_ms, wait_server_ms
 from imunban.hold import Hold
 from imunban.stats import COUNTERS, status, trace
 from imunban.store import Batch, Store
@@ -46,8 +45,7 @@ def test_status_counts_each_state(r: redis.Redis, store: Store) -> None:
 def test_status_counts_overdue_scheduled_as_queued(r: redis.Redis, store: Store) -> None:
     """A scheduled request whose due time passed but is not promoted yet counts as queued."""
     store.enqueue([req("g", "m", at_ms=server_ms(r) + 2)])
-    while server_ms(r) < r.zrange(KEYS.schedidx, 0, 0, withscores=True)[0][1]:
-        time.sleep(0.002)
+    wait_server_ms(r, int(r.zrange(KEYS.schedidx, 0, 0, withscores=True)[0][1]))
     s = status(r, KEYS)
     assert (s["queued"], s["scheduled"]) == (1, 0)
 
@@ -98,8 +96,7 @@ def test_status_counts_overdue_of_several_groups_and_keeps_later_ones_scheduled(
     later = now + 3_600_000
     store.enqueue([req("a", "1", "2", at_ms=now + 2), req("a", "3", at_ms=later), req("b", "1", at_ms=now + 3)])
     store.enqueue([req("c", "1", at_ms=later + 1), req("r", "1")])
-    while server_ms(r) <= now + 3:
-        time.sleep(0.002)
+    wait_server_ms(r, now + 4)
     s = status(r, KEYS)
     assert (s["queued"], s["scheduled"]) == (4, 2)
     assert s["next_due_ms"] == now + 2

@@ -7,11 +7,13 @@ import threading
 import time
 
 import redis
+
 from helpers import KEYS, assert_gauge, req, run_in_threads, server_ms, true_ready, true_scheduled, wait_server_ms
 from imunban.hold import Hold
-from imunban.keys import HIGH_BAND_MS, request_id
+from imunban.keys import HIGH_BAND_MS, MAX_MEMBERS, request_id
 from imunban.schedule import Scheduler
-from imunban.store import HELD, MAX_BATCH, Batch, Store
+from imunban.settings import LingerPolicy
+from imunban.store import HELD, Batch, Store
 
 LONG_LINGER_MS = 60_000
 OUTCOME_FIELDS = {"group_id", "member", "outcome", "code", "info", "attempts", "due_ms", "at_ms"}
@@ -178,8 +180,8 @@ def test_claim_takes_at_most_twenty_lowest_score_first(r: redis.Redis, store: St
     order = [7, 3, 24, 0, 11, 19, 2, 22, 15, 5, 9, 1, 13, 21, 4, 17, 8, 23, 6, 12, 16, 10, 20, 14, 18]
     store.enqueue([req("g", f"m{i:02}", at_ms=now - 1_000 + i) for i in order])
     first = claim_batch(store, "g")
-    assert first.members == [f"m{i:02}" for i in range(MAX_BATCH)]
-    assert [item.due_ms for item in first.items] == [now - 1_000 + i for i in range(MAX_BATCH)]
+    assert first.members == [f"m{i:02}" for i in range(MAX_MEMBERS)]
+    assert [item.due_ms for item in first.items] == [now - 1_000 + i for i in range(MAX_MEMBERS)]
     second = claim_batch(store, "g")
     assert second.members == [f"m{i:02}" for i in range(20, 25)]
     assert store.claim("g") is None
@@ -215,7 +217,7 @@ def test_claim_serves_high_priority_first(r: redis.Redis, store: Store) -> None:
 
 def test_linger_delays_small_group_until_oldest_due_plus_linger(r: redis.Redis) -> None:
     """With linger 300 ms, a group of 3 is claimable only once the server clock reaches oldest due + 300."""
-    store = Store(r, KEYS, linger_ms=300)
+    store = Store(r, KEYS, linger=LingerPolicy(300))
     store.enqueue([req("g", "a", "b", "c")])
     oldest = int(min(score for _, score in r.zrange(KEYS.ready("g"), 0, -1, withscores=True)))
     assert r.zscore(KEYS.groups, "g") == oldest + 300
@@ -229,7 +231,7 @@ def test_linger_delays_small_group_until_oldest_due_plus_linger(r: redis.Redis) 
 
 def test_linger_slides_with_arrivals_up_to_the_cap(r: redis.Redis) -> None:
     """A partial group waits linger after its newest member, but never past oldest due + max linger."""
-    store = Store(r, KEYS, linger_ms=300, max_linger_ms=500)
+    store = Store(r, KEYS, linger=LingerPolicy(300, 500))
     t0 = server_ms(r) - 10_000
     store.enqueue([req("slide", "a", at_ms=t0), req("slide", "b", at_ms=t0 + 100)])
     store.enqueue([req("cap", "a", at_ms=t0), req("cap", "b", at_ms=t0 + 400)])
@@ -240,16 +242,16 @@ def test_linger_slides_with_arrivals_up_to_the_cap(r: redis.Redis) -> None:
 
 def test_lingering_group_is_not_claimable(r: redis.Redis) -> None:
     """A group below a full batch whose linger has not passed gives no batch and stays indexed."""
-    store = Store(r, KEYS, linger_ms=LONG_LINGER_MS)
-    store.enqueue([req("g", *(f"m{i}" for i in range(MAX_BATCH - 1)))])
+    store = Store(r, KEYS, linger=LingerPolicy(LONG_LINGER_MS))
+    store.enqueue([req("g", *(f"m{i}" for i in range(MAX_MEMBERS - 1)))])
     assert store.claim("g") is None
     assert store.claimable_groups(10) == []
-    assert r.zcard(KEYS.ready("g")) == MAX_BATCH - 1
+    assert r.zcard(KEYS.ready("g")) == MAX_MEMBERS - 1
 
 
 def test_linger_passed_makes_group_claimable(r: redis.Redis) -> None:
     """Once oldest due + linger is in the past, the group is claimable and listed with its count."""
-    store = Store(r, KEYS, linger_ms=300)
+    store = Store(r, KEYS, linger=LingerPolicy(300))
     store.enqueue([req("g", "a", "b", "c", at_ms=server_ms(r) - 301)])
     assert store.claimable_groups(10) == [("g", 3)]
     assert len(claim_batch(store, "g").items) == 3
@@ -257,24 +259,24 @@ def test_linger_passed_makes_group_claimable(r: redis.Redis) -> None:
 
 def test_full_batch_is_claimable_at_once(r: redis.Redis) -> None:
     """A group with >= 20 ready members ignores the linger: every call is full under backlog."""
-    store = Store(r, KEYS, linger_ms=LONG_LINGER_MS)
-    store.enqueue([req("g", *(f"m{i}" for i in range(MAX_BATCH + 5)))])
-    assert store.claimable_groups(10) == [("g", MAX_BATCH + 5)]
-    assert len(claim_batch(store, "g").items) == MAX_BATCH
+    store = Store(r, KEYS, linger=LingerPolicy(LONG_LINGER_MS))
+    store.enqueue([req("g", *(f"m{i}" for i in range(MAX_MEMBERS + 5)))])
+    assert store.claimable_groups(10) == [("g", MAX_MEMBERS + 5)]
+    assert len(claim_batch(store, "g").items) == MAX_MEMBERS
     # The 5 left over linger again.
     assert store.claim("g") is None
 
 
 def test_high_member_makes_group_claimable_at_once(r: redis.Redis) -> None:
     """A single high-priority member is not held back by the linger."""
-    store = Store(r, KEYS, linger_ms=LONG_LINGER_MS)
+    store = Store(r, KEYS, linger=LingerPolicy(LONG_LINGER_MS))
     store.enqueue([req("g", "m", high=True)])
     assert claim_batch(store, "g").members == ["m"]
 
 
 def test_probe_claim_ignores_linger_and_hold(r: redis.Redis) -> None:
     """A probe claims what is ready even while lingering and while delivery is held."""
-    store = Store(r, KEYS, linger_ms=LONG_LINGER_MS)
+    store = Store(r, KEYS, linger=LingerPolicy(LONG_LINGER_MS))
     store.enqueue([req("g", "a", "b")])
     Hold(r, KEYS).set(70009, "wrong key")
     assert store.claim("g") is HELD
@@ -291,12 +293,12 @@ def test_hold_blocks_every_claim(r: redis.Redis, store: Store) -> None:
     assert store.claim("g") is HELD
     assert r.zcard(KEYS.inflight) == 0 and r.zcard(KEYS.ready("g")) == 30
     hold.release()
-    assert len(claim_batch(store, "g").items) == MAX_BATCH
+    assert len(claim_batch(store, "g").items) == MAX_MEMBERS
 
 
 def test_lease_deadline_is_claim_time_plus_lease(r: redis.Redis) -> None:
     """Each claimed member sits in inflight with deadline claimed_at + lease_ms and a lease record."""
-    store = Store(r, KEYS, linger_ms=0, lease_ms=12_345)
+    store = Store(r, KEYS, linger=LingerPolicy(0), lease_ms=12_345)
     due = server_ms(r) - 5
     store.enqueue([req("g", "a", "b", at_ms=due)])
     batch = claim_batch(store, "g")
@@ -316,14 +318,14 @@ def test_claim_unknown_group_is_none(store: Store) -> None:
 def test_concurrent_claims_never_share_a_member(r: redis.Redis, redis_url: str) -> None:
     """Eight threads claiming the same groups at once never lease one member twice, and lose none."""
     members = {(f"g{g}", f"m{i}") for g in range(3) for i in range(200)}
-    Store(r, KEYS, linger_ms=0).enqueue([req(g, m) for g, m in sorted(members)])
+    Store(r, KEYS, linger=LingerPolicy(0)).enqueue([req(g, m) for g, m in sorted(members)])
     seen: list[tuple[str, str]] = []
     lock = threading.Lock()
     start = threading.Barrier(8)
 
     def worker() -> None:
         client = redis.Redis.from_url(redis_url, decode_responses=True)
-        store = Store(client, KEYS, linger_ms=0)
+        store = Store(client, KEYS, linger=LingerPolicy(0))
         start.wait()
         idle = 0
         while idle < 3:
@@ -365,13 +367,13 @@ def test_ack_delivered_ends_lease_and_writes_outcome(r: redis.Redis, store: Stor
 
 def test_ack_with_stale_token_does_not_end_the_new_lease(r: redis.Redis, sched: Scheduler) -> None:
     """After a lease is reaped and re-claimed, the old holder's ack is stale and the new lease stands."""
-    short = Store(r, KEYS, linger_ms=0, lease_ms=1)
+    short = Store(r, KEYS, linger=LingerPolicy(0), lease_ms=1)
     short.enqueue([req("g", "m")])
     old = claim_batch(short, "g")
     time.sleep(0.01)
     assert sched.reap() == 1
     assert sched.promote_all() == 1
-    store = Store(r, KEYS, linger_ms=0, lease_ms=30_000)
+    store = Store(r, KEYS, linger=LingerPolicy(0), lease_ms=30_000)
     new = claim_batch(store, "g")
     assert new.token != old.token
     assert store.ack(old, "delivered") == (0, [])
@@ -501,7 +503,7 @@ def test_transport_failure_code_is_kept_through_a_delayed_retry(r: redis.Redis, 
     attempts, _, code, original = (r.hget(KEYS.meta, request_id("g", "m")) or "").split("|")
     assert (attempts, code, int(original)) == ("1", "-502", due)
     wait_server_ms(r, server_ms(r) + 5)
-    Scheduler(r, KEYS, linger_ms=0).promote_all()
+    Scheduler(r, KEYS, linger=LingerPolicy(0)).promote_all()
     item = claim_batch(store, "g").items[0]
     assert (item.attempts, item.due_ms) == (1, due)
 
@@ -540,7 +542,7 @@ def test_end_group_ends_every_pending_member_as_group_gone(r: redis.Redis, store
     store.enqueue([req("g", *(f"m{i}" for i in range(30))), req("g", "h", high=True)])
     store.enqueue([req("g", "later", at_ms=now + 60_000), req("other", "x"), req("other", "y", at_ms=now + 60_000)])
     batch = claim_batch(store, "g")
-    assert store.ack(batch, "group_gone", code=10010, info="gone")[0] == MAX_BATCH
+    assert store.ack(batch, "group_gone", code=10010, info="gone")[0] == MAX_MEMBERS
     assert store.end_group("g", code=10010, info="gone") == 12
     assert r.exists(KEYS.ready("g")) == 0 and r.exists(KEYS.sched_group("g")) == 0
     assert r.zscore(KEYS.groups, "g") is None

@@ -116,13 +116,40 @@ def _quickstart_commands() -> list[str]:
 
 
 def test_readme_test_command_is_what_ci_runs() -> None:
-    """The README's test command is, verbatim, the command .ci/run executes."""
+    """The README's test command is, verbatim, a line .ci/run executes, and it ends in `make check`."""
     ci_lines = {line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()}
     commands = _quickstart_commands()
     assert len(commands) == 2, commands
     demo, tests = commands
     assert tests in ci_lines
+    assert tests == "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && make check"
     assert demo == "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/imunban demo"
+
+
+def _make_targets() -> dict[str, tuple[list[str], list[str]]]:
+    """target -> (prerequisites, recipe lines) of the Makefile (``$(BIN)`` and friends left unexpanded)."""
+    targets: dict[str, tuple[list[str], list[str]]] = {}
+    recipe: list[str] = []
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if line.startswith("\t") and targets:
+            recipe.append(line.strip())
+        elif match := re.match(r"^([\w-]+):(?!=)\s*([^#]*)", line):
+            recipe = []
+            targets[match.group(1)] = (match.group(2).split(), recipe)
+    return targets
+
+
+def test_make_check_runs_lint_types_contracts_and_every_test() -> None:
+    """`make check` (what CI runs) is ruff, lint-imports, mypy --strict and pytest on every tier, nothing skipped."""
+    targets = _make_targets()
+    assert targets["check"][0] == ["lint", "typecheck", "test"]
+    lint = " ".join(targets["lint"][1])
+    assert "ruff check worker tasks tests" in lint.replace("$(SOURCES)", "worker tasks tests")
+    assert "ruff format --check" in lint and "lint-imports" in lint
+    assert "mypy --strict" in " ".join(targets["typecheck"][1])
+    test = " ".join(targets["test"][1])
+    assert "$(call pytest,)" in test, "make test selects no subset: no -m, no -k, no path"
+    assert '"unit or redis"' in " ".join(targets["test-fast"][1])
 
 
 def _code_in(markdown: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from imunban.classify import (
-    AMBIGUOUS_GLOBAL_CODES,
+    AMBIGUOUS_GLOBAL_CODE,
     GLOBAL_CODES,
     GROUP_GONE_CODES,
     ISOLATE_CODES,
@@ -85,6 +85,13 @@ def test_missing_info_gets_a_description() -> None:
     assert describe(4242) == "unknown error code"
 
 
+def test_ambiguous_global_code_is_a_hold_that_delivery_weighs() -> None:
+    """10007, the code delivery weighs by evidence across groups, classifies as a global HoldError."""
+    assert AMBIGUOUS_GLOBAL_CODE == 10007 and AMBIGUOUS_GLOBAL_CODE in GLOBAL_CODES
+    error = classify(AMBIGUOUS_GLOBAL_CODE)
+    assert isinstance(error, HoldError) and error.code == AMBIGUOUS_GLOBAL_CODE
+
+
 def test_code_sets_match_the_table() -> None:
     """The exported frozensets are the SPEC sets, disjoint where the actions differ."""
     assert frozenset(SPEC_TABLE[RateLimitedError]) == RATE_LIMIT_CODES
@@ -94,7 +101,6 @@ def test_code_sets_match_the_table() -> None:
     assert frozenset(SPEC_TABLE[IsolateError]) == ISOLATE_CODES
     assert frozenset({10010}) == GROUP_GONE_CODES
     assert frozenset(SPEC_TABLE[PermanentError]) | ISOLATE_CODES | GROUP_GONE_CODES == PERMANENT_CODES
-    assert frozenset({10007}) == AMBIGUOUS_GLOBAL_CODES and AMBIGUOUS_GLOBAL_CODES <= GLOBAL_CODES
     groups = [TRANSIENT_CODES, RENEW_CODES, GLOBAL_CODES, PERMANENT_CODES]
     assert sum(len(g) for g in groups) == len(frozenset().union(*groups))
 

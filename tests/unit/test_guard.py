@@ -1,4 +1,4 @@
-"""The broker-message guards (tasks/guard.py) as pure checks, and the broker TLS default they set."""
+"""The broker-message guards (imunban_celery/guard.py): pure checks, the TLS default, and counting rejections."""
 
 from __future__ import annotations
 
@@ -6,11 +6,22 @@ import base64
 import ssl
 from typing import Any
 
+import fakeredis
 import pytest
+from celery import Celery
+from prometheus_client import generate_latest
 
+import imunban_celery.context
+from helpers import metric_value
+from imunban.keys import Keys
+from imunban.metrics import PrometheusObserver
+from imunban.runtime import Runtime, build_runtime
 from imunban.settings import Settings
+from imunban_celery import guard
 from imunban_celery.app import create_app
-from imunban_celery.guard import envelope_problem, transport_problem
+from imunban_celery.context import context_of
+from imunban_celery.guard import count_rejection, envelope_problem, transport_problem
+from imunban_celery.unban import cancel, unban
 
 GOOD_ENVELOPE: dict[str, Any] = {
     "body": base64.b64encode(b'[[], {"group_id": "g", "members": ["a"]}, {}]').decode(),
@@ -101,3 +112,85 @@ def test_guarded_app_configuration() -> None:
     for name in ("imunban.unban", "imunban.cancel", "imunban.deliver"):
         assert plain.tasks[name].Strategy == "imunban_celery.guard:guarded_strategy"
         assert plain.tasks[name].run is not app.tasks[name].run  # each app runs its own closures
+
+
+# -- counting rejections (a fake Redis: counting is one HINCRBY, no Lua) ---------------------------
+
+CREDENTIALS = {
+    "IMUNBAN_SDKAPPID": "1400000000",
+    "IMUNBAN_SECRET_KEY": "not-a-real-key",
+    "IMUNBAN_BASE_URL": "http://127.0.0.1:1",  # never called
+}
+
+
+def app_on(client: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch, **env: str) -> Celery:
+    """A guarded app whose engine runtime, when first built, talks to ``client``."""
+
+    def on_client(settings: Settings, submit: Any, **kwargs: Any) -> Runtime:
+        return build_runtime(settings, submit, client=client, **kwargs)
+
+    monkeypatch.setattr(imunban_celery.context, "build_runtime", on_client)
+    url = "redis://127.0.0.1:1/0"  # never dialled: the runtime uses the fake client
+    return create_app(Settings.from_env({**CREDENTIALS, "IMUNBAN_REDIS_URL": url, **env}))
+
+
+def rejections(client: fakeredis.FakeRedis) -> int:
+    return int(client.hget(Keys("imunban").stats, "rejected_messages") or 0)
+
+
+def test_rejection_is_counted_in_the_store_and_the_metrics(
+    fake_redis: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each rejection adds one to rejected_messages in Redis and to imunban_rejected_messages_total{task}."""
+    app = app_on(fake_redis, monkeypatch, IMUNBAN_METRICS_PORT="9464")
+    count_rejection("imunban.unban", "group_id: must not be empty", app)
+    count_rejection("imunban.unban", "members: is required", app)
+    count_rejection("imunban.cancel", "members: is required", app)
+    assert rejections(fake_redis) == 3
+    observer = context_of(app).runtime.observer
+    assert isinstance(observer, PrometheusObserver)
+    text = generate_latest(observer.registry).decode()
+    assert metric_value(text, "imunban_rejected_messages_total", task="imunban.unban") == 2
+    assert metric_value(text, "imunban_rejected_messages_total", task="imunban.cancel") == 1
+
+
+def test_transport_level_rejection_counts_in_the_installed_app(
+    fake_redis: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rejection without an app (garbage on the queue) counts in the app the guards were installed for."""
+    app = app_on(fake_redis, monkeypatch)
+    assert guard._transport_context is context_of(app)
+    count_rejection("imunban.unban", "not a JSON object")
+    assert rejections(fake_redis) == 1
+
+
+def test_counting_never_raises_when_redis_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With Redis unreachable a rejection is still logged, and counting it does not raise."""
+    server = fakeredis.FakeServer()
+    server.connected = False
+    app = app_on(fakeredis.FakeRedis(server=server, decode_responses=True), monkeypatch)
+    count_rejection("imunban.unban", "members: is required", app)
+    server.connected = True
+    assert rejections(fakeredis.FakeRedis(server=server, decode_responses=True)) == 0
+
+
+@pytest.mark.parametrize(
+    ("task", "kwargs", "field"),
+    [
+        (unban, {"members": ["a"]}, "group_id"),
+        (unban, {"group_id": "g", "members": "alice"}, "members"),
+        (unban, {"group_id": "g", "members": ["a"], "colour": "red"}, "colour"),
+        (unban, {"group_id": "g", "members": ["a"], "priority": "urgent"}, "priority"),
+        (cancel, {"group_id": "g"}, "members"),
+        (cancel, {"group_id": "g", "members": ["a"], "at": 1}, "at"),
+    ],
+)
+def test_bad_task_kwargs_are_rejected_counted_and_not_stored(
+    fake_redis: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch, task: Any, kwargs: dict[str, Any], field: str
+) -> None:
+    """A task body given bad kwargs answers a rejection naming the field, counts it, and stores nothing else."""
+    app = app_on(fake_redis, monkeypatch)
+    result = task(app, **kwargs)
+    assert result["rejected"].startswith(field), result
+    assert rejections(fake_redis) == 1
+    assert fake_redis.keys("*") == [Keys("imunban").stats]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from imunban.errors import ConfigError
-from imunban.settings import REGIONS, Secret, Settings
+from imunban.settings import REGIONS, LingerPolicy, Secret, Settings
 
 KEY = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
 
@@ -141,6 +141,24 @@ def test_max_linger_defaults_to_at_least_the_linger() -> None:
     """Without IMUNBAN_MAX_LINGER_MS the cap is 750 ms, or the linger itself when that is longer."""
     assert Settings.from_env({"IMUNBAN_LINGER_MS": "100"}).max_linger_ms == 750
     assert Settings.from_env({"IMUNBAN_LINGER_MS": "900"}).max_linger_ms == 900
+
+
+@pytest.mark.parametrize("linger_ms", [0, 100, 150, 300, 750, 900, 60_000])
+def test_linger_policy_in_code_caps_like_the_settings(linger_ms: int) -> None:
+    """A LingerPolicy built in code (a Producer's) and the workers' Settings apply one cap rule."""
+    settings = Settings.from_env({"IMUNBAN_LINGER_MS": str(linger_ms)})
+    assert LingerPolicy(linger_ms).cap_ms == settings.linger.cap_ms == max(750, linger_ms)
+    assert LingerPolicy(linger_ms).script_arg == settings.linger.script_arg == f"{linger_ms}:{max(750, linger_ms)}"
+
+
+def test_linger_policy_cap_is_never_below_the_linger() -> None:
+    """An explicit cap is kept unless it is shorter than the linger; the defaults are 150 and 750."""
+    assert LingerPolicy(300, 500).script_arg == "300:500"
+    assert LingerPolicy(300, 100).cap_ms == 300
+    assert LingerPolicy().script_arg == Settings().linger.script_arg == "150:750"
+    assert Settings.from_env({"IMUNBAN_LINGER_MS": "100", "IMUNBAN_MAX_LINGER_MS": "400"}).linger == LingerPolicy(
+        100, 400
+    )
 
 
 def test_every_region_maps_to_primary_and_backup() -> None:

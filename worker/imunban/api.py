@@ -23,16 +23,15 @@ from urllib3.util.retry import Retry
 
 from imunban.classify import classify
 from imunban.errors import ApiError, ConnectError, RetryableError, TransportError, ValidationError
+from imunban.keys import MAX_MEMBERS
 from imunban.logredact import scrub_exception
 from imunban.settings import Settings
 from imunban.usersig import UserSigCache
 
 __all__ = ["FAILOVER_S", "MAX_MEMBERS", "UNBAN_PATH", "ApiClient"]
 
+#: The unban API's path under the region's base URL.
 UNBAN_PATH = "/v4/group_open_http_svc/unban_group_member"
-
-#: The API refuses more accounts per call (10005).
-MAX_MEMBERS = 20
 
 #: After a connect failure on the primary domain, keep using the backup this long before retrying it.
 FAILOVER_S = 60.0

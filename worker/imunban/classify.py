@@ -21,7 +21,7 @@ from imunban.errors import (
 )
 
 __all__ = [
-    "AMBIGUOUS_GLOBAL_CODES",
+    "AMBIGUOUS_GLOBAL_CODE",
     "CODE_INFO",
     "GLOBAL_CODES",
     "GROUP_GONE_CODES",
@@ -52,9 +52,10 @@ GLOBAL_CODES = frozenset(
     }
 )  # fmt: skip
 
-#: Global codes that can also concern a single group (10007: group type unsupported). The delivery
-#: engine decides by evidence: the same code across several groups is global.
-AMBIGUOUS_GLOBAL_CODES = frozenset({10007})
+#: The global code that can also concern a single group: 10007 is "feature off" for the app or
+#: "group type unsupported" for one group. The delivery engine decides by evidence: the same code
+#: across several groups is global.
+AMBIGUOUS_GLOBAL_CODE = 10007
 
 #: Some member of the batch is bad: bisect the batch to find it.
 ISOLATE_CODES = frozenset({10004, 10019, 70107})

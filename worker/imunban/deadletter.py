@@ -11,7 +11,7 @@ import redis
 
 from imunban.connection import translated
 from imunban.keys import Keys, split_request_id
-from imunban.scripts import register
+from imunban.scripts import GroupArgs, register, script_keys
 
 
 @dataclass(frozen=True)
@@ -82,17 +82,12 @@ class DeadLetters:
                 chosen = [split_request_id(rid) for rid in rids]
             if not chosen:
                 return 0
-            groups: dict[str, int] = {}
-            flat: list[str | int] = []
+            packed = GroupArgs()
             for group_id, member in chosen:
-                flat += (groups.setdefault(group_id, len(groups) + 1), member)
-            # Each group's ready and sched sets are passed (in that order, see dead_replay.lua): a
-            # replayed request goes to sched:{group}, and one pending again is never duplicated.
-            per_group = [key for g in groups for key in (k.ready(g), k.sched_group(g))]
-            replayed = self._replay(
-                keys=[k.dead, k.dead_info, k.schedidx, k.stats, k.high, k.inflight, *per_group],
-                args=[len(groups), *groups, *flat],
-            )
+                packed.add(group_id, [member])
+            # Each group's ready and sched sets are passed (see dead_replay.lua): a replayed request
+            # goes to sched:{group}, and one pending again is never duplicated.
+            replayed = self._replay(keys=script_keys(k, "dead_replay", packed.groups), args=packed.argv())
         return int(replayed)
 
     def replay_all(self) -> int:

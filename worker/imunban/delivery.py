@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from imunban.classify import AMBIGUOUS_GLOBAL_CODE
 from imunban.errors import (
     ApiError,
     GroupGoneError,
@@ -32,8 +33,8 @@ from imunban.store import Batch, Held, Store
 
 log = logging.getLogger(__name__)
 
-#: 10007 is global ("feature off") or per group ("unsupported group type"); evidence decides.
-AMBIGUOUS_GLOBAL_CODE = 10007
+#: A delivery run hands its thread back after this long, so other groups and messages get a turn.
+DELIVER_BUDGET_S = 3.0
 
 
 class _HeldMeanwhile(Exception):
@@ -92,7 +93,7 @@ class Deliverer:
         self,
         group_id: str,
         *,
-        budget_s: float = 5.0,
+        budget_s: float = DELIVER_BUDGET_S,
         probe: bool = False,
         heartbeat: Callable[[], object] | None = None,
     ) -> Report:

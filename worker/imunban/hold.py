@@ -14,7 +14,7 @@ import redis
 
 from imunban.connection import translated
 from imunban.keys import Keys
-from imunban.scripts import register
+from imunban.scripts import register, script_keys
 
 PROBE_BASE_MS = 1_000
 PROBE_CAP_MS = 60_000
@@ -59,7 +59,7 @@ class Hold:
         """Hold delivery (or extend the hold) because of ``code``."""
         min_probe_ms = MIN_PROBE_MS_BY_CODE.get(code, 0)
         with translated("hold"):
-            self._set(keys=[self.keys.hold], args=[code, info, PROBE_BASE_MS, min_probe_ms])
+            self._set(keys=script_keys(self.keys, "hold_set"), args=[code, info, PROBE_BASE_MS, min_probe_ms])
 
     def get(self) -> HoldState | None:
         with translated("hold"):
@@ -82,7 +82,7 @@ class Hold:
     def try_probe(self) -> bool:
         """True if the caller holds this probe turn (there is a hold and its backoff has passed)."""
         with translated("hold"):
-            return int(self._probe(keys=[self.keys.hold], args=[PROBE_BASE_MS, PROBE_CAP_MS])) == 1
+            return int(self._probe(keys=script_keys(self.keys, "hold_probe"), args=[PROBE_BASE_MS, PROBE_CAP_MS])) == 1
 
     def release(self) -> None:
         with translated("hold"):
@@ -91,5 +91,7 @@ class Hold:
     def is_global_10007(self, group_id: str) -> bool:
         """Record a 10007 from ``group_id``; True once several groups said it (a global cause)."""
         with translated("hold"):
-            groups = int(self._evidence(keys=[self.keys.e10007], args=[group_id, EVIDENCE_WINDOW_MS]))
+            groups = int(
+                self._evidence(keys=script_keys(self.keys, "evidence_10007"), args=[group_id, EVIDENCE_WINDOW_MS])
+            )
         return groups >= EVIDENCE_GROUPS

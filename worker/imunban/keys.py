@@ -19,7 +19,7 @@ key                       type    content
 ``p:stats``               HASH    counters (enqueued, delivered, ...); ``ready`` and ``scheduled`` gauges
 ``p:hold``                HASH    code, info, since_ms, next_probe_ms, probes (absent = no hold)
 ``p:limiter:{sdkappid}``  STRING  GCRA theoretical arrival time, microseconds
-``p:dispatch``            ZSET    "group SEP slot" -> ms the dispatch marker expires
+``p:dispatch``            ZSET    marker id "group SEP slot" -> ms the dispatch marker expires
 ``p:e10007``              ZSET    group -> ms of its latest 10007 (evidence for a global 10007)
 ========================  ======  ===========================================================
 """
@@ -34,6 +34,9 @@ SEP = "\x1f"
 #: Subtracted from the score of high-priority members so they sort before every normal one.
 HIGH_BAND_MS = 10**13
 
+#: The API's maximum members per call (more is refused with 10005); a batch this full is claimable at once.
+MAX_MEMBERS = 20
+
 
 def request_id(group_id: str, member: str) -> str:
     return f"{group_id}{SEP}{member}"
@@ -42,6 +45,11 @@ def request_id(group_id: str, member: str) -> str:
 def split_request_id(rid: str) -> tuple[str, str]:
     group_id, _, member = rid.partition(SEP)
     return group_id, member
+
+
+def marker_id(group_id: str, slot: int) -> str:
+    """The member of ``p:dispatch`` that marks delivery slot ``slot`` of a group (``dispatch.lua`` builds it too)."""
+    return f"{group_id}{SEP}{slot}"
 
 
 @dataclass(frozen=True)

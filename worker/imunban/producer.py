@@ -29,7 +29,7 @@ import redis
 from imunban.connection import connect
 from imunban.errors import ValidationError
 from imunban.keys import Keys
-from imunban.settings import Settings
+from imunban.settings import LingerPolicy, Settings
 from imunban.store import EnqueueResult, Store
 from imunban.validation import (
     UnbanRequest,
@@ -51,20 +51,14 @@ class Producer:
         client: redis.Redis,
         keys: Keys | None = None,
         *,
-        linger_ms: int = 150,
-        max_linger_ms: int | None = None,
+        linger: LingerPolicy | None = None,
     ) -> None:
-        self.store = Store(client, keys or Keys(), linger_ms=linger_ms, max_linger_ms=max_linger_ms)
+        self.store = Store(client, keys or Keys(), linger=linger)
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> Producer:
         settings = settings or Settings.from_env()
-        return cls(
-            connect(settings),
-            Keys(settings.key_prefix),
-            linger_ms=settings.linger_ms,
-            max_linger_ms=settings.max_linger_ms,
-        )
+        return cls(connect(settings), Keys(settings.key_prefix), linger=settings.linger)
 
     def enqueue(
         self, group_id: str, members: str | Sequence[str], *, at: When = None, priority: str = "normal"

@@ -18,10 +18,10 @@ import redis
 
 from imunban.connection import translated
 from imunban.hold import Hold
-from imunban.keys import SEP, Keys
+from imunban.keys import MAX_MEMBERS, Keys, marker_id
 from imunban.schedule import Scheduler
-from imunban.scripts import register
-from imunban.store import MAX_BATCH, Store
+from imunban.scripts import register, script_keys
+from imunban.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ class PumpConfig:
     scan_groups: int = 64
     #: Reap expired leases every this many ticks.
     reap_every: int = 10
+    #: Most promote chunks per tick, so one tick never runs long behind a huge due backlog.
+    promote_rounds: int = 20
 
 
 class Pump:
@@ -72,7 +74,7 @@ class Pump:
     def tick(self) -> int:
         """Promote, reap (every few ticks), then dispatch or probe; returns tasks submitted."""
         self._ticks += 1
-        self.scheduler.promote_all(max_rounds=20)
+        self.scheduler.promote_all(max_rounds=self.config.promote_rounds)
         # The first tick reaps, then every reap_every-th (also when reap_every is 1).
         if (self._ticks - 1) % self.config.reap_every == 0:
             reaped = self.scheduler.reap()
@@ -90,10 +92,10 @@ class Pump:
             return 0
         pairs: list[str | int] = []
         for group_id, ready in groups:
-            pairs += (group_id, min(cfg.slots_per_group, max(1, math.ceil(ready / MAX_BATCH))))
+            pairs += (group_id, min(cfg.slots_per_group, max(1, math.ceil(ready / MAX_MEMBERS))))
         with translated("dispatch"):
             marked = self._dispatch(
-                keys=[self.keys.dispatch, self.keys.hold], args=[cfg.marker_ttl_ms, cfg.max_markers, *pairs]
+                keys=script_keys(self.keys, "dispatch"), args=[cfg.marker_ttl_ms, cfg.max_markers, *pairs]
             )
         for i in range(0, len(marked), 2):
             self.submit(str(marked[i]), int(marked[i + 1]), False)
@@ -121,7 +123,10 @@ class Pump:
             return True
         with translated("dispatch"):
             return bool(
-                self._touch(keys=[self.keys.dispatch], args=[f"{group_id}{SEP}{slot}", self.config.marker_ttl_ms])
+                self._touch(
+                    keys=script_keys(self.keys, "dispatch_touch"),
+                    args=[marker_id(group_id, slot), self.config.marker_ttl_ms],
+                )
             )
 
     def finish(self, group_id: str, slot: int) -> None:
@@ -129,4 +134,4 @@ class Pump:
         if slot < 0:
             return
         with translated("dispatch"):
-            self.client.zrem(self.keys.dispatch, f"{group_id}{SEP}{slot}")
+            self.client.zrem(self.keys.dispatch, marker_id(group_id, slot))

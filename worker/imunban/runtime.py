@@ -48,10 +48,9 @@ def build_runtime(
     client = client or connect(settings)
     keys = Keys(settings.key_prefix)
     store = Store(
-        client, keys, linger_ms=settings.linger_ms, max_linger_ms=settings.max_linger_ms, lease_ms=settings.lease_ms,
-        outcome_maxlen=settings.outcome_stream_maxlen,
-    )  # fmt: skip
-    scheduler = Scheduler(client, keys, linger_ms=settings.linger_ms, max_linger_ms=settings.max_linger_ms)
+        client, keys, linger=settings.linger, lease_ms=settings.lease_ms, outcome_maxlen=settings.outcome_stream_maxlen
+    )
+    scheduler = Scheduler(client, keys, linger=settings.linger)
     hold = Hold(client, keys)
     limiter = RedisRateLimiter(client, keys, sdkappid, settings.rate_limit_per_s)
     if api is None:

@@ -1,27 +1,118 @@
-"""Load the ``.lua`` files beside a module and register each once per Redis client.
+"""Load the ``.lua`` files beside a module, register each once per Redis client, and build their KEYS.
 
 Every script is prefixed with ``lua/_lib.lua`` (shared helpers such as the server clock and the
 group re-index), so each file holds exactly one atomic operation and no helper is written twice.
+
+Line numbers: because ``_lib.lua`` and a newline come first, a Redis error's ``user_script:N``
+is line ``N - lib_lines()`` of the script's own file (a smaller N is line N of ``_lib.lua``).
+The demo's scripts (``imunban.demo``) have no ``_lib.lua`` and keep their line numbers.
+
+KEYS: every script takes the keys it needs in one canonical order, :data:`KEY_ORDER`, and names
+them in its header and in locals (``local K_STATS, K_META = KEYS[1], KEYS[2]``).
+:data:`SCRIPT_KEYS` is that list for each script; ``tests/redis/test_lua_contracts.py`` checks it
+against the headers. The per-group keys (``ready:{group}``, ``sched:{group}``) always come last, in
+that order: once for a one-group script, or once per group for a script over many groups, which
+gets the groups through :class:`GroupArgs`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 
 import redis
 from redis.commands.core import Script
 
+from imunban.keys import Keys
+
 LIB = "_lib"
+
+#: The one order of KEYS: a script takes any of these it needs in this relative order.
+KEY_ORDER = (
+    "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "outcomes", "dead", "dead_info",
+    "dispatch", "hold", "e10007", "limiter",
+)  # fmt: skip
+#: Keys of one group, after every key of KEY_ORDER, always in this order.
+PER_GROUP = ("ready", "sched")
+
+#: Each script's KEYS, in order, by their names in :class:`Keys` (``sched`` is ``Keys.sched_group``).
+#: ``limiter`` is ``Keys.limiter(sdkappid)``, which the limiter passes itself.
+SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
+    "enqueue": ("schedidx", "groups", "stats", "high", "meta", *PER_GROUP),  # per group, many groups
+    "cancel": ("schedidx", "groups", "stats", "high", "meta", *PER_GROUP),
+    "claim": ("groups", "stats", "high", "meta", "inflight", "leases", "hold", "ready"),
+    "ack": ("stats", "meta", "inflight", "leases", "outcomes", "dead", "dead_info"),
+    "requeue": ("schedidx", "groups", "stats", "high", "meta", "inflight", "leases", *PER_GROUP),
+    "group_gone": ("schedidx", "groups", "stats", "high", "meta", "outcomes", *PER_GROUP),
+    "promote": ("schedidx", "groups", "stats", "high", *PER_GROUP),  # many groups
+    "reap": ("schedidx", "stats", "high", "inflight", "leases", *PER_GROUP),  # many groups
+    "dead_replay": ("schedidx", "stats", "high", "inflight", "dead", "dead_info", *PER_GROUP),  # many groups
+    "dispatch": ("dispatch", "hold"),
+    "dispatch_touch": ("dispatch",),
+    "hold_set": ("hold",),
+    "hold_probe": ("hold",),
+    "evidence_10007": ("e10007",),
+    "limiter_reserve": ("limiter",),
+    "limiter_penalize": ("limiter",),
+}
+
+
+@cache
+def _split(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    spec = SCRIPT_KEYS[name]
+    return tuple(k for k in spec if k not in PER_GROUP), tuple(k for k in spec if k in PER_GROUP)
+
+
+def script_keys(keys: Keys, name: str, groups: Iterable[str] = ()) -> list[str]:
+    """The KEYS of script ``name``: its named keys, then its per-group keys for each of ``groups``."""
+    common, per_group = _split(name)
+    out: list[str] = [getattr(keys, key) for key in common]
+    for group_id in groups:
+        out += (keys.ready(group_id) if key == "ready" else keys.sched_group(group_id) for key in per_group)
+    return out
+
+
+class GroupArgs:
+    """The ARGV packing of scripts over many groups (enqueue, reap, dead_replay).
+
+    ARGV carries ``n, group id 1 .. group id n`` and then tuples that start with their group's
+    1-based index; KEYS end with each group's (ready, sched) pair in the same group order
+    (``script_keys(keys, name, packed.groups)``).
+    """
+
+    __slots__ = ("groups", "tuples")
+
+    def __init__(self) -> None:
+        #: group id -> 1-based index, in the order first seen.
+        self.groups: dict[str, int] = {}
+        self.tuples: list[str | int] = []
+
+    def add(self, group_id: str, members: Iterable[str], *fields: str | int) -> None:
+        """Append ``(group index, member, *fields)`` for each member of the group."""
+        index = self.groups.setdefault(group_id, len(self.groups) + 1)
+        for member in members:
+            self.tuples += (index, member, *fields)
+
+    def argv(self) -> list[str | int]:
+        return [len(self.groups), *self.groups, *self.tuples]
 
 
 @cache
 def lua_source(package: str, name: str) -> str:
     """Return ``_lib.lua`` + ``{name}.lua`` from ``{package}/lua`` (cached: files never change at run time)."""
-    folder = resources.files(package) / "lua"
-    lib = folder / f"{LIB}.lua"
-    prefix = lib.read_text(encoding="utf-8") + "\n" if lib.is_file() else ""
-    return prefix + (folder / f"{name}.lua").read_text(encoding="utf-8")
+    return _lib_prefix(package) + (resources.files(package) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+@cache
+def _lib_prefix(package: str) -> str:
+    lib = resources.files(package) / "lua" / f"{LIB}.lua"
+    return lib.read_text(encoding="utf-8") + "\n" if lib.is_file() else ""
+
+
+def lib_lines(package: str = "imunban") -> int:
+    """How many lines come before a script's first line in its loaded source (see the module docstring)."""
+    return _lib_prefix(package).count("\n")
 
 
 def register(client: redis.Redis, name: str, package: str = "imunban") -> Script:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from imunban.errors import ConfigError
 
+#: Every variable imunban reads starts with this.
 PREFIX = "IMUNBAN_"
 
 #: Region name -> (primary domain, backup domain). The backup is used on DNS/connection failure only.
@@ -34,7 +35,14 @@ REGIONS: dict[str, tuple[str, str]] = {
 API_LIMIT_PER_S = 200.0
 #: The API's own server-side timeout: the client's read timeout must be longer.
 SERVER_TIMEOUT_S = 3.0
+#: Accepted values of IMUNBAN_LOG_FORMAT.
+LOG_FORMATS = ("text", "json")
+#: Accepted values of IMUNBAN_LOG_LEVEL (any case).
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+#: How long a partial batch waits for more members, unless told otherwise (IMUNBAN_LINGER_MS).
+DEFAULT_LINGER_MS = 150
+#: Unless told otherwise, a partial batch waits at most max(this, linger) after its oldest due member.
+DEFAULT_MAX_LINGER_MS = 750
 
 
 class Secret:
@@ -65,6 +73,32 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class LingerPolicy:
+    """How long a group below a full batch waits for more members before its batch may be claimed.
+
+    It waits until no member has arrived for ``linger_ms``, but never more than :attr:`cap_ms` after
+    its oldest due member (``reindex`` in ``lua/_lib.lua``). Workers build it from :class:`Settings`
+    (:attr:`Settings.linger`); producers built in code get the same default rule.
+    """
+
+    #: Wait until no member has arrived for this long; 0 means no wait.
+    linger_ms: int = DEFAULT_LINGER_MS
+    #: The cap after the oldest due member; None means the default rule (see :attr:`cap_ms`).
+    max_linger_ms: int | None = None
+
+    @property
+    def cap_ms(self) -> int:
+        """``max_linger_ms`` but never below the linger; unset, max(DEFAULT_MAX_LINGER_MS, linger_ms)."""
+        cap = DEFAULT_MAX_LINGER_MS if self.max_linger_ms is None else self.max_linger_ms
+        return max(cap, self.linger_ms)
+
+    @property
+    def script_arg(self) -> str:
+        """The pair as the Lua scripts take it: ``"linger_ms:cap_ms"``."""
+        return f"{self.linger_ms}:{self.cap_ms}"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every knob imunban has. Build with :meth:`from_env`; see docs/configuration.md."""
 
@@ -76,8 +110,8 @@ class Settings:
     base_url: str | None = None
     rate_limit_per_s: float = 190.0
     key_prefix: str = "imunban"
-    linger_ms: int = 150
-    max_linger_ms: int = 750
+    linger_ms: int = DEFAULT_LINGER_MS
+    max_linger_ms: int = LingerPolicy(DEFAULT_LINGER_MS).cap_ms
     lease_ms: int = 30_000
     max_attempts: int = 12
     max_age_s: int = 86_400
@@ -97,39 +131,45 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every ``IMUNBAN_*`` variable; raise ConfigError naming the first bad one."""
         env = _Env(os.environ if environ is None else environ)
+        d = cls()  # every default is written once, on its field above
         region = env.choice("REGION", sorted(REGIONS))
-        log_format = env.choice("LOG_FORMAT", ["text", "json"]) or "text"
-        log_level = (env.choice("LOG_LEVEL", LOG_LEVELS) or "info").upper()
-        linger_ms = env.integer("LINGER_MS", 150, minimum=0) or 0
-        max_linger_ms = env.integer("MAX_LINGER_MS", max(750, linger_ms), minimum=linger_ms) or 0
+        log_format = env.choice("LOG_FORMAT", LOG_FORMATS) or d.log_format
+        log_level = (env.choice("LOG_LEVEL", LOG_LEVELS) or d.log_level).upper()
+        linger_ms = env.integer("LINGER_MS", d.linger_ms, minimum=0)
+        max_linger_ms = env.integer("MAX_LINGER_MS", LingerPolicy(linger_ms).cap_ms, minimum=linger_ms)
         return cls(
             redis_url=env.url("REDIS_URL", ("redis://", "rediss://", "unix://")),
-            sdkappid=env.integer("SDKAPPID", None, minimum=1),
-            identifier=env.ascii_name("IDENTIFIER", "administrator", max_bytes=32),
+            sdkappid=env.optional_integer("SDKAPPID", minimum=1),
+            identifier=env.ascii_name("IDENTIFIER", d.identifier, max_bytes=32),
             secret_key=env.secret(),
             region=region,
             base_url=env.url("BASE_URL", ("http://", "https://")),
             # The API's own limit is the ceiling: it cannot be bought up.
-            rate_limit_per_s=env.number("RATE_LIMIT", 190.0, maximum=API_LIMIT_PER_S),
-            key_prefix=env.ascii_name("KEY_PREFIX", "imunban", max_bytes=64),
+            rate_limit_per_s=env.number("RATE_LIMIT", d.rate_limit_per_s, maximum=API_LIMIT_PER_S),
+            key_prefix=env.ascii_name("KEY_PREFIX", d.key_prefix, max_bytes=64),
             linger_ms=linger_ms,
             max_linger_ms=max_linger_ms,
-            lease_ms=env.integer("LEASE_MS", 30_000, minimum=1_000) or 30_000,
-            max_attempts=env.integer("MAX_ATTEMPTS", 12, minimum=1) or 12,
-            max_age_s=env.integer("MAX_AGE_S", 86_400, minimum=1) or 86_400,
-            backoff_base_ms=env.integer("BACKOFF_BASE_MS", 1_000, minimum=1) or 1_000,
-            backoff_cap_ms=env.integer("BACKOFF_CAP_MS", 300_000, minimum=1) or 300_000,
-            concurrency=env.integer("CONCURRENCY", 8, minimum=1) or 8,
-            connect_timeout_s=env.number("CONNECT_TIMEOUT_S", 3.05),
+            lease_ms=env.integer("LEASE_MS", d.lease_ms, minimum=1_000),
+            max_attempts=env.integer("MAX_ATTEMPTS", d.max_attempts, minimum=1),
+            max_age_s=env.integer("MAX_AGE_S", d.max_age_s, minimum=1),
+            backoff_base_ms=env.integer("BACKOFF_BASE_MS", d.backoff_base_ms, minimum=1),
+            backoff_cap_ms=env.integer("BACKOFF_CAP_MS", d.backoff_cap_ms, minimum=1),
+            concurrency=env.integer("CONCURRENCY", d.concurrency, minimum=1),
+            connect_timeout_s=env.number("CONNECT_TIMEOUT_S", d.connect_timeout_s),
             # The API gives up after 3 s itself; a client giving up first turns slow successes into retries.
-            read_timeout_s=env.number("READ_TIMEOUT_S", 5.0, above=SERVER_TIMEOUT_S),
-            metrics_port=env.integer("METRICS_PORT", 0, minimum=0, maximum=65_535) or 0,
-            metrics_host=env.text("METRICS_HOST") or "127.0.0.1",
+            read_timeout_s=env.number("READ_TIMEOUT_S", d.read_timeout_s, above=SERVER_TIMEOUT_S),
+            metrics_port=env.integer("METRICS_PORT", d.metrics_port, minimum=0, maximum=65_535),
+            metrics_host=env.text("METRICS_HOST") or d.metrics_host,
             log_format=log_format,
             log_level=log_level,
-            outcome_stream_maxlen=env.integer("OUTCOME_STREAM_MAXLEN", 100_000, minimum=1) or 100_000,
+            outcome_stream_maxlen=env.integer("OUTCOME_STREAM_MAXLEN", d.outcome_stream_maxlen, minimum=1),
             data_dir=env.text("DATA_DIR"),
         )
+
+    @property
+    def linger(self) -> LingerPolicy:
+        """The linger pair for :class:`~imunban.store.Store`, :class:`~imunban.schedule.Scheduler`, producers."""
+        return LingerPolicy(self.linger_ms, self.max_linger_ms)
 
     def api_urls(self) -> tuple[str, ...]:
         """Base URLs to try in order: the override alone, or the region's primary then backup."""
@@ -184,12 +224,16 @@ class _Env:
             raise ConfigError(f"{PREFIX}{name} must be printable ASCII without spaces, at most {max_bytes} bytes")
         return raw
 
-    def integer(
-        self, name: str, default: int | None, *, minimum: int | None = None, maximum: int | None = None
-    ) -> int | None:
+    def integer(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+        """An integer in [minimum, maximum], ``default`` when unset."""
+        value = self.optional_integer(name, minimum=minimum, maximum=maximum)
+        return default if value is None else value
+
+    def optional_integer(self, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int | None:
+        """An integer in [minimum, maximum], None when unset."""
         raw = self.text(name)
         if raw is None:
-            return default
+            return None
         try:
             value = int(raw, 10)
         except ValueError:

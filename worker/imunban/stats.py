@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import redis
 
 from imunban.connection import server_time_ms, translated
 from imunban.hold import Hold
-from imunban.keys import Keys, request_id
+from imunban.keys import HIGH_BAND_MS, Keys, request_id
 
 #: Counters kept in the stats hash, reported by ``status``.
 COUNTERS = (
@@ -58,6 +58,35 @@ def status(client: redis.Redis, keys: Keys) -> dict[str, Any]:
     }
 
 
+class Lease(NamedTuple):
+    token: str
+    due_ms: int
+    high: bool
+
+
+class Meta(NamedTuple):
+    attempts: int
+    first_failure_ms: int
+    last_code: int
+    due_ms: int
+
+
+def parse_lease(raw: str | None) -> Lease | None:
+    """A lease record "token|due_ms|high" (claim.lua writes it; _lib.lua's parse_lease reads it)."""
+    if not raw:
+        return None
+    token, due, high = raw.split("|")
+    return Lease(token, int(due), high == "1")
+
+
+def parse_meta(raw: str | None) -> Meta | None:
+    """A meta record "attempts|first_failure_ms|last_code|due_ms" (requeue.lua writes it; _lib.lua's parse_meta)."""
+    if not raw:
+        return None
+    attempts, first_failure_ms, last_code, due = raw.split("|")
+    return Meta(int(attempts), int(first_failure_ms), int(last_code), int(due))
+
+
 def trace(client: redis.Redis, keys: Keys, group_id: str, member: str) -> dict[str, Any]:
     """Where one request is now: ready, scheduled, in flight, dead or not pending; plus its history."""
     rid = request_id(group_id, member)
@@ -76,22 +105,23 @@ def trace(client: redis.Redis, keys: Keys, group_id: str, member: str) -> dict[s
     if ready is not None:
         score = int(ready)
         high = high or score < 0
-        out.update(state="ready", due_ms=score + 10**13 if score < 0 else score)
+        out.update(state="ready", due_ms=score + HIGH_BAND_MS if score < 0 else score)
     elif sched is not None:
         out.update(state="scheduled", due_ms=int(sched))
     elif inflight is not None:
-        _, due, lease_high = (lease or "||0").split("|")
-        high = lease_high == "1"
-        out.update(state="in_flight", lease_deadline_ms=int(inflight), due_ms=int(due) if due else None)
+        leased = parse_lease(lease)
+        high = leased is not None and leased.high
+        out.update(state="in_flight", lease_deadline_ms=int(inflight), due_ms=leased.due_ms if leased else None)
     elif dead is not None:
         out.update(state="dead", dead=json.loads(dead_info) if dead_info else None)
     out["priority"] = "high" if high else "normal"
-    if meta:
-        # "attempts|first_failure_ms|last_code[|original_due_ms]" (the due time since 4 fields)
-        attempts, first_failure_ms, last_code, *rest = meta.split("|")
-        out.update(attempts=int(attempts), first_failure_ms=int(first_failure_ms), last_code=int(last_code))
-        if rest and rest[0]:
-            out["original_due_ms"] = int(rest[0])
+    if parsed := parse_meta(meta):
+        out.update(
+            attempts=parsed.attempts,
+            first_failure_ms=parsed.first_failure_ms,
+            last_code=parsed.last_code,
+            original_due_ms=parsed.due_ms,
+        )
     else:
         out.setdefault("attempts", 0)
     out["last_outcome"] = last_outcome(client, keys, group_id, member)

@@ -14,14 +14,14 @@ from typing import cast
 import redis
 
 from imunban.connection import server_time_ms, translated
-from imunban.keys import Keys
-from imunban.scripts import register
+from imunban.keys import MAX_MEMBERS, Keys
+from imunban.scripts import GroupArgs, register, script_keys
+from imunban.settings import LingerPolicy
 from imunban.validation import UnbanRequest
 
-#: The API's maximum members per call.
-MAX_BATCH = 20
-#: Members per enqueue script call, and script calls per pipeline round trip (bulk throughput).
+#: Members per enqueue script call (bulk throughput).
 ENQUEUE_CHUNK = 1_000
+#: Enqueue script calls per pipeline round trip (bulk throughput).
 PIPELINE_DEPTH = 8
 
 
@@ -69,12 +69,6 @@ class EnqueueResult:
         return EnqueueResult(self.ready + other.ready, self.scheduled + other.scheduled, self.replaced + other.replaced)
 
 
-def linger_arg(linger_ms: int, max_linger_ms: int | None = None) -> str:
-    """Encode the linger pair for the scripts; the cap defaults to five lingers."""
-    cap = 5 * linger_ms if max_linger_ms is None else max(linger_ms, max_linger_ms)
-    return f"{linger_ms}:{cap}"
-
-
 class Held:
     """Returned by :meth:`Store.claim` while delivery is held."""
 
@@ -90,16 +84,14 @@ class Store:
         client: redis.Redis,
         keys: Keys,
         *,
-        linger_ms: int = 150,
-        max_linger_ms: int | None = None,
+        linger: LingerPolicy | None = None,
         lease_ms: int = 30_000,
         outcome_maxlen: int = 100_000,
     ) -> None:
         self.client = client
         self.keys = keys
-        self.linger_ms = linger_ms
         #: What the scripts take: linger after the newest arrival, capped after the oldest due member.
-        self.linger_arg = linger_arg(linger_ms, max_linger_ms)
+        self.linger_arg = (linger or LingerPolicy()).script_arg
         self.lease_ms = lease_ms
         self.outcome_maxlen = outcome_maxlen
         self._enqueue = register(client, "enqueue")
@@ -125,27 +117,18 @@ class Store:
         return total
 
     def _enqueue_calls(self, requests: Iterable[UnbanRequest]) -> Iterable[tuple[list[str], list[str | int]]]:
-        groups: dict[str, int] = {}
-        quads: list[str | int] = []
+        packed = GroupArgs()
         for request in requests:
-            index = groups.setdefault(request.group_id, len(groups) + 1)
             due = "" if request.at_ms is None else request.at_ms
-            high = "1" if request.high else "0"
-            for member in request.members:
-                quads += (index, member, due, high)
-            if len(quads) >= 4 * ENQUEUE_CHUNK:
-                yield self._enqueue_args(groups, quads)
-                groups, quads = {}, []
-        if quads:
-            yield self._enqueue_args(groups, quads)
+            packed.add(request.group_id, request.members, due, "1" if request.high else "0")
+            if len(packed.tuples) >= 4 * ENQUEUE_CHUNK:
+                yield self._enqueue_args(packed)
+                packed = GroupArgs()
+        if packed.tuples:
+            yield self._enqueue_args(packed)
 
-    def _enqueue_args(self, groups: dict[str, int], quads: list[str | int]) -> tuple[list[str], list[str | int]]:
-        k = self.keys
-        # Two keys per group, in the groups' order: ready:{group}, sched:{group} (see enqueue.lua).
-        per_group = [key for g in groups for key in (k.ready(g), k.sched_group(g))]
-        keys = [k.schedidx, k.groups, k.stats, k.high, k.meta, *per_group]
-        args: list[str | int] = [self.linger_arg, len(groups), *groups, *quads]
-        return keys, args
+    def _enqueue_args(self, packed: GroupArgs) -> tuple[list[str], list[str | int]]:
+        return script_keys(self.keys, "enqueue", packed.groups), [self.linger_arg, *packed.argv()]
 
     def _run_enqueue(self, calls: Sequence[tuple[list[str], list[str | int]]]) -> EnqueueResult:
         with translated("enqueue"):
@@ -163,10 +146,9 @@ class Store:
 
     def cancel(self, group_id: str, members: Sequence[str]) -> int:
         """Remove pending (ready or scheduled) requests; returns how many were pending."""
-        k = self.keys
         with translated("cancel"):
             removed = self._cancel(
-                keys=[k.schedidx, k.groups, k.stats, k.high, k.meta, k.ready(group_id), k.sched_group(group_id)],
+                keys=script_keys(self.keys, "cancel", [group_id]),
                 args=[self.linger_arg, group_id, *members],
             )
         return int(removed)
@@ -195,13 +177,12 @@ class Store:
             head = cast(list[tuple[str, float]], self.client.zrange(self.keys.groups, 0, 0, withscores=True))
         return (head[0][0], head[0][1] < 0) if head else None
 
-    def claim(self, group_id: str, *, probe: bool = False, max_members: int = MAX_BATCH) -> Batch | Held | None:
+    def claim(self, group_id: str, *, probe: bool = False, max_members: int = MAX_MEMBERS) -> Batch | Held | None:
         """Lease up to ``max_members`` ready members of the group; None if nothing is claimable."""
-        k = self.keys
         token = uuid.uuid4().hex
         with translated("claim"):
             raw = self._claim(
-                keys=[k.groups, k.ready(group_id), k.inflight, k.leases, k.stats, k.hold, k.meta, k.high],
+                keys=script_keys(self.keys, "claim", [group_id]),
                 args=[group_id, max_members, self.lease_ms, token, self.linger_arg, int(probe), int(probe)],
             )
         if raw and raw[0] == "hold":
@@ -215,23 +196,18 @@ class Store:
 
     def ack(self, batch: Batch, outcome: str, *, code: int = 0, info: str = "") -> tuple[int, list[int]]:
         """End the batch's requests with ``outcome``; returns (acked, due->end latencies in ms)."""
-        k = self.keys
         with translated("ack"):
             raw = self._ack(
-                keys=[k.inflight, k.leases, k.meta, k.stats, k.outcomes, k.dead, k.dead_info],
+                keys=script_keys(self.keys, "ack"),
                 args=[batch.token, batch.group_id, outcome, code, info, self.outcome_maxlen, *batch.members],
             )
         return int(raw[0]), [int(x) for x in raw[2:]]
 
     def requeue(self, batch: Batch, *, delay_ms: int, code: int = 0, counts_as_attempt: bool = True) -> int:
         """Give the batch's requests back, ready again after ``delay_ms``; returns how many."""
-        k = self.keys
         with translated("requeue"):
             raw = self._requeue(
-                keys=[
-                    k.inflight, k.leases, k.meta, k.schedidx, k.stats, k.high, k.groups,
-                    k.ready(batch.group_id), k.sched_group(batch.group_id),
-                ],
+                keys=script_keys(self.keys, "requeue", [batch.group_id]),
                 args=[
                     batch.token, batch.group_id, max(0, int(delay_ms)), code,
                     int(counts_as_attempt), self.linger_arg, *batch.members,
@@ -241,19 +217,9 @@ class Store:
 
     def end_group(self, group_id: str, *, code: int, info: str) -> int:
         """The group is gone: end every pending (ready or scheduled) member of it as ``group_gone``."""
-        k = self.keys
         with translated("group_gone"):
             ended = self._group_gone(
-                keys=[
-                    k.ready(group_id),
-                    k.groups,
-                    k.stats,
-                    k.outcomes,
-                    k.high,
-                    k.meta,
-                    k.sched_group(group_id),
-                    k.schedidx,
-                ],
+                keys=script_keys(self.keys, "group_gone", [group_id]),
                 args=[group_id, code, info, self.outcome_maxlen],
             )
         return int(ended)

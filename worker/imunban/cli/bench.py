@@ -37,8 +37,8 @@ def register(sub: Any) -> None:
         description=(
             "Runs, one at a time: backlog drain, the naive one-task-per-member design, latency at 10 % load, "
             "bulk enqueue against apply_async, N scheduled requests, and a chaos run; against the simulator "
-            "enforcing 200 calls per sliding second with 30 ms latency. Prints a table with each target (see BENCHMARKS.md) "
-            "and writes results.json, results.md and a drain plot into --out."
+            "enforcing 200 calls per sliding second with 30 ms latency. Prints a table with each target "
+            "(see BENCHMARKS.md) and writes results.json, results.md and a drain plot into --out."
         ),
     )
     p.add_argument("--quick", action="store_true", help="smaller loads and shorter windows (under ~2 minutes)")

@@ -12,7 +12,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from imunban.connection import connect, server_time_ms
+from imunban.connection import connect
 from imunban.local import embedded
 from imunban.settings import Settings
 
@@ -35,9 +35,6 @@ def open_client(settings: Settings) -> redis.Redis:
     client = connect(settings, url=url)
     client.set_retry(Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=4))
     return client
-
-
-server_now_ms = server_time_ms
 
 
 def fmt_ms(ms: int | None) -> str:

@@ -9,7 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from imunban.cli.common import fmt_ms, fmt_relative, open_client, server_now_ms
+from imunban.cli.common import fmt_ms, fmt_relative, open_client
+from imunban.connection import server_time_ms
 from imunban.deadletter import DeadLetters
 from imunban.errors import ValidationError
 from imunban.keys import Keys
@@ -129,7 +130,7 @@ def run_trace(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(info)
         return 0
-    now = server_now_ms(client)
+    now = server_time_ms(client)
     table = Table(title=f"trace {group_id} {member}", show_header=False, title_justify="left")
     table.add_column("field")
     table.add_column("value")

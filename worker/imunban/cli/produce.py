@@ -12,9 +12,10 @@ from typing import IO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from imunban.cli.common import open_client, server_now_ms
+from imunban.cli.common import open_client
 from imunban.cli.durations import parse_duration
 from imunban.cli.jsonl import Validated, read_all
+from imunban.connection import server_time_ms
 from imunban.errors import ValidationError
 from imunban.keys import Keys
 from imunban.producer import Producer
@@ -56,12 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _producer(settings: Settings) -> Producer:
-    return Producer(
-        open_client(settings),
-        Keys(settings.key_prefix),
-        linger_ms=settings.linger_ms,
-        max_linger_ms=settings.max_linger_ms,
-    )
+    return Producer(open_client(settings), Keys(settings.key_prefix), linger=settings.linger)
 
 
 def _default_at_ms(args: argparse.Namespace, producer: Producer | None) -> int | None:
@@ -71,7 +67,7 @@ def _default_at_ms(args: argparse.Namespace, producer: Producer | None) -> int |
         seconds = parse_duration(args.delay, "--in")
         assert producer is not None
         # The Redis server's clock is the one due times are compared with, so --in counts from it.
-        return parse_at((server_now_ms(producer.store.client) + round(seconds * 1000)) / 1000, "--in")
+        return parse_at((server_time_ms(producer.store.client) + round(seconds * 1000)) / 1000, "--in")
     return None
 
 

@@ -177,12 +177,7 @@ class LocalCluster:
 
     def producer(self) -> Producer:
         settings = self.settings()
-        return Producer(
-            self.client,
-            Keys(settings.key_prefix),
-            linger_ms=settings.linger_ms,
-            max_linger_ms=settings.max_linger_ms,
-        )
+        return Producer(self.client, Keys(settings.key_prefix), linger=settings.linger)
 
     def status(self) -> dict[str, Any]:
         return status(self.client, Keys(self.settings().key_prefix))

@@ -11,6 +11,19 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The Redis server's clock in microseconds (the rate limiter's schedule).
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- Scripts over many groups take, after their `common` named keys, two keys per group in the order
+-- of the group ids in ARGV: ready:{group} then sched:{group}. Returns those of the group with
+-- 1-based index `gi`. The one place a script body indexes KEYS by arithmetic.
+local function group_keys(common, gi)
+  return KEYS[common + 2 * gi - 1], KEYS[common + 2 * gi]
+end
+
 -- "linger_ms:max_linger_ms" (as Store passes it) -> two numbers.
 local function parse_linger(arg)
   local linger, max_linger = string.match(tostring(arg), '^(%d+):?(%d*)$')
@@ -55,8 +68,30 @@ local function parse_lease(lease, now)
   return token, tonumber(due), high
 end
 
+-- A meta record "attempts|first_failure_ms|last_code|due_ms" (only requeue.lua writes it) ->
+-- attempts, first_failure_ms and due_ms as numbers, last_code as text.
+-- A missing record gives 0 attempts and nothing else.
+local function parse_meta(meta)
+  if not meta then return 0 end
+  local attempts, first, code, due = string.match(meta, '^(%d+)|(%d+)|([^|]*)|(%d+)$')
+  return tonumber(attempts), tonumber(first), code, tonumber(due)
+end
+
 -- Score of a ready member: its due time, pushed below every normal score when high priority.
 local function ready_score(due, high)
   if high then return due - HIGH_BAND end
   return due
+end
+
+-- A ready member's score -> its due time and whether it is high priority (undoes ready_score).
+local function decode_ready_score(score)
+  if score < 0 then return score + HIGH_BAND, true end
+  return score, false
+end
+
+-- Append one ended request to the outcomes stream, capped near `maxlen` entries.
+local function emit_outcome(outcomes_key, maxlen, group, member, outcome, code, info, attempts, due, now)
+  redis.call('XADD', outcomes_key, 'MAXLEN', '~', maxlen, '*',
+    'group_id', group, 'member', member, 'outcome', outcome, 'code', code, 'info', info,
+    'attempts', attempts, 'due_ms', due, 'at_ms', now)
 end

@@ -4,17 +4,18 @@
 -- ARGV[1] marker ttl_ms   ARGV[2] the most markers alive at once (bounds tasks waiting in the broker)
 -- ARGV[3..] pairs: group id, slots wanted for it
 -- Returns a flat list {group, slot, group, slot, ...} of newly marked slots: send one task for each.
-if redis.call('EXISTS', KEYS[2]) == 1 then return {} end
+local K_DISPATCH, K_HOLD = KEYS[1], KEYS[2]
+if redis.call('EXISTS', K_HOLD) == 1 then return {} end
 local now = now_ms()
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local alive = redis.call('ZCARD', KEYS[1])
+redis.call('ZREMRANGEBYSCORE', K_DISPATCH, '-inf', now)
+local alive = redis.call('ZCARD', K_DISPATCH)
 local cap = tonumber(ARGV[2])
 local out = {}
 for i = 3, #ARGV, 2 do
   local group = ARGV[i]
   for slot = 0, tonumber(ARGV[i + 1]) - 1 do
     if alive >= cap then return out end
-    if redis.call('ZADD', KEYS[1], 'NX', now + tonumber(ARGV[1]), group .. SEP .. slot) == 1 then
+    if redis.call('ZADD', K_DISPATCH, 'NX', now + tonumber(ARGV[1]), group .. SEP .. slot) == 1 then
       alive = alive + 1
       out[#out + 1] = group
       out[#out + 1] = slot

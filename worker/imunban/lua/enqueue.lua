@@ -3,13 +3,14 @@
 -- KEYS[2] groups   ZSET group -> claimable-at ms
 -- KEYS[3] stats    HASH counters; fields `ready` and `scheduled` are the gauges of pending members
 -- KEYS[4] high     HASH request id -> 1 for pending high-priority requests
--- KEYS[5] meta     HASH request id -> attempts|first_failure_ms|last_code (reset: a new instruction)
--- KEYS[6..5+2n] two keys per group named in ARGV, in the same order: for the group with index gi,
---               KEYS[4+2*gi] = ready:{group} and KEYS[5+2*gi] = sched:{group} (member -> due ms)
+-- KEYS[5] meta     HASH request id -> attempts|first_failure_ms|last_code|due_ms (reset: a new instruction)
+-- KEYS[6..5+2n] per group, in the order of the group ids in ARGV: ready:{group} sched:{group}
+--               (both ZSET member -> due ms)
 -- ARGV[1] "linger_ms:max_linger_ms"
--- ARGV[2] n, the number of groups; ARGV[3..2+n] the group ids matching KEYS[6..]
+-- ARGV[2] n, the number of groups; ARGV[3..2+n] the group ids
 -- ARGV[3+n..] quads: group index (1-based), member, due ms or '' for now, '1' if high else '0'
 -- Returns {ready_added, scheduled_added, replaced}
+local K_SCHEDIDX, K_GROUPS, K_STATS, K_HIGH, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local linger = ARGV[1]
 local n = tonumber(ARGV[2])
 local now = now_ms()
@@ -18,8 +19,7 @@ local ready_added, sched_added, replaced, ready_delta, sched_delta = 0, 0, 0, 0,
 for i = 3 + n, #ARGV, 4 do
   local gi = tonumber(ARGV[i])
   local group, member = ARGV[2 + gi], ARGV[i + 1]
-  local ready_key = KEYS[4 + 2 * gi]
-  local sched_key = KEYS[5 + 2 * gi]
+  local ready_key, sched_key = group_keys(5, gi)
   local rid = group .. SEP .. member
   local due = now
   if ARGV[i + 2] ~= '' then due = tonumber(ARGV[i + 2]) end
@@ -31,8 +31,8 @@ for i = 3 + n, #ARGV, 4 do
     ready_delta = ready_delta - 1
     dirty[gi] = true
   end
-  redis.call('HDEL', KEYS[5], rid)
-  if high then redis.call('HSET', KEYS[4], rid, 1) else redis.call('HDEL', KEYS[4], rid) end
+  redis.call('HDEL', K_META, rid)
+  if high then redis.call('HSET', K_HIGH, rid, 1) else redis.call('HDEL', K_HIGH, rid) end
   if due <= now then
     if not was_ready and redis.call('ZREM', sched_key, member) == 1 then
       replaced = replaced + 1
@@ -55,10 +55,16 @@ for i = 3 + n, #ARGV, 4 do
     sched_dirty[gi] = true
   end
 end
-for gi, _ in pairs(dirty) do reindex(KEYS[2], KEYS[4 + 2 * gi], ARGV[2 + gi], linger) end
-for gi, _ in pairs(sched_dirty) do reindex_sched(KEYS[1], KEYS[5 + 2 * gi], ARGV[2 + gi]) end
-redis.call('HINCRBY', KEYS[3], 'enqueued', ready_added + sched_added)
-if replaced > 0 then redis.call('HINCRBY', KEYS[3], 'deduplicated', replaced) end
-if ready_delta ~= 0 then redis.call('HINCRBY', KEYS[3], 'ready', ready_delta) end
-if sched_delta ~= 0 then redis.call('HINCRBY', KEYS[3], 'scheduled', sched_delta) end
+for gi, _ in pairs(dirty) do
+  local ready_key = group_keys(5, gi)
+  reindex(K_GROUPS, ready_key, ARGV[2 + gi], linger)
+end
+for gi, _ in pairs(sched_dirty) do
+  local _, sched_key = group_keys(5, gi)
+  reindex_sched(K_SCHEDIDX, sched_key, ARGV[2 + gi])
+end
+redis.call('HINCRBY', K_STATS, 'enqueued', ready_added + sched_added)
+if replaced > 0 then redis.call('HINCRBY', K_STATS, 'deduplicated', replaced) end
+if ready_delta ~= 0 then redis.call('HINCRBY', K_STATS, 'ready', ready_delta) end
+if sched_delta ~= 0 then redis.call('HINCRBY', K_STATS, 'scheduled', sched_delta) end
 return {ready_added, sched_added, replaced}

@@ -4,8 +4,9 @@
 -- KEYS[1] e10007   ZSET group -> ms of its latest 10007
 -- ARGV[1] group id   ARGV[2] window_ms
 -- Returns the number of distinct groups that answered 10007 within the window.
+local K_E10007 = KEYS[1]
 local now = now_ms()
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
-return redis.call('ZCARD', KEYS[1])
+redis.call('ZADD', K_E10007, now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', K_E10007, '-inf', now - tonumber(ARGV[2]))
+redis.call('PEXPIRE', K_E10007, tonumber(ARGV[2]))
+return redis.call('ZCARD', K_E10007)

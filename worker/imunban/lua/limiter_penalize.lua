@@ -2,10 +2,10 @@
 -- KEYS[1] limiter:{sdkappid}   STRING theoretical arrival time (TAT), microseconds
 -- ARGV[1] how far from now the next slot may be, microseconds
 -- Returns the new TAT lead over now, microseconds.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+local K_LIMITER = KEYS[1]
+local now = now_us()
+local tat = tonumber(redis.call('GET', K_LIMITER) or now)
 local pushed = now + tonumber(ARGV[1])
 if pushed > tat then tat = pushed end
-redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.floor((tat - now) / 1000) + 1000)
+redis.call('SET', K_LIMITER, string.format('%d', tat), 'PX', math.floor((tat - now) / 1000) + 1000)
 return tat - now

@@ -4,13 +4,13 @@
 -- ARGV[2] the longest wait a caller accepts, microseconds; a later slot is not reserved
 -- Returns {1, wait_us, slot_us} when a slot was reserved (sleep wait_us, then call), {0, wait_us, 0}
 -- when refused. slot_us is the reserved slot's start on the server clock (for tests and metrics).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local K_LIMITER = KEYS[1]
+local now = now_us()
 local interval = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+local tat = tonumber(redis.call('GET', K_LIMITER) or now)
 if tat < now then tat = now end
 local wait = tat - now
 if wait > tonumber(ARGV[2]) then return {0, wait, 0} end
 -- The key only matters while the schedule is ahead of now; let an idle limiter expire.
-redis.call('SET', KEYS[1], string.format('%d', tat + interval), 'PX', math.floor((wait + interval) / 1000) + 1000)
+redis.call('SET', K_LIMITER, string.format('%d', tat + interval), 'PX', math.floor((wait + interval) / 1000) + 1000)
 return {1, wait, tat}

@@ -3,12 +3,13 @@
 -- ARGV[1] the run's token   ARGV[2] lease ms
 -- An empty database is taken. So is one a killed demo left behind (marker set, lease run out): it
 -- is emptied first. Anything else belongs to someone and is not touched. Returns 1 when taken.
+local K_MARKER, K_LEASE = KEYS[1], KEYS[2]
 if redis.call('DBSIZE') > 0 then
-  if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then
+  if redis.call('EXISTS', K_MARKER) == 0 or redis.call('EXISTS', K_LEASE) == 1 then
     return 0
   end
   redis.call('FLUSHDB')
 end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', K_MARKER, ARGV[1])
+redis.call('SET', K_LEASE, ARGV[1], 'PX', ARGV[2])
 return 1

@@ -1,6 +1,7 @@
 -- release: empty the demo's database at the end of its run, if the run still holds it.
 -- KEYS[1] lease   ARGV[1] the run's token. Returns 1 when emptied.
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local K_LEASE = KEYS[1]
+if redis.call('GET', K_LEASE) == ARGV[1] then
   redis.call('FLUSHDB')
   return 1
 end
