@@ -111,3 +111,24 @@ class CollectorRuntime:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.client = client
         self.keys = keys
+
+
+def set_maxmemory(r: redis.Redis, headroom: int) -> int:
+    """Set ``maxmemory`` to ``headroom`` bytes above what Redis uses now; returns the limit."""
+    limit = int(r.info("memory")["used_memory"]) + headroom
+    r.config_set("maxmemory", limit)
+    return limit
+
+
+def fill_redis(r: redis.Redis, headroom: int = 256 * 1024) -> int:
+    """Make Redis full: a limit ``headroom`` above use, then plain SETs until Redis refuses one; returns the limit.
+
+    The filler keys are ``filler:*`` (count them to check nothing was evicted).
+    """
+    limit = set_maxmemory(r, headroom)
+    for i in range(headroom // 100):  # 1 KB values: the limit is reached well within this many
+        try:
+            r.set(f"filler:{i}", "x" * 1000)
+        except redis.exceptions.OutOfMemoryError:
+            return limit
+    raise AssertionError(f"Redis never refused a write under maxmemory {limit}")

@@ -1,6 +1,7 @@
 """Celery app factory: the composition root of the Celery layer (nothing in it imports this module back).
 
-The broker is the same Redis as the store (IMUNBAN_REDIS_URL, or the embedded server when unset).
+The broker is the same Redis as the store (IMUNBAN_REDIS_URL, or the embedded server when unset);
+a ``redis+sentinel://`` URL becomes kombu's sentinel transport with the same service (:func:`broker`).
 Run with ``imunban worker`` (which also starts the pump), or ``celery -A imunban_celery.app worker``:
 both consume the public and the internal queue.
 """
@@ -12,7 +13,9 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Queue
 
+from imunban.ha import SENTINEL_TIMEOUT_S
 from imunban.local.embedded import resolve_settings
+from imunban.redis_url import is_sentinel_url, parse_sentinel_url
 from imunban.settings import Settings
 from imunban_celery import guard, maintenance, unban
 from imunban_celery.context import Context, base_conf
@@ -24,7 +27,8 @@ __all__ = ["INTERNAL_QUEUE", "PUBLIC_QUEUE", "WORKER_QUEUES", "create_app"]
 def create_app(settings: Settings | None = None) -> Celery:
     """A configured Celery app with imunban's tasks registered."""
     settings = resolve_settings(settings or Settings.from_env())
-    app = Celery("imunban", broker=settings.redis_url, set_as_current=False)
+    broker_url, transport_options = broker(settings)
+    app = Celery("imunban", broker=broker_url, set_as_current=False)
     app.conf.update(
         base_conf(settings),
         # Ack after the task ran; a killed worker's message is redelivered, not lost.
@@ -37,13 +41,42 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_create_missing_queues=True,
         task_routes={DELIVER_TASK: {"queue": INTERNAL_QUEUE}},
         # Tasks are short (a delivery run has a few-second budget); nothing relies on ETA/countdown.
-        broker_transport_options={"visibility_timeout": 300},
+        broker_transport_options={"visibility_timeout": 300, **transport_options},
     )
     app.conf.imunban = Context(app, settings)
     guard.install(app)
     unban.register(app)
     maintenance.register(app)
     return app
+
+
+def broker(settings: Settings) -> tuple[str | None, dict[str, Any]]:
+    """The broker URL and transport options for ``settings.redis_url``.
+
+    ``redis+sentinel://:pw@h1:p1,h2:p2/SERVICE/DB`` becomes ``sentinel://h1:p1/DB;sentinel://h2:p2/DB``
+    with the service as ``master_name``; passwords travel as transport options, never in the URL
+    (kombu #1007), see :class:`~imunban_celery.guard.GuardedSentinelChannel`.
+    """
+    url = settings.redis_url
+    if not is_sentinel_url(url):
+        return url, {}
+    assert url is not None
+    parsed = parse_sentinel_url(url)
+    hosts = [(f"[{host}]" if ":" in host else host, port) for host, port in parsed.sentinels]  # IPv6 in brackets
+    broker_url = ";".join(f"sentinel://{host}:{port}/{parsed.db}" for host, port in hosts)
+    # A dead sentinel must not stall the search for the primary: the next one is asked after a second.
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_connect_timeout": SENTINEL_TIMEOUT_S,
+        "socket_timeout": SENTINEL_TIMEOUT_S,
+    }
+    if settings.sentinel_password is not None:
+        sentinel_kwargs["password"] = settings.sentinel_password.reveal()
+    options: dict[str, Any] = {"master_name": parsed.service, "sentinel_kwargs": sentinel_kwargs}
+    if parsed.password is not None:
+        options["primary_password"] = parsed.password
+    if parsed.username is not None:
+        options["primary_username"] = parsed.username
+    return broker_url, options
 
 
 def __getattr__(name: str) -> Any:

@@ -20,18 +20,22 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import itertools
 import json
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
+import redis
 from celery import Celery
 from celery.exceptions import InvalidTaskError
 from celery.worker.consumer import Consumer
 from celery.worker.strategy import default as default_strategy
 from kombu.transport import redis as kombu_redis
 
+from imunban.ha import FollowingConnection
 from imunban_celery.context import Context, context_of
 
 log = logging.getLogger("imunban.tasks")
@@ -57,7 +61,11 @@ def install(app: Celery) -> None:
     global _transport_context
     _transport_context = context_of(app)
     app.conf.worker_consumer = "imunban_celery.guard:GuardedConsumer"
-    app.conf.broker_transport = "imunban_celery.guard:GuardedRedisTransport"
+    sentinel = str(app.conf.broker_url or "").startswith("sentinel://")
+    transport = "GuardedSentinelTransport" if sentinel else "GuardedRedisTransport"
+    app.conf.broker_transport = f"imunban_celery.guard:{transport}"
+    if sentinel:
+        app.conf.broker_failover_strategy = stay_on_sentinels
     if str(app.conf.broker_url or "").startswith("rediss://") and not app.conf.broker_use_ssl:
         # kombu enables TLS for the scheme name `rediss` only (and then without verifying the
         # certificate); with our transport class named explicitly, say it: TLS, certificate verified.
@@ -108,17 +116,77 @@ class GuardedRedisChannel(kombu_redis.Channel):
             return True
 
 
+#: A READONLY reply means the Redis we talk to was demoted by a failover: reconnect (and, through
+#: Sentinel, find the new primary) instead of treating it as an unrecoverable error (celery #7946).
+CONNECTION_ERRORS = (*kombu_redis.Transport.connection_errors, redis.exceptions.ReadOnlyError)
+
+
+def _deliver_guarded(transport: kombu_redis.Transport, message: Any, queue: str) -> None:
+    problem = transport_problem(message)
+    if problem is not None:
+        count_rejection("-", f"not a Celery message: {problem}")
+        return
+    kombu_redis.Transport._deliver(transport, message, queue)  # type: ignore[no-untyped-call]
+
+
 class GuardedRedisTransport(kombu_redis.Transport):
     """kombu's Redis transport, dropping (and counting) list items that are not kombu envelopes."""
 
     Channel = GuardedRedisChannel
+    connection_errors = CONNECTION_ERRORS
 
     def _deliver(self, message: Any, queue: str) -> None:
-        problem = transport_problem(message)
-        if problem is not None:
-            count_rejection("-", f"not a Celery message: {problem}")
-            return
-        super()._deliver(message, queue)  # type: ignore[no-untyped-call]
+        _deliver_guarded(self, message, queue)
+
+
+class GuardedSentinelChannel(GuardedRedisChannel, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel with the same guard, and the primary's credentials from transport options.
+
+    It drops non-JSON items as :class:`GuardedRedisChannel` does (first in the MRO). A password
+    inside a ``sentinel://`` URL breaks kombu's host parsing (kombu #1007), so the
+    primary's user and password come as the ``primary_username``/``primary_password`` transport
+    options; the sentinels' own password is ``sentinel_kwargs["password"]``.
+    """
+
+    from_transport_options = (  # type: ignore[assignment]
+        *kombu_redis.SentinelChannel.from_transport_options,
+        "primary_username",
+        "primary_password",
+    )
+    primary_username: str | None = None
+    primary_password: str | None = None
+    #: Asks the sentinels on every reconnect, also when a command is retried (see imunban.ha).
+    connection_class = FollowingConnection
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        params: dict[str, Any] = super()._connparams(asynchronous)  # type: ignore[no-untyped-call]
+        if self.primary_password is not None:
+            params["password"] = self.primary_password
+        if self.primary_username is not None:
+            params["username"] = self.primary_username
+        return params
+
+
+def stay_on_sentinels(alternates: list[str]) -> Iterator[str]:
+    """kombu's failover strategy for the sentinel broker: "switch" to the same first sentinel.
+
+    After a failed connect kombu switches to the next URL, and a switch to a URL resets the transport
+    to the URL's scheme: the stock sentinel transport, without the guards or the primary's password
+    (the consumer then failed with an AUTH error after every failover). Every connect asks all the
+    sentinels anyway (they are read from the URL list, which a switch leaves alone), so a bare
+    hostname (which keeps the transport) is all a switch needs.
+    """
+    return itertools.repeat(urlsplit(alternates[0]).hostname or "127.0.0.1")
+
+
+class GuardedSentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport with the guards of :class:`GuardedRedisTransport`."""
+
+    Channel = GuardedSentinelChannel
+    connection_errors = CONNECTION_ERRORS
+
+    def _deliver(self, message: Any, queue: str) -> None:
+        _deliver_guarded(self, message, queue)
 
 
 # -- 2. consumer ----------------------------------------------------------------------------------

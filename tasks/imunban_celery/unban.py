@@ -1,7 +1,7 @@
 """Task definitions. Each body only validates its message and delegates to the engine.
 
-``imunban.unban``  kwargs: group_id (str), members (list of str), optional at, priority
-``imunban.cancel`` kwargs: group_id (str), members (list of str)
+``imunban.unban``  kwargs: group_id (str), members (list of str), optional at, priority, version
+``imunban.cancel`` kwargs: group_id (str), members (list of str), optional version
 ``imunban.deliver`` (internal) kwargs: group_id, slot, probe
 A bad message is rejected with a logged, counted reason; it is never retried and never crashes.
 imunban_celery/guard.py rejects malformed envelopes before they reach Celery's code (some would crash the
@@ -18,15 +18,15 @@ from celery import Celery
 from celery.exceptions import Reject
 
 from imunban.errors import StoreError, ValidationError
-from imunban.validation import build_request, validate_group_id, validate_members
+from imunban.validation import build_request, validate_group_id, validate_members, validate_version
 from imunban_celery.context import context_of
 from imunban_celery.guard import count_rejection
 from imunban_celery.names import CANCEL_TASK, DELIVER_TASK, UNBAN_TASK
 
 log = logging.getLogger("imunban.tasks")
 
-UNBAN_FIELDS = frozenset({"group_id", "members", "at", "priority"})
-CANCEL_FIELDS = frozenset({"group_id", "members"})
+UNBAN_FIELDS = frozenset({"group_id", "members", "at", "priority", "version"})
+CANCEL_FIELDS = frozenset({"group_id", "members", "version"})
 
 
 def _check_fields(kwargs: dict[str, Any], args: tuple[Any, ...], allowed: frozenset[str]) -> None:
@@ -50,7 +50,13 @@ def _reject(app: Celery, task: str, exc: ValidationError) -> dict[str, Any]:
 def unban(app: Celery, *args: Any, **kwargs: Any) -> dict[str, Any]:
     try:
         _check_fields(kwargs, args, UNBAN_FIELDS)
-        request = build_request(kwargs["group_id"], kwargs["members"], kwargs.get("at"), kwargs.get("priority"))
+        request = build_request(
+            kwargs["group_id"],
+            kwargs["members"],
+            kwargs.get("at"),
+            kwargs.get("priority"),
+            version=kwargs.get("version"),
+        )
     except ValidationError as exc:
         return _reject(app, UNBAN_TASK, exc)
     try:
@@ -58,7 +64,7 @@ def unban(app: Celery, *args: Any, **kwargs: Any) -> dict[str, Any]:
     except StoreError as exc:
         # Redis refused: hand the message back to the broker rather than acknowledging a loss.
         raise Reject(str(exc), requeue=True) from exc
-    return {"ready": result.ready, "scheduled": result.scheduled, "replaced": result.replaced}
+    return {"ready": result.ready, "scheduled": result.scheduled, "replaced": result.replaced, "stale": result.stale}
 
 
 def cancel(app: Celery, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -66,10 +72,11 @@ def cancel(app: Celery, *args: Any, **kwargs: Any) -> dict[str, Any]:
         _check_fields(kwargs, args, CANCEL_FIELDS)
         group_id = validate_group_id(kwargs["group_id"])
         members = validate_members(kwargs["members"])
+        version = validate_version(kwargs.get("version"))
     except ValidationError as exc:
         return _reject(app, CANCEL_TASK, exc)
     try:
-        return {"cancelled": context_of(app).runtime.store.cancel(group_id, list(members))}
+        return {"cancelled": context_of(app).runtime.store.cancel(group_id, list(members), version=version)}
     except StoreError as exc:
         raise Reject(str(exc), requeue=True) from exc
 

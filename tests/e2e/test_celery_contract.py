@@ -133,6 +133,9 @@ BAD_KWARGS: list[dict[str, Any]] = [
     {"kwargs": {"group_id": "bad", "members": ["a"]}, "countdown": 60},  # Celery ETA
     {"name": "imunban.cancel", "kwargs": {"group_id": "bad"}},
     {"name": "imunban.cancel", "kwargs": {"group_id": "bad", "members": ["a"], "at": 1}},
+    {"kwargs": {"group_id": "bad", "members": ["a"], "version": True}},  # a boolean is not a version
+    {"kwargs": {"group_id": "bad", "members": ["a"], "version": 2**63}},  # beyond int64
+    {"name": "imunban.cancel", "kwargs": {"group_id": "bad", "members": ["a"], "version": "7"}},  # text
 ]
 
 

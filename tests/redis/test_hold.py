@@ -1,4 +1,4 @@
-"""The app-wide hold on a real redis-server: set, read, probe with backoff, release; 10007 evidence."""
+"""The app-wide hold on a real redis-server: set, read, probe (backoff, rotation), release, history; 10007 evidence."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import threading
 import redis
 
 from helpers import KEYS, run_in_threads, server_ms
-from imunban.hold import EVIDENCE_GROUPS, PROBE_BASE_MS, PROBE_CAP_MS, Hold
-from imunban.keys import Keys
+from imunban.hold import HOLD_HISTORY_MAX, PROBE_BASE_MS, PROBE_CAP_MS, SWITCH_ON_EVIDENCE_MS, Hold
+from imunban.keys import Keys, request_id
+from imunban.store import Batch, Store
+from imunban.validation import build_request
 
 
 def make_probe_due(r: redis.Redis) -> None:
@@ -16,11 +18,17 @@ def make_probe_due(r: redis.Redis) -> None:
     r.hset(KEYS.hold, "next_probe_ms", 0)
 
 
+def waiting(r: redis.Redis, *groups: str) -> None:
+    """Index ``groups`` as waiting, in this order (a probe picks among the groups index)."""
+    r.zadd(KEYS.groups, {g: i for i, g in enumerate(groups)})
+
+
 def test_no_hold_by_default(r: redis.Redis) -> None:
     """Without a hold, get() is None and nobody probes."""
     hold = Hold(r, KEYS)
+    waiting(r, "g")
     assert hold.get() is None
-    assert hold.try_probe() is False
+    assert hold.try_probe() is None
 
 
 def test_set_records_code_info_and_since(r: redis.Redis) -> None:
@@ -56,17 +64,19 @@ def test_set_again_keeps_since_and_updates_reason(r: redis.Redis) -> None:
 def test_probe_waits_for_its_time(r: redis.Redis) -> None:
     """Right after a hold is set, the probe time is in the future and nobody may probe yet."""
     hold = Hold(r, KEYS)
+    waiting(r, "g")
     hold.set(10003, "bad command")
     if server_ms(r) < hold.get().next_probe_ms:  # type: ignore[union-attr]
-        assert hold.try_probe() is False
+        assert hold.try_probe() is None
 
 
 def test_exactly_one_caller_probes_at_a_time(r: redis.Redis) -> None:
     """When the probe is due, of many concurrent callers exactly one gets the turn."""
     hold = Hold(r, KEYS)
+    waiting(r, "g")
     hold.set(10003, "bad command")
     make_probe_due(r)
-    results: list[bool] = []
+    results: list[str | None] = []
     lock = threading.Lock()
     start = threading.Barrier(10)
 
@@ -77,18 +87,20 @@ def test_exactly_one_caller_probes_at_a_time(r: redis.Redis) -> None:
             results.append(got)
 
     run_in_threads(caller, 10)
-    assert results.count(True) == 1
+    assert results.count("g") == 1
+    assert results.count(None) == 9
     assert hold.get().probes == 1  # type: ignore[union-attr]
 
 
 def test_probe_backoff_grows_to_the_cap(r: redis.Redis) -> None:
     """Probe n pushes the next one min(cap, base * 2**n) further out, on the server clock."""
     hold = Hold(r, KEYS)
+    waiting(r, "g")
     hold.set(10003, "bad command")
     for n in range(1, 11):
         make_probe_due(r)
         before = server_ms(r)
-        assert hold.try_probe() is True
+        assert hold.try_probe() == "g"
         after = server_ms(r)
         next_probe = hold.get().next_probe_ms  # type: ignore[union-attr]
         expected = min(PROBE_CAP_MS, PROBE_BASE_MS * 2**n)
@@ -98,42 +110,142 @@ def test_probe_backoff_grows_to_the_cap(r: redis.Redis) -> None:
 def test_70050_probes_no_sooner_than_a_minute(r: redis.Redis) -> None:
     """After 70050 the first probe and every later one are at least 60 s apart."""
     hold = Hold(r, KEYS)
+    waiting(r, "g")
     before = server_ms(r)
     hold.set(70050, "too many failed signature checks")
     assert hold.get().next_probe_ms >= before + 60_000  # type: ignore[union-attr]
     for _ in range(3):
         make_probe_due(r)
         before = server_ms(r)
-        assert hold.try_probe() is True
+        assert hold.try_probe() == "g"
         assert hold.get().next_probe_ms >= before + 60_000  # type: ignore[union-attr]
 
 
 def test_release_clears_the_hold(r: redis.Redis) -> None:
     """release() ends the hold; nobody probes afterwards."""
     hold = Hold(r, KEYS)
+    waiting(r, "g")
     hold.set(70009, "wrong key")
-    hold.release()
+    assert hold.release() is True
     assert hold.get() is None
-    assert hold.try_probe() is False
+    assert hold.try_probe() is None
+    assert hold.release() is False
 
 
-def test_10007_needs_distinct_groups_as_evidence(r: redis.Redis) -> None:
-    """10007 from one group, however often, is not global; from three distinct groups it is."""
+def test_probe_turn_is_kept_while_no_group_waits(r: redis.Redis) -> None:
+    """With nothing waiting, the probe turn is not spent: the first group to arrive is probed at once."""
     hold = Hold(r, KEYS)
-    assert [hold.is_global_10007("g1") for _ in range(5)] == [False] * 5
-    assert hold.is_global_10007("g2") is False
-    assert EVIDENCE_GROUPS == 3
-    assert hold.is_global_10007("g3") is True
-    assert 0 < int(r.pttl(KEYS.e10007)) <= 60_000
+    hold.set(60010, "needs App admin permission")
+    make_probe_due(r)
+    assert hold.try_probe() is None
+    assert hold.get().probes == 0  # type: ignore[union-attr]
+    waiting(r, "late")
+    assert hold.try_probe() == "late"
 
 
-def test_10007_evidence_outside_the_window_is_forgotten(r: redis.Redis) -> None:
-    """Groups that answered 10007 longer ago than the window do not count."""
+def test_probe_picks_the_group_probed_longest_ago(r: redis.Redis) -> None:
+    """Never-probed groups first (oldest first), then the one probed longest ago; only the first `scan` count."""
     hold = Hold(r, KEYS)
-    old = server_ms(r) - 120_000
-    r.zadd(KEYS.e10007, {"g1": old, "g2": old})
-    assert hold.is_global_10007("g3") is False
-    assert r.zrange(KEYS.e10007, 0, -1) == ["g3"]
+    hold.set(60010, "needs App admin permission")
+    waiting(r, "a", "b", "c")
+    picks = []
+    for _ in range(5):
+        make_probe_due(r)
+        picks.append(hold.try_probe(scan=2))
+    assert picks == ["a", "b", "a", "b", "a"]
+    make_probe_due(r)
+    assert hold.try_probe(scan=3) == "c"  # never probed
+    make_probe_due(r)
+    assert hold.try_probe(scan=3) == "b"  # probed longest ago
+
+
+def test_release_records_the_hold_in_a_capped_history(r: redis.Redis) -> None:
+    """Each ended hold is kept with its code, info, start, end and probes; the history keeps the newest ones."""
+    hold = Hold(r, KEYS)
+    waiting(r, "g")
+    hold.set(60010, "needs App admin permission")
+    since = hold.get().since_ms  # type: ignore[union-attr]
+    make_probe_due(r)
+    hold.try_probe()
+    hold.release()
+    [record] = hold.history()
+    assert (record.code, record.info, record.since_ms, record.probes) == (60010, "needs App admin permission", since, 1)
+    assert since <= record.end_ms <= server_ms(r)
+    assert not r.exists(KEYS.probed)
+    assert hold.intervals_since(0) == [(record.since_ms, record.end_ms)]
+    for i in range(HOLD_HISTORY_MAX + 5):
+        hold.set(70000 + i, "again")
+        hold.release()
+    history = hold.history()
+    assert len(history) == HOLD_HISTORY_MAX
+    assert history[-1].code == 70000 + HOLD_HISTORY_MAX + 4
+
+
+def test_intervals_include_the_open_hold(r: redis.Redis) -> None:
+    """The current hold counts as an interval with no end yet; ended holds before `since` are left out."""
+    hold = Hold(r, KEYS)
+    hold.set(60010, "x")
+    hold.release()
+    hold.set(60006, "y")
+    since = hold.get().since_ms  # type: ignore[union-attr]
+    assert hold.intervals_since(since + 10_000) == [(since, None)]
+    assert len(hold.intervals_since(0)) == 2
+
+
+def ok(r: redis.Redis, **fields: int | str) -> None:
+    """Record delivered answers as ack.lua does: g1/t1 the latest group, g2/t2 the one before."""
+    for name, value in fields.items():
+        r.hset(KEYS.ok_groups, name, value)
+
+
+def test_10007_is_global_without_a_recent_success_of_another_group(r: redis.Redis) -> None:
+    """No success at all, only this group's own, or another's older than the window: 10007 is global."""
+    hold = Hold(r, KEYS)
+    assert hold.is_per_group_10007("g") is False
+    now = server_ms(r)
+    ok(r, g1="g", t1=now)
+    assert hold.is_per_group_10007("g") is False
+    ok(r, g2="h", t2=now - SWITCH_ON_EVIDENCE_MS - 1_000)
+    assert hold.is_per_group_10007("g") is False
+
+
+def test_10007_is_per_group_after_a_recent_success_of_another_group(r: redis.Redis) -> None:
+    """Another group delivered to within the window: the switch is on, the 10007 is about this group."""
+    hold = Hold(r, KEYS)
+    now = server_ms(r)
+    ok(r, g1="g", t1=now, g2="h", t2=now - 5_000)
+    assert hold.is_per_group_10007("g") is True
+    assert hold.is_per_group_10007("h") is True
+
+
+def test_10007_dead_letter_needs_a_success_after_the_first_failure(r: redis.Redis) -> None:
+    """A member this 10007 would dead-letter needs another group's success after its own first failure."""
+    hold = Hold(r, KEYS)
+    now = server_ms(r)
+    ok(r, g1="h", t1=now - 5_000)
+    r.hset(KEYS.meta, request_id("g", "old"), f"2|{now - 9_000}|10007|{now - 9_000}")
+    r.hset(KEYS.meta, request_id("g", "new"), f"2|{now - 1_000}|10007|{now - 9_000}")
+    assert hold.is_per_group_10007("g", ["old"]) is True
+    assert hold.is_per_group_10007("g", ["old", "new"]) is False
+    assert hold.is_per_group_10007("g", ["never-failed"]) is True
+
+
+def test_delivered_acks_record_the_last_two_distinct_groups(store: Store) -> None:
+    """ack(delivered) keeps the last two distinct groups delivered to, with their times; other outcomes do not."""
+    r = store.client
+    for group in ("a", "a", "b", "b", "c"):
+        store.enqueue([build_request(group, ["m"])])
+        batch = store.claim(group)
+        assert isinstance(batch, Batch)
+        store.ack(batch, "delivered")
+    fields = r.hgetall(KEYS.ok_groups)
+    assert (fields["g1"], fields["g2"]) == ("c", "b")
+    assert int(fields["t1"]) >= int(fields["t2"])
+    store.enqueue([build_request("d", ["m"])])
+    batch = store.claim("d")
+    assert isinstance(batch, Batch)
+    store.ack(batch, "dead", code=10004, info="bad")
+    assert r.hget(KEYS.ok_groups, "g1") == "c"
 
 
 def test_70050_floor_survives_a_later_code(r: redis.Redis) -> None:

@@ -6,6 +6,7 @@ import bisect
 import itertools
 import multiprocessing
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -13,7 +14,14 @@ import redis
 
 from helpers import run_in_threads
 from imunban.keys import Keys
-from imunban.limiter import MAX_WAIT_MS, MemoryRateLimiter, RedisRateLimiter
+from imunban.limiter import (
+    LEASE_CHECK_HORIZON_MS,
+    MAX_PENALTY_MS,
+    MAX_WAIT_MS,
+    LeaseCheck,
+    MemoryRateLimiter,
+    RedisRateLimiter,
+)
 
 KEYS = Keys("t")
 APP = 1400000000
@@ -89,10 +97,10 @@ def test_idle_limiter_grants_at_once(r: redis.Redis) -> None:
     """The first acquire on an idle limiter waits nothing and leaves an expiring key; the next waits."""
     slept: list[float] = []
     limiter = RedisRateLimiter(r, KEYS, APP, 1, sleep=slept.append)
-    assert limiter.acquire() == 0
+    assert limiter.acquire().waited_s == 0
     assert slept == []
     assert 0 < int(r.pttl(KEYS.limiter(APP))) <= 1_000 + 1_000
-    assert 0 < limiter.acquire() <= 1.0  # one 1 s interval after the first, minus the time in between
+    assert 0 < limiter.acquire().waited_s <= 1.0  # one 1 s interval after the first, minus the time in between
     assert len(slept) == 1
 
 
@@ -106,7 +114,7 @@ def test_penalize_pushes_every_caller_back(r: redis.Redis) -> None:
     seconds, micros = r.time()
     before_us = int(seconds) * 1_000_000 + int(micros)
     first.penalize(500)
-    waits = [first.acquire(), other.acquire()]
+    waits = [first.acquire().waited_s, other.acquire().waited_s]
     assert all(slot >= before_us + 500_000 for slot in slots)
     assert all(w <= 0.5 + 2 / RATE for w in waits)
     assert slots[1] - slots[0] >= 1_000_000 / RATE - 1
@@ -126,7 +134,7 @@ class Stop(Exception):
 
 
 def test_schedule_far_ahead_naps_then_asks_again(r: redis.Redis) -> None:
-    """When the next slot is beyond the longest accepted wait, acquire reserves nothing and naps instead."""
+    """When the next slot is beyond the longest accepted wait, acquire reserves nothing and naps (capped) instead."""
     naps: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -139,7 +147,7 @@ def test_schedule_far_ahead_naps_then_asks_again(r: redis.Redis) -> None:
     with pytest.raises(Stop):
         limiter.acquire()
     assert int(r.get(KEYS.limiter(APP)) or 0) == tat  # refused: no slot was taken
-    assert 3.5 < naps[0] <= (MAX_WAIT_MS + 3_000) / 1000 - MAX_WAIT_MS / 2000
+    assert naps[0] == MAX_WAIT_MS / 1000  # most of the way, but never more than MAX_WAIT_MS at a time
 
 
 def test_interval_rounds_up() -> None:
@@ -183,8 +191,8 @@ def test_memory_limiter_idle_time_is_not_banked() -> None:
     limiter = MemoryRateLimiter(10, clock=clock, sleep=clock.sleep)
     limiter.acquire()
     clock.now += 60
-    assert limiter.acquire() == 0
-    assert limiter.acquire() == pytest.approx(0.1)
+    assert limiter.acquire().waited_s == 0
+    assert limiter.acquire().waited_s == pytest.approx(0.1)
 
 
 def test_memory_limiter_penalize_pushes_back() -> None:
@@ -192,5 +200,83 @@ def test_memory_limiter_penalize_pushes_back() -> None:
     clock = FakeClock()
     limiter = MemoryRateLimiter(100, clock=clock, sleep=clock.sleep)
     limiter.penalize(1_000)
-    assert limiter.acquire() == pytest.approx(1.0)
+    assert limiter.acquire().waited_s == pytest.approx(1.0)
     assert clock.now == pytest.approx(1_001.0)
+
+
+def test_tat_implausibly_far_ahead_is_reset_not_slept(r: redis.Redis) -> None:
+    """A schedule 600 s ahead (the Redis clock stepped back) is treated as corrupt: no nap, a slot at once."""
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) >= 3:
+            raise Stop
+
+    seconds, micros = r.time()
+    r.set(KEYS.limiter(APP), int(seconds) * 1_000_000 + int(micros) + 600_000_000)
+    limiter = RedisRateLimiter(r, KEYS, APP, RATE, sleep=sleep)
+    assert limiter.acquire().waited_s == 0
+    assert naps == []
+    seconds, micros = r.time()
+    assert int(r.get(KEYS.limiter(APP)) or 0) - (int(seconds) * 1_000_000 + int(micros)) <= 1_000_000 / RATE
+
+
+def test_each_nap_is_capped_and_the_limiter_asked_again(r: redis.Redis) -> None:
+    """A long but plausible penalty is waited out in naps of at most MAX_WAIT_MS, re-asking in between."""
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) >= 3:
+            raise Stop
+
+    limiter = RedisRateLimiter(r, KEYS, APP, RATE, sleep=sleep)
+    limiter.penalize(8_000)
+    with pytest.raises(Stop):
+        limiter.acquire()
+    assert len(naps) == 3 and all(0 < nap <= MAX_WAIT_MS / 1000 for nap in naps)
+
+
+def test_penalty_is_capped(r: redis.Redis) -> None:
+    """A penalty longer than MAX_PENALTY_MS pushes the schedule back by MAX_PENALTY_MS only."""
+    RedisRateLimiter(r, KEYS, APP, RATE).penalize(600_000)
+    assert 0 < int(r.pttl(KEYS.limiter(APP))) <= MAX_PENALTY_MS + 1_000
+
+
+def test_lease_checked_grant_waits_no_longer_than_the_horizon(r: redis.Redis) -> None:
+    """With a lease check a slot further ahead than LEASE_CHECK_HORIZON_MS is not reserved: nap, check again."""
+    r.hset(KEYS.leases, "g\x1fa", "tok|1|0")
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)  # the server clock must move for the schedule to come within reach
+
+    limiter = RedisRateLimiter(r, KEYS, APP, RATE, sleep=sleep)
+    limiter.penalize(LEASE_CHECK_HORIZON_MS * 3)
+    grant = limiter.acquire(LeaseCheck("g", "tok", ("a",), 30_000))
+    assert grant.live_members == ("a",)
+    assert len(waits) >= 2  # at least one nap, then the granted wait
+    assert waits[-1] <= LEASE_CHECK_HORIZON_MS / 1000
+
+
+def test_lease_check_without_a_live_member_takes_no_slot(r: redis.Redis) -> None:
+    """Members leased to another token (or not at all) are dropped; none left: no slot, no wait."""
+    r.hset(KEYS.leases, "g\x1fa", "other|1|0")
+    limiter = RedisRateLimiter(r, KEYS, APP, RATE, sleep=lambda s: None)
+    grant = limiter.acquire(LeaseCheck("g", "tok", ("a", "b"), 30_000))
+    assert grant.live_members == () and grant.waited_s == 0
+    assert r.get(KEYS.limiter(APP)) is None
+
+
+def test_lease_check_renews_only_live_members(r: redis.Redis) -> None:
+    """A live member's inflight deadline becomes now + lease_ms; a foreign lease is left untouched."""
+    r.hset(KEYS.leases, mapping={"g\x1fa": "tok|1|0", "g\x1fb": "other|1|0"})
+    r.zadd(KEYS.inflight, {"g\x1fa": 1, "g\x1fb": 1})
+    limiter = RedisRateLimiter(r, KEYS, APP, RATE, sleep=lambda s: None)
+    grant = limiter.acquire(LeaseCheck("g", "tok", ("a", "b"), 30_000))
+    assert grant.live_members == ("a",)
+    seconds, _ = r.time()
+    assert int(seconds) * 1000 + 29_000 < float(r.zscore(KEYS.inflight, "g\x1fa") or 0)
+    assert r.zscore(KEYS.inflight, "g\x1fb") == 1

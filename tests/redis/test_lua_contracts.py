@@ -27,16 +27,23 @@ ALL_SCRIPTS = [LUA / f"{n}.lua" for n in SCRIPTS] + [DEMO_LUA / f"{n}.lua" for n
 #: Redis commands the scripts may use -> how many leading arguments are key names.
 KEY_ARGS = {
     "TIME": 0, "DBSIZE": 0, "FLUSHDB": 0,
-    "GET": 1, "SET": 1, "DEL": 2, "EXISTS": 1, "PEXPIRE": 1,
-    "HGET": 1, "HSET": 1, "HDEL": 1, "HEXISTS": 1, "HINCRBY": 1,
+    "GET": 1, "GETEX": 1, "SET": 1, "DEL": 2, "EXISTS": 1, "PEXPIRE": 1,
+    "HGET": 1, "HMGET": 1, "HSET": 1, "HDEL": 1, "HEXISTS": 1, "HINCRBY": 1,
     "ZADD": 1, "ZREM": 1, "ZSCORE": 1, "ZCARD": 1, "ZRANGE": 1, "ZPOPMIN": 1,
     "ZREMRANGEBYSCORE": 1, "ZREMRANGEBYRANK": 1,
     "XADD": 1,
 }  # fmt: skip
 #: _lib.lua helpers -> how many leading arguments are key names.
-LIB_KEY_ARGS = {"reindex": 2, "reindex_sched": 2, "emit_outcome": 1}
+LIB_KEY_ARGS = {
+    "reindex": 2, "reindex_sched": 2, "emit_outcome": 1, "refuse_if_full": 1, "proceed_when_full": 1,
+    "admit_version": 2, "version_ended": 2, "reply_get": 1, "reply_put": 2,
+}  # fmt: skip
 CALL = re.compile(r"redis\.p?call\(\s*'(?P<cmd>\w+)'\s*(?:,\s*(?P<args>[^\n]*))?")
-KEY_NAMES = "schedidx|sched|groups|ready|inflight|leases|meta|high|dead|outcomes|stats|hold|limiter|dispatch|e10007"
+KEY_NAMES = (
+    "schedidx|sched|groups|ready|inflight|leases|meta|high|"
+    "dead|outcomes|stats|hold|limiter|dispatch|probed|holds|okgroups"
+)
+KEY_NAMES += "|versions|version_ends|replies|reply_expiry"
 KEYISH = re.compile(rf"(^|[\w.-]*):({KEY_NAMES})(:|$)")
 #: Header: "KEYS[3] stats", "KEYS[8] ready:{group}" (one key each) ...
 HEADER_KEY = re.compile(r"KEYS\[(\d+)\]\s+([a-z0-9_]+)")
@@ -186,7 +193,8 @@ def test_every_redis_call_takes_its_keys_from_KEYS(path: Path) -> None:
     """No script builds a key name: every key argument of redis.call comes from KEYS (or _lib's parameters)."""
     code = body(path.read_text(encoding="utf-8"))
     assert CALL.search(code), f"{path.name} makes no redis.call"
-    lib_params = {"groups_key", "ready_key", "schedidx_key", "sched_key", "outcomes_key"}
+    lib_params = {"groups_key", "ready_key", "schedidx_key", "sched_key", "outcomes_key", "stats_key", "hash_key"}
+    lib_params |= {"versions_key", "ends_key", "replies_key", "expiry_key"}
     params = frozenset(lib_params) if path.stem == LIB else frozenset()
     assert built_keys(code, params) == [], path.name
 
@@ -303,17 +311,13 @@ def test_ready_score_round_trips(r: redis.Redis, due: int, high: bool) -> None:
 
 def test_script_keys_builds_the_spec_with_per_group_pairs() -> None:
     k = Keys("p")
-    assert script_keys(k, "ack") == [k.stats, k.meta, k.inflight, k.leases, k.outcomes, k.dead, k.dead_info]
+    assert script_keys(k, "ack") == [
+        k.stats, k.meta, k.inflight, k.leases, k.versions, k.version_ends, k.outcomes, k.dead, k.dead_info,
+        k.ok_groups, k.replies, k.reply_expiry,
+    ]  # fmt: skip
     assert script_keys(k, "claim", ["g"]) == [
-        k.groups,
-        k.stats,
-        k.high,
-        k.meta,
-        k.inflight,
-        k.leases,
-        k.hold,
-        k.ready("g"),
-    ]
+        k.groups, k.stats, k.high, k.meta, k.inflight, k.leases, k.hold, k.replies, k.reply_expiry, k.ready("g"),
+    ]  # fmt: skip
     assert script_keys(k, "reap", ["a", "b"]) == [
         k.schedidx, k.stats, k.high, k.inflight, k.leases,
         k.ready("a"), k.sched_group("a"), k.ready("b"), k.sched_group("b"),

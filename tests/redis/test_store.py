@@ -157,18 +157,17 @@ def test_cancel_of_last_ready_member_unindexes_group(r: redis.Redis, store: Stor
     assert store.claim("g") is None
 
 
-def test_cancel_of_in_flight_request_is_a_noop(r: redis.Redis, store: Store) -> None:
-    """cancel does not touch a leased request: lease, deadline and attempt count survive."""
+def test_cancel_of_in_flight_request_revokes_it(r: redis.Redis, store: Store) -> None:
+    """cancel ends a leased request too: lease, deadline and attempt count go; its late answer records nothing."""
     store.enqueue([req("g", "m")])
     store.requeue(claim_batch(store, "g"), delay_ms=0, code=10002)
     batch = claim_batch(store, "g")
     rid = request_id("g", "m")
-    before = (r.zscore(KEYS.inflight, rid), r.hget(KEYS.leases, rid), r.hget(KEYS.meta, rid))
-    assert store.cancel("g", ["m"]) == 0
-    assert (r.zscore(KEYS.inflight, rid), r.hget(KEYS.leases, rid), r.hget(KEYS.meta, rid)) == before
-    assert stat(r, "cancelled") == 0
-    store.ack(batch, "dead", code=10004, info="bad")
-    assert json.loads(r.hget(KEYS.dead_info, rid) or "{}")["attempts"] == 2
+    assert store.cancel("g", ["m"]) == 1
+    assert (r.zscore(KEYS.inflight, rid), r.hget(KEYS.leases, rid), r.hget(KEYS.meta, rid)) == (None, None, None)
+    assert stat(r, "cancelled") == 1
+    assert store.ack(batch, "dead", code=10004, info="bad")[0] == 0
+    assert r.hget(KEYS.dead_info, rid) is None
 
 
 # -- claim -------------------------------------------------------------------------------------
@@ -605,3 +604,15 @@ def test_ready_gauge_stays_exact_through_every_operation(r: redis.Redis, store: 
     store.cancel("g2", b2.members)
     check()
     assert steps == 14
+
+
+def test_group_gone_also_ends_members_scheduled_far_ahead(store: Store, r: redis.Redis) -> None:
+    """10010 ends the group's ready and far-future scheduled members as group_gone; other groups keep theirs."""
+    far = server_ms(r) + 180 * 86_400_000  # six months ahead
+    store.enqueue([req("g", "a", "b"), req("g", "c", "d", at_ms=far), req("other", "e", at_ms=far)])
+    assert store.end_group("g", code=10010, info="group gone") == 4
+    ended = {f["member"]: f for _, f in r.xrange(KEYS.outcomes)}
+    assert set(ended) == {"a", "b", "c", "d"} and {f["outcome"] for f in ended.values()} == {"group_gone"}
+    assert int(ended["c"]["due_ms"]) == far
+    assert r.zcard(KEYS.sched_group("g")) == 0 and r.zscore(KEYS.schedidx, "g") is None
+    assert r.zscore(KEYS.sched_group("other"), "e") == far

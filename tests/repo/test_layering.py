@@ -111,7 +111,7 @@ def test_every_engine_module_is_in_the_engine_contract() -> None:
 
 
 def test_every_tool_package_is_forbidden_to_the_engine() -> None:
-    """Each sub-package of imunban (a tool: cli, sim, local, demo, bench) is forbidden to the engine."""
+    """Each sub-package of imunban (a tool: cli, sim, local, demo, bench, web) is forbidden to the engine."""
     packages = {f"imunban.{p.parent.name}" for p in ENGINE.glob("*/__init__.py")}
-    assert {"imunban.cli", "imunban.sim", "imunban.local", "imunban.demo", "imunban.bench"} <= packages
+    assert {"imunban.cli", "imunban.sim", "imunban.local", "imunban.demo", "imunban.bench", "imunban.web"} <= packages
     assert packages - set(first_contract()["forbidden_modules"]) == set()

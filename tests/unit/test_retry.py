@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imunban.retry import backoff_ms, exhausted, halves
+from imunban.retry import backoff_ms, exhausted, halves, overlap_ms
 
 
 def test_backoff_ceiling_doubles_per_attempt() -> None:
@@ -88,3 +88,28 @@ def test_bisection_isolates_one_bad_member(size: int) -> None:
             levels += 1
         assert batch == [bad]
         assert levels <= (size - 1).bit_length()
+
+
+def test_overlap_counts_only_the_span_inside_the_window() -> None:
+    """Hold time before the window, after it, or partly inside counts only where it overlaps [start, end)."""
+    assert overlap_ms(100, 200, []) == 0
+    assert overlap_ms(100, 200, [(0, 50), (250, 300)]) == 0
+    assert overlap_ms(100, 200, [(50, 120), (180, 400)]) == 40
+    assert overlap_ms(100, 200, [(0, 1_000)]) == 100
+
+
+def test_overlap_with_an_open_interval_runs_to_the_end() -> None:
+    """A hold still on (end None) covers the window up to its end; overlapping intervals count once."""
+    assert overlap_ms(100, 200, [(150, None)]) == 50
+    assert overlap_ms(100, 200, [(110, 160), (120, 130), (150, None)]) == 90
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 1_000), st.integers(0, 1_000)), max_size=6),
+    st.integers(0, 500),
+    st.integers(0, 500),
+)
+def test_overlap_never_exceeds_the_window(spans: list[tuple[int, int]], start: int, length: int) -> None:
+    """However the intervals lie, the time left out is between 0 and the window's length."""
+    intervals: list[tuple[int, int | None]] = [(min(a, b), max(a, b)) for a, b in spans]
+    assert 0 <= overlap_ms(start, start + length, intervals) <= length

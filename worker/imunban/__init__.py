@@ -7,6 +7,7 @@ The function-level producer API, on one process-wide :class:`Producer` built fro
     imunban.enqueue("@TGS#aJRGC4MH6", ["alice"])                  # now
     imunban.enqueue("@TGS#aJRGC4MH6", ["bob"], at=1796083200)     # when the ban expires
     imunban.cancel("@TGS#aJRGC4MH6", ["bob"])
+    imunban.cancel("@TGS#aJRGC4MH6", ["bob"], version=42)   # ordered: a lower version is ignored
     imunban.bulk({"group_id": g, "member": m} for g, m in pairs)
 
 This module is the composition root of that API; the engine's modules never import it.
@@ -61,14 +62,21 @@ def reset_default_producer() -> None:
         _default = None
 
 
-def enqueue(group_id: str, members: str | Sequence[str], *, at: When = None, priority: str = "normal") -> EnqueueResult:
-    """``imunban.enqueue(group, members, at=..., priority=...)``: see :meth:`Producer.enqueue`."""
-    return default_producer().enqueue(group_id, members, at=at, priority=priority)
+def enqueue(
+    group_id: str,
+    members: str | Sequence[str],
+    *,
+    at: When = None,
+    priority: str = "normal",
+    version: int | None = None,
+) -> EnqueueResult:
+    """``imunban.enqueue(group, members, at=..., priority=..., version=...)``: see :meth:`Producer.enqueue`."""
+    return default_producer().enqueue(group_id, members, at=at, priority=priority, version=version)
 
 
-def cancel(group_id: str, members: str | Sequence[str]) -> int:
-    """``imunban.cancel(group, members)``: see :meth:`Producer.cancel`."""
-    return default_producer().cancel(group_id, members)
+def cancel(group_id: str, members: str | Sequence[str], *, version: int | None = None) -> int:
+    """``imunban.cancel(group, members, version=...)``: see :meth:`Producer.cancel`."""
+    return default_producer().cancel(group_id, members, version=version)
 
 
 def bulk(requests: Iterable[UnbanRequest | Mapping[str, Any]]) -> EnqueueResult:

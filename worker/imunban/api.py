@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import requests
@@ -47,14 +48,29 @@ def _default_rng() -> int:
 
 
 def _is_connect_failure(exc: requests.ConnectionError) -> bool:
-    """True for DNS/TCP/TLS connect failures, false for a connection dropped mid-request."""
-    if isinstance(exc, requests.exceptions.SSLError | requests.exceptions.ProxyError):
-        return True
-    cause = exc.args[0] if exc.args else None
-    reason = getattr(cause, "reason", None)
-    # urllib3 wraps DNS failures (NameResolutionError) and refused/unreachable connects in
-    # NewConnectionError; a reset or close after the request was sent arrives as ProtocolError.
-    return isinstance(reason, NewConnectionError) or isinstance(cause, NewConnectionError)
+    """True only for a failure before the request was sent: the one kind that may fail over.
+
+    The backup domain is tried at once, without a limiter slot, so a request that may already have
+    reached the API must not take this path. Pre-send are: DNS and TCP connect failures (urllib3's
+    NewConnectionError, NameResolutionError is one), a certificate refused in the TLS handshake, and
+    a proxy error whose chain shows the connection to the proxy failed. Anything else (an SSL EOF
+    while reading the answer, a proxy error after sending, a reset) is a plain TransportError.
+    """
+    return any(isinstance(e, NewConnectionError | ssl.SSLCertVerificationError) for e in _exception_chain(exc))
+
+
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it wraps (args, urllib3's ``reason``, __cause__, __context__), once each."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [*current.args, getattr(current, "reason", None), current.__cause__, current.__context__]
+        todo += [n for n in nested if isinstance(n, BaseException)]
 
 
 class ApiClient:

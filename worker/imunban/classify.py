@@ -53,8 +53,8 @@ GLOBAL_CODES = frozenset(
 )  # fmt: skip
 
 #: The global code that can also concern a single group: 10007 is "feature off" for the app or
-#: "group type unsupported" for one group. The delivery engine decides by evidence: the same code
-#: across several groups is global.
+#: "group type unsupported" for one group. The delivery engine decides by evidence: per group only
+#: when another group of the app was delivered to lately, otherwise global (see imunban.hold).
 AMBIGUOUS_GLOBAL_CODE = 10007
 
 #: Some member of the batch is bad: bisect the batch to find it.

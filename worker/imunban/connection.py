@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
-from imunban.errors import ConfigError, StoreError
+from imunban.errors import ConfigError, RedisFullError, StoreError
+from imunban.ha import RETRY_ON, failover_retry, sentinel_client
+from imunban.redis_url import is_sentinel_url
 from imunban.settings import Settings
 
 
@@ -23,21 +24,20 @@ def connect(settings: Settings, *, url: str | None = None) -> redis.Redis:
     url = url or settings.redis_url
     if url is None:
         raise ConfigError("IMUNBAN_REDIS_URL is not set (entry points resolve it to the embedded server first)")
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=5,
-        socket_timeout=30,
-        socket_keepalive=True,
-        health_check_interval=30,
-        # A restart (with AOF) takes a second or two: retry instead of failing the batch.
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=20),
-        retry_on_error=[
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
-            redis.exceptions.BusyLoadingError,
-        ],
-    )
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_connect_timeout": 5,
+        "socket_timeout": 30,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+        "retry_on_error": list(RETRY_ON),
+    }
+    # A restart (with AOF) or a Sentinel failover takes seconds: retry (about 17 s in all) instead of
+    # failing the batch; past that the caller gets a StoreError, and the pump or producer tries again.
+    retry = failover_retry(cap_s=1.0, retries=20)
+    if is_sentinel_url(url):
+        return sentinel_client(url, settings.sentinel_password, options=options, retry=retry)
+    return redis.Redis.from_url(url, retry=retry, **options)
 
 
 @contextmanager
@@ -46,7 +46,15 @@ def translated(operation: str) -> Iterator[None]:
     try:
         yield
     except redis.exceptions.RedisError as exc:
+        if is_redis_full(exc):
+            raise RedisFullError(operation) from exc
         raise StoreError(f"redis: {operation} failed: {exc}") from exc
+
+
+def is_redis_full(exc: BaseException) -> bool:
+    """Whether Redis refused a command for ``maxmemory`` (a plain command, or a script's first write)."""
+    # From a script, Redis 6.2 wraps the OOM error in an "ERR Error running script" reply.
+    return isinstance(exc, redis.exceptions.OutOfMemoryError) or "OOM command not allowed" in str(exc)
 
 
 def server_time_ms(client: redis.Redis) -> int:

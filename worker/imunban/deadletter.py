@@ -11,7 +11,9 @@ import redis
 
 from imunban.connection import translated
 from imunban.keys import Keys, split_request_id
+from imunban.pipelines import run_scripts
 from imunban.scripts import GroupArgs, register, script_keys
+from imunban.settings import Durability
 
 
 @dataclass(frozen=True)
@@ -37,9 +39,11 @@ class DeadLetter:
 class DeadLetters:
     """The dead-letter set of one deployment."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, *, durability: Durability | None = None) -> None:
         self.client = client
         self.keys = keys
+        #: What a replay waits for before it reports success (WAIT; see imunban.pipelines).
+        self.durability = durability or Durability()
         self._replay = register(client, "dead_replay")
 
     def count(self) -> int:
@@ -85,9 +89,10 @@ class DeadLetters:
             packed = GroupArgs()
             for group_id, member in chosen:
                 packed.add(group_id, [member])
-            # Each group's ready and sched sets are passed (see dead_replay.lua): a replayed request
-            # goes to sched:{group}, and one pending again is never duplicated.
-            replayed = self._replay(keys=script_keys(k, "dead_replay", packed.groups), args=packed.argv())
+        # Each group's ready and sched sets are passed (see dead_replay.lua): a replayed request
+        # goes to sched:{group}, and one pending again is never duplicated.
+        call = (self._replay, script_keys(k, "dead_replay", packed.groups), packed.argv())
+        (replayed,) = run_scripts(self.client, [call], operation="dead letters", durability=self.durability)
         return int(replayed)
 
     def replay_all(self) -> int:

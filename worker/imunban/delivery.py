@@ -18,16 +18,18 @@ from imunban.errors import (
     ApiError,
     GroupGoneError,
     HoldError,
+    InternalError,
     IsolateError,
     PermanentError,
     RateLimitedError,
     RenewSigError,
     RetryableError,
+    StoreError,
 )
 from imunban.hold import Hold
-from imunban.limiter import PENALTY_MS, RateLimiter
+from imunban.limiter import PENALTY_MS, LeaseCheck, RateLimiter
 from imunban.observe import Observer
-from imunban.retry import RetryPolicy, backoff_ms, exhausted, halves
+from imunban.retry import RetryPolicy, backoff_ms, exhausted, halves, overlap_ms
 from imunban.settings import Settings
 from imunban.store import Batch, Held, Store
 
@@ -39,6 +41,13 @@ DELIVER_BUDGET_S = 3.0
 
 class _HeldMeanwhile(Exception):
     """The hold was set while this batch waited for its rate-limit slot."""
+
+
+@dataclass
+class _Live:
+    """The part of a batch still leased to this run: each reservation's lease check narrows it."""
+
+    batch: Batch
 
 
 class UnbanApi(Protocol):
@@ -62,6 +71,8 @@ class Report:
     dead: int = 0
     group_gone: int = 0
     held: bool = False
+    #: Members not sent because their lease was gone at the reservation (cancelled, superseded, lost).
+    revoked: int = 0
     codes: dict[int, int] = field(default_factory=dict)
 
 
@@ -111,7 +122,12 @@ class Deliverer:
             if batch is None:
                 return report
             report.batches += 1
-            self.deliver_batch(batch, report, probe=probe)
+            try:
+                self.deliver_batch(batch, report, probe=probe)
+            except StoreError:
+                raise  # Redis trouble: nothing can be requeued now; the lease lapses and the reaper returns it
+            except Exception as exc:
+                self._internal_error(batch, exc, report)
             if probe or report.held or self._monotonic() >= deadline:
                 return report
             if heartbeat is not None:
@@ -138,35 +154,52 @@ class Deliverer:
 
     def deliver_batch(self, batch: Batch, report: Report, *, probe: bool = False) -> None:
         """Make the call for one leased batch and record the outcome of each member."""
+        live = _Live(batch)
         try:
-            self._call(batch, report, probe=probe)
+            self._call(live, report, probe=probe)
         except _HeldMeanwhile:
             # Another worker hit a configuration error while we waited for our slot: do not call.
-            self.store.requeue(batch, delay_ms=0, counts_as_attempt=False)
+            self.store.requeue(live.batch, delay_ms=0, counts_as_attempt=False)
             report.held = True
             return
         except ApiError as exc:
-            self._failed(batch, exc, report, probe=probe)
+            self._failed(live.batch, exc, report, probe=probe)
             return
+        batch = live.batch
+        if not batch.items:
+            return  # every member was revoked before the call: nothing was sent, nothing to record
         acked, latencies = self.store.ack(batch, "delivered")
         report.delivered += acked
         self.observer.delivered(latencies)
         if probe:
             self._release_hold()
 
-    def _call(self, batch: Batch, report: Report, *, probe: bool = False) -> None:
+    def _call(self, live: _Live, report: Report, *, probe: bool = False) -> None:
         try:
-            self._call_once(batch, report, probe=probe)
+            self._call_once(live, report, probe=probe)
         except RenewSigError:
             # The cached UserSig expired or was invalidated: sign afresh and try exactly once more.
             self.api.renew_sig()
             try:
-                self._call_once(batch, report, probe=probe)
+                self._call_once(live, report, probe=probe)
             except RenewSigError as again:
                 raise HoldError(again.code, f"UserSig rejected again after renewal: {again.info}") from again
 
-    def _call_once(self, batch: Batch, report: Report, *, probe: bool = False) -> None:
-        self.observer.limiter_wait(self.limiter.acquire())
+    def _call_once(self, live: _Live, report: Report, *, probe: bool = False) -> None:
+        """Reserve a slot for the members still leased to this run, then call for them alone.
+
+        The lease check rides on the reservation (one script, no extra round trip): it drops members
+        whose lease was removed or taken over, renews the others' leases, and takes no slot when none
+        is left. The call then leaves within limiter.LEASE_CHECK_HORIZON_MS of that check.
+        """
+        batch = live.batch
+        grant = self.limiter.acquire(LeaseCheck(batch.group_id, batch.token, tuple(batch.members), self.store.lease_ms))
+        self.observer.limiter_wait(grant.waited_s)
+        if grant.live_members is not None and len(grant.live_members) < len(batch.items):
+            self._revoked(batch, len(batch.items) - len(grant.live_members), report)
+            batch = live.batch = batch.subset(grant.live_members)
+            if not batch.items:
+                return
         if not probe and self.hold.active():
             raise _HeldMeanwhile
         started = self._monotonic()
@@ -176,18 +209,39 @@ class Deliverer:
         except ApiError as exc:
             code = exc.code if exc.code else -1
             raise
+        except Exception:
+            code = -1  # no API answer: an internal error, handled by deliver_group
+            raise
         finally:
             report.calls += 1
             report.codes[code] = report.codes.get(code, 0) + 1
             self.observer.api_call(code, len(batch.items), self._monotonic() - started)
             self.store.incr("calls")
 
+    def _revoked(self, batch: Batch, count: int, report: Report) -> None:
+        report.revoked += count
+        self.store.incr("revoked", count)
+        log.info("%d member(s) of %r not sent: cancelled, superseded or lease lost meanwhile", count, batch.group_id)
+
+    def _internal_error(self, batch: Batch, exc: Exception, report: Report) -> None:
+        """An exception that is not the engine's own escaped a batch: log it once, retry with an attempt counted.
+
+        Let out, it would end the task, the lease would lapse and the reaper would return the batch
+        again and again with no attempt ever counted; counted, the batch ends dead by the usual rules.
+        Members already acked or requeued are skipped by the lease check in requeue.
+        """
+        log.error("internal error delivering %d member(s) of %r", len(batch.items), batch.group_id, exc_info=exc)
+        self.store.incr("internal_errors")
+        self._retry(batch, InternalError(exc), report)
+
     def _failed(self, batch: Batch, exc: ApiError, report: Report, *, probe: bool) -> None:
-        ambiguous = exc.code == AMBIGUOUS_GLOBAL_CODE and isinstance(exc, HoldError)
-        if ambiguous and not self.hold.is_global_10007(batch.group_id):
-            # One group so far: maybe just its type. Retry it; more groups saying 10007 will hold.
-            self._retry(batch, exc, report)
-            return
+        if exc.code == AMBIGUOUS_GLOBAL_CODE and isinstance(exc, HoldError) and not probe:
+            # 10007 is about this group's type only if another group was delivered to lately (the
+            # switch is evidently on); otherwise it holds. A probe's 10007 keeps the hold it probes.
+            give_up = self._give_up(batch)
+            if self.hold.is_per_group_10007(batch.group_id, give_up):
+                self._retry(batch, exc, report, give_up)
+                return
         if isinstance(exc, HoldError):
             self._hold(batch, exc, report)
         elif isinstance(exc, RateLimitedError):
@@ -207,10 +261,10 @@ class Deliverer:
             if probe:
                 self._release_hold()
             self._dead(batch, exc, report)
-        elif probe:
-            # A transient failure proves nothing about the configuration: keep holding, no attempt spent.
-            self.store.requeue(batch, delay_ms=0, code=exc.code, counts_as_attempt=False)
         else:
+            # Transient or unknown, a probe's answer too: it proves nothing about the configuration.
+            # The batch is retried as usual (its attempt counts, it waits out its backoff), the hold
+            # stays, and the next probe goes to another group (probes rotate, hold.py).
             self._retry(batch, exc, report)
 
     def _hold(self, batch: Batch, exc: ApiError, report: Report) -> None:
@@ -222,9 +276,8 @@ class Deliverer:
         self.store.requeue(batch, delay_ms=0, code=exc.code, counts_as_attempt=False)
 
     def _release_hold(self) -> None:
-        if self.hold.get() is not None:
+        if self.hold.release():
             log.warning("probe succeeded: delivery resumes")
-            self.hold.release()
             self.observer.hold(None)
 
     def _isolate(self, batch: Batch, exc: ApiError, report: Report) -> None:
@@ -258,19 +311,28 @@ class Deliverer:
             exc.info,
         )
 
-    def _retry(self, batch: Batch, exc: ApiError, report: Report) -> None:
-        """Retry with backoff; members out of attempts or too old are dead-lettered instead."""
+    def _give_up(self, batch: Batch) -> list[str]:
+        """Members of a failed batch that are out of attempts or too old; time on hold is not age."""
         p = self.policy
-        give_up = [
+        now = batch.claimed_at_ms
+        ages = {i.member: now - i.due_ms for i in batch.items}
+        if any(age >= p.max_age_ms for age in ages.values()):
+            # Read the hold history only for a batch that looks too old: no round trip otherwise.
+            held = self.hold.intervals_since(min(i.due_ms for i in batch.items))
+            ages = {i.member: now - i.due_ms - overlap_ms(i.due_ms, now, held) for i in batch.items}
+        return [
             i.member
             for i in batch.items
             if exhausted(
-                attempts=i.attempts + 1,
-                age_ms=batch.claimed_at_ms - i.due_ms,
-                max_attempts=p.max_attempts,
-                max_age_ms=p.max_age_ms,
+                attempts=i.attempts + 1, age_ms=ages[i.member], max_attempts=p.max_attempts, max_age_ms=p.max_age_ms
             )
         ]
+
+    def _retry(self, batch: Batch, exc: ApiError, report: Report, give_up: list[str] | None = None) -> None:
+        """Retry with backoff; members out of attempts or too old are dead-lettered instead."""
+        p = self.policy
+        if give_up is None:
+            give_up = self._give_up(batch)
         if give_up:
             self._dead(batch.subset(give_up), exc, report)
         rest = batch.subset(i.member for i in batch.items if i.member not in give_up)

@@ -6,20 +6,24 @@
     ├── ConfigError ................ bad IMUNBAN_* setting: refuse to start, name the variable
     ├── ValidationError ............ bad request input: reject, name the field, store nothing
     ├── StoreError ................. Redis unreachable or refused a command (redis-py errors, translated)
+    │   ├── DurabilityError ........ IMUNBAN_DURABLE_REPLICAS not confirmed in time: maybe stored, re-send
+    │   └── RedisFullError ......... Redis is at maxmemory: intake refused, nothing more stored; delivery drains
     └── ApiError(code, info) ....... an unban call did not succeed; the subclass is the action
         ├── RetryableError ......... RETRY the members with backoff
         │   ├── TransportError ..... network failure, timeout or HTTP != 200 (code is 0 or -status)
-        │   │   └── ConnectError ... DNS/connect failure: the only case that fails over to the backup domain
+        │   │   └── ConnectError ... failed before the request was sent: the only case that fails over
         │   └── RateLimitedError ... 60007/60011/60018/60019/10006: also push the shared limiter back
         ├── RenewSigError .......... 70001/70052: regenerate the UserSig, retry once, then treat as HoldError
         ├── HoldError .............. configuration error for the whole app: HOLD delivery, dead-letter nothing
         ├── PermanentError ......... this request can never succeed: DEAD-LETTER it
         │   ├── IsolateError ....... 10004/10019/70107: split a multi-member batch in halves to find the culprit
         │   └── GroupGoneError ..... 10010: every member of the group ends as ``group_gone``
-        └── UnknownApiError ........ unclassified code: retry a few times, then dead-letter
+        ├── UnknownApiError ........ unclassified code: retry a few times, then dead-letter
+        └── InternalError .......... not an answer: a bug or untranslated library error in a delivery run
 
 Library errors are translated where they enter our code (``raise StoreError(...) from exc``), so the
-delivery loop only ever catches the classes above.
+delivery loop only ever catches the classes above. Anything else that escapes a delivery run is a bug:
+the Deliverer logs it and retries the batch as an :class:`InternalError` (an attempt counts).
 """
 
 from __future__ import annotations
@@ -48,6 +52,28 @@ class StoreError(ImunbanError):
     """Redis could not be reached or refused an operation."""
 
 
+class DurabilityError(StoreError):
+    """The write reached the primary but ``WAIT`` saw too few replicas confirm it in time.
+
+    The request may or may not survive a failover; re-sending it is safe (intake is idempotent).
+    """
+
+
+class RedisFullError(StoreError):
+    """Redis is at ``maxmemory`` and refused new data (enqueue, cancel, dead-letter replay).
+
+    The refusal comes before the script writes anything, so the refused call stored nothing; a
+    Celery message that meets it is not acknowledged. Delivery still runs and frees memory.
+    """
+
+    def __init__(self, operation: str, detail: str = "") -> None:
+        self.operation = operation
+        super().__init__(
+            f"Redis is full (maxmemory reached): it refused {operation}{detail or ' and nothing was stored'}. "
+            "Delivery keeps draining the backlog; free memory or raise maxmemory, then try again"
+        )
+
+
 class ApiError(ImunbanError):
     """The unban call did not succeed. ``code`` is the API ErrorCode, 0 for transport failures."""
 
@@ -67,7 +93,7 @@ class TransportError(RetryableError):
 
 
 class ConnectError(TransportError):
-    """DNS resolution or TCP/TLS connection failed; the backup domain may help."""
+    """Failed before the request was sent (DNS, TCP connect, TLS certificate, proxy connect); the backup may help."""
 
 
 class RateLimitedError(RetryableError):
@@ -96,3 +122,14 @@ class GroupGoneError(PermanentError):
 
 class UnknownApiError(ApiError):
     """An ErrorCode we do not know: retry a few times, then dead-letter."""
+
+
+class InternalError(ApiError):
+    """Not an API answer: an unexpected exception inside a delivery run (a bug, an untranslated library error).
+
+    The batch is retried with an attempt counted, so it ends dead as "internal error: <type>" instead
+    of being reaped again and again. Only the type is kept: a message could carry a secret.
+    """
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(0, f"internal error: {type(exc).__name__}")

@@ -2,11 +2,20 @@
 
 Nothing is dead-lettered while held. One caller at a time probes the API with a real batch, with
 exponential backoff between probes (at least 60 s after 70050, as the API asks); a successful
-probe clears the hold and delivery resumes by itself.
+probe clears the hold and delivery resumes by itself. Probes rotate across the waiting groups (the
+one probed longest ago goes next), so a group that keeps answering a transient or unknown code
+cannot stand in front of every probe. Ended holds are kept in a short history: time on hold does
+not count toward a request's maximum age.
+
+10007 is "feature switch off" (global) or "this group's type is unsupported" (one group): it is
+per-group only when another group of the app got a delivered answer within
+:data:`SWITCH_ON_EVIDENCE_MS`; otherwise the app holds, however few groups are active.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -15,14 +24,43 @@ import redis
 from imunban.connection import translated
 from imunban.keys import Keys
 from imunban.scripts import register, script_keys
+from imunban.settings import Settings
 
-PROBE_BASE_MS = 1_000
-PROBE_CAP_MS = 60_000
+#: Probe backoff defaults: one home, the settings (IMUNBAN_PROBE_BASE_MS, IMUNBAN_PROBE_CAP_MS).
+PROBE_BASE_MS = Settings.probe_base_ms
+PROBE_CAP_MS = Settings.probe_cap_ms
 #: 70050: "too many failed signature checks, retry after 1 minute".
 MIN_PROBE_MS_BY_CODE = {70050: 60_000}
-#: Distinct groups answering 10007 within this window make 10007 a global error.
-EVIDENCE_WINDOW_MS = 60_000
-EVIDENCE_GROUPS = 3
+#: A probe chooses among this many of the first waiting groups (the one probed longest ago).
+PROBE_SCAN_GROUPS = 16
+#: A delivered answer to another group within this window shows the app's switch is on, so a 10007
+#: is about its own group. Long enough to span quiet spells of a busy app, short enough that a
+#: switch turned off is recognised as global within minutes (probes then lift the hold on success).
+SWITCH_ON_EVIDENCE_MS = 600_000
+#: Ended holds kept in the history (``Keys.holds``).
+HOLD_HISTORY_MAX = 100
+
+
+@dataclass(frozen=True)
+class HoldRecord:
+    """One ended hold, as kept in the history (``Keys.holds``)."""
+
+    since_ms: int
+    end_ms: int
+    code: int
+    info: str
+    probes: int
+
+    @classmethod
+    def from_json(cls, text: str) -> HoldRecord:
+        data = json.loads(text)
+        return cls(
+            since_ms=int(data["since_ms"]),
+            end_ms=int(data["end_ms"]),
+            code=int(data.get("code") or 0),
+            info=str(data.get("info") or ""),
+            probes=int(data.get("probes") or 0),
+        )
 
 
 @dataclass(frozen=True)
@@ -48,18 +86,30 @@ class HoldState:
 class Hold:
     """Set, read, probe and release the app-wide hold."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        probe_base_ms: int = PROBE_BASE_MS,
+        probe_cap_ms: int = PROBE_CAP_MS,
+        switch_on_evidence_ms: int = SWITCH_ON_EVIDENCE_MS,
+    ) -> None:
         self.client = client
         self.keys = keys
+        self.probe_base_ms = probe_base_ms
+        self.probe_cap_ms = probe_cap_ms
+        self.switch_on_evidence_ms = switch_on_evidence_ms
         self._set = register(client, "hold_set")
         self._probe = register(client, "hold_probe")
+        self._release = register(client, "hold_release")
         self._evidence = register(client, "evidence_10007")
 
     def set(self, code: int, info: str) -> None:
         """Hold delivery (or extend the hold) because of ``code``."""
         min_probe_ms = MIN_PROBE_MS_BY_CODE.get(code, 0)
         with translated("hold"):
-            self._set(keys=script_keys(self.keys, "hold_set"), args=[code, info, PROBE_BASE_MS, min_probe_ms])
+            self._set(keys=script_keys(self.keys, "hold_set"), args=[code, info, self.probe_base_ms, min_probe_ms])
 
     def get(self) -> HoldState | None:
         with translated("hold"):
@@ -79,19 +129,53 @@ class Hold:
         with translated("hold"):
             return bool(self.client.exists(self.keys.hold))
 
-    def try_probe(self) -> bool:
-        """True if the caller holds this probe turn (there is a hold and its backoff has passed)."""
-        with translated("hold"):
-            return int(self._probe(keys=script_keys(self.keys, "hold_probe"), args=[PROBE_BASE_MS, PROBE_CAP_MS])) == 1
+    def try_probe(self, scan: int = PROBE_SCAN_GROUPS) -> str | None:
+        """The group to probe if the caller holds this probe turn (held, backoff passed, a group waiting).
 
-    def release(self) -> None:
+        Of the first ``scan`` waiting groups it is the one probed longest ago in this hold.
+        """
         with translated("hold"):
-            self.client.delete(self.keys.hold)
-
-    def is_global_10007(self, group_id: str) -> bool:
-        """Record a 10007 from ``group_id``; True once several groups said it (a global cause)."""
-        with translated("hold"):
-            groups = int(
-                self._evidence(keys=script_keys(self.keys, "evidence_10007"), args=[group_id, EVIDENCE_WINDOW_MS])
+            raw = self._probe(
+                keys=script_keys(self.keys, "hold_probe"), args=[self.probe_base_ms, self.probe_cap_ms, scan]
             )
-        return groups >= EVIDENCE_GROUPS
+        return raw if isinstance(raw, str) else None
+
+    def release(self) -> bool:
+        """End the hold and add it to the history; False if there was none (released meanwhile)."""
+        with translated("hold"):
+            return bool(self._release(keys=script_keys(self.keys, "hold_release"), args=[HOLD_HISTORY_MAX]))
+
+    def history(self, since_ms: int = 0) -> list[HoldRecord]:
+        """Ended holds (newest last) that ended at or after ``since_ms``; at most HOLD_HISTORY_MAX."""
+        with translated("hold"):
+            raw = cast(list[str], self.client.zrange(self.keys.holds, since_ms, "+inf", byscore=True))
+        return [HoldRecord.from_json(item) for item in raw]
+
+    def intervals_since(self, since_ms: int) -> list[tuple[int, int | None]]:
+        """(start, end) of every hold that overlaps [since_ms, now); the current hold's end is None."""
+        with translated("hold"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zrange(self.keys.holds, since_ms, "+inf", byscore=True)
+            pipe.hget(self.keys.hold, "since_ms")
+            ended, current = pipe.execute()
+        out: list[tuple[int, int | None]] = []
+        for item in ended:
+            record = HoldRecord.from_json(item)
+            out.append((record.since_ms, record.end_ms))
+        if current is not None:
+            out.append((int(current), None))
+        return out
+
+    def is_per_group_10007(self, group_id: str, give_up: Sequence[str] = ()) -> bool:
+        """True when a 10007 from ``group_id`` is about that group: another group was delivered to lately.
+
+        ``give_up`` are members this answer would dead-letter: each also needs a success of another
+        group after its own first failure, or the switch is in doubt and the answer is global.
+        """
+        with translated("hold"):
+            return bool(
+                self._evidence(
+                    keys=script_keys(self.keys, "evidence_10007"),
+                    args=[group_id, self.switch_on_evidence_ms, *give_up],
+                )
+            )

@@ -20,7 +20,14 @@ key                       type    content
 ``p:hold``                HASH    code, info, since_ms, next_probe_ms, probes (absent = no hold)
 ``p:limiter:{sdkappid}``  STRING  GCRA theoretical arrival time, microseconds
 ``p:dispatch``            ZSET    marker id "group SEP slot" -> ms the dispatch marker expires
-``p:e10007``              ZSET    group -> ms of its latest 10007 (evidence for a global 10007)
+``p:probed``              HASH    group -> number of its latest probe in the current hold (deleted with it)
+``p:holds``               ZSET    JSON {since_ms, end_ms, code, info, probes} of each ended hold -> end ms (capped)
+``p:okgroups``            HASH    g1, t1, g2, t2: the last two distinct groups with a delivered answer, and when
+``p:versions``            HASH    request id -> version last applied, + "c" if by a cancel (sparse: versioned only)
+``p:version_ends``        ZSET    request id -> ms its versioned request ended (forgotten VERSION_MEMORY_S later)
+``p:replies``             HASH    call id -> encoded reply of a claim/ack/requeue/dispatch, for a replayed call
+``p:reply_expiry``        ZSET    call id -> ms its reply may be forgotten (trimmed as new replies arrive)
+``p:workers``             HASH    worker id -> ms of its pump's last tick (heartbeat.py; silent ones pruned)
 ========================  ======  ===========================================================
 """
 
@@ -116,5 +123,33 @@ class Keys:
         return f"{self.prefix}:dispatch"
 
     @property
-    def e10007(self) -> str:
-        return f"{self.prefix}:e10007"
+    def probed(self) -> str:
+        return f"{self.prefix}:probed"
+
+    @property
+    def holds(self) -> str:
+        return f"{self.prefix}:holds"
+
+    @property
+    def ok_groups(self) -> str:
+        return f"{self.prefix}:okgroups"
+
+    @property
+    def versions(self) -> str:
+        return f"{self.prefix}:versions"
+
+    @property
+    def version_ends(self) -> str:
+        return f"{self.prefix}:version_ends"
+
+    @property
+    def replies(self) -> str:
+        return f"{self.prefix}:replies"
+
+    @property
+    def reply_expiry(self) -> str:
+        return f"{self.prefix}:reply_expiry"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"

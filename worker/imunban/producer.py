@@ -15,6 +15,7 @@ Or hold a producer yourself (another Redis, another key prefix)::
     producer.enqueue("@TGS#aJRGC4MH6", ["carol"], at="2026-12-01T08:00Z")  # when the ban expires
     producer.enqueue("@TGS#aJRGC4MH6", ["dave"], priority="high")          # a person is waiting
     producer.cancel("@TGS#aJRGC4MH6", ["carol"])
+    producer.enqueue("@TGS#aJRGC4MH6", ["erin"], version=1717171717000)  # ordered between producers
     producer.bulk({"group_id": g, "member": m} for g, m in pairs)         # >= 50,000 members/s
 """
 
@@ -29,7 +30,7 @@ import redis
 from imunban.connection import connect
 from imunban.errors import ValidationError
 from imunban.keys import Keys
-from imunban.settings import LingerPolicy, Settings
+from imunban.settings import Durability, LingerPolicy, Settings
 from imunban.store import EnqueueResult, Store
 from imunban.validation import (
     UnbanRequest,
@@ -38,6 +39,7 @@ from imunban.validation import (
     validate_group_id,
     validate_member,
     validate_members,
+    validate_version,
 )
 
 When = int | float | str | datetime | None
@@ -52,33 +54,50 @@ class Producer:
         keys: Keys | None = None,
         *,
         linger: LingerPolicy | None = None,
+        durability: Durability | None = None,
     ) -> None:
-        self.store = Store(client, keys or Keys(), linger=linger)
+        # durability: report success only once WAIT saw this many replicas (IMUNBAN_DURABLE_REPLICAS).
+        self.store = Store(client, keys or Keys(), linger=linger, durability=durability)
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> Producer:
         settings = settings or Settings.from_env()
-        return cls(connect(settings), Keys(settings.key_prefix), linger=settings.linger)
+        return cls(connect(settings), Keys(settings.key_prefix), linger=settings.linger, durability=settings.durability)
 
     def enqueue(
-        self, group_id: str, members: str | Sequence[str], *, at: When = None, priority: str = "normal"
+        self,
+        group_id: str,
+        members: str | Sequence[str],
+        *,
+        at: When = None,
+        priority: str = "normal",
+        version: int | None = None,
     ) -> EnqueueResult:
-        """Unban ``members`` of ``group_id`` at ``at`` (Unix seconds, ISO-8601, datetime; None = now)."""
-        if isinstance(members, str):
-            members = [members]
-        return self.store.enqueue([build_request(group_id, members, at, priority)])
+        """Unban ``members`` of ``group_id`` at ``at`` (Unix seconds, ISO-8601, datetime; None = now).
 
-    def cancel(self, group_id: str, members: str | Sequence[str]) -> int:
-        """Remove pending requests; returns how many were pending. In-flight requests still complete."""
+        ``version`` (an int64 >= 0): for each member, an instruction with a lower version than one
+        already applied (enqueue or cancel) is ignored and counted in ``result.stale``.
+        """
         if isinstance(members, str):
             members = [members]
-        return self.store.cancel(validate_group_id(group_id), list(validate_members(members)))
+        return self.store.enqueue([build_request(group_id, members, at, priority, version=version)])
+
+    def cancel(self, group_id: str, members: str | Sequence[str], *, version: int | None = None) -> int:
+        """End requests: pending ones are removed, in-flight ones are not sent (unless already on the wire).
+
+        Returns how many were cancelled. With ``version``, a member whose applied version is higher is
+        left alone; the cancel's version is remembered, so a later lower-versioned enqueue is ignored.
+        """
+        if isinstance(members, str):
+            members = [members]
+        checked = validate_version(version)
+        return self.store.cancel(validate_group_id(group_id), list(validate_members(members)), version=checked)
 
     def bulk(self, requests: Iterable[UnbanRequest | Mapping[str, Any]]) -> EnqueueResult:
         """Validate every request first (a bad one stores nothing), then pipeline them into Redis.
 
         Items are :class:`UnbanRequest` or mappings like ``{"group_id": g, "member": m}`` /
-        ``{"group_id": g, "members": [...], "at": ..., "priority": "high"}``.
+        ``{"group_id": g, "members": [...], "at": ..., "priority": "high", "version": 17}``.
         """
         validated: list[UnbanRequest] = []
         groups: dict[str, str] = {}  # group ids already validated (bulk imports repeat them a lot)

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 import redis
 
 from imunban.connection import translated
-from imunban.hold import Hold
+from imunban.heartbeat import Heartbeat
+from imunban.hold import PROBE_SCAN_GROUPS, Hold
 from imunban.keys import MAX_MEMBERS, Keys, marker_id
 from imunban.schedule import Scheduler
 from imunban.scripts import register, script_keys
@@ -45,6 +46,8 @@ class PumpConfig:
     reap_every: int = 10
     #: Most promote chunks per tick, so one tick never runs long behind a huge due backlog.
     promote_rounds: int = 20
+    #: While held, a probe goes to the group probed longest ago among this many first waiting groups.
+    probe_scan_groups: int = PROBE_SCAN_GROUPS
 
 
 class Pump:
@@ -70,16 +73,20 @@ class Pump:
         self._ticks = 0
         self._dispatch = register(client, "dispatch")
         self._touch = register(client, "dispatch_touch")
+        self.heartbeat = Heartbeat(client, keys)  # operators see this worker alive (imunban web)
 
     def tick(self) -> int:
         """Promote, reap (every few ticks), then dispatch or probe; returns tasks submitted."""
         self._ticks += 1
+        self.heartbeat.beat()
         self.scheduler.promote_all(max_rounds=self.config.promote_rounds)
         # The first tick reaps, then every reap_every-th (also when reap_every is 1).
         if (self._ticks - 1) % self.config.reap_every == 0:
             reaped = self.scheduler.reap()
             if reaped:
                 log.warning("returned %d request(s) whose lease expired (a worker died or stalled)", reaped)
+            # Versions of requests ended longer ago than IMUNBAN_VERSION_MEMORY_S: keeps that memory bounded.
+            self.scheduler.forget_versions()
         if self.hold.get() is not None:
             return self._probe()
         return self.dispatch()
@@ -94,28 +101,24 @@ class Pump:
         for group_id, ready in groups:
             pairs += (group_id, min(cfg.slots_per_group, max(1, math.ceil(ready / MAX_MEMBERS))))
         with translated("dispatch"):
+            # A fresh call id: a replay of this call (redis-py's Retry) gets the slots the first send marked.
             marked = self._dispatch(
-                keys=script_keys(self.keys, "dispatch"), args=[cfg.marker_ttl_ms, cfg.max_markers, *pairs]
+                keys=script_keys(self.keys, "dispatch"),
+                args=[cfg.marker_ttl_ms, cfg.max_markers, uuid.uuid4().hex, *pairs],
             )
         for i in range(0, len(marked), 2):
             self.submit(str(marked[i]), int(marked[i + 1]), False)
         return len(marked) // 2
 
     def _probe(self) -> int:
-        if not self.hold.try_probe():
+        # The script picks the group probed longest ago among the first waiting ones (lingering
+        # ones too), so probes rotate and one failing head batch cannot keep the hold forever.
+        group_id = self.hold.try_probe(self.config.probe_scan_groups)
+        if group_id is None:
             return 0
-        groups = self.store.claimable_groups(1) or self._any_ready_group()
-        if not groups:
-            return 0
-        log.info("probing the API while delivery is held (group %r)", groups[0][0])
-        self.submit(groups[0][0], -1, True)
+        log.info("probing the API while delivery is held (group %r)", group_id)
+        self.submit(group_id, -1, True)
         return 1
-
-    def _any_ready_group(self) -> list[tuple[str, int]]:
-        # While held, a group still lingering counts too: the probe should not wait for it.
-        with translated("dispatch"):
-            head = cast(list[str], self.client.zrange(self.keys.groups, 0, 0))
-        return [(head[0], 1)] if head else []
 
     def touch(self, group_id: str, slot: int) -> bool:
         """Refresh a running task's marker; False if it had expired."""

@@ -50,3 +50,18 @@ def halves(items: Sequence[T]) -> tuple[Sequence[T], Sequence[T]]:
     """Split a batch for poison isolation; the first half gets the extra item."""
     middle = (len(items) + 1) // 2
     return items[:middle], items[middle:]
+
+
+def overlap_ms(start_ms: int, end_ms: int, intervals: Sequence[tuple[int, int | None]]) -> int:
+    """Milliseconds of [start_ms, end_ms) covered by ``intervals`` (an end of None: still open, up to end_ms).
+
+    Overlapping intervals count once, so a request's age can leave out its time on hold exactly.
+    """
+    clipped = sorted((max(start_ms, s), min(end_ms, end_ms if e is None else e)) for s, e in intervals)
+    total, covered_to = 0, start_ms
+    for s, e in clipped:
+        s = max(s, covered_to)
+        if e > s:
+            total += e - s
+            covered_to = e
+    return total

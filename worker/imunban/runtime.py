@@ -9,6 +9,7 @@ import redis
 from imunban.api import ApiClient
 from imunban.connection import connect
 from imunban.delivery import Deliverer, UnbanApi
+from imunban.ha import check_memory_policy
 from imunban.hold import Hold
 from imunban.keys import Keys
 from imunban.limiter import RedisRateLimiter
@@ -46,12 +47,20 @@ def build_runtime(
     """Wire store, limiter, API client, hold, deliverer and pump; ``submit`` runs delivery tasks."""
     sdkappid, _, _ = settings.require_credentials()
     client = client or connect(settings)
+    # An evicting Redis could drop queued unbans without a trace: refuse it before any work starts.
+    check_memory_policy(client)
     keys = Keys(settings.key_prefix)
     store = Store(
-        client, keys, linger=settings.linger, lease_ms=settings.lease_ms, outcome_maxlen=settings.outcome_stream_maxlen
+        client,
+        keys,
+        linger=settings.linger,
+        lease_ms=settings.lease_ms,
+        outcome_maxlen=settings.outcome_stream_maxlen,
+        # The Celery intake tasks enqueue through this store: a DurabilityError leaves their message unacknowledged.
+        durability=settings.durability,
     )
-    scheduler = Scheduler(client, keys, linger=settings.linger)
-    hold = Hold(client, keys)
+    scheduler = Scheduler(client, keys, linger=settings.linger, version_memory_ms=settings.version_memory_s * 1000)
+    hold = Hold(client, keys, probe_base_ms=settings.probe_base_ms, probe_cap_ms=settings.probe_cap_ms)
     limiter = RedisRateLimiter(client, keys, sdkappid, settings.rate_limit_per_s)
     if api is None:
         api = ApiClient(settings)

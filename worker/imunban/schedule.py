@@ -15,23 +15,34 @@ import redis
 from imunban.connection import server_time_ms, translated
 from imunban.keys import Keys, split_request_id
 from imunban.scripts import GroupArgs, register, script_keys
-from imunban.settings import LingerPolicy
+from imunban.settings import DEFAULT_VERSION_MEMORY_S, LingerPolicy
 
 #: Requests moved per promote script call: small enough that one call never stalls Redis.
 PROMOTE_CHUNK = 1_000
 #: Expired leases returned per reap script call.
 REAP_CHUNK = 1_000
+#: Versions forgotten per forget_versions script call.
+FORGET_CHUNK = 1_000
 
 
 class Scheduler:
     """Promotion of due scheduled requests and return of expired leases."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, *, linger: LingerPolicy | None = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        linger: LingerPolicy | None = None,
+        version_memory_ms: int = DEFAULT_VERSION_MEMORY_S * 1000,
+    ) -> None:
         self.client = client
         self.keys = keys
         self.linger_arg = (linger or LingerPolicy()).script_arg
+        self.version_memory_ms = version_memory_ms
         self._promote = register(client, "promote")
         self._reap = register(client, "reap")
+        self._forget = register(client, "forget_versions")
 
     def promote(self, *, limit: int = PROMOTE_CHUNK) -> int:
         """Move up to ``limit`` due scheduled requests to ready; returns how many moved."""
@@ -79,3 +90,20 @@ class Scheduler:
             # sched:{group}, and a newer pending copy is seen and never duplicated.
             reaped = self._reap(keys=script_keys(k, "reap", packed.groups), args=packed.argv())
         return int(reaped)
+
+    def forget_versions(self, *, limit: int = FORGET_CHUNK, max_rounds: int = 10) -> int:
+        """Forget versions of requests that ended more than the version memory ago; returns how many.
+
+        Up to ``max_rounds`` chunks per call, so forgetting keeps up with delivery at the API's full rate
+        (4,000 requests/s) when the pump calls this every few hundred ms.
+        """
+        total = 0
+        for _ in range(max_rounds):
+            with translated("forget_versions"):
+                forgotten = int(
+                    self._forget(keys=script_keys(self.keys, "forget_versions"), args=[self.version_memory_ms, limit])
+                )
+            total += forgotten
+            if forgotten < limit:
+                break
+        return total

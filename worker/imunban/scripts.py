@@ -30,8 +30,8 @@ LIB = "_lib"
 
 #: The one order of KEYS: a script takes any of these it needs in this relative order.
 KEY_ORDER = (
-    "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "outcomes", "dead", "dead_info",
-    "dispatch", "hold", "e10007", "limiter",
+    "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", "outcomes",
+    "dead", "dead_info", "dispatch", "hold", "probed", "holds", "ok_groups", "replies", "reply_expiry", "limiter",
 )  # fmt: skip
 #: Keys of one group, after every key of KEY_ORDER, always in this order.
 PER_GROUP = ("ready", "sched")
@@ -39,23 +39,35 @@ PER_GROUP = ("ready", "sched")
 #: Each script's KEYS, in order, by their names in :class:`Keys` (``sched`` is ``Keys.sched_group``).
 #: ``limiter`` is ``Keys.limiter(sdkappid)``, which the limiter passes itself.
 SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
-    "enqueue": ("schedidx", "groups", "stats", "high", "meta", *PER_GROUP),  # per group, many groups
-    "cancel": ("schedidx", "groups", "stats", "high", "meta", *PER_GROUP),
-    "claim": ("groups", "stats", "high", "meta", "inflight", "leases", "hold", "ready"),
-    "ack": ("stats", "meta", "inflight", "leases", "outcomes", "dead", "dead_info"),
-    "requeue": ("schedidx", "groups", "stats", "high", "meta", "inflight", "leases", *PER_GROUP),
-    "group_gone": ("schedidx", "groups", "stats", "high", "meta", "outcomes", *PER_GROUP),
+    "enqueue": (
+        "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", *PER_GROUP,
+    ),  # per group, many groups
+    "cancel": (
+        "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", *PER_GROUP,
+    ),
+    "claim": ("groups", "stats", "high", "meta", "inflight", "leases", "hold", "replies", "reply_expiry", "ready"),
+    "ack": (
+        "stats", "meta", "inflight", "leases", "versions", "version_ends", "outcomes", "dead", "dead_info", "ok_groups",
+        "replies", "reply_expiry",
+    ),
+    "requeue": (
+        "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "replies", "reply_expiry", *PER_GROUP,
+    ),
+    "group_gone": ("schedidx", "groups", "stats", "high", "meta", "versions", "version_ends", "outcomes", *PER_GROUP),
     "promote": ("schedidx", "groups", "stats", "high", *PER_GROUP),  # many groups
     "reap": ("schedidx", "stats", "high", "inflight", "leases", *PER_GROUP),  # many groups
-    "dead_replay": ("schedidx", "stats", "high", "inflight", "dead", "dead_info", *PER_GROUP),  # many groups
-    "dispatch": ("dispatch", "hold"),
+    "dead_replay": ("schedidx", "stats", "high", "inflight", "version_ends", "dead", "dead_info", *PER_GROUP),  # many
+    "dispatch": ("dispatch", "hold", "replies", "reply_expiry"),
     "dispatch_touch": ("dispatch",),
+    "stats_incr": ("stats",),
+    "forget_versions": ("versions", "version_ends"),
     "hold_set": ("hold",),
-    "hold_probe": ("hold",),
-    "evidence_10007": ("e10007",),
-    "limiter_reserve": ("limiter",),
+    "hold_probe": ("groups", "hold", "probed"),
+    "hold_release": ("hold", "probed", "holds"),
+    "evidence_10007": ("meta", "ok_groups"),
+    "limiter_reserve": ("inflight", "leases", "limiter"),  # the lease check renews and filters the batch
     "limiter_penalize": ("limiter",),
-}
+}  # fmt: skip
 
 
 @cache

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imunban.errors import ConfigError
+from imunban.redis_url import SENTINEL_SCHEME, parse_sentinel_url
 
 #: Every variable imunban reads starts with this.
 PREFIX = "IMUNBAN_"
@@ -43,6 +44,10 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 DEFAULT_LINGER_MS = 150
 #: Unless told otherwise, a partial batch waits at most max(this, linger) after its oldest due member.
 DEFAULT_MAX_LINGER_MS = 750
+#: How long an ended request's instruction version is remembered, unless told otherwise (IMUNBAN_VERSION_MEMORY_S).
+DEFAULT_VERSION_MEMORY_S = 86_400
+#: Schemes IMUNBAN_REDIS_URL accepts.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME)
 
 
 class Secret:
@@ -99,10 +104,21 @@ class LingerPolicy:
 
 
 @dataclass(frozen=True)
+class Durability:
+    """When an intake may report success: after ``WAIT replicas timeout_ms`` confirmed it (0 = at once)."""
+
+    replicas: int = 0
+    timeout_ms: int = 1_000
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every knob imunban has. Build with :meth:`from_env`; see docs/configuration.md."""
 
     redis_url: str | None = None
+    sentinel_password: Secret | None = field(default=None, repr=False)
+    durable_replicas: int = Durability().replicas
+    durable_timeout_ms: int = Durability().timeout_ms
     sdkappid: int | None = None
     identifier: str = "administrator"
     secret_key: Secret | None = field(default=None, repr=False)
@@ -117,6 +133,9 @@ class Settings:
     max_age_s: int = 86_400
     backoff_base_ms: int = 1_000
     backoff_cap_ms: int = 300_000
+    #: While held: the first probe after this, then doubling up to the cap (70050 keeps its 60 s floor).
+    probe_base_ms: int = 1_000
+    probe_cap_ms: int = 60_000
     concurrency: int = 8
     connect_timeout_s: float = 3.05
     read_timeout_s: float = 5.0
@@ -125,7 +144,12 @@ class Settings:
     log_format: str = "text"
     log_level: str = "INFO"
     outcome_stream_maxlen: int = 100_000
+    #: How long the version of an ended (or cancelled) request is remembered (SPEC §2, order between producers).
+    version_memory_s: int = DEFAULT_VERSION_MEMORY_S
     data_dir: str | None = None
+    #: imunban web: who may look (viewer) and who may also act (operator); neither set = loopback only.
+    web_viewer_token: Secret | None = field(default=None, repr=False)
+    web_operator_token: Secret | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -137,8 +161,16 @@ class Settings:
         log_level = (env.choice("LOG_LEVEL", LOG_LEVELS) or d.log_level).upper()
         linger_ms = env.integer("LINGER_MS", d.linger_ms, minimum=0)
         max_linger_ms = env.integer("MAX_LINGER_MS", LingerPolicy(linger_ms).cap_ms, minimum=linger_ms)
+        redis_url = env.url("REDIS_URL", REDIS_SCHEMES)
+        if redis_url is not None and redis_url.startswith(SENTINEL_SCHEME):
+            parse_sentinel_url(redis_url)  # a malformed URL stops the process here, naming the variable
+        sentinel_password = env.text("SENTINEL_PASSWORD")
         return cls(
-            redis_url=env.url("REDIS_URL", ("redis://", "rediss://", "unix://")),
+            redis_url=redis_url,
+            sentinel_password=None if sentinel_password is None else Secret(sentinel_password),
+            durable_replicas=env.integer("DURABLE_REPLICAS", d.durable_replicas, minimum=0),
+            # WAIT with timeout 0 would block forever.
+            durable_timeout_ms=env.integer("DURABLE_TIMEOUT_MS", d.durable_timeout_ms, minimum=1),
             sdkappid=env.optional_integer("SDKAPPID", minimum=1),
             identifier=env.ascii_name("IDENTIFIER", d.identifier, max_bytes=32),
             secret_key=env.secret(),
@@ -154,6 +186,8 @@ class Settings:
             max_age_s=env.integer("MAX_AGE_S", d.max_age_s, minimum=1),
             backoff_base_ms=env.integer("BACKOFF_BASE_MS", d.backoff_base_ms, minimum=1),
             backoff_cap_ms=env.integer("BACKOFF_CAP_MS", d.backoff_cap_ms, minimum=1),
+            probe_base_ms=env.integer("PROBE_BASE_MS", d.probe_base_ms, minimum=1),
+            probe_cap_ms=env.integer("PROBE_CAP_MS", d.probe_cap_ms, minimum=1),
             concurrency=env.integer("CONCURRENCY", d.concurrency, minimum=1),
             connect_timeout_s=env.number("CONNECT_TIMEOUT_S", d.connect_timeout_s),
             # The API gives up after 3 s itself; a client giving up first turns slow successes into retries.
@@ -163,13 +197,20 @@ class Settings:
             log_format=log_format,
             log_level=log_level,
             outcome_stream_maxlen=env.integer("OUTCOME_STREAM_MAXLEN", d.outcome_stream_maxlen, minimum=1),
+            version_memory_s=env.integer("VERSION_MEMORY_S", d.version_memory_s, minimum=1),
             data_dir=env.text("DATA_DIR"),
+            **env.web_tokens(),
         )
 
     @property
     def linger(self) -> LingerPolicy:
         """The linger pair for :class:`~imunban.store.Store`, :class:`~imunban.schedule.Scheduler`, producers."""
         return LingerPolicy(self.linger_ms, self.max_linger_ms)
+
+    @property
+    def durability(self) -> Durability:
+        """What an intake waits for before it reports success (see :class:`Durability`)."""
+        return Durability(self.durable_replicas, self.durable_timeout_ms)
 
     def api_urls(self) -> tuple[str, ...]:
         """Base URLs to try in order: the override alone, or the region's primary then backup."""
@@ -274,3 +315,25 @@ class _Env:
                 raise ConfigError(f"{PREFIX}SECRET_KEY_FILE: {path!r} is empty")
             return Secret(text)
         return None if inline is None else Secret(inline)
+
+    def token(self, name: str) -> Secret | None:
+        """A token given inline (NAME) or in a file (NAME_FILE, e.g. a compose secret), at least 16 characters."""
+        inline, path = self.text(name), self.text(name + "_FILE")
+        if inline is not None and path is not None:
+            raise ConfigError(f"set only one of {PREFIX}{name} and {PREFIX}{name}_FILE")
+        if path is not None:
+            try:
+                inline = Path(path).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError):
+                raise ConfigError(f"{PREFIX}{name}_FILE: cannot read {path!r} as UTF-8 text") from None
+            name += "_FILE"
+        if inline is not None and (len(inline) < 16 or not inline.isascii() or not inline.isprintable()):
+            raise ConfigError(f"{PREFIX}{name}: the token must be at least 16 printable ASCII characters")
+        return None if inline is None else Secret(inline)
+
+    def web_tokens(self) -> dict[str, Secret | None]:
+        viewer, operator = self.token("WEB_VIEWER_TOKEN"), self.token("WEB_OPERATOR_TOKEN")
+        if viewer is not None and viewer == operator:
+            # One token for both roles would let every viewer act.
+            raise ConfigError(f"{PREFIX}WEB_VIEWER_TOKEN and {PREFIX}WEB_OPERATOR_TOKEN must differ")
+        return {"web_viewer_token": viewer, "web_operator_token": operator}

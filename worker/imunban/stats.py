@@ -14,7 +14,8 @@ from imunban.keys import HIGH_BAND_MS, Keys, request_id
 #: Counters kept in the stats hash, reported by ``status``.
 COUNTERS = (
     "enqueued", "deduplicated", "cancelled", "promoted", "delivered", "dead", "group_gone", "retried",
-    "rate_limited", "reaped", "stale_acks", "replayed", "calls", "rejected_messages",
+    "rate_limited", "reaped", "stale_acks", "replayed", "calls", "rejected_messages", "revoked", "internal_errors",
+    "stale_instructions",
 )  # fmt: skip
 
 
@@ -100,7 +101,8 @@ def trace(client: redis.Redis, keys: Keys, group_id: str, member: str) -> dict[s
         pipe.hget(keys.dead_info, rid)
         pipe.hget(keys.meta, rid)
         pipe.hexists(keys.high, rid)
-        ready, sched, inflight, lease, dead, dead_info, meta, high = pipe.execute()
+        pipe.hget(keys.versions, rid)
+        ready, sched, inflight, lease, dead, dead_info, meta, high, version = pipe.execute()
     out: dict[str, Any] = {"group_id": group_id, "member": member, "state": "not_pending"}
     if ready is not None:
         score = int(ready)
@@ -124,6 +126,10 @@ def trace(client: redis.Redis, keys: Keys, group_id: str, member: str) -> dict[s
         )
     else:
         out.setdefault("attempts", 0)
+    if version:
+        # The version last applied (a trailing "c": by a cancel); instructions below it are ignored.
+        out["version"] = int(version.rstrip("c"))
+        out["version_by_cancel"] = version.endswith("c")
     out["last_outcome"] = last_outcome(client, keys, group_id, member)
     return out
 

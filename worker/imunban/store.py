@@ -13,16 +13,22 @@ from typing import cast
 
 import redis
 
-from imunban.connection import server_time_ms, translated
+from imunban.connection import is_redis_full, server_time_ms, translated
+from imunban.errors import RedisFullError
 from imunban.keys import MAX_MEMBERS, Keys
+from imunban.pipelines import run_scripts
 from imunban.scripts import GroupArgs, register, script_keys
-from imunban.settings import LingerPolicy
+from imunban.settings import Durability, LingerPolicy
 from imunban.validation import UnbanRequest
 
 #: Members per enqueue script call (bulk throughput).
 ENQUEUE_CHUNK = 1_000
 #: Enqueue script calls per pipeline round trip (bulk throughput).
 PIPELINE_DEPTH = 8
+#: How long a claim/ack/requeue/dispatch reply is kept for a replay of the same call. redis-py's Retry
+#: re-sends a script after a connection error although the first send may have run; its retries
+#: (connection.connect) end well within this.
+REPLY_TTL_MS = 60_000
 
 
 @dataclass(frozen=True)
@@ -55,18 +61,44 @@ class Batch:
 
 @dataclass(frozen=True)
 class EnqueueResult:
-    """What an enqueue stored: members now ready, members scheduled later, pending ones replaced."""
+    """What an enqueue stored: members now ready, members scheduled later, pending ones replaced.
+
+    ``stale`` counts members ignored because a higher version was already applied to them.
+    """
 
     ready: int = 0
     scheduled: int = 0
     replaced: int = 0
+    stale: int = 0
 
     @property
     def stored(self) -> int:
         return self.ready + self.scheduled
 
     def __add__(self, other: EnqueueResult) -> EnqueueResult:
-        return EnqueueResult(self.ready + other.ready, self.scheduled + other.scheduled, self.replaced + other.replaced)
+        return EnqueueResult(
+            self.ready + other.ready,
+            self.scheduled + other.scheduled,
+            self.replaced + other.replaced,
+            self.stale + other.stale,
+        )
+
+
+class EnqueueRefusedError(RedisFullError):
+    """Redis reached ``maxmemory`` during an enqueue; ``result`` is what was stored before the refusal.
+
+    Each script call (one chunk) is stored whole or refused whole, so ``result`` is exact.
+    """
+
+    def __init__(self, result: EnqueueResult, *, requested: int | None = None, source: str = "") -> None:
+        self.result = result
+        of = f" of {requested}" if requested is not None else ""
+        super().__init__(
+            "the enqueue",
+            f": {result.stored}{of} requests{source} were stored before the refusal "
+            f"({result.ready} ready, {result.scheduled} scheduled) and nothing more; sending them all again "
+            "later is safe (a pending request is replaced, not duplicated)",
+        )
 
 
 class Held:
@@ -87,9 +119,12 @@ class Store:
         linger: LingerPolicy | None = None,
         lease_ms: int = 30_000,
         outcome_maxlen: int = 100_000,
+        durability: Durability | None = None,
     ) -> None:
         self.client = client
         self.keys = keys
+        #: What enqueue and cancel wait for before they report success (WAIT; see imunban.pipelines).
+        self.durability = durability or Durability()
         #: What the scripts take: linger after the newest arrival, capped after the oldest due member.
         self.linger_arg = (linger or LingerPolicy()).script_arg
         self.lease_ms = lease_ms
@@ -100,6 +135,7 @@ class Store:
         self._ack = register(client, "ack")
         self._requeue = register(client, "requeue")
         self._group_gone = register(client, "group_gone")
+        self._stats_incr = register(client, "stats_incr")
 
     # -- producers -------------------------------------------------------------------------
 
@@ -110,18 +146,19 @@ class Store:
         for call in self._enqueue_calls(requests):
             calls.append(call)
             if len(calls) >= PIPELINE_DEPTH:
-                total += self._run_enqueue(calls)
+                total += self._run_enqueue(calls, total)
                 calls = []
         if calls:
-            total += self._run_enqueue(calls)
+            total += self._run_enqueue(calls, total)
         return total
 
     def _enqueue_calls(self, requests: Iterable[UnbanRequest]) -> Iterable[tuple[list[str], list[str | int]]]:
         packed = GroupArgs()
         for request in requests:
             due = "" if request.at_ms is None else request.at_ms
-            packed.add(request.group_id, request.members, due, "1" if request.high else "0")
-            if len(packed.tuples) >= 4 * ENQUEUE_CHUNK:
+            version = "" if request.version is None else str(request.version)
+            packed.add(request.group_id, request.members, due, "1" if request.high else "0", version)
+            if len(packed.tuples) >= 5 * ENQUEUE_CHUNK:
                 yield self._enqueue_args(packed)
                 packed = GroupArgs()
         if packed.tuples:
@@ -130,27 +167,45 @@ class Store:
     def _enqueue_args(self, packed: GroupArgs) -> tuple[list[str], list[str | int]]:
         return script_keys(self.keys, "enqueue", packed.groups), [self.linger_arg, *packed.argv()]
 
-    def _run_enqueue(self, calls: Sequence[tuple[list[str], list[str | int]]]) -> EnqueueResult:
-        with translated("enqueue"):
-            if len(calls) == 1:
-                results = [self._enqueue(keys=calls[0][0], args=calls[0][1])]
-            else:
-                pipe = self.client.pipeline(transaction=False)
-                for keys, args in calls:
-                    self._enqueue(keys=keys, args=args, client=pipe)
-                results = pipe.execute()
+    def _run_enqueue(self, calls: Sequence[tuple[list[str], list[str | int]]], done: EnqueueResult) -> EnqueueResult:
+        """Run the calls; if Redis is full, raise EnqueueRefusedError with ``done`` plus what these stored."""
+        failed: list[Exception] = []
+        try:
+            with translated("enqueue"):
+                # One pipeline, reloaded on NOSCRIPT and ended by WAIT when durable (imunban.pipelines).
+                # Errors come back in place, so the chunks Redis ran before it filled up are counted.
+                results = run_scripts(
+                    self.client,
+                    [(self._enqueue, keys, args) for keys, args in calls],
+                    operation="enqueue",
+                    durability=self.durability,
+                    raise_on_error=False,
+                )
+                failed = [result for result in results if isinstance(result, Exception)]
+                for error in failed:
+                    if not is_redis_full(error):
+                        raise error
+        except RedisFullError as exc:
+            raise EnqueueRefusedError(done) from exc
         total = EnqueueResult()
-        for ready, scheduled, replaced in results:
-            total += EnqueueResult(int(ready), int(scheduled), int(replaced))
+        for result in results:
+            if not isinstance(result, Exception):
+                ready, scheduled, replaced, stale = result
+                total += EnqueueResult(int(ready), int(scheduled), int(replaced), int(stale))
+        if failed:
+            raise EnqueueRefusedError(done + total) from failed[0]
         return total
 
-    def cancel(self, group_id: str, members: Sequence[str]) -> int:
-        """Remove pending (ready or scheduled) requests; returns how many were pending."""
-        with translated("cancel"):
-            removed = self._cancel(
-                keys=script_keys(self.keys, "cancel", [group_id]),
-                args=[self.linger_arg, group_id, *members],
-            )
+    def cancel(self, group_id: str, members: Sequence[str], *, version: int | None = None) -> int:
+        """End requests: remove pending copies, revoke in-flight ones; returns how many were cancelled.
+
+        With ``version``, members whose applied version is higher are left alone (``stale_instructions``).
+        """
+        keys = script_keys(self.keys, "cancel", [group_id])
+        args = [self.linger_arg, group_id, "" if version is None else str(version), *members]
+        (removed,) = run_scripts(
+            self.client, [(self._cancel, keys, args)], operation="cancel", durability=self.durability
+        )
         return int(removed)
 
     # -- delivery --------------------------------------------------------------------------
@@ -183,8 +238,11 @@ class Store:
         with translated("claim"):
             raw = self._claim(
                 keys=script_keys(self.keys, "claim", [group_id]),
-                args=[group_id, max_members, self.lease_ms, token, self.linger_arg, int(probe), int(probe)],
-            )
+                args=[
+                    group_id, max_members, self.lease_ms, token, self.linger_arg, int(probe), int(probe),
+                    min(self.lease_ms, REPLY_TTL_MS),
+                ],
+            )  # fmt: skip
         if raw and raw[0] == "hold":
             return HELD
         if not raw:
@@ -197,10 +255,14 @@ class Store:
     def ack(self, batch: Batch, outcome: str, *, code: int = 0, info: str = "") -> tuple[int, list[int]]:
         """End the batch's requests with ``outcome``; returns (acked, due->end latencies in ms)."""
         with translated("ack"):
+            # A fresh call id per call (the same in redis-py's re-send): a replay returns the first reply.
             raw = self._ack(
                 keys=script_keys(self.keys, "ack"),
-                args=[batch.token, batch.group_id, outcome, code, info, self.outcome_maxlen, *batch.members],
-            )
+                args=[
+                    batch.token, batch.group_id, outcome, code, info, self.outcome_maxlen,
+                    uuid.uuid4().hex, REPLY_TTL_MS, *batch.members,
+                ],
+            )  # fmt: skip
         return int(raw[0]), [int(x) for x in raw[2:]]
 
     def requeue(self, batch: Batch, *, delay_ms: int, code: int = 0, counts_as_attempt: bool = True) -> int:
@@ -210,7 +272,7 @@ class Store:
                 keys=script_keys(self.keys, "requeue", [batch.group_id]),
                 args=[
                     batch.token, batch.group_id, max(0, int(delay_ms)), code,
-                    int(counts_as_attempt), self.linger_arg, *batch.members,
+                    int(counts_as_attempt), self.linger_arg, uuid.uuid4().hex, REPLY_TTL_MS, *batch.members,
                 ],
             )  # fmt: skip
         return int(raw[0])
@@ -227,4 +289,8 @@ class Store:
     def incr(self, field: str, amount: int = 1) -> None:
         """Bump a counter in the stats hash (calls, rate-limited answers, ...)."""
         with translated("stats"):
-            self.client.hincrby(self.keys.stats, field, amount)
+            try:
+                self.client.hincrby(self.keys.stats, field, amount)
+            except redis.exceptions.OutOfMemoryError:
+                # Redis is full: delivery, which frees memory, still counts (stats_incr.lua is let through).
+                self._stats_incr(keys=script_keys(self.keys, "stats_incr"), args=[field, amount])

@@ -18,16 +18,22 @@ MAX_MEMBERS_PER_REQUEST = 10_000
 MIN_AT_S = 946_684_800
 MAX_AT_S = 7_258_118_400
 PRIORITIES = ("normal", "high")
+#: A version is an int64 the producer chooses (e.g. the ban record's update time in ms).
+MAX_VERSION = 2**63 - 1
 
 
 @dataclass(frozen=True)
 class UnbanRequest:
-    """A validated request: unban ``members`` of ``group_id`` at ``at_ms`` (None = now)."""
+    """A validated request: unban ``members`` of ``group_id`` at ``at_ms`` (None = now).
+
+    ``version`` orders instructions between producers: a lower one than already applied is ignored.
+    """
 
     group_id: str
     members: tuple[str, ...]
     at_ms: int | None = None
     priority: str = "normal"
+    version: int | None = None
 
     @property
     def high(self) -> bool:
@@ -126,8 +132,28 @@ def validate_priority(value: object, field: str = "priority") -> str:
     return value
 
 
+def validate_version(value: object, field: str = "version") -> int | None:
+    """An instruction's version: an integer in [0, 2**63 - 1] (int64), or None for no version."""
+    if value is None:
+        return None
+    # bool is an int in Python, but True is no version anyone meant.
+    if isinstance(value, bool):
+        raise ValidationError(field, "must be an integer, got a boolean")
+    if not isinstance(value, int):
+        raise ValidationError(field, f"must be an integer, got {type(value).__name__}")
+    if not 0 <= value <= MAX_VERSION:
+        raise ValidationError(field, f"must be between 0 and {MAX_VERSION} (int64), got {value}")
+    return value
+
+
 def build_request(
-    group_id: object, members: object, at: object = None, priority: object = None, *, prefix: str = ""
+    group_id: object,
+    members: object,
+    at: object = None,
+    priority: object = None,
+    *,
+    version: object = None,
+    prefix: str = "",
 ) -> UnbanRequest:
     """Validate every field of one request; ``prefix`` qualifies field names (e.g. ``requests[3].``)."""
     return UnbanRequest(
@@ -135,15 +161,16 @@ def build_request(
         members=validate_members(members, f"{prefix}members"),
         at_ms=parse_at(at, f"{prefix}at"),
         priority=validate_priority(priority, f"{prefix}priority"),
+        version=validate_version(version, f"{prefix}version"),
     )
 
 
 def request_from_mapping(data: Any, *, line: int | None = None) -> UnbanRequest:
-    """Validate a JSON object with ``group_id`` and ``member`` or ``members``, optional ``at``/``priority``."""
+    """Validate a JSON object: ``group_id``, ``member`` or ``members``, optional ``at``/``priority``/``version``."""
     try:
         if not isinstance(data, dict):
             raise ValidationError("request", "must be a JSON object")
-        unknown = set(data) - {"group_id", "member", "members", "at", "priority"}
+        unknown = set(data) - {"group_id", "member", "members", "at", "priority", "version"}
         if unknown:
             # Keys of a decoded JSON object are strings, but a Python caller may pass anything.
             names = sorted(key if isinstance(key, str) and key.strip() else repr(key) for key in unknown)
@@ -156,7 +183,9 @@ def request_from_mapping(data: Any, *, line: int | None = None) -> UnbanRequest:
             members = data["members"]
         if "group_id" not in data:
             raise ValidationError("group_id", "is required")
-        return build_request(data["group_id"], members, data.get("at"), data.get("priority"))
+        return build_request(
+            data["group_id"], members, data.get("at"), data.get("priority"), version=data.get("version")
+        )
     except ValidationError as exc:
         if line is None:
             raise

@@ -16,7 +16,7 @@ from imunban.local.redis_server import redis_server_binary
 from imunban.sim.core import SimConfig
 
 #: Every scenario, in the order they run (one at a time: the machine may have only two cores).
-SCENARIOS = ("drain", "naive", "latency", "bulk", "scale", "chaos")
+SCENARIOS = ("drain", "naive", "latency", "bulk", "scale", "chaos", "failover")
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class BenchConfig:
     chaos_groups: int = 200
     chaos_members: int = 100
     chaos_timeout_s: float = 300.0
+    # 7. failover: members waiting when the drill starts (the drain the SIGKILL interrupts)
+    failover_backlog: int = 20_000
     repeats: int = 4  # rounds of the Redis-only measurements; the best of each is reported
     seed: int = 20_240_601
     scenarios: tuple[str, ...] = SCENARIOS
@@ -73,6 +75,7 @@ class BenchConfig:
             chaos_groups=100,
             chaos_members=60,
             chaos_timeout_s=120.0,
+            failover_backlog=5_000,
             repeats=2,
         )
         return dataclasses.replace(quick, **changes)

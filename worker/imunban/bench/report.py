@@ -118,6 +118,25 @@ def _chaos_rows(c: dict[str, Any]) -> list[Row]:
     ]  # fmt: skip
 
 
+def _failover_rows(f: dict[str, Any]) -> list[Row]:
+    after = f"{_num(f.get('kill_to_delivery_s'), '.1f')} s (promotion {_num(f.get('kill_to_promotion_s'), '.1f')} s)"
+    return [
+        Row("failover", "acknowledged requests (IMUNBAN_DURABLE_REPLICAS=1)", _num(f.get("acknowledged")), "", INFO),
+        Row("failover", "acknowledged but lost", _num(f.get("lost")), "0", _check(f.get("lost"), lambda n: n == 0)),
+        Row("failover", "refused intakes (re-sent by the producer)", _num(f.get("refused")), "", INFO),
+        Row("failover", "kill → first delivery after", after, "≤ 10 s after promotion",
+            _check(f.get("promotion_to_delivery_s"), lambda s: s <= 10)),
+        Row("failover", "duplicate unbans (counted, harmless)", _num(f.get("duplicates")), "", INFO),
+        Row("failover", "errors mentioning NOSCRIPT (SCRIPT FLUSH, new primary)", _num(f.get("noscript_errors")), "0",
+            _check(f.get("noscript_errors"), lambda n: n == 0)),
+        Row("failover", "bulk members/s, no WAIT (2 replicas)", _num(f.get("bulk_members_per_s")), "", INFO),
+        Row("failover", "bulk members/s, IMUNBAN_DURABLE_REPLICAS=1", _num(f.get("bulk_durable_members_per_s")),
+            "≥ 50,000", _check(f.get("bulk_durable_members_per_s"), lambda r: r >= 50_000)),
+        Row("failover", "bulk members/s, one node: AOF everysec / always",
+            f"{_num(f.get('bulk_single_everysec_per_s'))} / {_num(f.get('bulk_single_always_per_s'))}", "", INFO),
+    ]  # fmt: skip
+
+
 def build_rows(results: dict[str, Any]) -> list[Row]:
     """One row per reported number, with its target and verdict; scenarios that failed say so."""
     limit = float(results.get("config", {}).get("rate_limit", 190.0))
@@ -131,6 +150,7 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         "bulk": _bulk_rows,
         "scale": _scale_rows,
         "chaos": _chaos_rows,
+        "failover": _failover_rows,
     }
     for name, build in builders.items():
         data = scenarios.get(name)

@@ -8,7 +8,8 @@ Scenarios (see :mod:`imunban.bench.scenarios`, :mod:`imunban.bench.naive`, :mod:
 3. ``latency`` due -> delivered p50/p99 at 10 % load, immediate and scheduled requests;
 4. ``bulk``    Producer.bulk members/s against one ``apply_async`` per member;
 5. ``scale``   N scheduled requests: Redis bytes each, enqueue and promotion rates empty vs full;
-6. ``chaos``   API faults, worker SIGKILLs and a Redis restart: lost, duplicates, time to drain.
+6. ``chaos``   API faults, worker SIGKILLs and a Redis restart: lost, duplicates, time to drain;
+7. ``failover`` the Sentinel failover drill during a drain, and bulk enqueue with and without WAIT.
 
 Ratios are measured side by side in the same run, because the absolute numbers of a shared or
 noisy machine move from run to run.
@@ -27,6 +28,7 @@ from typing import Any
 from rich.console import Console
 
 from imunban.bench.config import BenchConfig, machine_info
+from imunban.bench.failover import failover
 from imunban.bench.naive import naive
 from imunban.bench.redis_scenarios import bulk, scale
 from imunban.bench.report import MISS, build_rows, plot_drain, print_table, write_outputs
@@ -42,6 +44,7 @@ RUNNERS: dict[str, Scenario] = {
     "bulk": bulk,
     "scale": scale,
     "chaos": chaos,
+    "failover": failover,
 }
 
 

@@ -9,10 +9,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from imunban.connection import connect
+from imunban.ha import failover_retry
 from imunban.local import embedded
 from imunban.settings import Settings
 
@@ -33,7 +32,7 @@ def open_client(settings: Settings) -> redis.Redis:
                 file=sys.stderr,
             )
     client = connect(settings, url=url)
-    client.set_retry(Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=4))
+    client.set_retry(failover_retry(cap_s=0.5, retries=4))
     return client
 
 

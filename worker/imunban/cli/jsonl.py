@@ -4,20 +4,22 @@ One request per line::
 
     {"group_id": "@TGS#aJRGC4MH6", "member": "alice"}
     {"group_id": "@TGS#aJRGC4MH6", "members": ["bob", "carol"], "at": "2026-12-01T08:00:00Z", "priority": "high"}
+    {"group_id": "@TGS#aJRGC4MH6", "member": "dave", "version": 1717171717000}
 
 ``at`` is Unix seconds or ISO-8601 (absent: the ``default_at_ms`` given to the reader, else now);
-``priority`` is ``high`` or ``normal`` (absent: ``default_priority``). Blank lines are skipped.
+``priority`` is ``high`` or ``normal`` (absent: ``default_priority``); ``version`` is an integer
+>= 0 (absent: ``default_version``, else none). Blank lines are skipped.
 A bad line raises :class:`~imunban.errors.ValidationError` with its 1-based line number and field.
 
 :func:`read_all` validates a whole input before anything may be stored, and keeps memory small by
-merging runs of consecutive lines that share group, due time and priority into one request.
+merging runs of consecutive lines that share group, due time, priority and version into one request.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from imunban.errors import ValidationError
 from imunban.validation import UnbanRequest, request_from_mapping, validate_priority
@@ -51,28 +53,48 @@ def parse_line(raw: str | bytes, line: int) -> dict[str, object] | None:
 
 
 def to_request(
-    data: dict[str, object], line: int, *, default_at_ms: int | None = None, default_priority: str = "normal"
+    data: dict[str, object],
+    line: int,
+    *,
+    default_at_ms: int | None = None,
+    default_priority: str = "normal",
+    default_version: int | None = None,
 ) -> UnbanRequest:
     """Validate one decoded line; ``members`` must be a JSON array."""
     if "members" in data and not isinstance(data["members"], list):
         raise ValidationError("members", f"must be a list of strings, got {_json_type(data['members'])}", line=line)
     request = request_from_mapping(data, line=line)
     if "at" not in data and default_at_ms is not None:
-        request = UnbanRequest(request.group_id, request.members, default_at_ms, request.priority)
+        request = replace(request, at_ms=default_at_ms)
     if "priority" not in data and default_priority != request.priority:
-        request = UnbanRequest(request.group_id, request.members, request.at_ms, default_priority)
+        request = replace(request, priority=default_priority)
+    if "version" not in data and default_version is not None:
+        request = replace(request, version=default_version)
     return request
 
 
 def read_requests(
-    lines: Iterable[str | bytes], *, default_at_ms: int | None = None, default_priority: str = "normal"
+    lines: Iterable[str | bytes],
+    *,
+    default_at_ms: int | None = None,
+    default_priority: str = "normal",
+    default_version: int | None = None,
 ) -> Iterator[tuple[int, UnbanRequest]]:
     """Yield ``(line number, request)`` for every non-blank line; raise at the first bad one."""
     default_priority = validate_priority(default_priority, "--priority")
     for number, raw in enumerate(lines, start=1):
         data = parse_line(raw, number)
         if data is not None:
-            yield number, to_request(data, number, default_at_ms=default_at_ms, default_priority=default_priority)
+            yield (
+                number,
+                to_request(
+                    data,
+                    number,
+                    default_at_ms=default_at_ms,
+                    default_priority=default_priority,
+                    default_version=default_version,
+                ),
+            )
 
 
 @dataclass
@@ -89,30 +111,35 @@ def read_all(
     *,
     default_at_ms: int | None = None,
     default_priority: str = "normal",
+    default_version: int | None = None,
 ) -> Validated:
     """Validate every line (raising at the first bad one, so nothing gets stored); merge runs."""
     out = Validated()
     groups: dict[str, str] = {}  # one string object per group id, however many lines name it
     run: list[str] = []
     head: UnbanRequest | None = None
-    for number, request in read_requests(lines, default_at_ms=default_at_ms, default_priority=default_priority):
+    requests = read_requests(
+        lines, default_at_ms=default_at_ms, default_priority=default_priority, default_version=default_version
+    )
+    for number, request in requests:
         out.lines = number
         out.members += len(request.members)
-        same = head is not None and (head.group_id, head.at_ms, head.priority) == (
+        same = head is not None and (head.group_id, head.at_ms, head.priority, head.version) == (
             request.group_id,
             request.at_ms,
             request.priority,
+            request.version,
         )
         if same and len(run) + len(request.members) <= MERGE_LIMIT:
             run.extend(request.members)
             continue
         if head is not None:
-            out.requests.append(UnbanRequest(head.group_id, tuple(run), head.at_ms, head.priority))
+            out.requests.append(replace(head, members=tuple(run)))
         group_id = groups.setdefault(request.group_id, request.group_id)
-        head = UnbanRequest(group_id, (), request.at_ms, request.priority)
+        head = UnbanRequest(group_id, (), request.at_ms, request.priority, request.version)
         run = list(request.members)
     if head is not None:
-        out.requests.append(UnbanRequest(head.group_id, tuple(run), head.at_ms, head.priority))
+        out.requests.append(replace(head, members=tuple(run)))
     return out
 
 

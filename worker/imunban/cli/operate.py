@@ -189,15 +189,15 @@ def run_dead_replay(args: argparse.Namespace) -> int:
     if args.all == (args.group_id is not None):
         raise ValidationError("replay", "give either --all or GROUP_ID MEMBER [MEMBER ...]")
     if args.all:
-        _, client, keys = _connect()
-        replayed = DeadLetters(client, keys).replay_all()
+        settings, client, keys = _connect()
+        replayed = DeadLetters(client, keys, durability=settings.durability).replay_all()
     else:
         if not args.members:
             raise ValidationError("MEMBER", "give at least one MEMBER after GROUP_ID")
         group_id = validate_group_id(args.group_id)
         members = validate_members(args.members)
-        _, client, keys = _connect()
-        replayed = DeadLetters(client, keys).replay([(group_id, m) for m in members])
+        settings, client, keys = _connect()
+        replayed = DeadLetters(client, keys, durability=settings.durability).replay([(group_id, m) for m in members])
     print(f"replayed {replayed} dead letter{'s' if replayed != 1 else ''} (due now)")
     return 0
 

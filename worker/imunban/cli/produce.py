@@ -20,8 +20,15 @@ from imunban.errors import ValidationError
 from imunban.keys import Keys
 from imunban.producer import Producer
 from imunban.settings import Settings
-from imunban.store import ENQUEUE_CHUNK, PIPELINE_DEPTH, EnqueueResult
-from imunban.validation import UnbanRequest, build_request, parse_at, validate_group_id, validate_members
+from imunban.store import ENQUEUE_CHUNK, PIPELINE_DEPTH, EnqueueRefusedError, EnqueueResult
+from imunban.validation import (
+    UnbanRequest,
+    build_request,
+    parse_at,
+    validate_group_id,
+    validate_members,
+    validate_version,
+)
 
 #: Files at least this big get a progress bar when stderr is a terminal.
 PROGRESS_MIN_BYTES = 1 << 20
@@ -34,9 +41,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "enqueue",
         help="unban members now or later (positional, or JSON Lines with --file)",
         description="Unban MEMBERs of GROUP_ID now, at a time (--at) or after a delay (--in); or read JSON Lines "
-        'requests {"group_id": ..., "member"|"members": ..., "at"?, "priority"?} from --file PATH or - (stdin). '
-        "A file is validated completely before anything is stored. --at/--in/--priority are defaults for lines "
-        "that do not say.",
+        'requests {"group_id": ..., "member"|"members": ..., "at"?, "priority"?, "version"?} from --file PATH or - '
+        "(stdin). A file is validated completely before anything is stored. --at/--in/--priority/"
+        "--instruction-version are defaults for lines that do not say.",
     )
     p.add_argument("group_id", nargs="?", metavar="GROUP_ID")
     p.add_argument("members", nargs="*", metavar="MEMBER")
@@ -45,19 +52,42 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     when.add_argument("--at", metavar="WHEN", help="due time: Unix seconds or ISO-8601 (naive = UTC)")
     when.add_argument("--in", dest="delay", metavar="DURATION", help="due after 90s, 15m, 2h, 3d, 1h30m or seconds")
     p.add_argument("--priority", choices=("high", "normal"), default=None, help="high: a person is waiting")
+    _version_option(p)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: for big files when stderr is a terminal)")  # fmt: skip
     p.set_defaults(handler=run_enqueue)
 
-    c = sub.add_parser("cancel", help="remove pending unbans", description="Remove pending (ready or scheduled) "
-                       "requests. In-flight ones still complete.")  # fmt: skip
+    c = sub.add_parser("cancel", help="cancel unbans", description="End requests: pending (ready or scheduled) "
+                       "ones are removed; a copy in flight is not sent unless its call is on the wire.")  # fmt: skip
     c.add_argument("group_id", metavar="GROUP_ID")
     c.add_argument("members", nargs="+", metavar="MEMBER")
+    _version_option(c)
     c.set_defaults(handler=run_cancel)
 
 
+def _version_option(parser: argparse.ArgumentParser) -> None:
+    # Not --version: that conventionally prints the program's version.
+    parser.add_argument(
+        "--instruction-version", dest="instruction_version", metavar="N", default=None,
+        help="order between producers: an integer >= 0 (e.g. the ban record's update time in ms); an instruction "
+        "with a lower version than one already applied to a member is ignored",
+    )  # fmt: skip
+
+
+def _parse_version(text: str | None) -> int | None:
+    """The --instruction-version text as an int64, or None; errors name the option."""
+    if text is None:
+        return None
+    try:
+        value = int(text.strip(), 10)
+    except ValueError:
+        raise ValidationError("--instruction-version", f"must be an integer, got {text!r}") from None
+    return validate_version(value, "--instruction-version")
+
+
 def _producer(settings: Settings) -> Producer:
-    return Producer(open_client(settings), Keys(settings.key_prefix), linger=settings.linger)
+    client = open_client(settings)
+    return Producer(client, Keys(settings.key_prefix), linger=settings.linger, durability=settings.durability)
 
 
 def _default_at_ms(args: argparse.Namespace, producer: Producer | None) -> int | None:
@@ -82,6 +112,7 @@ def run_enqueue(args: argparse.Namespace) -> int:
     # Everything that needs no server is checked first: bad input never starts the embedded Redis.
     validate_group_id(args.group_id)
     validate_members(args.members)
+    version = _parse_version(args.instruction_version)
     if args.at is not None:
         parse_at(args.at, "--at")
     if args.delay is not None:
@@ -89,12 +120,13 @@ def run_enqueue(args: argparse.Namespace) -> int:
     producer = _producer(settings)
     request = build_request(args.group_id, args.members, None, args.priority)
     at_ms = _default_at_ms(args, producer)
-    result = producer.store.enqueue([UnbanRequest(request.group_id, request.members, at_ms, request.priority)])
+    result = producer.store.enqueue([UnbanRequest(request.group_id, request.members, at_ms, request.priority, version)])
     print(_summary(result))
     return 0
 
 
 def _enqueue_file(args: argparse.Namespace, settings: Settings) -> int:
+    default_version = _parse_version(args.instruction_version)
     if args.at is not None:
         parse_at(args.at, "--at")
     if args.delay is not None:
@@ -109,6 +141,7 @@ def _enqueue_file(args: argparse.Namespace, settings: Settings) -> int:
             _tracked(stream, progress, reading),
             default_at_ms=default_at_ms,
             default_priority=args.priority or "normal",
+            default_version=default_version,
         )
         if progress is not None and reading is not None:
             progress.update(reading, completed=size or 0, total=size)
@@ -176,15 +209,30 @@ def _store(producer: Producer, validated: Validated, progress: Progress | None) 
         batch.append(request)
         members += len(request.members)
         if members >= STORE_ROUND:
-            total += producer.store.enqueue(batch)
+            total += _store_round(producer, batch, total, validated)
             if progress is not None and task is not None:
                 progress.advance(task, members)
             batch, members = [], 0
     if batch:
-        total += producer.store.enqueue(batch)
+        total += _store_round(producer, batch, total, validated)
         if progress is not None and task is not None:
             progress.advance(task, members)
     return total
+
+
+def _store_round(
+    producer: Producer, batch: list[UnbanRequest], done: EnqueueResult, validated: Validated
+) -> EnqueueResult:
+    """One store round; if Redis fills up, the error counts everything the file stored so far."""
+    try:
+        return producer.store.enqueue(batch)
+    except EnqueueRefusedError as exc:
+        lines = f"{validated.lines} line{'s' if validated.lines != 1 else ''}"
+        raise EnqueueRefusedError(
+            done + exc.result,
+            requested=validated.members,
+            source=f" from the file's {lines}",
+        ) from exc
 
 
 def _summary(result: EnqueueResult, *, lines: int | None = None) -> str:
@@ -192,6 +240,7 @@ def _summary(result: EnqueueResult, *, lines: int | None = None) -> str:
     return (
         f"stored {result.stored} request{'s' if result.stored != 1 else ''}{source}: {result.ready} ready, "
         f"{result.scheduled} scheduled ({result.replaced} replaced a pending request)"
+        + (f"; {result.stale} ignored: a higher version was already applied" if result.stale else "")
     )
 
 
@@ -199,6 +248,8 @@ def run_cancel(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     group_id = validate_group_id(args.group_id)
     members: Sequence[str] = validate_members(args.members)
-    removed = _producer(settings).store.cancel(group_id, list(members))
+    version = _parse_version(args.instruction_version)
+    removed = _producer(settings).store.cancel(group_id, list(members), version=version)
+    # "Pending" here includes a copy in flight: the cancel revoked it.
     print(f"cancelled {removed} of {len(members)} member{'s' if len(members) != 1 else ''} (the rest were not pending)")
     return 0

@@ -11,6 +11,7 @@ from imunban.local import embedded
 from imunban.logs import setup_logging
 from imunban.settings import Settings
 from imunban_celery.app import WORKER_QUEUES, create_app
+from imunban_celery.context import context_of
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,6 +36,9 @@ def run_worker(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, concurrency=args.concurrency)
     setup_logging(settings)
     app = create_app(settings)
+    # Built now, not at the first task: a Redis that cannot be used (unreachable, or an evicting
+    # maxmemory-policy) stops the command here with a clear error instead of inside Celery's start-up.
+    context_of(app).runtime  # noqa: B018
     name = args.name or f"imunban-{os.getpid()}@{socket.gethostname()}"
     app.worker_main(
         [

@@ -6,8 +6,9 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from imunban.cli.common import bounded_float, bounded_int
 from imunban.settings import Settings
@@ -17,6 +18,20 @@ _rate = bounded_float(0.0, 1.0, what="a fraction")
 _non_negative = bounded_float(0.0, 1e6)
 _positive_int = bounded_int(1)
 _port = bounded_int(0, 65535, what="a port number (0 = any free port)")
+_code = bounded_int(0, what="an ErrorCode")
+T = TypeVar("T")
+
+
+def _group_value(parse: Callable[[str], T]) -> Callable[[str], tuple[str, T]]:
+    """``GROUP=VALUE`` -> (group, parsed value); the group id is everything before the last ``=``."""
+
+    def parse_pair(text: str) -> tuple[str, T]:
+        group, sep, value = text.rpartition("=")
+        if not sep or not group:
+            raise argparse.ArgumentTypeError(f"expected GROUP=VALUE, got {text!r}")
+        return group, parse(value)
+
+    return parse_pair
 
 
 def register(subparsers: Any) -> None:
@@ -50,7 +65,28 @@ def register(subparsers: Any) -> None:
         default=200,
         help="calls per sliding second before 60007 (default 200)",
     )
-    faults.add_argument("--global-error", type=int, metavar="CODE", help="answer CODE to every call (e.g. 10007)")
+    faults.add_argument(
+        "--global-error",
+        type=int,
+        metavar="CODE",
+        help="answer CODE to every call (e.g. 10007); switch it at run time with POST /_admin/config",
+    )
+    faults.add_argument(
+        "--group-error",
+        type=_group_value(_code),
+        action="append",
+        default=[],
+        metavar="GROUP=CODE",
+        help="answer CODE to every call for GROUP (repeatable), e.g. an unknown code forever",
+    )
+    faults.add_argument(
+        "--group-delay-ms",
+        type=_group_value(_non_negative),
+        action="append",
+        default=[],
+        metavar="GROUP=MS",
+        help="extra delay per call for GROUP (repeatable)",
+    )
     faults.add_argument(
         "--poison", action="append", default=[], metavar="MEMBER", help="a batch holding MEMBER answers 10004"
     )
@@ -71,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         error_10002_rate=args.error_10002_rate,
         rate_limit=args.rate_limit,
         global_error=args.global_error,
+        group_errors=dict(args.group_error),
+        group_delay_ms=dict(args.group_delay_ms),
         poison_members=frozenset(args.poison),
         unknown_groups_gone=args.unknown_groups_gone,
         seed=args.seed,

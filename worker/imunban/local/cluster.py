@@ -177,7 +177,7 @@ class LocalCluster:
 
     def producer(self) -> Producer:
         settings = self.settings()
-        return Producer(self.client, Keys(settings.key_prefix), linger=settings.linger)
+        return Producer(self.client, Keys(settings.key_prefix), linger=settings.linger, durability=settings.durability)
 
     def status(self) -> dict[str, Any]:
         return status(self.client, Keys(self.settings().key_prefix))

@@ -50,8 +50,11 @@ class RedisServer:
         appendonly: bool = True,
         password: str | None = None,
         daemonize: bool = False,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = data_dir
+        #: More redis-server options, e.g. ``("--replicaof", "127.0.0.1", "6379")`` (see local/sentinel.py).
+        self.extra_args = extra_args
         self.port = port or free_port()
         self.appendonly = appendonly
         self.password = password
@@ -79,7 +82,7 @@ class RedisServer:
         ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]
-        return args
+        return args + list(self.extra_args)
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)

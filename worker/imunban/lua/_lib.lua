@@ -95,3 +95,97 @@ local function emit_outcome(outcomes_key, maxlen, group, member, outcome, code, 
     'group_id', group, 'member', member, 'outcome', outcome, 'code', code, 'info', info,
     'attempts', attempts, 'due_ms', due, 'at_ms', now)
 end
+
+-- A full Redis (maxmemory, noeviction) must refuse intake and still drain. Redis 6.2, and 7 for a
+-- script without flags, checks maxmemory only at a script's FIRST write, and only if that command
+-- may grow memory (deny-oom); once a script has written, nothing stops it. So which command a
+-- script writes first decides whether a full Redis refuses it.
+
+-- Intake (enqueue, cancel, dead replay) calls this first: HINCRBY by 0 is a deny-oom write that
+-- changes nothing, so a full Redis fails the script with OOM here, before anything is stored.
+local function refuse_if_full(stats_key, counter)
+  redis.call('HINCRBY', stats_key, counter, 0)
+end
+
+-- Delivery that would otherwise start with a deny-oom write (promote and the limiter start with
+-- ZADD or SET) calls this first with one of its hash keys: HDEL of a field that never exists is a
+-- write that cannot grow memory and is not checked, so the rest of the script runs at maxmemory.
+-- Draining the backlog is what frees memory.
+local function proceed_when_full(hash_key)
+  redis.call('HDEL', hash_key, '')
+end
+
+-- Versions (SPEC §2, order between producers). A version is a decimal integer in int64 range, as
+-- text: compared as text (length first) because a Lua number loses precision above 2^53.
+-- Returns -1, 0 or 1.
+local function compare_versions(a, b)
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  if a == b then return 0 end
+  return a < b and -1 or 1
+end
+
+-- Whether an instruction for request `rid` with `version` ('' = none) applies, given the version
+-- stored for it in `versions_key` ("<version>" or "<version>c" when a cancel applied it). Lower than
+-- the stored one: ignored. Equal: applied (an idempotent re-send), except that an enqueue never
+-- overrides a cancel of the same version (the safe instruction wins a tie). No version: applied
+-- (arrival order), and the stored version stays. When it applies, records the version and whether
+-- the request ended (`ends`: a cancel) or lives again (an enqueue) in `ends_key`, which remembers
+-- only ended requests, for forget_versions.lua. Returns true when the instruction applies.
+local function admit_version(versions_key, ends_key, rid, version, ends, now)
+  local stored = redis.call('HGET', versions_key, rid)
+  if stored and version ~= '' then
+    local sv, by_cancel = string.match(stored, '^(%d+)(c?)$')
+    local cmp = compare_versions(version, sv)
+    if cmp < 0 or (cmp == 0 and by_cancel == 'c' and not ends) then return false end
+  end
+  if version ~= '' then
+    redis.call('HSET', versions_key, rid, ends and version .. 'c' or version)
+  elseif not stored then
+    return true  -- unversioned and never versioned: nothing to remember (no memory per request)
+  end
+  if ends then
+    redis.call('ZADD', ends_key, now, rid)
+  else
+    redis.call('ZREM', ends_key, rid)
+  end
+  return true
+end
+
+-- A request ended (delivered, dead, group gone): if it carries a version, start forgetting it.
+local function version_ended(versions_key, ends_key, rid, now)
+  if redis.call('HEXISTS', versions_key, rid) == 1 then redis.call('ZADD', ends_key, now, rid) end
+end
+
+-- Replies of non-idempotent scripts, kept for a replayed call (redis-py's Retry re-sends a script
+-- after a connection error though the first send may have run). A reply is a flat list of integers
+-- and strings, stored as "n<int>" / "s<text>" items each followed by SEP (ids never contain SEP).
+local function reply_get(replies_key, id)
+  local raw = redis.call('HGET', replies_key, id)
+  if not raw then return nil end
+  local out = {}
+  for item in string.gmatch(raw, '([^\031]*)\031') do
+    if string.sub(item, 1, 1) == 'n' then
+      out[#out + 1] = tonumber(string.sub(item, 2))
+    else
+      out[#out + 1] = string.sub(item, 2)
+    end
+  end
+  return out
+end
+
+-- Keep `out` as the reply of call `id` for `ttl_ms`, and forget a few expired replies (each call
+-- forgets up to 4 and adds 1, so the memory stays bounded by the calls of one ttl).
+local function reply_put(replies_key, expiry_key, id, out, ttl_ms, now)
+  local parts = {}
+  for i, v in ipairs(out) do
+    if type(v) == 'number' then parts[i] = string.format('n%d', v) else parts[i] = 's' .. v end
+    parts[i] = parts[i] .. SEP
+  end
+  redis.call('HSET', replies_key, id, table.concat(parts))
+  redis.call('ZADD', expiry_key, now + tonumber(ttl_ms), id)
+  local old = redis.call('ZRANGE', expiry_key, '-inf', now, 'BYSCORE', 'LIMIT', 0, 4)
+  if #old > 0 then
+    redis.call('HDEL', replies_key, unpack(old))
+    redis.call('ZREM', expiry_key, unpack(old))
+  end
+end

@@ -1,24 +1,36 @@
--- cancel: remove pending requests of one group (ready or scheduled). In-flight ones are not touched.
--- KEYS[1] schedidx   KEYS[2] groups   KEYS[3] stats   KEYS[4] high   KEYS[5] meta   KEYS[6] ready:{group}
--- KEYS[7] sched:{group}
--- ARGV[1] "linger_ms:max_linger_ms"   ARGV[2] group id   ARGV[3..] members
--- Returns the number of pending requests removed.
+-- cancel: end requests of one group: remove pending copies (ready or scheduled) and revoke in-flight ones.
+-- An in-flight copy is revoked by removing its lease (the contract: a copy is live iff `leases` holds
+-- its token), so the pre-call lease check skips it and requeue, reap and ack treat it as stale.
+-- With a version, a cancel lower than the version applied to a request is ignored (stale_instructions).
+-- KEYS[1] schedidx   KEYS[2] groups   KEYS[3] stats   KEYS[4] high   KEYS[5] meta   KEYS[6] inflight
+-- KEYS[7] leases     KEYS[8] versions   KEYS[9] version_ends   KEYS[10] ready:{group}   KEYS[11] sched:{group}
+-- ARGV[1] "linger_ms:max_linger_ms"   ARGV[2] group id   ARGV[3] version, or '' for none   ARGV[4..] members
+-- Returns the number of requests cancelled (pending removed plus in-flight revoked).
 local K_SCHEDIDX, K_GROUPS, K_STATS, K_HIGH, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local K_READY, K_SCHED = KEYS[6], KEYS[7]
-local group = ARGV[2]
-local removed, ready_removed, sched_removed = 0, 0, 0
-for i = 3, #ARGV do
+refuse_if_full(K_STATS, 'cancelled')  -- first write: a full Redis refuses here (see _lib.lua)
+local K_INFLIGHT, K_LEASES, K_VERSIONS, K_VERSION_ENDS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local K_READY, K_SCHED = KEYS[10], KEYS[11]
+local group, version = ARGV[2], ARGV[3]
+local now = now_ms()
+local removed, ready_removed, sched_removed, stale = 0, 0, 0, 0
+for i = 4, #ARGV do
   local rid = group .. SEP .. ARGV[i]
-  local in_ready = redis.call('ZREM', K_READY, ARGV[i]) == 1
-  -- Both sets are checked: a pending request must never survive a cancel in either of them.
-  local in_sched = redis.call('ZREM', K_SCHED, ARGV[i]) == 1
-  if in_ready then ready_removed = ready_removed + 1 end
-  if in_sched then sched_removed = sched_removed + 1 end
-  if in_ready or in_sched then
-    removed = removed + 1
-    -- Only a pending request's flags go: an in-flight one keeps its attempts (cancel is a no-op on it).
-    redis.call('HDEL', K_HIGH, rid)
-    redis.call('HDEL', K_META, rid)
+  if admit_version(K_VERSIONS, K_VERSION_ENDS, rid, version, true, now) then
+    local in_ready = redis.call('ZREM', K_READY, ARGV[i]) == 1
+    -- Both sets are checked: a pending request must never survive a cancel in either of them.
+    local in_sched = redis.call('ZREM', K_SCHED, ARGV[i]) == 1
+    if in_ready then ready_removed = ready_removed + 1 end
+    if in_sched then sched_removed = sched_removed + 1 end
+    -- The in-flight copy is revoked: not sent if not sent yet, never given back by requeue or reap.
+    local in_flight = redis.call('HDEL', K_LEASES, rid) == 1
+    if in_flight then redis.call('ZREM', K_INFLIGHT, rid) end
+    if in_ready or in_sched or in_flight then
+      removed = removed + 1
+      redis.call('HDEL', K_HIGH, rid)
+      redis.call('HDEL', K_META, rid)
+    end
+  else
+    stale = stale + 1
   end
 end
 if ready_removed > 0 then
@@ -30,4 +42,5 @@ if sched_removed > 0 then
   reindex_sched(K_SCHEDIDX, K_SCHED, group)
 end
 if removed > 0 then redis.call('HINCRBY', K_STATS, 'cancelled', removed) end
+if stale > 0 then redis.call('HINCRBY', K_STATS, 'stale_instructions', stale) end
 return removed

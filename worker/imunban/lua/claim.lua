@@ -1,14 +1,19 @@
 -- claim: take up to N ready members of one group under a lease, in one atomic step.
+-- A replayed claim (the same token) returns the batch the first one leased and leases nothing more.
 -- KEYS[1] groups     KEYS[2] stats   KEYS[3] high   KEYS[4] meta   KEYS[5] inflight   KEYS[6] leases
--- KEYS[7] hold       KEYS[8] ready:{group}
+-- KEYS[7] hold       KEYS[8] replies   KEYS[9] reply_expiry   KEYS[10] ready:{group}
 -- ARGV[1] group id   ARGV[2] max members   ARGV[3] lease_ms   ARGV[4] lease token   ARGV[5] "linger_ms:max_linger_ms"
 -- ARGV[6] '1' to claim even while delivery is held (the hold's probe), else '0'
 -- ARGV[7] '1' to ignore the linger (claim whatever is ready), else '0'
+-- ARGV[8] how long to keep the reply for a replay, ms (at most the lease: then the batch is reaped)
 -- Returns {'hold'} while held; {} when nothing is claimable;
 -- else {now_ms, member, due_ms, high(0/1), attempts, member, ...}; due_ms is the original due time
 -- (kept in meta across delayed retries), so age and latency count from it.
 local K_GROUPS, K_STATS, K_HIGH, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_INFLIGHT, K_LEASES, K_HOLD, K_READY = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_INFLIGHT, K_LEASES, K_HOLD, K_REPLIES = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_REPLY_EXPIRY, K_READY = KEYS[9], KEYS[10]
+local replayed = reply_get(K_REPLIES, ARGV[4])
+if replayed then return replayed end
 if ARGV[6] ~= '1' and redis.call('EXISTS', K_HOLD) == 1 then return {'hold'} end
 local group = ARGV[1]
 local now = now_ms()
@@ -41,4 +46,5 @@ for i = 1, #popped, 2 do
 end
 redis.call('HINCRBY', K_STATS, 'ready', -(#popped / 2))
 reindex(K_GROUPS, K_READY, group, ARGV[5])
+reply_put(K_REPLIES, K_REPLY_EXPIRY, ARGV[4], out, ARGV[8], now)
 return out

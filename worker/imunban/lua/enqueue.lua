@@ -1,70 +1,87 @@
 -- enqueue: add or replace pending requests ("latest instruction wins"), deduplicated on (group, member).
+-- The newer instruction also governs a copy in flight: its lease is removed (revoked), so it is not
+-- sent if not sent yet and never comes back. With a version, an instruction lower than the version
+-- applied to a request (see admit_version in _lib.lua) is ignored and counted (stale_instructions).
 -- KEYS[1] schedidx ZSET group -> earliest due ms in its sched:{group}
 -- KEYS[2] groups   ZSET group -> claimable-at ms
 -- KEYS[3] stats    HASH counters; fields `ready` and `scheduled` are the gauges of pending members
 -- KEYS[4] high     HASH request id -> 1 for pending high-priority requests
 -- KEYS[5] meta     HASH request id -> attempts|first_failure_ms|last_code|due_ms (reset: a new instruction)
--- KEYS[6..5+2n] per group, in the order of the group ids in ARGV: ready:{group} sched:{group}
+-- KEYS[6] inflight ZSET request id -> lease deadline ms   KEYS[7] leases HASH request id -> lease record
+-- KEYS[8] versions HASH request id -> version applied   KEYS[9] version_ends ZSET request id -> ms ended
+-- KEYS[10..9+2n] per group, in the order of the group ids in ARGV: ready:{group} sched:{group}
 --               (both ZSET member -> due ms)
 -- ARGV[1] "linger_ms:max_linger_ms"
 -- ARGV[2] n, the number of groups; ARGV[3..2+n] the group ids
--- ARGV[3+n..] quads: group index (1-based), member, due ms or '' for now, '1' if high else '0'
--- Returns {ready_added, scheduled_added, replaced}
+-- ARGV[3+n..] 5-tuples: group index (1-based), member, due ms or '' for now, '1' if high else '0',
+--             version or '' for none
+-- Returns {ready_added, scheduled_added, replaced, stale (ignored: a higher version was applied)}
 local K_SCHEDIDX, K_GROUPS, K_STATS, K_HIGH, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+refuse_if_full(K_STATS, 'enqueued')  -- first write: a full Redis refuses here (see _lib.lua)
+local K_INFLIGHT, K_LEASES, K_VERSIONS, K_VERSION_ENDS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local linger = ARGV[1]
 local n = tonumber(ARGV[2])
 local now = now_ms()
 local dirty, sched_dirty = {}, {}
-local ready_added, sched_added, replaced, ready_delta, sched_delta = 0, 0, 0, 0, 0
-for i = 3 + n, #ARGV, 4 do
+local ready_added, sched_added, replaced, ready_delta, sched_delta, stale = 0, 0, 0, 0, 0, 0
+-- Checked once per call: a bulk import into an idle store skips the per-member lease lookups.
+local any_in_flight = redis.call('ZCARD', K_INFLIGHT) > 0
+for i = 3 + n, #ARGV, 5 do
   local gi = tonumber(ARGV[i])
   local group, member = ARGV[2 + gi], ARGV[i + 1]
-  local ready_key, sched_key = group_keys(5, gi)
+  local ready_key, sched_key = group_keys(9, gi)
   local rid = group .. SEP .. member
   local due = now
   if ARGV[i + 2] ~= '' then due = tonumber(ARGV[i + 2]) end
   local high = ARGV[i + 3] == '1'
-  -- A pending request is in at most one of its group's ready and sched sets.
-  local was_ready = redis.call('ZREM', ready_key, member) == 1
-  if was_ready then
-    replaced = replaced + 1
-    ready_delta = ready_delta - 1
-    dirty[gi] = true
-  end
-  redis.call('HDEL', K_META, rid)
-  if high then redis.call('HSET', K_HIGH, rid, 1) else redis.call('HDEL', K_HIGH, rid) end
-  if due <= now then
-    if not was_ready and redis.call('ZREM', sched_key, member) == 1 then
+  if not admit_version(K_VERSIONS, K_VERSION_ENDS, rid, ARGV[i + 4], false, now) then
+    stale = stale + 1
+  else
+    -- A pending request is in at most one of its group's ready and sched sets.
+    local was_ready = redis.call('ZREM', ready_key, member) == 1
+    if was_ready then
       replaced = replaced + 1
-      sched_delta = sched_delta - 1
+      ready_delta = ready_delta - 1
+      dirty[gi] = true
+    end
+    redis.call('HDEL', K_META, rid)
+    if high then redis.call('HSET', K_HIGH, rid, 1) else redis.call('HDEL', K_HIGH, rid) end
+    if due <= now then
+      if not was_ready and redis.call('ZREM', sched_key, member) == 1 then
+        replaced = replaced + 1
+        sched_delta = sched_delta - 1
+        sched_dirty[gi] = true
+      end
+      redis.call('ZADD', ready_key, ready_score(due, high), member)
+      ready_added = ready_added + 1
+      ready_delta = ready_delta + 1
+      dirty[gi] = true
+    else
+      -- ZADD answers 0 when the member was scheduled already: its due time is replaced in place
+      -- (this saves a second scan of the group's schedule for a ZREM).
+      if redis.call('ZADD', sched_key, due, member) == 1 then
+        sched_delta = sched_delta + 1
+      elseif not was_ready then
+        replaced = replaced + 1
+      end
+      sched_added = sched_added + 1
       sched_dirty[gi] = true
     end
-    redis.call('ZADD', ready_key, ready_score(due, high), member)
-    ready_added = ready_added + 1
-    ready_delta = ready_delta + 1
-    dirty[gi] = true
-  else
-    -- ZADD answers 0 when the member was scheduled already: its due time is replaced in place
-    -- (this saves a second scan of the group's schedule for a ZREM).
-    if redis.call('ZADD', sched_key, due, member) == 1 then
-      sched_delta = sched_delta + 1
-    elseif not was_ready then
-      replaced = replaced + 1
-    end
-    sched_added = sched_added + 1
-    sched_dirty[gi] = true
+    -- The copy in flight is revoked (its worker's pre-call lease check then skips it).
+    if any_in_flight and redis.call('HDEL', K_LEASES, rid) == 1 then redis.call('ZREM', K_INFLIGHT, rid) end
   end
 end
 for gi, _ in pairs(dirty) do
-  local ready_key = group_keys(5, gi)
+  local ready_key = group_keys(9, gi)
   reindex(K_GROUPS, ready_key, ARGV[2 + gi], linger)
 end
 for gi, _ in pairs(sched_dirty) do
-  local _, sched_key = group_keys(5, gi)
+  local _, sched_key = group_keys(9, gi)
   reindex_sched(K_SCHEDIDX, sched_key, ARGV[2 + gi])
 end
 redis.call('HINCRBY', K_STATS, 'enqueued', ready_added + sched_added)
 if replaced > 0 then redis.call('HINCRBY', K_STATS, 'deduplicated', replaced) end
 if ready_delta ~= 0 then redis.call('HINCRBY', K_STATS, 'ready', ready_delta) end
 if sched_delta ~= 0 then redis.call('HINCRBY', K_STATS, 'scheduled', sched_delta) end
-return {ready_added, sched_added, replaced}
+if stale > 0 then redis.call('HINCRBY', K_STATS, 'stale_instructions', stale) end
+return {ready_added, sched_added, replaced, stale}

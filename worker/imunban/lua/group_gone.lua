@@ -1,12 +1,12 @@
 -- group_gone: the group no longer exists (10010); end every pending member of it (ready or
 -- scheduled) as `group_gone`.
--- KEYS[1] schedidx   KEYS[2] groups   KEYS[3] stats   KEYS[4] high   KEYS[5] meta   KEYS[6] outcomes
--- KEYS[7] ready:{group}   KEYS[8] sched:{group}
+-- KEYS[1] schedidx   KEYS[2] groups   KEYS[3] stats   KEYS[4] high   KEYS[5] meta   KEYS[6] versions
+-- KEYS[7] version_ends   KEYS[8] outcomes   KEYS[9] ready:{group}   KEYS[10] sched:{group}
 -- ARGV[1] group id   ARGV[2] ErrorCode   ARGV[3] ErrorInfo   ARGV[4] outcome stream max length
 -- (The leased batch that got the answer is ended by ack.lua; other leased members meet 10010 in turn.)
 -- Returns the number of pending members ended.
 local K_SCHEDIDX, K_GROUPS, K_STATS, K_HIGH, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local K_OUTCOMES, K_READY, K_SCHED = KEYS[6], KEYS[7], KEYS[8]
+local K_VERSIONS, K_VERSION_ENDS, K_OUTCOMES, K_READY, K_SCHED = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local group = ARGV[1]
 local now = now_ms()
 local function finish(members)
@@ -16,6 +16,7 @@ local function finish(members)
     local rid = group .. SEP .. member
     redis.call('HDEL', K_HIGH, rid)
     redis.call('HDEL', K_META, rid)
+    version_ended(K_VERSIONS, K_VERSION_ENDS, rid, now)
     emit_outcome(K_OUTCOMES, ARGV[4], group, member, 'group_gone', ARGV[2], ARGV[3], 0, due, now)
   end
   return #members / 2

@@ -1,16 +1,49 @@
 -- limiter_reserve: GCRA on the Redis server clock; reserve the next call slot and say how long to wait.
--- KEYS[1] limiter:{sdkappid}   STRING theoretical arrival time (TAT), microseconds
+-- With a lease check (ARGV[5] a token) it first keeps only the batch's members still leased to that
+-- token (a cancel, a newer instruction or a reap removes or replaces the lease), renews their lease
+-- deadlines, and reserves a slot only if one of them is live: one atomic step, no extra round trip.
+-- KEYS[1] inflight   ZSET request id -> lease deadline ms
+-- KEYS[2] leases     HASH request id -> "token|due_ms|high"
+-- KEYS[3] limiter:{sdkappid}   STRING theoretical arrival time (TAT), microseconds
 -- ARGV[1] emission interval, microseconds (1e6 / calls per second)
 -- ARGV[2] the longest wait a caller accepts, microseconds; a later slot is not reserved
--- Returns {1, wait_us, slot_us} when a slot was reserved (sleep wait_us, then call), {0, wait_us, 0}
--- when refused. slot_us is the reserved slot's start on the server clock (for tests and metrics).
-local K_LIMITER = KEYS[1]
+-- ARGV[3] the furthest ahead of now a TAT can legitimately be, microseconds; one further ahead is
+--         corrupt (the server clock stepped back: failover, NTP) and is reset to now
+-- ARGV[4] lease_ms: a live member's new lease deadline is now + lease_ms
+-- ARGV[5] lease token, or '' for no lease check   ARGV[6] group id   ARGV[7..] members
+-- Returns {1, wait_us, slot_us, live member...} when a slot was reserved (sleep wait_us, then call the
+-- live members); {0, wait_us, 0, live member...} when refused (too far ahead: nap, ask again);
+-- {-1, 0, 0} when no member is live (no slot taken). Without a lease check no member is listed.
+-- slot_us is the reserved slot's start on the server clock (for tests and metrics).
+local K_INFLIGHT, K_LEASES, K_LIMITER = KEYS[1], KEYS[2], KEYS[3]
+proceed_when_full(K_LEASES)  -- first write: delivery goes on in a full Redis (see _lib.lua)
 local now = now_us()
-local interval = tonumber(ARGV[1])
+local out = {1, 0, 0}
+local token = ARGV[5]
+if token ~= '' then
+  local group, deadline = ARGV[6], math.floor(now / 1000) + tonumber(ARGV[4])
+  for i = 7, #ARGV do
+    local rid = group .. SEP .. ARGV[i]
+    local ltoken = parse_lease(redis.call('HGET', K_LEASES, rid), 0)
+    if ltoken == token then
+      -- Renewed on every ask: a long wait or a long bisection never lets a live lease lapse.
+      redis.call('ZADD', K_INFLIGHT, deadline, rid)
+      out[#out + 1] = ARGV[i]
+    end
+  end
+  if #out == 3 then return {-1, 0, 0} end
+end
+local interval, max_wait, max_lead = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', K_LIMITER) or now)
-if tat < now then tat = now end
+-- Behind now: idle time is not banked. Beyond max_lead: waiting it out would stall every worker for
+-- the size of a clock step, so the schedule restarts from now.
+if tat < now or tat - now > max_lead then tat = now end
 local wait = tat - now
-if wait > tonumber(ARGV[2]) then return {0, wait, 0} end
+if wait > max_wait then
+  out[1], out[2] = 0, wait
+  return out
+end
 -- The key only matters while the schedule is ahead of now; let an idle limiter expire.
 redis.call('SET', K_LIMITER, string.format('%d', tat + interval), 'PX', math.floor((wait + interval) / 1000) + 1000)
-return {1, wait, tat}
+out[2], out[3] = wait, tat
+return out

@@ -9,6 +9,7 @@
 -- Returns {taken, promoted}: scheduled entries removed, and requests made ready (a copy already
 -- ready is kept as it is, so it is taken but not promoted).
 local K_SCHEDIDX, K_GROUPS, K_STATS, K_HIGH = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+proceed_when_full(K_STATS)  -- first write: delivery drains a full Redis (see _lib.lua)
 local linger, limit, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
 local taken, promoted = 0, 0

@@ -21,7 +21,11 @@ class SimConfig:
     hang_s: float = 6.0  # past the client's default 5 s read timeout; the call still takes effect
     error_10002_rate: float = 0.0
     burst_60007: int = 0  # the next N authenticated calls answer 60007 (counts down)
-    global_error: int | None = None  # answered for every authenticated call, e.g. 10007
+    global_error: int | None = None  # answered for every authenticated call, e.g. 10007; switch at run time
+    # group id -> ErrorCode answered for every call of that group (after the global error: a
+    # configuration error comes first, as at the real API), e.g. an unknown code forever.
+    group_errors: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    group_delay_ms: Mapping[str, float] = dataclasses.field(default_factory=dict)  # extra delay per group
     poison_members: frozenset[str] = frozenset()  # any batch holding one answers 10004
     rate_limit: int = 200  # accepted calls per sliding 1 s window; beyond it 60007
     known_groups: Mapping[str, str] | None = None  # group id -> type; non-AVChatRoom answers 10007
@@ -32,6 +36,8 @@ class SimConfig:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["poison_members"] = sorted(self.poison_members)
         data["known_groups"] = None if self.known_groups is None else dict(self.known_groups)
+        data["group_errors"] = dict(self.group_errors)
+        data["group_delay_ms"] = dict(self.group_delay_ms)
         return data
 
 
@@ -71,6 +77,18 @@ def _groups(name: str, value: Any) -> dict[str, str] | None:
     return dict(value)
 
 
+def _group_errors(name: str, value: Any) -> dict[str, int]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"{name} must be an object of group id -> ErrorCode")
+    return {group: _count(f"{name}[{group!r}]", code) for group, code in value.items()}
+
+
+def _group_delays(name: str, value: Any) -> dict[str, float]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"{name} must be an object of group id -> milliseconds")
+    return {group: _non_negative(f"{name}[{group!r}]", ms) for group, ms in value.items()}
+
+
 def _flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be true or false")
@@ -86,6 +104,8 @@ _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "error_10002_rate": _rate,
     "burst_60007": _count,
     "global_error": _optional_int,
+    "group_errors": _group_errors,
+    "group_delay_ms": _group_delays,
     "poison_members": _members,
     "rate_limit": lambda n, v: _count(n, v, 1),
     "known_groups": _groups,

@@ -280,6 +280,8 @@ class Simulator:
             delay_s = (
                 cfg.latency_ms + (rng.uniform(0.0, cfg.latency_jitter_ms) if cfg.latency_jitter_ms else 0.0)
             ) / 1000
+            if batch is not None and cfg.group_delay_ms:
+                delay_s += cfg.group_delay_ms.get(batch.group_id, 0.0) / 1000
             if cfg.http_502_rate and rng.random() < cfg.http_502_rate:
                 stats.http_status[502] += 1
                 return SimResponse(502, b"<html><body>502 Bad Gateway</body></html>", "text/html", delay_s)
@@ -316,6 +318,9 @@ class Simulator:
         assert batch is not None  # parsed whenever the URL checks passed
         if batch.code:
             return batch.code, batch.info
+        group_error = cfg.group_errors.get(batch.group_id)
+        if group_error is not None:
+            return group_error, describe(group_error)
         group_type = (cfg.known_groups or {}).get(batch.group_id)
         if group_type is None and cfg.unknown_groups_gone:
             return 10010, f"group {batch.group_id} does not exist"
