@@ -6,6 +6,7 @@ Each folder under tests/ is a tier, and a test's tier is its folder, never a dec
     redis        a real redis-server (the session's), for Lua, leases and the server clock
     integration  sockets and files: the simulator over loopback, the CLI in-process, the embedded Redis
     e2e          processes: `imunban worker` clusters, `imunban demo`, clients in other interpreters
+    browser      the console in a real browser (Debian's chromium + chromium-driver with Selenium)
     repo         the repository itself: docs, compose file, layering
 
 ``pytest -m unit`` (or redis, integration, e2e, repo) selects a tier; ``make test-fast`` runs unit and
@@ -33,7 +34,7 @@ from imunban.store import Store
 
 TESTS = Path(__file__).resolve().parent
 #: Seconds a test of each tier may take (setup and teardown included) unless it sets its own timeout.
-TIER_TIMEOUT_S = {"unit": 30, "redis": 30, "integration": 30, "e2e": 180, "repo": 30}
+TIER_TIMEOUT_S = {"unit": 30, "redis": 30, "integration": 30, "e2e": 180, "browser": 180, "repo": 30}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

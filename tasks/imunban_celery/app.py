@@ -1,7 +1,9 @@
 """Celery app factory: the composition root of the Celery layer (nothing in it imports this module back).
 
-The broker is the same Redis as the store (IMUNBAN_REDIS_URL, or the embedded server when unset);
-a ``redis+sentinel://`` URL becomes kombu's sentinel transport with the same service (:func:`broker`).
+The broker is the same Redis as the store (IMUNBAN_REDIS_URL, or the embedded server when unset),
+or IMUNBAN_BROKER_URL when set (required when the state lives on a Redis Cluster: kombu has no
+cluster transport); a ``redis+sentinel://`` URL becomes kombu's sentinel transport with the same
+service (:func:`broker`).
 Run with ``imunban worker`` (which also starts the pump), or ``celery -A imunban_celery.app worker``:
 both consume the public and the internal queue.
 """
@@ -13,9 +15,10 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Queue
 
+from imunban.errors import ConfigError
 from imunban.ha import SENTINEL_TIMEOUT_S
 from imunban.local.embedded import resolve_settings
-from imunban.redis_url import is_sentinel_url, parse_sentinel_url
+from imunban.redis_url import is_cluster_url, is_sentinel_url, parse_sentinel_url
 from imunban.settings import Settings
 from imunban_celery import guard, maintenance, unban
 from imunban_celery.context import Context, base_conf
@@ -29,6 +32,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     settings = resolve_settings(settings or Settings.from_env())
     broker_url, transport_options = broker(settings)
     app = Celery("imunban", broker=broker_url, set_as_current=False)
+    context = Context(app, settings)
     app.conf.update(
         base_conf(settings),
         # Ack after the task ran; a killed worker's message is redelivered, not lost.
@@ -37,13 +41,13 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=PUBLIC_QUEUE,
         # Declared here, so a worker started without -Q consumes both queues, not only the default one.
-        task_queues=[Queue(name, routing_key=name) for name in WORKER_QUEUES],  # type: ignore[no-untyped-call]
+        task_queues=[Queue(name, routing_key=name) for name in context.worker_queues()],  # type: ignore[no-untyped-call]
         task_create_missing_queues=True,
         task_routes={DELIVER_TASK: {"queue": INTERNAL_QUEUE}},
         # Tasks are short (a delivery run has a few-second budget); nothing relies on ETA/countdown.
         broker_transport_options={"visibility_timeout": 300, **transport_options},
     )
-    app.conf.imunban = Context(app, settings)
+    app.conf.imunban = context
     guard.install(app)
     unban.register(app)
     maintenance.register(app)
@@ -57,11 +61,18 @@ def broker(settings: Settings) -> tuple[str | None, dict[str, Any]]:
     with the service as ``master_name``; passwords travel as transport options, never in the URL
     (kombu #1007), see :class:`~imunban_celery.guard.GuardedSentinelChannel`.
     """
-    url = settings.redis_url
+    url, variable = settings.redis_url, "IMUNBAN_REDIS_URL"
+    if settings.broker_url is not None:
+        url, variable = settings.broker_url, "IMUNBAN_BROKER_URL"
+    elif is_cluster_url(url):
+        raise ConfigError(
+            "IMUNBAN_REDIS_URL is a Redis Cluster, which cannot carry the Celery broker (kombu has no cluster "
+            "transport): set IMUNBAN_BROKER_URL to a plain or Sentinel Redis"
+        )
     if not is_sentinel_url(url):
         return url, {}
     assert url is not None
-    parsed = parse_sentinel_url(url)
+    parsed = parse_sentinel_url(url, variable=variable)
     hosts = [(f"[{host}]" if ":" in host else host, port) for host, port in parsed.sentinels]  # IPv6 in brackets
     broker_url = ";".join(f"sentinel://{host}:{port}/{parsed.db}" for host, port in hosts)
     # A dead sentinel must not stall the search for the primary: the next one is asked after a second.

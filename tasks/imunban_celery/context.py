@@ -11,10 +11,11 @@ from typing import Any
 
 from celery import Celery
 
+from imunban.apps import Apps, load_apps
 from imunban.metrics import observer_for
 from imunban.runtime import Runtime, build_runtime
 from imunban.settings import Settings
-from imunban_celery.names import DELIVER_TASK, INTERNAL_QUEUE
+from imunban_celery.names import DELIVER_TASK, INTERNAL_QUEUE, PUBLIC_QUEUE, WORKER_QUEUES, internal_queue
 
 
 class Context:
@@ -22,6 +23,8 @@ class Context:
 
     def __init__(self, app: Celery, settings: Settings) -> None:
         self.settings = settings
+        #: The apps this deployment serves (IMUNBAN_APPS_FILE, or app ``default``).
+        self.apps: Apps = load_apps(settings)
         self._app = app
         self._lock = threading.Lock()
         self._runtime: Runtime | None = None
@@ -37,12 +40,40 @@ class Context:
         if self._runtime is None:
             with self._lock:
                 if self._runtime is None:
-                    self._runtime = build_runtime(self.settings, self._submit, observer=observer_for(self.settings))
+                    self._runtime = build_runtime(
+                        self.settings,
+                        self._submit,
+                        observer=observer_for(self.settings),
+                        apps=self.apps,
+                        submit_app=self._submit_app,
+                    )
         return self._runtime
 
     def _submit(self, group_id: str, slot: int, probe: bool) -> None:
         kwargs: dict[str, Any] = {"group_id": group_id, "slot": slot, "probe": probe}
         self._app.send_task(DELIVER_TASK, kwargs=kwargs, queue=INTERNAL_QUEUE)
+
+    def _submit_app(self, app: str, group_id: str, slot: int, probe: bool) -> None:
+        if len(self.apps) == 1:
+            self._submit(group_id, slot, probe)  # one app: the message and queue of a single-app deployment
+            return
+        kwargs: dict[str, Any] = {"group_id": group_id, "slot": slot, "probe": probe, "app": app}
+        self._app.send_task(DELIVER_TASK, kwargs=kwargs, queue=internal_queue(app))
+
+    def worker_queues(self) -> list[str]:
+        """The queues a worker consumes: the public one, and one internal queue per app (served in turn)."""
+        return worker_queues(self.apps)
+
+
+def worker_queues(apps: Apps) -> list[str]:
+    """The public queue and the internal delivery queue(s): one per app when there are several.
+
+    kombu's Redis transport takes the next message from its queues in rotation, so a worker serves
+    the apps with due work in turn, and one app's backlog of runs never sits in front of another's.
+    """
+    if len(apps) == 1:
+        return list(WORKER_QUEUES)
+    return [PUBLIC_QUEUE, *(internal_queue(app.name) for app in apps)]
 
 
 def context_of(app: Celery) -> Context:

@@ -14,12 +14,13 @@ from celery import Celery, bootsteps
 
 from imunban.errors import StoreError
 from imunban.metrics import start_metrics_server
+from imunban.pump import Pump
 from imunban_celery.context import context_of
 
 log = logging.getLogger("imunban.pump")
 
-#: How often the pump looks for due work; bounds the extra latency of an immediate request.
-TICK_S = 0.05
+#: After a failed tick, wait this long before the next (Redis away, a bug).
+RETRY_S = 1.0
 
 
 class PumpStep(bootsteps.StartStopStep):  # type: ignore[misc]
@@ -30,31 +31,37 @@ class PumpStep(bootsteps.StartStopStep):  # type: ignore[misc]
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def start(self, parent: Any) -> None:
         app: Celery = parent.app
-        start_metrics_server(context_of(app).runtime)
-        self._thread = threading.Thread(target=self._run, args=(app,), name="imunban-pump", daemon=True)
-        self._thread.start()
+        rt = context_of(app).runtime
+        start_metrics_server(rt)
+        # One pump thread per app: each waits on its own app's wake-ups and due times, so one app's
+        # backlog, hold or Redis slot never delays another app's dispatch.
+        for name, app_rt in rt.apps.items():
+            suffix = "" if len(rt.apps) == 1 else f"-{name}"
+            thread = threading.Thread(target=self._run, args=(app_rt.pump,), name=f"imunban-pump{suffix}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
 
     def stop(self, parent: Any) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
 
-    def _run(self, app: Celery) -> None:
-        rt = context_of(app).runtime
+    def _run(self, pump: Pump) -> None:
         while not self._stop.is_set():
             try:
-                rt.pump.tick()
+                # A tick, then a blocking wait for a wake-up or the next due time (pump.py): no
+                # fixed timer, so an idle worker costs a few round trips a second.
+                pump.run_once()
             except StoreError as exc:
                 log.error("pump: %s (retrying)", exc)
-                self._stop.wait(1.0)
+                self._stop.wait(RETRY_S)
             except Exception:  # the pump must outlive any single bad tick
                 log.exception("pump tick failed")
-                self._stop.wait(1.0)
-            self._stop.wait(TICK_S)
+                self._stop.wait(RETRY_S)
 
 
 def register(app: Celery) -> None:

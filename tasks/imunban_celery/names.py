@@ -10,3 +10,8 @@ WORKER_QUEUES = (PUBLIC_QUEUE, INTERNAL_QUEUE)
 UNBAN_TASK = "imunban.unban"
 CANCEL_TASK = "imunban.cancel"
 DELIVER_TASK = "imunban.deliver"
+
+
+def internal_queue(app: str | None = None) -> str:
+    """The internal queue of an app's delivery runs (one per app when there are several; None: the only app)."""
+    return INTERNAL_QUEUE if app is None else f"{INTERNAL_QUEUE}.{app}"

@@ -1,8 +1,10 @@
 """Task definitions. Each body only validates its message and delegates to the engine.
 
-``imunban.unban``  kwargs: group_id (str), members (list of str), optional at, priority, version
-``imunban.cancel`` kwargs: group_id (str), members (list of str), optional version
-``imunban.deliver`` (internal) kwargs: group_id, slot, probe
+``imunban.unban``  kwargs: group_id (str), members (list of str), optional at, priority, version, app
+``imunban.cancel`` kwargs: group_id (str), members (list of str), optional version, app
+``imunban.deliver`` (internal) kwargs: group_id, slot, probe, and app when there are several
+``app`` may be left out with one app; with several it is required, and an unknown app is rejected
+(counted), never stored.
 A bad message is rejected with a logged, counted reason; it is never retried and never crashes.
 imunban_celery/guard.py rejects malformed envelopes before they reach Celery's code (some would crash the
 worker); the task bodies here check the kwargs.
@@ -25,8 +27,8 @@ from imunban_celery.names import CANCEL_TASK, DELIVER_TASK, UNBAN_TASK
 
 log = logging.getLogger("imunban.tasks")
 
-UNBAN_FIELDS = frozenset({"group_id", "members", "at", "priority", "version"})
-CANCEL_FIELDS = frozenset({"group_id", "members", "version"})
+UNBAN_FIELDS = frozenset({"group_id", "members", "at", "priority", "version", "app"})
+CANCEL_FIELDS = frozenset({"group_id", "members", "version", "app"})
 
 
 def _check_fields(kwargs: dict[str, Any], args: tuple[Any, ...], allowed: frozenset[str]) -> None:
@@ -47,7 +49,7 @@ def _reject(app: Celery, task: str, exc: ValidationError) -> dict[str, Any]:
     return {"rejected": str(exc)}
 
 
-def unban(app: Celery, *args: Any, **kwargs: Any) -> dict[str, Any]:
+def unban(app: Celery, /, *args: Any, **kwargs: Any) -> dict[str, Any]:  # `/`: a message's "app" is a kwarg
     try:
         _check_fields(kwargs, args, UNBAN_FIELDS)
         request = build_request(
@@ -57,32 +59,41 @@ def unban(app: Celery, *args: Any, **kwargs: Any) -> dict[str, Any]:
             kwargs.get("priority"),
             version=kwargs.get("version"),
         )
+        target = context_of(app).apps.resolve(kwargs.get("app"))
     except ValidationError as exc:
         return _reject(app, UNBAN_TASK, exc)
     try:
-        result = context_of(app).runtime.store.enqueue([request])
+        result = context_of(app).runtime.apps[target.name].store.enqueue([request])
     except StoreError as exc:
         # Redis refused: hand the message back to the broker rather than acknowledging a loss.
         raise Reject(str(exc), requeue=True) from exc
     return {"ready": result.ready, "scheduled": result.scheduled, "replaced": result.replaced, "stale": result.stale}
 
 
-def cancel(app: Celery, *args: Any, **kwargs: Any) -> dict[str, Any]:
+def cancel(app: Celery, /, *args: Any, **kwargs: Any) -> dict[str, Any]:
     try:
         _check_fields(kwargs, args, CANCEL_FIELDS)
         group_id = validate_group_id(kwargs["group_id"])
         members = validate_members(kwargs["members"])
         version = validate_version(kwargs.get("version"))
+        target = context_of(app).apps.resolve(kwargs.get("app"))
     except ValidationError as exc:
         return _reject(app, CANCEL_TASK, exc)
     try:
-        return {"cancelled": context_of(app).runtime.store.cancel(group_id, list(members), version=version)}
+        store = context_of(app).runtime.apps[target.name].store
+        return {"cancelled": store.cancel(group_id, list(members), version=version)}
     except StoreError as exc:
         raise Reject(str(exc), requeue=True) from exc
 
 
-def deliver(app: Celery, group_id: str, slot: int = -1, probe: bool = False) -> dict[str, Any]:
-    rt = context_of(app).runtime
+def deliver(
+    app: Celery, group_id: str, slot: int = -1, probe: bool = False, app_name: str | None = None
+) -> dict[str, Any]:
+    try:
+        rt = context_of(app).runtime.app(app_name)
+    except ValidationError as exc:  # a run of an app this worker does not serve (its apps file differs)
+        log.error("delivery run for group %r refused: %s", group_id, exc)
+        return {"error": str(exc)}
     try:
         # The run hands its thread back after delivery.DELIVER_BUDGET_S, so other groups get a turn.
         report = rt.deliverer.deliver_group(group_id, probe=probe, heartbeat=lambda: rt.pump.touch(group_id, slot))
@@ -107,14 +118,16 @@ def register(app: Celery) -> None:
         "Strategy": "imunban_celery.guard:guarded_strategy",
     }
 
+    celery_app = app
+
     def unban_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
         return unban(app, *args, **kwargs)
 
     def cancel_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
         return cancel(app, *args, **kwargs)
 
-    def deliver_task(group_id: str, slot: int = -1, probe: bool = False) -> dict[str, Any]:
-        return deliver(app, group_id, slot, probe)
+    def deliver_task(group_id: str, slot: int = -1, probe: bool = False, app: str | None = None) -> dict[str, Any]:
+        return deliver(celery_app, group_id, slot, probe, app)
 
     app.task(name=UNBAN_TASK, **options)(unban_task)
     app.task(name=CANCEL_TASK, **options)(cancel_task)

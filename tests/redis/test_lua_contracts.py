@@ -31,12 +31,13 @@ KEY_ARGS = {
     "HGET": 1, "HMGET": 1, "HSET": 1, "HDEL": 1, "HEXISTS": 1, "HINCRBY": 1,
     "ZADD": 1, "ZREM": 1, "ZSCORE": 1, "ZCARD": 1, "ZRANGE": 1, "ZPOPMIN": 1,
     "ZREMRANGEBYSCORE": 1, "ZREMRANGEBYRANK": 1,
-    "XADD": 1,
+    "XADD": 1, "LPUSH": 1, "LTRIM": 1,
 }  # fmt: skip
 #: _lib.lua helpers -> how many leading arguments are key names.
 LIB_KEY_ARGS = {
     "reindex": 2, "reindex_sched": 2, "emit_outcome": 1, "refuse_if_full": 1, "proceed_when_full": 1,
     "admit_version": 2, "version_ended": 2, "reply_get": 1, "reply_put": 2,
+    "pace_count": 1, "pace_use": 1, "wake": 1,
 }  # fmt: skip
 CALL = re.compile(r"redis\.p?call\(\s*'(?P<cmd>\w+)'\s*(?:,\s*(?P<args>[^\n]*))?")
 KEY_NAMES = (
@@ -194,7 +195,7 @@ def test_every_redis_call_takes_its_keys_from_KEYS(path: Path) -> None:
     code = body(path.read_text(encoding="utf-8"))
     assert CALL.search(code), f"{path.name} makes no redis.call"
     lib_params = {"groups_key", "ready_key", "schedidx_key", "sched_key", "outcomes_key", "stats_key", "hash_key"}
-    lib_params |= {"versions_key", "ends_key", "replies_key", "expiry_key"}
+    lib_params |= {"versions_key", "ends_key", "replies_key", "expiry_key", "wake_key"}
     params = frozenset(lib_params) if path.stem == LIB else frozenset()
     assert built_keys(code, params) == [], path.name
 
@@ -369,24 +370,42 @@ def test_keys_check_catches_a_key_built_elsewhere() -> None:
     assert key_literals('log.info("ready: %d", n); x = f"{group}{SEP}{slot}"') == []
 
 
-def test_every_key_shares_the_prefix() -> None:
-    """Every key Keys builds starts with '<prefix>:' so deployments never collide."""
-    k = Keys("p1")
-    built = [getattr(k, name) for name in dir(Keys) if isinstance(getattr(Keys, name), property)]
-    built += [k.ready("g"), k.sched_group("g"), k.limiter(1400000000)]
+def built_by(k: Keys) -> list[str]:
+    """Every key ``k`` builds: its properties, and the per-group and limiter keys."""
+    built = [getattr(k, name) for name in dir(Keys) if isinstance(getattr(Keys, name), property) and name != "tag"]
+    return [*built, k.ready("g"), k.sched_group("g"), k.limiter(1400000000)]
+
+
+def test_every_key_carries_the_app_tag_or_the_deployment_tag() -> None:
+    """Every key of an app starts with its hash tag '{prefix:app}:'; the few deployment keys with '{prefix}:'."""
+    k = Keys("p1", "cn")
+    built = built_by(k)
+    deployment = {k.workers, k.migrate_lock, k.migrating}
     assert len(built) >= 15
-    assert all(key.startswith("p1:") for key in built)
+    assert all(key.startswith("{p1:cn}:") for key in built if key not in deployment)
+    assert all(key.startswith("{p1}:") for key in deployment)
     assert len(set(built)) == len(built)
+    assert set(built) & set(built_by(Keys("p1", "intl"))) == deployment, "two apps share only deployment keys"
 
 
 def test_keys_docstring_lists_every_key() -> None:
-    """The data-model table in keys.py documents every key the class builds."""
+    """The data-model table in keys.py documents every key the class builds (t: the app's tag, d: the deployment's)."""
     doc = keys_module.__doc__ or ""
     k = Keys("p")
     for name in dir(Keys):
-        if isinstance(getattr(Keys, name), property):
-            assert f"``{getattr(k, name)}``" in doc, name
-    assert "``p:sched:{group}``" in doc and "``p:ready:{group}``" in doc and "``p:limiter:{sdkappid}``" in doc
+        if isinstance(getattr(Keys, name), property) and name != "tag":
+            key = getattr(k, name).replace("{p:default}", "t").replace("{p}", "d")
+            assert f"``{key}``" in doc, name
+    assert "``t:sched:{group}``" in doc and "``t:ready:{group}``" in doc and "``t:limiter:{sdkappid}``" in doc
+
+
+def test_single_app_layout_builds_the_names_before_several_apps() -> None:
+    """migrate.py reads the old names: 'prefix:name', no hash tag, the same for deployment keys."""
+    old = Keys.single_app_layout("imunban")
+    assert (old.stats, old.sched_group("g"), old.ready("g"), old.limiter(7)) == (
+        "imunban:stats", "imunban:sched:g", "imunban:ready:g", "imunban:limiter:7",
+    )  # fmt: skip
+    assert old.workers == "imunban:workers" and old.dead_info == "imunban:dead:info"
 
 
 @pytest.mark.parametrize(("group", "member"), [("g", "m"), ("@TGS#abc", "user:1"), ("a b", "c~d")])

@@ -14,7 +14,7 @@ from imunban.store import Batch, Store
 from imunban.validation import UnbanRequest
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "outcomes.md"
-STREAM, GROUP = "imunban:outcomes", "moderation-log"
+STREAM, GROUP = "{imunban:default}:outcomes", "moderation-log"
 
 
 def documented_fields() -> list[str]:

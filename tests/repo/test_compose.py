@@ -51,9 +51,9 @@ def _imunban_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_services_present(compose: dict[str, Any]) -> None:
-    """redis, worker and simulator are defined; worker and simulator are built from this repository."""
-    assert {"redis", "worker", "simulator"} <= set(compose["services"])
-    assert set(_imunban_services(compose)) == {"worker", "simulator"}
+    """redis, worker, simulator and web are defined; all but redis are built from this repository."""
+    assert {"redis", "worker", "simulator", "web"} <= set(compose["services"])
+    assert set(_imunban_services(compose)) == {"worker", "simulator", "web"}
 
 
 def test_dockerfile_installs_package_as_non_root() -> None:
@@ -80,6 +80,7 @@ def test_commands_are_real_entry_points(compose: dict[str, Any]) -> None:
         assert args.command == argv[1], name
     assert _argv(compose["services"]["worker"])[1] == "worker"
     assert _argv(compose["services"]["simulator"])[1] == "simulate"
+    assert _argv(compose["services"]["web"])[1] == "web"
 
 
 def test_redis_private_durable_and_password_protected(compose: dict[str, Any]) -> None:
@@ -99,8 +100,11 @@ def test_redis_private_durable_and_password_protected(compose: dict[str, Any]) -
 
 
 def test_nothing_is_published_on_the_host(compose: dict[str, Any]) -> None:
-    """No service publishes ports; metrics and the simulator are only exposed on the compose network."""
+    """Only the console publishes a port, on the host's loopback; metrics and the simulator stay on the network."""
     for name, service in compose["services"].items():
+        if name == "web":
+            assert [str(p) for p in service["ports"]] == ["127.0.0.1:8321:8321"]
+            continue
         assert "ports" not in service, name
     worker = compose["services"]["worker"]
     assert "9464" in [str(port) for port in worker["expose"]]
@@ -121,6 +125,10 @@ def test_secret_key_is_a_compose_secret(compose: dict[str, Any]) -> None:
     """The secret key reaches the containers as a file secret, never as an environment variable."""
     assert "imunban_secret_key" in compose["secrets"]
     for name, service in _imunban_services(compose).items():
+        if name == "web":  # the console signs nothing for the API: it does not get the key at all
+            assert "imunban_secret_key" not in service["secrets"]
+            assert not any("SECRET_KEY" in variable for variable in service["environment"])
+            continue
         assert "imunban_secret_key" in service["secrets"], name
         env = service.get("environment", {})
         assert env.get("IMUNBAN_SECRET_KEY_FILE") == "/run/secrets/imunban_secret_key", name
@@ -145,3 +153,18 @@ def test_every_variable_is_in_env_example() -> None:
     assert "IMUNBAN_REDIS_PASSWORD" in used
     missing = used - set(_env_example())
     assert not missing, f"define in .env.example: {sorted(missing)}"
+
+
+def test_web_console_tokens_are_compose_secrets(compose: dict[str, Any]) -> None:
+    """The console's tokens reach it as file secrets; its Redis URL carries the password; it waits for Redis."""
+    web = compose["services"]["web"]
+    env = web["environment"]
+    for role in ("viewer", "operator"):
+        secret = f"imunban_web_{role}_token"
+        assert secret in compose["secrets"] and secret in web["secrets"]
+        assert env[f"IMUNBAN_WEB_{role.upper()}_TOKEN_FILE"] == f"/run/secrets/{secret}"
+        assert f"IMUNBAN_WEB_{role.upper()}_TOKEN" not in env
+    assert env["IMUNBAN_REDIS_URL"].endswith("@redis:6379/0")
+    assert web["depends_on"]["redis"]["condition"] == "service_healthy"
+    argv = _argv(web)
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"  # inside its container; published on 127.0.0.1 only

@@ -100,7 +100,7 @@ def test_rows_verdicts() -> None:
         _results(
             drain=DRAIN,
             naive={"members_per_s": 190.0, "window_s": 20.0},
-            latency={"immediate": {"p50_ms": 200, "p99_ms": 400}, "scheduled": {"p50_ms": 300, "p99_ms": 1_500}},
+            latency={"windows": [{"load": 0.1, "source": "scheduled", "members_per_s": 380.0, "p99_ms": 150}]},
             bulk={"bulk_members_per_s": 80_000.0, "apply_async_per_s": 1_600.0, "ratio": 50.0},
             scale={"scheduled": 10, "bytes_per_request": 120.0, "enqueue_ratio_full_to_empty": 0.5},
             chaos={"error": "RuntimeError: boom"},
@@ -109,7 +109,7 @@ def test_rows_verdicts() -> None:
     verdict = {(r.scenario, r.metric): r.verdict for r in rows}
     assert verdict[("drain", "ratio to 20 x configured limit")] == OK
     assert verdict[("naive", "imunban / naive, same run")] == OK  # 3,700 / 190 = 19.5
-    assert verdict[("latency", "scheduled: due → delivered p50 / p99")] == MISS
+    assert verdict[("latency", "10 % load (380/s), scheduled: p50 / p99 / p99.9")] == MISS
     assert verdict[("bulk", "bulk / apply_async, same run")] == OK
     assert verdict[("scale", "enqueue/s: empty → full (median paired ratio)")] == MISS
     assert (

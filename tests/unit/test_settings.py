@@ -152,10 +152,10 @@ def test_linger_policy_in_code_caps_like_the_settings(linger_ms: int) -> None:
 
 
 def test_linger_policy_cap_is_never_below_the_linger() -> None:
-    """An explicit cap is kept unless it is shorter than the linger; the defaults are 150 and 750."""
+    """An explicit cap is kept unless it is shorter than the linger; the default bound is 1000 ms."""
     assert LingerPolicy(300, 500).script_arg == "300:500"
     assert LingerPolicy(300, 100).cap_ms == 300
-    assert LingerPolicy().script_arg == Settings().linger.script_arg == "150:750"
+    assert LingerPolicy().script_arg == Settings().linger.script_arg == "1000:1000"
     assert Settings.from_env({"IMUNBAN_LINGER_MS": "100", "IMUNBAN_MAX_LINGER_MS": "400"}).linger == LingerPolicy(
         100, 400
     )

@@ -9,6 +9,7 @@ The function-level producer API, on one process-wide :class:`Producer` built fro
     imunban.cancel("@TGS#aJRGC4MH6", ["bob"])
     imunban.cancel("@TGS#aJRGC4MH6", ["bob"], version=42)   # ordered: a lower version is ignored
     imunban.bulk({"group_id": g, "member": m} for g, m in pairs)
+    imunban.enqueue("@TGS#x", ["carol"], app="intl")   # with several apps (IMUNBAN_APPS_FILE)
 
 This module is the composition root of that API; the engine's modules never import it.
 """
@@ -69,14 +70,15 @@ def enqueue(
     at: When = None,
     priority: str = "normal",
     version: int | None = None,
+    app: str | None = None,
 ) -> EnqueueResult:
-    """``imunban.enqueue(group, members, at=..., priority=..., version=...)``: see :meth:`Producer.enqueue`."""
-    return default_producer().enqueue(group_id, members, at=at, priority=priority, version=version)
+    """``imunban.enqueue(group, members, at=..., priority=..., version=..., app=...)``: see :meth:`Producer.enqueue`."""
+    return default_producer().enqueue(group_id, members, at=at, priority=priority, version=version, app=app)
 
 
-def cancel(group_id: str, members: str | Sequence[str], *, version: int | None = None) -> int:
-    """``imunban.cancel(group, members, version=...)``: see :meth:`Producer.cancel`."""
-    return default_producer().cancel(group_id, members, version=version)
+def cancel(group_id: str, members: str | Sequence[str], *, version: int | None = None, app: str | None = None) -> int:
+    """``imunban.cancel(group, members, version=..., app=...)``: see :meth:`Producer.cancel`."""
+    return default_producer().cancel(group_id, members, version=version, app=app)
 
 
 def bulk(requests: Iterable[UnbanRequest | Mapping[str, Any]]) -> EnqueueResult:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import redis
+from redis.cluster import ClusterNode, RedisCluster
 
 from imunban.errors import ConfigError, RedisFullError, StoreError
 from imunban.ha import RETRY_ON, failover_retry, sentinel_client
-from imunban.redis_url import is_sentinel_url
+from imunban.redis_url import is_cluster_url, is_sentinel_url, parse_cluster_url
 from imunban.settings import Settings
 
 
@@ -37,7 +38,33 @@ def connect(settings: Settings, *, url: str | None = None) -> redis.Redis:
     retry = failover_retry(cap_s=1.0, retries=20)
     if is_sentinel_url(url):
         return sentinel_client(url, settings.sentinel_password, options=options, retry=retry)
+    if is_cluster_url(url):
+        return cluster_client(url, options=options, retry=retry)
     return redis.Redis.from_url(url, retry=retry, **options)
+
+
+def cluster_client(url: str, *, options: dict[str, Any], retry: Any) -> redis.Redis:
+    """A Redis Cluster client; every script runs on the node of its first key (all keys of one app: one slot).
+
+    It is typed as a ``redis.Redis``: the engine uses only commands both clients have, and
+    :func:`imunban.pipelines.run_scripts` runs scripts without a pipeline on a cluster (redis-py's
+    cluster pipeline refuses EVALSHA).
+    """
+    parsed = parse_cluster_url(url)
+    cluster_options = {k: v for k, v in options.items() if k != "health_check_interval"}
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],  # type: ignore[no-untyped-call]
+        username=parsed.username,
+        password=parsed.password,
+        retry=retry,
+        **cluster_options,
+    )
+    return cast(redis.Redis, client)
+
+
+def is_cluster(client: object) -> bool:
+    """Whether ``client`` talks to a Redis Cluster (scripts then run one by one, never in a pipeline)."""
+    return isinstance(client, RedisCluster)
 
 
 @contextmanager

@@ -6,6 +6,7 @@ talks to is injected (store, limiter, API client, hold, observer), so tests driv
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: A delivery run hands its thread back after this long, so other groups and messages get a turn.
 DELIVER_BUDGET_S = 3.0
+#: A running delivery refreshes its dispatch marker at most this often (the marker lives ~15 s).
+HEARTBEAT_EVERY_S = 1.0
 
 
 class _HeldMeanwhile(Exception):
@@ -74,6 +77,13 @@ class Report:
     #: Members not sent because their lease was gone at the reservation (cancelled, superseded, lost).
     revoked: int = 0
     codes: dict[int, int] = field(default_factory=dict)
+    #: Calls made but not yet added to the store's ``calls`` counter: the next ack or requeue adds them.
+    uncounted_calls: int = 0
+
+    def take_calls(self) -> int:
+        """The calls to count with the next ack or requeue (each is counted once)."""
+        n, self.uncounted_calls = self.uncounted_calls, 0
+        return n
 
 
 class Deliverer:
@@ -113,7 +123,20 @@ class Deliverer:
         With ``probe``, deliver exactly one batch even though delivery is held: the hold's probe.
         """
         report = Report()
+        try:
+            return self._deliver_until(group_id, report, budget_s, probe, heartbeat)
+        finally:
+            if report.uncounted_calls:  # a batch whose ack or requeue never ran (Redis trouble, a bug)
+                with contextlib.suppress(StoreError):
+                    self.store.incr("calls", report.take_calls())
+
+    def _deliver_until(
+        self, group_id: str, report: Report, budget_s: float, probe: bool, heartbeat: Callable[[], object] | None
+    ) -> Report:
         deadline = self._monotonic() + budget_s
+        # The dispatch marker lives marker_ttl (seconds); refreshing it after every batch is a round
+        # trip per call for nothing: once a second is plenty.
+        next_beat = self._monotonic() + HEARTBEAT_EVERY_S
         while True:
             group_id, batch = self._next_batch(group_id, probe)
             if isinstance(batch, Held):
@@ -128,9 +151,11 @@ class Deliverer:
                 raise  # Redis trouble: nothing can be requeued now; the lease lapses and the reaper returns it
             except Exception as exc:
                 self._internal_error(batch, exc, report)
-            if probe or report.held or self._monotonic() >= deadline:
+            now = self._monotonic()
+            if probe or report.held or now >= deadline:
                 return report
-            if heartbeat is not None:
+            if heartbeat is not None and now >= next_beat:
+                next_beat = now + HEARTBEAT_EVERY_S
                 heartbeat()
 
     def _next_batch(self, group_id: str, probe: bool) -> tuple[str, Batch | Held | None]:
@@ -159,7 +184,7 @@ class Deliverer:
             self._call(live, report, probe=probe)
         except _HeldMeanwhile:
             # Another worker hit a configuration error while we waited for our slot: do not call.
-            self.store.requeue(live.batch, delay_ms=0, counts_as_attempt=False)
+            self.store.requeue(live.batch, delay_ms=0, counts_as_attempt=False, calls=report.take_calls())
             report.held = True
             return
         except ApiError as exc:
@@ -168,7 +193,7 @@ class Deliverer:
         batch = live.batch
         if not batch.items:
             return  # every member was revoked before the call: nothing was sent, nothing to record
-        acked, latencies = self.store.ack(batch, "delivered")
+        acked, latencies = self.store.ack(batch, "delivered", calls=report.take_calls())
         report.delivered += acked
         self.observer.delivered(latencies)
         if probe:
@@ -193,15 +218,19 @@ class Deliverer:
         is left. The call then leaves within limiter.LEASE_CHECK_HORIZON_MS of that check.
         """
         batch = live.batch
-        grant = self.limiter.acquire(LeaseCheck(batch.group_id, batch.token, tuple(batch.members), self.store.lease_ms))
+        grant = self.limiter.acquire(
+            LeaseCheck(batch.group_id, batch.token, tuple(batch.members), self.store.lease_ms, probe=probe)
+        )
         self.observer.limiter_wait(grant.waited_s)
+        # The Redis limiter checks the hold in the reservation (no slot taken while held); one that
+        # cannot see Redis (live_members None) leaves it to an EXISTS here.
+        if not probe and (grant.held or (grant.live_members is None and self.hold.active())):
+            raise _HeldMeanwhile
         if grant.live_members is not None and len(grant.live_members) < len(batch.items):
             self._revoked(batch, len(batch.items) - len(grant.live_members), report)
             batch = live.batch = batch.subset(grant.live_members)
             if not batch.items:
                 return
-        if not probe and self.hold.active():
-            raise _HeldMeanwhile
         started = self._monotonic()
         code = 0
         try:
@@ -214,9 +243,9 @@ class Deliverer:
             raise
         finally:
             report.calls += 1
+            report.uncounted_calls += 1  # counted by the ack or requeue that follows (one round trip less)
             report.codes[code] = report.codes.get(code, 0) + 1
             self.observer.api_call(code, len(batch.items), self._monotonic() - started)
-            self.store.incr("calls")
 
     def _revoked(self, batch: Batch, count: int, report: Report) -> None:
         report.revoked += count
@@ -248,7 +277,9 @@ class Deliverer:
             self.limiter.penalize(PENALTY_MS)
             self.store.incr("rate_limited")
             # Our own pace was wrong, not the request: it goes back at once and costs no attempt.
-            report.retried += self.store.requeue(batch, delay_ms=0, code=exc.code, counts_as_attempt=False)
+            report.retried += self.store.requeue(
+                batch, delay_ms=0, code=exc.code, counts_as_attempt=False, calls=report.take_calls()
+            )
         elif isinstance(exc, IsolateError) and len(batch.items) > 1:
             if probe:
                 self._release_hold()
@@ -273,7 +304,7 @@ class Deliverer:
         self.observer.hold(exc.code)
         report.held = True
         # Nothing is dead-lettered and no attempt is spent: the requests are fine, the setup is not.
-        self.store.requeue(batch, delay_ms=0, code=exc.code, counts_as_attempt=False)
+        self.store.requeue(batch, delay_ms=0, code=exc.code, counts_as_attempt=False, calls=report.take_calls())
 
     def _release_hold(self) -> None:
         if self.hold.release():
@@ -287,20 +318,25 @@ class Deliverer:
         if report.held:
             # A hold arrived during the first half: the second goes back untouched, no attempt spent.
             if second:
-                self.store.requeue(batch.subset(i.member for i in second), delay_ms=0, counts_as_attempt=False)
+                self.store.requeue(
+                    batch.subset(i.member for i in second),
+                    delay_ms=0,
+                    counts_as_attempt=False,
+                    calls=report.take_calls(),
+                )
             return
         if second:
             # The first half is finished (acked or requeued); a hold here has already requeued the second.
             self.deliver_batch(Batch(batch.group_id, batch.token, batch.claimed_at_ms, tuple(second)), report)
 
     def _group_gone(self, batch: Batch, exc: ApiError, report: Report) -> None:
-        acked, _ = self.store.ack(batch, "group_gone", code=exc.code, info=exc.info)
+        acked, _ = self.store.ack(batch, "group_gone", code=exc.code, info=exc.info, calls=report.take_calls())
         ended = self.store.end_group(batch.group_id, code=exc.code, info=exc.info)
         report.group_gone += acked + ended
         self.observer.group_gone(acked + ended)
 
     def _dead(self, batch: Batch, exc: ApiError, report: Report) -> None:
-        acked, _ = self.store.ack(batch, "dead", code=exc.code, info=exc.info)
+        acked, _ = self.store.ack(batch, "dead", code=exc.code, info=exc.info, calls=report.take_calls())
         report.dead += acked
         self.observer.dead(acked, exc.code)
         log.warning(
@@ -339,7 +375,9 @@ class Deliverer:
         if rest.items:
             attempt = max(i.attempts for i in rest.items) + 1
             delay = backoff_ms(attempt, base_ms=p.backoff_base_ms, cap_ms=p.backoff_cap_ms, rand=self._rand)
-            retried = self.store.requeue(rest, delay_ms=delay, code=exc.code, counts_as_attempt=True)
+            retried = self.store.requeue(
+                rest, delay_ms=delay, code=exc.code, counts_as_attempt=True, calls=report.take_calls()
+            )
             report.retried += retried
             self.observer.retried(retried)
             level = logging.INFO if isinstance(exc, RetryableError) else logging.WARNING

@@ -1,8 +1,9 @@
 """Worker heartbeats: each worker's pump records when it last ticked, so operators see who is alive.
 
 ``Keys.workers`` is a HASH worker id ("host:pid") -> ms of its last tick on the Redis server clock.
-A beat is written at most every :data:`BEAT_EVERY_S` (the pump ticks every ~50 ms); workers silent
-for :data:`FORGET_AFTER_MS` are pruned by the beating ones, so the hash stays as small as the fleet.
+A beat is written at most every :data:`BEAT_EVERY_S` (the pump ticks on wake-ups and due times, at
+least every second); workers silent for :data:`FORGET_AFTER_MS` are pruned by the beating ones, so
+the hash stays as small as the fleet.
 A heartbeat never stops delivery: a Redis that refuses the write (full, failing over) costs a beat.
 """
 

@@ -1,39 +1,50 @@
 """Every Redis key imunban uses, built in this one module.
 
-Data model (``p`` is ``IMUNBAN_KEY_PREFIX``; a *request id* is ``group + SEP + member``):
+Data model. Every key of one app starts with the app's hash tag ``{p:app}`` (``p`` is
+``IMUNBAN_KEY_PREFIX``, ``app`` the app's name, ``default`` for a single-app deployment), so a
+Redis Cluster keeps all of them in one slot and every script runs there (SPEC §3). Below, ``t`` is
+that tag, ``{group}`` a group id (not a hash tag: only the first ``{...}`` of a key counts, and the
+tag comes first) and a *request id* is ``group + SEP + member``:
 
 ========================  ======  ===========================================================
 key                       type    content
 ========================  ======  ===========================================================
-``p:sched:{group}``       ZSET    member -> due ms; the group's requests not yet due (incl. retries)
-``p:schedidx``            ZSET    group -> earliest due ms in its ``sched:{group}`` (absent when empty)
-``p:groups``              ZSET    group -> ms at which its ready batch may be claimed
-``p:ready:{group}``       ZSET    member -> due ms (minus HIGH_BAND_MS for ``high``); due now
-``p:inflight``            ZSET    request id -> lease deadline ms
-``p:leases``              HASH    request id -> "token|due_ms|high" of the current lease
-``p:meta``                HASH    request id -> "attempts|first_failure_ms|last_code|due_ms" (sparse)
-``p:high``                HASH    request id -> "1" while a pending request is ``high`` (sparse)
-``p:dead``                ZSET    request id -> ms it was dead-lettered
-``p:dead:info``           HASH    request id -> JSON {code, info, attempts, at_ms, high}
-``p:outcomes``            STREAM  one entry per ended request (capped)
-``p:stats``               HASH    counters (enqueued, delivered, ...); ``ready`` and ``scheduled`` gauges
-``p:hold``                HASH    code, info, since_ms, next_probe_ms, probes (absent = no hold)
-``p:limiter:{sdkappid}``  STRING  GCRA theoretical arrival time, microseconds
-``p:dispatch``            ZSET    marker id "group SEP slot" -> ms the dispatch marker expires
-``p:probed``              HASH    group -> number of its latest probe in the current hold (deleted with it)
-``p:holds``               ZSET    JSON {since_ms, end_ms, code, info, probes} of each ended hold -> end ms (capped)
-``p:okgroups``            HASH    g1, t1, g2, t2: the last two distinct groups with a delivered answer, and when
-``p:versions``            HASH    request id -> version last applied, + "c" if by a cancel (sparse: versioned only)
-``p:version_ends``        ZSET    request id -> ms its versioned request ended (forgotten VERSION_MEMORY_S later)
-``p:replies``             HASH    call id -> encoded reply of a claim/ack/requeue/dispatch, for a replayed call
-``p:reply_expiry``        ZSET    call id -> ms its reply may be forgotten (trimmed as new replies arrive)
-``p:workers``             HASH    worker id -> ms of its pump's last tick (heartbeat.py; silent ones pruned)
+``t:sched:{group}``       ZSET    member -> due ms; the group's requests not yet due (incl. retries)
+``t:schedidx``            ZSET    group -> earliest due ms in its ``sched:{group}`` (absent when empty)
+``t:groups``              ZSET    group -> ms at which its ready batch may be claimed
+``t:ready:{group}``       ZSET    member -> due ms (minus HIGH_BAND_MS for ``high``); due now
+``t:inflight``            ZSET    request id -> lease deadline ms
+``t:leases``              HASH    request id -> "token|due_ms|high" of the current lease
+``t:meta``                HASH    request id -> "attempts|first_failure_ms|last_code|due_ms" (sparse)
+``t:high``                HASH    request id -> "1" while a pending request is ``high`` (sparse)
+``t:dead``                ZSET    request id -> ms it was dead-lettered
+``t:dead:info``           HASH    request id -> JSON {code, info, attempts, at_ms, high}
+``t:outcomes``            STREAM  one entry per ended request (capped)
+``t:stats``               HASH    counters (enqueued, delivered, ...); ``ready`` and ``scheduled`` gauges
+``t:hold``                HASH    code, info, since_ms, next_probe_ms, probes (absent = no hold)
+``t:limiter:{sdkappid}``  STRING  GCRA theoretical arrival time, microseconds
+``t:dispatch``            ZSET    marker id "group SEP slot" -> ms the dispatch marker expires
+``t:probed``              HASH    group -> number of its latest probe in the current hold (deleted with it)
+``t:holds``               ZSET    JSON {since_ms, end_ms, code, info, probes} of each ended hold -> end ms (capped)
+``t:okgroups``            HASH    g1, t1, g2, t2: the last two distinct groups with a delivered answer, and when
+``t:versions``            HASH    request id -> version last applied, + "c" if by a cancel (sparse: versioned only)
+``t:version_ends``        ZSET    request id -> ms its versioned request ended (forgotten VERSION_MEMORY_S later)
+``t:replies``             HASH    call id -> encoded reply of a claim/ack/requeue/dispatch, for a replayed call
+``t:reply_expiry``        ZSET    call id -> ms its reply may be forgotten (trimmed as new replies arrive)
+``t:wake``                LIST    a few tokens: something became due now; a waiting pump BLPOPs it (capped)
+``d:workers``             HASH    worker id -> ms of its pump's last tick (heartbeat.py; silent ones pruned)
+``d:migrate``             STRING  lock of the one-time move from the single-app layout (migrate.py)
+``d:migrating``           STRING  app a move of the single-app layout is going to; deleted when it finished
 ========================  ======  ===========================================================
+
+``d`` is the deployment's own tag ``{p}``: keys shared by every app, never passed to a script with
+an app's keys. Before several apps, every key was ``p:name`` (``t`` and ``d`` were both ``p``);
+:meth:`Keys.single_app_layout` still builds those names, for :mod:`imunban.migrate` only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: Separates group and member in a request id. Both are printable ASCII, so this never occurs in them.
 SEP = "\x1f"
@@ -43,6 +54,9 @@ HIGH_BAND_MS = 10**13
 
 #: The API's maximum members per call (more is refused with 10005); a batch this full is claimable at once.
 MAX_MEMBERS = 20
+
+#: The app of a single-app deployment (no IMUNBAN_APPS_FILE), and where migrate.py moves old keys.
+DEFAULT_APP = "default"
 
 
 def request_id(group_id: str, member: str) -> str:
@@ -59,97 +73,159 @@ def marker_id(group_id: str, slot: int) -> str:
     return f"{group_id}{SEP}{slot}"
 
 
+def hash_tag(key: str) -> str:
+    """The part of ``key`` Redis Cluster hashes: the first non-empty ``{...}``, else the whole key."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal inside a SCAN MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 @dataclass(frozen=True)
 class Keys:
-    """Key builders for one deployment (one ``IMUNBAN_KEY_PREFIX``)."""
+    """Key builders for one app of one deployment (one ``IMUNBAN_KEY_PREFIX``)."""
 
     prefix: str = "imunban"
+    app: str = DEFAULT_APP
+    #: The app's base ``{prefix:app}`` and the deployment's ``{prefix}``, computed once (hot path).
+    _p: str = field(init=False, repr=False, compare=False)
+    _d: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if any(c in "{}" for c in self.prefix + self.app):
+            raise ValueError("a key prefix or app name may not contain { or }: it would break the hash tag")
+        object.__setattr__(self, "_p", f"{{{self.prefix}:{self.app}}}")
+        object.__setattr__(self, "_d", f"{{{self.prefix}}}")
+
+    @classmethod
+    def single_app_layout(cls, prefix: str) -> Keys:
+        """The key names before several apps (``prefix:name``), read only by :mod:`imunban.migrate`."""
+        old = cls(prefix)
+        object.__setattr__(old, "_p", prefix)
+        object.__setattr__(old, "_d", prefix)
+        return old
+
+    @property
+    def tag(self) -> str:
+        """The hash tag every key of this app carries (``prefix:app``)."""
+        return hash_tag(self._p + ":")
+
+    def sched_pattern(self) -> str:
+        """SCAN MATCH pattern of every ``sched:{group}`` key of this app."""
+        return glob_escape(self.sched_group("")) + "*"
+
+    def ready_pattern(self) -> str:
+        """SCAN MATCH pattern of every ``ready:{group}`` key of this app."""
+        return glob_escape(self.ready("")) + "*"
+
+    def limiter_pattern(self) -> str:
+        """SCAN MATCH pattern of every ``limiter:{sdkappid}`` key of this app."""
+        return glob_escape(self.limiter("")) + "*"
+
+    @property
+    def migrate_lock(self) -> str:
+        return f"{self._d}:migrate"
+
+    @property
+    def migrating(self) -> str:
+        return f"{self._d}:migrating"
 
     def sched_group(self, group_id: str) -> str:
-        return f"{self.prefix}:sched:{group_id}"
+        return f"{self._p}:sched:{group_id}"
 
     @property
     def schedidx(self) -> str:
-        return f"{self.prefix}:schedidx"
+        return f"{self._p}:schedidx"
 
     @property
     def groups(self) -> str:
-        return f"{self.prefix}:groups"
+        return f"{self._p}:groups"
 
     def ready(self, group_id: str) -> str:
-        return f"{self.prefix}:ready:{group_id}"
+        return f"{self._p}:ready:{group_id}"
 
     @property
     def inflight(self) -> str:
-        return f"{self.prefix}:inflight"
+        return f"{self._p}:inflight"
 
     @property
     def leases(self) -> str:
-        return f"{self.prefix}:leases"
+        return f"{self._p}:leases"
 
     @property
     def meta(self) -> str:
-        return f"{self.prefix}:meta"
+        return f"{self._p}:meta"
 
     @property
     def high(self) -> str:
-        return f"{self.prefix}:high"
+        return f"{self._p}:high"
 
     @property
     def dead(self) -> str:
-        return f"{self.prefix}:dead"
+        return f"{self._p}:dead"
 
     @property
     def dead_info(self) -> str:
-        return f"{self.prefix}:dead:info"
+        return f"{self._p}:dead:info"
 
     @property
     def outcomes(self) -> str:
-        return f"{self.prefix}:outcomes"
+        return f"{self._p}:outcomes"
 
     @property
     def stats(self) -> str:
-        return f"{self.prefix}:stats"
+        return f"{self._p}:stats"
 
     @property
     def hold(self) -> str:
-        return f"{self.prefix}:hold"
+        return f"{self._p}:hold"
 
     def limiter(self, sdkappid: int | str) -> str:
-        return f"{self.prefix}:limiter:{sdkappid}"
+        return f"{self._p}:limiter:{sdkappid}"
 
     @property
     def dispatch(self) -> str:
-        return f"{self.prefix}:dispatch"
+        return f"{self._p}:dispatch"
 
     @property
     def probed(self) -> str:
-        return f"{self.prefix}:probed"
+        return f"{self._p}:probed"
 
     @property
     def holds(self) -> str:
-        return f"{self.prefix}:holds"
+        return f"{self._p}:holds"
 
     @property
     def ok_groups(self) -> str:
-        return f"{self.prefix}:okgroups"
+        return f"{self._p}:okgroups"
 
     @property
     def versions(self) -> str:
-        return f"{self.prefix}:versions"
+        return f"{self._p}:versions"
 
     @property
     def version_ends(self) -> str:
-        return f"{self.prefix}:version_ends"
+        return f"{self._p}:version_ends"
 
     @property
     def replies(self) -> str:
-        return f"{self.prefix}:replies"
+        return f"{self._p}:replies"
 
     @property
     def reply_expiry(self) -> str:
-        return f"{self.prefix}:reply_expiry"
+        return f"{self._p}:reply_expiry"
+
+    @property
+    def wake(self) -> str:
+        return f"{self._p}:wake"
 
     @property
     def workers(self) -> str:
-        return f"{self.prefix}:workers"
+        return f"{self._d}:workers"

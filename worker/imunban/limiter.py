@@ -55,6 +55,8 @@ class LeaseCheck:
     token: str
     members: tuple[str, ...]
     lease_ms: int
+    #: The hold's probe: reserve even while delivery is held (otherwise a hold takes no slot).
+    probe: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class Grant:
 
     waited_s: float
     live_members: tuple[str, ...] | None = None
+    #: Delivery was held when the caller asked: no slot was taken and no call may be made.
+    held: bool = False
 
 
 class RateLimiter(Protocol):
@@ -101,14 +105,20 @@ class RedisRateLimiter:
         self._sleep = sleep
         self._reserve = register(client, "limiter_reserve")
         self._penalize = register(client, "limiter_penalize")
-        named = {"inflight": keys.inflight, "leases": keys.leases, "limiter": self.key}
+        named = {
+            "stats": keys.stats, "inflight": keys.inflight, "leases": keys.leases, "hold": keys.hold,
+            "limiter": self.key,
+        }  # fmt: skip
         self._reserve_keys = [named[k] for k in SCRIPT_KEYS["limiter_reserve"]]
         self._penalize_keys = [named[k] for k in SCRIPT_KEYS["limiter_penalize"]]
 
     def acquire(self, check: LeaseCheck | None = None) -> Grant:
         max_wait_ms = MAX_WAIT_MS if check is None else LEASE_CHECK_HORIZON_MS
-        # ARGV: interval, longest wait, largest plausible lead, lease_ms, token, group, members...
-        lease: list[int | str] = [0, "", ""] if check is None else [check.lease_ms, check.token, check.group_id]
+        # ARGV: interval, longest wait, largest plausible lead, lease_ms, token, group, probe, members...
+        # Without a lease check there is no hold check either (only delivery runs are held).
+        lease: list[int | str] = (
+            [0, "", "", 1] if check is None else [check.lease_ms, check.token, check.group_id, int(check.probe)]
+        )
         args: list[int | str] = [self.interval_us, max_wait_ms * 1000, MAX_LEAD_MS * 1000, *lease]
         if check is not None:
             args += check.members
@@ -118,6 +128,8 @@ class RedisRateLimiter:
                 raw = self._reserve(keys=self._reserve_keys, args=args)
             status, wait_s = int(raw[0]), int(raw[1]) / 1_000_000
             live = None if check is None else tuple(str(m) for m in raw[3:])
+            if status == -2:
+                return Grant(waited_s, (), held=True)  # held meanwhile: no slot was taken
             if status < 0:
                 return Grant(waited_s, ())  # nothing left to call for: no slot was taken
             if status == 1:
@@ -131,7 +143,7 @@ class RedisRateLimiter:
             self._sleep(nap_s)
             waited_s += nap_s
             if live is not None:
-                args = [*args[:6], *live]  # members found revoked stay out
+                args = [*args[:7], *live]  # members found revoked stay out
 
     def penalize(self, penalty_ms: int = PENALTY_MS) -> None:
         push_us = min(penalty_ms, MAX_PENALTY_MS) * 1000

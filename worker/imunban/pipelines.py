@@ -23,7 +23,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from imunban.connection import translated
+from imunban.connection import is_cluster, translated
 from imunban.errors import DurabilityError
 from imunban.settings import Durability
 
@@ -50,6 +50,10 @@ def run_scripts(
     ``Pipeline.execute`` does), except NOSCRIPT, which is always handled here.
     """
     replicas = durability.replicas if durability is not None else 0
+    if is_cluster(client):
+        # redis-py's cluster pipeline refuses EVALSHA: one call at a time, each routed by its first
+        # key (all keys of one call belong to one app, so one slot). Settings refuse WAIT here.
+        return _run_one_by_one(calls, operation=operation, raise_on_error=raise_on_error)
     with translated(operation):
         for attempt in range(NOSCRIPT_RELOADS + 1):
             pipe = client.pipeline(transaction=False)
@@ -88,6 +92,20 @@ def run_scripts(
                 f"confirmed within {durability.timeout_ms} ms (IMUNBAN_DURABLE_REPLICAS); the request may or "
                 "may not be stored: re-sending it is safe"
             )
+    return replies
+
+
+def _run_one_by_one(calls: Sequence[ScriptCall], *, operation: str, raise_on_error: bool) -> list[Any]:
+    """Each call by itself (Script reloads on NOSCRIPT); errors raised, or returned in place."""
+    replies: list[Any] = []
+    with translated(operation):
+        for script, keys, args in calls:
+            try:
+                replies.append(script(keys=list(keys), args=list(args)))
+            except redis.exceptions.ResponseError as exc:
+                if raise_on_error:
+                    raise
+                replies.append(exc)
     return replies
 
 

@@ -17,6 +17,9 @@ Or hold a producer yourself (another Redis, another key prefix)::
     producer.cancel("@TGS#aJRGC4MH6", ["carol"])
     producer.enqueue("@TGS#aJRGC4MH6", ["erin"], version=1717171717000)  # ordered between producers
     producer.bulk({"group_id": g, "member": m} for g, m in pairs)         # >= 50,000 members/s
+
+With several apps (``IMUNBAN_APPS_FILE``) every call names its app: ``app="cn"`` (a ``"app"`` field
+in ``bulk`` items); with one app it may be left out. An unknown app is refused before anything is stored.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 import redis
 
+from imunban.apps import Apps, load_apps
 from imunban.connection import connect
 from imunban.errors import ValidationError
 from imunban.keys import Keys
@@ -55,14 +59,36 @@ class Producer:
         *,
         linger: LingerPolicy | None = None,
         durability: Durability | None = None,
+        apps: Apps | None = None,
     ) -> None:
+        keys = keys or Keys()
         # durability: report success only once WAIT saw this many replicas (IMUNBAN_DURABLE_REPLICAS).
-        self.store = Store(client, keys or Keys(), linger=linger, durability=durability)
+        #: One store per app (``apps``), or the one app of ``keys``; ``store`` is the first (or only) one.
+        self.stores = {
+            name: Store(client, Keys(keys.prefix, name), linger=linger, durability=durability)
+            for name in (apps.names if apps is not None else [keys.app])
+        }
+        self.apps = apps
+        self.store = next(iter(self.stores.values()))
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> Producer:
         settings = settings or Settings.from_env()
-        return cls(connect(settings), Keys(settings.key_prefix), linger=settings.linger, durability=settings.durability)
+        return cls(
+            connect(settings),
+            Keys(settings.key_prefix),
+            linger=settings.linger,
+            durability=settings.durability,
+            apps=load_apps(settings),
+        )
+
+    def store_for(self, app: str | None) -> Store:
+        """The store of the app a request names; ValidationError(``app``) if it is unknown or missing."""
+        if self.apps is not None:
+            return self.stores[self.apps.resolve(app).name]
+        if app is None or app in self.stores:
+            return self.store
+        raise ValidationError("app", f"unknown app {app[:64]!r} (known: {', '.join(self.stores)})")
 
     def enqueue(
         self,
@@ -72,6 +98,7 @@ class Producer:
         at: When = None,
         priority: str = "normal",
         version: int | None = None,
+        app: str | None = None,
     ) -> EnqueueResult:
         """Unban ``members`` of ``group_id`` at ``at`` (Unix seconds, ISO-8601, datetime; None = now).
 
@@ -80,9 +107,12 @@ class Producer:
         """
         if isinstance(members, str):
             members = [members]
-        return self.store.enqueue([build_request(group_id, members, at, priority, version=version)])
+        request = build_request(group_id, members, at, priority, version=version, app=app)
+        return self.store_for(request.app).enqueue([request])
 
-    def cancel(self, group_id: str, members: str | Sequence[str], *, version: int | None = None) -> int:
+    def cancel(
+        self, group_id: str, members: str | Sequence[str], *, version: int | None = None, app: str | None = None
+    ) -> int:
         """End requests: pending ones are removed, in-flight ones are not sent (unless already on the wire).
 
         Returns how many were cancelled. With ``version``, a member whose applied version is higher is
@@ -91,7 +121,8 @@ class Producer:
         if isinstance(members, str):
             members = [members]
         checked = validate_version(version)
-        return self.store.cancel(validate_group_id(group_id), list(validate_members(members)), version=checked)
+        store = self.store_for(app)
+        return store.cancel(validate_group_id(group_id), list(validate_members(members)), version=checked)
 
     def bulk(self, requests: Iterable[UnbanRequest | Mapping[str, Any]]) -> EnqueueResult:
         """Validate every request first (a bad one stores nothing), then pipeline them into Redis.
@@ -109,11 +140,20 @@ class Producer:
                 validated.append(_single_member(item, groups) or request_from_mapping(item))
             except ValidationError as exc:
                 raise ValidationError(f"requests[{index}].{exc.field}", exc.reason) from None
-        # Grouping by group id makes every store chunk touch few groups (several times faster when the
-        # input interleaves groups). The sort is stable, so for any one (group, member) the latest
-        # instruction still wins.
-        validated.sort(key=_group_of)
-        return self.store.enqueue(validated)
+        # Every app is resolved before anything is stored: an unknown one stores nothing at all.
+        stores = {app: self.store_for(app) for app in {request.app for request in validated}}
+        by_store: dict[int, tuple[Store, list[UnbanRequest]]] = {}
+        for request in validated:
+            store = stores[request.app]
+            by_store.setdefault(id(store), (store, []))[1].append(request)
+        total = EnqueueResult()
+        for store, requests_of_app in by_store.values():
+            # Grouping by group id makes every store chunk touch few groups (several times faster when the
+            # input interleaves groups). The sort is stable, so for any one (group, member) the latest
+            # instruction still wins.
+            requests_of_app.sort(key=_group_of)
+            total += store.enqueue(requests_of_app)
+        return total
 
 
 def _group_of(request: UnbanRequest) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import redis
 
-from imunban.connection import translated
+from imunban.connection import is_cluster, server_time_ms, translated
 from imunban.heartbeat import Heartbeat
 from imunban.hold import PROBE_SCAN_GROUPS, Hold
 from imunban.keys import MAX_MEMBERS, Keys, marker_id
@@ -28,6 +28,15 @@ log = logging.getLogger(__name__)
 
 #: submit(group_id, slot, probe): hand one delivery run to whatever executes it (a Celery task).
 Submit = Callable[[str, int, bool], None]
+
+#: While dispatched work is running, look again this often (tasks move on by themselves; a finished
+#: slot of a group with work left is dispatched again at the next look).
+BUSY_TICK_S = 0.05
+#: The longest the pump sleeps when nothing is due: bounds how late a lost task's slot, an expired
+#: lease or a hold's probe is noticed, and costs a handful of round trips per second when idle.
+IDLE_TICK_S = 1.0
+#: Never sleep less than this between ticks (a due time a hair ahead would spin otherwise).
+MIN_TICK_S = 0.002
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,12 @@ class PumpConfig:
 
 
 class Pump:
-    """One node's periodic engine work; call :meth:`tick` every ~50 ms."""
+    """One node's engine work: call :meth:`run_once` in a loop (a tick, then a wait for a wake-up).
+
+    The pump sleeps until the next due time (a lingering group's, a scheduled request's), at most
+    IDLE_TICK_S, and an enqueue or requeue that makes work due now wakes it at once (the wake list):
+    no polling when idle, no timer between a request and its dispatch.
+    """
 
     def __init__(
         self,
@@ -71,12 +85,32 @@ class Pump:
         self.submit = submit
         self.config = config or PumpConfig()
         self._ticks = 0
+        #: How long to wait (for a wake-up) before the next tick, as decided by the last tick.
+        self.next_tick_s = 0.0
         self._dispatch = register(client, "dispatch")
         self._touch = register(client, "dispatch_touch")
         self.heartbeat = Heartbeat(client, keys)  # operators see this worker alive (imunban web)
 
+    def run_once(self) -> float:
+        """One tick, then wait for a wake-up or the next due time; returns the time waited (for tests)."""
+        self.tick()
+        return self.wait(self.next_tick_s)
+
+    def wait(self, timeout_s: float) -> float:
+        """Block until an enqueue or requeue wakes this pump (the wake list) or ``timeout_s`` passes.
+
+        BLPOP, not a sleep: a request due now is dispatched within a round trip, not at the next timer.
+        """
+        timeout_s = max(MIN_TICK_S, timeout_s)
+        with translated("pump wait"):
+            woken = self.client.blpop([self.keys.wake], timeout=timeout_s)
+        return 0.0 if woken else timeout_s
+
     def tick(self) -> int:
-        """Promote, reap (every few ticks), then dispatch or probe; returns tasks submitted."""
+        """Promote, reap (every few ticks), then dispatch or probe; returns tasks submitted.
+
+        Sets :attr:`next_tick_s`: soon while work is running, else until the next due time.
+        """
         self._ticks += 1
         self.heartbeat.beat()
         self.scheduler.promote_all(max_rounds=self.config.promote_rounds)
@@ -87,9 +121,39 @@ class Pump:
                 log.warning("returned %d request(s) whose lease expired (a worker died or stalled)", reaped)
             # Versions of requests ended longer ago than IMUNBAN_VERSION_MEMORY_S: keeps that memory bounded.
             self.scheduler.forget_versions()
-        if self.hold.get() is not None:
-            return self._probe()
-        return self.dispatch()
+        hold = self.hold.get()
+        if hold is not None:
+            submitted = self._probe()
+            self.next_tick_s = IDLE_TICK_S if submitted else self._until_ms(hold.next_probe_ms)
+            return submitted
+        submitted = self.dispatch()
+        self.next_tick_s = self._next_due_s()
+        return submitted
+
+    def _until_ms(self, at_ms: int) -> float:
+        """Seconds from the server clock's now to ``at_ms``, within [MIN_TICK_S, IDLE_TICK_S]."""
+        return min(IDLE_TICK_S, max(MIN_TICK_S, (at_ms - server_time_ms(self.client)) / 1000))
+
+    def _next_due_s(self) -> float:
+        """How long the pump may sleep: until the next claimable or scheduled time (one round trip)."""
+        # redis-py's cluster pipeline refuses TIME: on a Redis Cluster the clock is a round trip of its own.
+        on_cluster = is_cluster(self.client)
+        with translated("pump"):
+            pipe = self.client.pipeline(transaction=False)
+            if not on_cluster:
+                pipe.time()
+            pipe.zrange(self.keys.groups, 0, 0, withscores=True)
+            pipe.zrange(self.keys.schedidx, 0, 0, withscores=True)
+            *clock, groups, sched = pipe.execute()
+        now_ms = server_time_ms(self.client) if on_cluster else int(clock[0][0]) * 1000 + int(clock[0][1]) // 1000
+        heads = [float(head[0][1]) for head in (groups, sched) if head]
+        if not heads:
+            return IDLE_TICK_S
+        wait_s = (min(heads) - now_ms) / 1000
+        if wait_s <= 0:
+            # Claimable work whose slots are all taken: the running tasks serve it; look again soon.
+            return BUSY_TICK_S
+        return min(IDLE_TICK_S, max(MIN_TICK_S, wait_s))
 
     def dispatch(self) -> int:
         """Mark and submit delivery slots for claimable groups, oldest first."""

@@ -1,7 +1,11 @@
-"""Parse ``redis+sentinel://`` URLs: which sentinels to ask, for which service, with which password.
+"""Parse ``redis+sentinel://`` and ``redis+cluster://`` URLs.
 
-``redis+sentinel://[[user]:password@]host:port[,host:port...]/SERVICE[/DB]``. The password (and
-user) is the primary's and replicas'; the sentinels' own password is ``IMUNBAN_SENTINEL_PASSWORD``.
+``redis+sentinel://[[user]:password@]host:port[,host:port...]/SERVICE[/DB]``: which sentinels to ask,
+for which service, with which password. The password (and user) is the primary's and replicas'; the
+sentinels' own password is ``IMUNBAN_SENTINEL_PASSWORD``.
+
+``redis+cluster://[[user]:password@]host:port[,host:port...]``: seed nodes of a Redis Cluster (state
+only: the Celery broker then lives on ``IMUNBAN_BROKER_URL``). A cluster has one database, so no path.
 Pure text handling, so :mod:`imunban.settings` can refuse a malformed URL before anything connects.
 """
 
@@ -13,10 +17,14 @@ from urllib.parse import unquote
 from imunban.errors import ConfigError
 
 SENTINEL_SCHEME = "redis+sentinel://"
+CLUSTER_SCHEME = "redis+cluster://"
+#: The port a cluster node listens on unless told otherwise.
+DEFAULT_CLUSTER_PORT = 6379
 #: The port a sentinel listens on unless told otherwise.
 DEFAULT_SENTINEL_PORT = 26379
 _VARIABLE = "IMUNBAN_REDIS_URL"
 _FORM = "redis+sentinel://[:password@]host:port[,host:port...]/SERVICE[/DB]"
+_CLUSTER_FORM = "redis+cluster://[:password@]host:port[,host:port...]"
 
 
 @dataclass(frozen=True)
@@ -30,28 +38,67 @@ class SentinelUrl:
     password: str | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class ClusterUrl:
+    """What a ``redis+cluster://`` URL says: seed nodes and credentials. ``password`` never shows in ``repr``."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
 def is_sentinel_url(url: str | None) -> bool:
     return url is not None and url.startswith(SENTINEL_SCHEME)
 
 
-def parse_sentinel_url(url: str) -> SentinelUrl:
-    """The parts of ``url``; ConfigError naming IMUNBAN_REDIS_URL (without the password) if malformed."""
+def is_cluster_url(url: str | None) -> bool:
+    return url is not None and url.startswith(CLUSTER_SCHEME)
+
+
+def parse_cluster_url(url: str, *, variable: str = _VARIABLE) -> ClusterUrl:
+    """The seed nodes of ``url``; ConfigError naming ``variable`` (without the password) if malformed."""
+    if not url.startswith(CLUSTER_SCHEME):
+        raise _bad(f"must start with {CLUSTER_SCHEME}", variable, _CLUSTER_FORM)
+    rest = url[len(CLUSTER_SCHEME) :]
+    if "?" in rest or "#" in rest or "/" in rest.rstrip("/"):
+        raise _bad("takes no path, query string or fragment (a cluster has one database)", variable, _CLUSTER_FORM)
+    username, password, netloc = _credentials(rest.rstrip("/"), variable, _CLUSTER_FORM)
+    if not netloc:
+        raise _bad("names no cluster node host:port", variable, _CLUSTER_FORM)
+    nodes = tuple(
+        _host_port(part, variable=variable, form=_CLUSTER_FORM, default_port=DEFAULT_CLUSTER_PORT, what="node")
+        for part in netloc.split(",")
+    )
+    return ClusterUrl(nodes, username, password)
+
+
+def _credentials(netloc: str, variable: str, form: str) -> tuple[str | None, str | None, str]:
+    """(user, password, rest) of ``[[user]:password@]rest``."""
+    if "@" not in netloc:
+        return None, None, netloc
+    credentials, _, netloc = netloc.rpartition("@")
+    user, colon, secret = credentials.partition(":")
+    if not colon:
+        raise _bad("credentials must be ':password@' or 'user:password@'", variable, form)
+    return unquote(user) or None, unquote(secret) or None, netloc
+
+
+def parse_sentinel_url(url: str, *, variable: str = _VARIABLE) -> SentinelUrl:
+    """The parts of ``url``; ConfigError naming ``variable`` (without the password) if malformed."""
+
+    def _bad(reason: str) -> ConfigError:
+        return _bad_url(reason, variable, _FORM)
+
     if not url.startswith(SENTINEL_SCHEME):
         raise _bad(f"must start with {SENTINEL_SCHEME}")
     rest = url[len(SENTINEL_SCHEME) :]
     if "?" in rest or "#" in rest:
         raise _bad("takes no query string or fragment")
     netloc, slash, path = rest.partition("/")
-    username, password = None, None
-    if "@" in netloc:
-        credentials, _, netloc = netloc.rpartition("@")
-        user, colon, secret = credentials.partition(":")
-        if not colon:
-            raise _bad("credentials must be ':password@' or 'user:password@'")
-        username, password = unquote(user) or None, unquote(secret) or None
+    username, password, netloc = _credentials(netloc, variable, _FORM)
     if not netloc:
         raise _bad("names no sentinel host:port")
-    sentinels = tuple(_host_port(part) for part in netloc.split(","))
+    sentinels = tuple(_host_port(part, variable=variable) for part in netloc.split(","))
     segments = path.split("/") if slash else []
     if not segments or not segments[0]:
         raise _bad("names no service: the sentinels' master name comes after the hosts, e.g. /mymaster")
@@ -68,25 +115,35 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     return SentinelUrl(sentinels, service, db, username, password)
 
 
-def _host_port(part: str) -> tuple[str, int]:
+def _host_port(
+    part: str,
+    *,
+    variable: str = _VARIABLE,
+    form: str = _FORM,
+    default_port: int = DEFAULT_SENTINEL_PORT,
+    what: str = "sentinel",
+) -> tuple[str, int]:
     if not part:
-        raise _bad("has an empty sentinel address (two commas in a row?)")
+        raise _bad(f"has an empty {what} address (two commas in a row?)", variable, form)
     if part.startswith("["):  # [IPv6]:port
         host, bracket, tail = part[1:].partition("]")
         if not bracket or (tail and not tail.startswith(":")):
-            raise _bad(f"sentinel address {part!r} is not [ipv6]:port")
+            raise _bad(f"{what} address {part!r} is not [ipv6]:port", variable, form)
         port_text = tail[1:] if tail else ""
     else:
         host, _, port_text = part.partition(":")
     if not host:
-        raise _bad(f"sentinel address {part!r} has no host")
+        raise _bad(f"{what} address {part!r} has no host", variable, form)
     if not port_text:
-        return host, DEFAULT_SENTINEL_PORT
+        return host, default_port
     if not port_text.isdigit() or not port_text.isascii() or not 1 <= int(port_text) <= 65_535:
-        raise _bad(f"sentinel address {part!r}: port must be a number in 1..65535")
+        raise _bad(f"{what} address {part!r}: port must be a number in 1..65535", variable, form)
     return host, int(port_text)
 
 
-def _bad(reason: str) -> ConfigError:
+def _bad(reason: str, variable: str = _VARIABLE, form: str = _FORM) -> ConfigError:
     # The URL itself is not repeated: it may carry the primary's password.
-    return ConfigError(f"{_VARIABLE} {reason} (expected {_FORM})")
+    return ConfigError(f"{variable} {reason} (expected {form})")
+
+
+_bad_url = _bad

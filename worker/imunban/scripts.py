@@ -32,6 +32,7 @@ LIB = "_lib"
 KEY_ORDER = (
     "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", "outcomes",
     "dead", "dead_info", "dispatch", "hold", "probed", "holds", "ok_groups", "replies", "reply_expiry", "limiter",
+    "wake",
 )  # fmt: skip
 #: Keys of one group, after every key of KEY_ORDER, always in this order.
 PER_GROUP = ("ready", "sched")
@@ -40,7 +41,8 @@ PER_GROUP = ("ready", "sched")
 #: ``limiter`` is ``Keys.limiter(sdkappid)``, which the limiter passes itself.
 SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "enqueue": (
-        "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", *PER_GROUP,
+        "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", "wake",
+        *PER_GROUP,
     ),  # per group, many groups
     "cancel": (
         "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", *PER_GROUP,
@@ -51,7 +53,8 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
         "replies", "reply_expiry",
     ),
     "requeue": (
-        "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "replies", "reply_expiry", *PER_GROUP,
+        "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "replies", "reply_expiry", "wake",
+        *PER_GROUP,
     ),
     "group_gone": ("schedidx", "groups", "stats", "high", "meta", "versions", "version_ends", "outcomes", *PER_GROUP),
     "promote": ("schedidx", "groups", "stats", "high", *PER_GROUP),  # many groups
@@ -65,7 +68,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "hold_probe": ("groups", "hold", "probed"),
     "hold_release": ("hold", "probed", "holds"),
     "evidence_10007": ("meta", "ok_groups"),
-    "limiter_reserve": ("inflight", "leases", "limiter"),  # the lease check renews and filters the batch
+    "limiter_reserve": ("stats", "inflight", "leases", "hold", "limiter"),  # lease check, hold check, pace
     "limiter_penalize": ("limiter",),
 }  # fmt: skip
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imunban.errors import ConfigError
-from imunban.redis_url import SENTINEL_SCHEME, parse_sentinel_url
+from imunban.redis_url import CLUSTER_SCHEME, SENTINEL_SCHEME, parse_cluster_url, parse_sentinel_url
 
 #: Every variable imunban reads starts with this.
 PREFIX = "IMUNBAN_"
@@ -40,14 +40,19 @@ SERVER_TIMEOUT_S = 3.0
 LOG_FORMATS = ("text", "json")
 #: Accepted values of IMUNBAN_LOG_LEVEL (any case).
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-#: How long a partial batch waits for more members, unless told otherwise (IMUNBAN_LINGER_MS).
-DEFAULT_LINGER_MS = 150
+#: The longest a partial batch may wait for more members, unless told otherwise (IMUNBAN_LINGER_MS).
+#: The wait itself adapts to the limiter (imunban.linger): none while calls are to spare.
+DEFAULT_LINGER_MS = 1000
 #: Unless told otherwise, a partial batch waits at most max(this, linger) after its oldest due member.
 DEFAULT_MAX_LINGER_MS = 750
 #: How long an ended request's instruction version is remembered, unless told otherwise (IMUNBAN_VERSION_MEMORY_S).
 DEFAULT_VERSION_MEMORY_S = 86_400
 #: Schemes IMUNBAN_REDIS_URL accepts.
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME)
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME, CLUSTER_SCHEME)
+#: Schemes IMUNBAN_BROKER_URL accepts (kombu has no Redis Cluster transport).
+BROKER_SCHEMES = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME)
+#: Characters a key prefix may not hold: they would break the hash tag every key carries (keys.py).
+HASH_TAG_CHARS = "{}"
 
 
 class Secret:
@@ -79,14 +84,16 @@ class Secret:
 
 @dataclass(frozen=True)
 class LingerPolicy:
-    """How long a group below a full batch waits for more members before its batch may be claimed.
+    """The bound on how long a group below a full batch waits for more members.
 
-    It waits until no member has arrived for ``linger_ms``, but never more than :attr:`cap_ms` after
-    its oldest due member (``reindex`` in ``lua/_lib.lua``). Workers build it from :class:`Settings`
-    (:attr:`Settings.linger`); producers built in code get the same default rule.
+    The wait adapts to the limiter (:func:`imunban.linger.linger_ms`, ``reindex`` in ``lua/_lib.lua``):
+    none while the limiter has calls to spare, growing toward one oldest-first round as calls near
+    the limit, and never more than ``linger_ms`` after the group's oldest due member (0: never wait).
+    ``max_linger_ms`` is kept for old configurations and no longer changes the wait. Workers build
+    it from :class:`Settings` (:attr:`Settings.linger`); producers built in code get the same default.
     """
 
-    #: Wait until no member has arrived for this long; 0 means no wait.
+    #: The longest wait after the oldest due member; 0 means no wait.
     linger_ms: int = DEFAULT_LINGER_MS
     #: The cap after the oldest due member; None means the default rule (see :attr:`cap_ms`).
     max_linger_ms: int | None = None
@@ -116,6 +123,10 @@ class Settings:
     """Every knob imunban has. Build with :meth:`from_env`; see docs/configuration.md."""
 
     redis_url: str | None = None
+    #: The Celery broker when it is not the state Redis (required with a ``redis+cluster://`` state URL).
+    broker_url: str | None = None
+    #: A TOML file with one table per app (imunban.apps); None: the single-app variables define app ``default``.
+    apps_file: str | None = None
     sentinel_password: Secret | None = field(default=None, repr=False)
     durable_replicas: int = Durability().replicas
     durable_timeout_ms: int = Durability().timeout_ms
@@ -164,11 +175,25 @@ class Settings:
         redis_url = env.url("REDIS_URL", REDIS_SCHEMES)
         if redis_url is not None and redis_url.startswith(SENTINEL_SCHEME):
             parse_sentinel_url(redis_url)  # a malformed URL stops the process here, naming the variable
+        if redis_url is not None and redis_url.startswith(CLUSTER_SCHEME):
+            parse_cluster_url(redis_url)
+        broker_url = env.url("BROKER_URL", BROKER_SCHEMES)
+        if broker_url is not None and broker_url.startswith(SENTINEL_SCHEME):
+            parse_sentinel_url(broker_url, variable=PREFIX + "BROKER_URL")
         sentinel_password = env.text("SENTINEL_PASSWORD")
+        key_prefix = env.ascii_name("KEY_PREFIX", d.key_prefix, max_bytes=64)
+        if any(c in key_prefix for c in HASH_TAG_CHARS):
+            raise ConfigError(f"{PREFIX}KEY_PREFIX must not contain {{ or }} (every key carries a {{hash tag}})")
+        durable_replicas = env.integer("DURABLE_REPLICAS", d.durable_replicas, minimum=0)
+        if durable_replicas and redis_url is not None and redis_url.startswith(CLUSTER_SCHEME):
+            # WAIT counts one connection's writes; a cluster client spreads them over many nodes.
+            raise ConfigError(f"{PREFIX}DURABLE_REPLICAS is not supported with a {CLUSTER_SCHEME} {PREFIX}REDIS_URL")
         return cls(
             redis_url=redis_url,
+            broker_url=broker_url,
+            apps_file=env.text("APPS_FILE"),
             sentinel_password=None if sentinel_password is None else Secret(sentinel_password),
-            durable_replicas=env.integer("DURABLE_REPLICAS", d.durable_replicas, minimum=0),
+            durable_replicas=durable_replicas,
             # WAIT with timeout 0 would block forever.
             durable_timeout_ms=env.integer("DURABLE_TIMEOUT_MS", d.durable_timeout_ms, minimum=1),
             sdkappid=env.optional_integer("SDKAPPID", minimum=1),
@@ -178,7 +203,7 @@ class Settings:
             base_url=env.url("BASE_URL", ("http://", "https://")),
             # The API's own limit is the ceiling: it cannot be bought up.
             rate_limit_per_s=env.number("RATE_LIMIT", d.rate_limit_per_s, maximum=API_LIMIT_PER_S),
-            key_prefix=env.ascii_name("KEY_PREFIX", d.key_prefix, max_bytes=64),
+            key_prefix=key_prefix,
             linger_ms=linger_ms,
             max_linger_ms=max_linger_ms,
             lease_ms=env.integer("LEASE_MS", d.lease_ms, minimum=1_000),

@@ -88,7 +88,9 @@ def parse_meta(raw: str | None) -> Meta | None:
     return Meta(int(attempts), int(first_failure_ms), int(last_code), int(due))
 
 
-def trace(client: redis.Redis, keys: Keys, group_id: str, member: str) -> dict[str, Any]:
+def trace(
+    client: redis.Redis, keys: Keys, group_id: str, member: str, *, with_last_outcome: bool = True
+) -> dict[str, Any]:
     """Where one request is now: ready, scheduled, in flight, dead or not pending; plus its history."""
     rid = request_id(group_id, member)
     with translated("trace"):
@@ -130,7 +132,8 @@ def trace(client: redis.Redis, keys: Keys, group_id: str, member: str) -> dict[s
         # The version last applied (a trailing "c": by a cancel); instructions below it are ignored.
         out["version"] = int(version.rstrip("c"))
         out["version_by_cancel"] = version.endswith("c")
-    out["last_outcome"] = last_outcome(client, keys, group_id, member)
+    # The console finds the history with one server-side search instead (imunban.web.data).
+    out["last_outcome"] = last_outcome(client, keys, group_id, member) if with_last_outcome else None
     return out
 
 
@@ -142,3 +145,26 @@ def last_outcome(client: redis.Redis, keys: Keys, group_id: str, member: str, sc
         if fields.get("group_id") == group_id and fields.get("member") == member:
             return {"id": entry_id, **fields}
     return None
+
+
+#: Fields of a status snapshot that add up across apps.
+SUMMED = ("queued", "scheduled", "in_flight", "delivered", "dead", "group_gone", "groups_waiting")
+
+
+def status_of_apps(client: redis.Redis, prefix: str, apps: list[str]) -> dict[str, Any]:
+    """The totals over ``apps`` (shaped as one app's :func:`status`), with each app's own under ``apps``.
+
+    With one app the totals are that app's snapshot. ``hold`` of the totals is None when no app is
+    held, else the first held app's hold with its ``app``; ``next_due_ms`` is the earliest of all.
+    """
+    per_app = {name: status(client, Keys(prefix, name)) for name in apps}
+    snapshots = list(per_app.values())
+    totals: dict[str, Any] = {key: sum(int(s[key]) for s in snapshots) for key in SUMMED}
+    due = [s["next_due_ms"] for s in snapshots if s["next_due_ms"] is not None]
+    held = [{**s["hold"], "app": name} for name, s in per_app.items() if s["hold"]]
+    totals["next_due_ms"] = min(due) if due else None
+    totals["hold"] = held[0] if held else None
+    totals["counters"] = {name: sum(int(s["counters"][name]) for s in snapshots) for name in COUNTERS}
+    totals["server_time_ms"] = max(int(s["server_time_ms"]) for s in snapshots)
+    totals["apps"] = per_app
+    return totals

@@ -252,27 +252,34 @@ class Store:
         )
         return Batch(group_id, token, int(raw[0]), items)
 
-    def ack(self, batch: Batch, outcome: str, *, code: int = 0, info: str = "") -> tuple[int, list[int]]:
-        """End the batch's requests with ``outcome``; returns (acked, due->end latencies in ms)."""
+    def ack(
+        self, batch: Batch, outcome: str, *, code: int = 0, info: str = "", calls: int = 0
+    ) -> tuple[int, list[int]]:
+        """End the batch's requests with ``outcome``; returns (acked, due->end latencies in ms).
+
+        ``calls`` API calls are added to the ``calls`` counter in the same script (no round trip of its own).
+        """
         with translated("ack"):
             # A fresh call id per call (the same in redis-py's re-send): a replay returns the first reply.
             raw = self._ack(
                 keys=script_keys(self.keys, "ack"),
                 args=[
                     batch.token, batch.group_id, outcome, code, info, self.outcome_maxlen,
-                    uuid.uuid4().hex, REPLY_TTL_MS, *batch.members,
+                    uuid.uuid4().hex, REPLY_TTL_MS, calls, *batch.members,
                 ],
             )  # fmt: skip
         return int(raw[0]), [int(x) for x in raw[2:]]
 
-    def requeue(self, batch: Batch, *, delay_ms: int, code: int = 0, counts_as_attempt: bool = True) -> int:
-        """Give the batch's requests back, ready again after ``delay_ms``; returns how many."""
+    def requeue(
+        self, batch: Batch, *, delay_ms: int, code: int = 0, counts_as_attempt: bool = True, calls: int = 0
+    ) -> int:
+        """Give the batch's requests back, ready again after ``delay_ms``; returns how many (``calls``: as in ack)."""
         with translated("requeue"):
             raw = self._requeue(
                 keys=script_keys(self.keys, "requeue", [batch.group_id]),
                 args=[
                     batch.token, batch.group_id, max(0, int(delay_ms)), code,
-                    int(counts_as_attempt), self.linger_arg, uuid.uuid4().hex, REPLY_TTL_MS, *batch.members,
+                    int(counts_as_attempt), self.linger_arg, uuid.uuid4().hex, REPLY_TTL_MS, calls, *batch.members,
                 ],
             )  # fmt: skip
         return int(raw[0])

@@ -27,6 +27,7 @@ class UnbanRequest:
     """A validated request: unban ``members`` of ``group_id`` at ``at_ms`` (None = now).
 
     ``version`` orders instructions between producers: a lower one than already applied is ignored.
+    ``app`` names the app it is for (None: the only one); the producer resolves it (imunban.apps).
     """
 
     group_id: str
@@ -34,6 +35,7 @@ class UnbanRequest:
     at_ms: int | None = None
     priority: str = "normal"
     version: int | None = None
+    app: str | None = None
 
     @property
     def high(self) -> bool:
@@ -146,6 +148,15 @@ def validate_version(value: object, field: str = "version") -> int | None:
     return value
 
 
+def validate_app(value: object, field: str = "app") -> str | None:
+    """An app name as a request gives it (None: left out); whether the app exists is the producer's check."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 64 or not _printable_ascii(value):
+        raise ValidationError(field, "must be an app name (printable ASCII, at most 64 characters)")
+    return value
+
+
 def build_request(
     group_id: object,
     members: object,
@@ -153,6 +164,7 @@ def build_request(
     priority: object = None,
     *,
     version: object = None,
+    app: object = None,
     prefix: str = "",
 ) -> UnbanRequest:
     """Validate every field of one request; ``prefix`` qualifies field names (e.g. ``requests[3].``)."""
@@ -162,15 +174,16 @@ def build_request(
         at_ms=parse_at(at, f"{prefix}at"),
         priority=validate_priority(priority, f"{prefix}priority"),
         version=validate_version(version, f"{prefix}version"),
+        app=validate_app(app, f"{prefix}app"),
     )
 
 
 def request_from_mapping(data: Any, *, line: int | None = None) -> UnbanRequest:
-    """Validate a JSON object: ``group_id``, ``member`` or ``members``, optional ``at``/``priority``/``version``."""
+    """Validate a JSON object: group_id, member or members; optional at, priority, version, app."""
     try:
         if not isinstance(data, dict):
             raise ValidationError("request", "must be a JSON object")
-        unknown = set(data) - {"group_id", "member", "members", "at", "priority", "version"}
+        unknown = set(data) - {"group_id", "member", "members", "at", "priority", "version", "app"}
         if unknown:
             # Keys of a decoded JSON object are strings, but a Python caller may pass anything.
             names = sorted(key if isinstance(key, str) and key.strip() else repr(key) for key in unknown)
@@ -184,8 +197,9 @@ def request_from_mapping(data: Any, *, line: int | None = None) -> UnbanRequest:
         if "group_id" not in data:
             raise ValidationError("group_id", "is required")
         return build_request(
-            data["group_id"], members, data.get("at"), data.get("priority"), version=data.get("version")
-        )
+            data["group_id"], members, data.get("at"), data.get("priority"), version=data.get("version"),
+            app=data.get("app"),
+        )  # fmt: skip
     except ValidationError as exc:
         if line is None:
             raise

@@ -16,7 +16,7 @@ from imunban.local.redis_server import redis_server_binary
 from imunban.sim.core import SimConfig
 
 #: Every scenario, in the order they run (one at a time: the machine may have only two cores).
-SCENARIOS = ("drain", "naive", "latency", "bulk", "scale", "chaos", "failover")
+SCENARIOS = ("drain", "naive", "latency", "scattered", "idle", "hog", "bulk", "scale", "chaos", "failover", "web")
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,16 @@ class BenchConfig:
     # 2. naive design: messages published up front, then its rate over a fixed window
     naive_warmup_s: float = 3.0
     naive_window_s: float = 20.0
-    # 3. latency at 10 % load
-    latency_rate: float = 380.0  # members/s arriving (10 % of 20 x 190)
-    latency_s: float = 20.0
+    # 3. latency: each load (fraction of 20 x the limit) from each source (celery, python, scheduled)
+    latency_loads: tuple[float, ...] = (0.10, 0.50, 1.00)
+    latency_s: float = 15.0  # window of arrivals per (load, source)
     latency_groups: int = 500
+    # 3b. scattered scheduled expiries: Poisson arrivals per group, calls (not members) the limit
+    scattered_groups: int = 300
+    scattered_rate: float = 266.0  # members/s over all groups
+    scattered_s: float = 15.0  # the case, also with --quick: ~4,000 expiries
+    # 3c. idle worker CPU window (the hog scenario reuses the drain's sizes)
+    idle_s: float = 20.0
     # 4. bulk enqueue
     bulk_members: int = 200_000
     bulk_groups: int = 2_000
@@ -52,6 +58,9 @@ class BenchConfig:
     chaos_timeout_s: float = 300.0
     # 7. failover: members waiting when the drill starts (the drain the SIGKILL interrupts)
     failover_backlog: int = 20_000
+    # 8. web console: `scheduled` scheduled requests (above), these dead letters, requests per call measured
+    web_dead: int = 100_000
+    web_requests: int = 40
     repeats: int = 4  # rounds of the Redis-only measurements; the best of each is reported
     seed: int = 20_240_601
     scenarios: tuple[str, ...] = SCENARIOS
@@ -65,8 +74,9 @@ class BenchConfig:
             drain_members=40,
             naive_warmup_s=2.0,
             naive_window_s=6.0,
-            latency_s=8.0,
+            latency_s=3.0,
             latency_groups=300,
+            idle_s=8.0,
             bulk_members=50_000,
             bulk_groups=500,
             apply_async_members=2_000,
@@ -76,6 +86,8 @@ class BenchConfig:
             chaos_members=60,
             chaos_timeout_s=120.0,
             failover_backlog=5_000,
+            web_dead=10_000,
+            web_requests=20,
             repeats=2,
         )
         return dataclasses.replace(quick, **changes)
@@ -95,6 +107,7 @@ class BenchConfig:
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["scenarios"] = list(self.scenarios)
+        data["latency_loads"] = list(self.latency_loads)
         return data
 
 

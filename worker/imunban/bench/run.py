@@ -3,9 +3,12 @@
 Scenarios (see :mod:`imunban.bench.scenarios`, :mod:`imunban.bench.naive`, :mod:`imunban.bench.redis_scenarios`):
 
 1. ``drain``   a backlog of groups x members due now: members/s against 20 x the configured limit,
-   members per call, rate-limit rejections, worker CPU seconds per API call, a per-second timeline;
+   members per call, rate-limit rejections, worker CPU (process tree) per API call, a per-second timeline;
 2. ``naive``   the same kind of load as one Celery task per member through the same limiter;
-3. ``latency`` due -> delivered p50/p99 at 10 % load, immediate and scheduled requests;
+3. ``latency`` due -> delivered p50/p99/p99.9 at 10/50/100 % load, from Celery, Python and scheduled
+   (:mod:`imunban.bench.latency`); ``scattered`` scattered expiries against the oldest-first bound
+   (:mod:`imunban.bench.scattered`); ``idle`` idle worker CPU and ``hog`` the drain beside a busy
+   core (:mod:`imunban.bench.cpu`);
 4. ``bulk``    Producer.bulk members/s against one ``apply_async`` per member;
 5. ``scale``   N scheduled requests: Redis bytes each, enqueue and promotion rates empty vs full;
 6. ``chaos``   API faults, worker SIGKILLs and a Redis restart: lost, duplicates, time to drain;
@@ -28,12 +31,16 @@ from typing import Any
 from rich.console import Console
 
 from imunban.bench.config import BenchConfig, machine_info
+from imunban.bench.cpu import hog, idle
 from imunban.bench.failover import failover
+from imunban.bench.latency import latency
 from imunban.bench.naive import naive
 from imunban.bench.redis_scenarios import bulk, scale
 from imunban.bench.report import MISS, build_rows, plot_drain, print_table, write_outputs
-from imunban.bench.scenarios import chaos, drain, latency
+from imunban.bench.scattered import scattered
+from imunban.bench.scenarios import chaos, drain
 from imunban.bench.util import Log, loadavg1
+from imunban.bench.web import web
 
 Scenario = Callable[[BenchConfig, Path, Log], dict[str, Any]]
 
@@ -41,10 +48,14 @@ RUNNERS: dict[str, Scenario] = {
     "drain": drain,
     "naive": naive,
     "latency": latency,
+    "scattered": scattered,
+    "idle": idle,
+    "hog": hog,
     "bulk": bulk,
     "scale": scale,
     "chaos": chaos,
     "failover": failover,
+    "web": web,
 }
 
 

@@ -1,4 +1,4 @@
-"""The cluster scenarios of ``imunban bench``: backlog drain, latency at 10 % load, chaos.
+"""The cluster scenarios of ``imunban bench``: backlog drain and chaos (latency: :mod:`imunban.bench.latency`).
 
 Each runs a :class:`~imunban.local.cluster.LocalCluster` (real redis-server, the simulator over loopback
 HTTP, ``imunban worker`` subprocesses) and returns a JSON-ready dict of what it measured.
@@ -6,7 +6,6 @@ HTTP, ``imunban worker`` subprocesses) and returns a JSON-ready dict of what it 
 
 from __future__ import annotations
 
-import random
 import statistics
 import time
 from collections.abc import Callable
@@ -18,12 +17,9 @@ from imunban.bench.util import (
     Log,
     cpu_total,
     drained,
-    latencies_ms,
     loadavg1,
     per_s,
-    percentile,
-    read_outcomes,
-    sim_window,
+    tree_cpu,
     wait_for,
     wait_workers_ready,
     warm_up,
@@ -44,7 +40,7 @@ def cluster_for(cfg: BenchConfig, root: Path, *, workers: int | None = None, **k
     return LocalCluster(root, workers=n, concurrency=cfg.concurrency, env=env, **kwargs)
 
 
-def _ready(cluster: LocalCluster, log: Log) -> None:
+def ready(cluster: LocalCluster, log: Log) -> None:
     if cluster.workers and not wait_workers_ready(cluster, 90):
         log("  workers did not report ready within 90 s; measuring anyway")
 
@@ -66,34 +62,39 @@ def _status(cluster: LocalCluster, timeout_s: float = 30.0) -> dict[str, Any]:
 
 def drain(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
     """Bulk-enqueue groups x members due now into warm workers; time first -> last API call."""
-    total = cfg.drain_groups * cfg.drain_members
     with cluster_for(cfg, root / "drain") as cluster:
-        _ready(cluster, log)
+        ready(cluster, log)
         warm_up(cluster)
-        pids = worker_pids(cluster)
-        redis_pid = [cluster.redis_server.process.pid] if cluster.redis_server and cluster.redis_server.process else []
-        cpu_before, redis_before, own_before = cpu_total(pids), cpu_total(redis_pid), time.process_time()
-        load_before = loadavg1()
-        started = time.monotonic()
-        cluster.producer().bulk(
-            {"group_id": f"drain-{g:05d}", "members": [f"user_{m:06d}" for m in range(cfg.drain_members)]}
-            for g in range(cfg.drain_groups)
-        )
-        enqueue_s = time.monotonic() - started
-        done = wait_for(lambda: drained(cluster), max(120.0, 5 * total / cfg.drain_target_per_s), poll_s=0.05)
-        cpu_after, redis_after, own_after = cpu_total(pids), cpu_total(redis_pid), time.process_time()
-        wall = time.monotonic() - started
-        sim = cluster.sim_stats()
-        # Idle cost of the pumps (every worker ticks every 50 ms), to tell it apart from per-call cost.
-        time.sleep(2.0)
-        cpu_idle = cpu_total(pids)
-        status = _status(cluster)
+        return measure_drain(cfg, cluster)
+
+
+def measure_drain(cfg: BenchConfig, cluster: LocalCluster, *, idle_s: float = 2.0) -> dict[str, Any]:
+    """The drain on a started, warm cluster: rates, batches, worker CPU over each worker's process tree."""
+    total = cfg.drain_groups * cfg.drain_members
+    pids = worker_pids(cluster)
+    redis_pid = [cluster.redis_server.process.pid] if cluster.redis_server and cluster.redis_server.process else []
+    cpu_before, redis_before, own_before = tree_cpu(pids), cpu_total(redis_pid), time.process_time()
+    load_before = loadavg1()
+    started = time.monotonic()
+    cluster.producer().bulk(
+        {"group_id": f"drain-{g:05d}", "members": [f"user_{m:06d}" for m in range(cfg.drain_members)]}
+        for g in range(cfg.drain_groups)
+    )
+    enqueue_s = time.monotonic() - started
+    done = wait_for(lambda: drained(cluster), max(120.0, 5 * total / cfg.drain_target_per_s), poll_s=0.05)
+    cpu_after, redis_after, own_after = tree_cpu(pids), cpu_total(redis_pid), time.process_time()
+    wall = time.monotonic() - started
+    sim = cluster.sim_stats()
+    # Idle cost of the pumps, to tell it apart from per-call cost (the idle scenario measures it longer).
+    time.sleep(idle_s)
+    cpu_idle = tree_cpu(pids)
+    status = _status(cluster)
     first, last = sim["first_call_s"], sim["last_call_s"]
     span = (last - first) if first is not None and last is not None else None
     members = sim["members_unbanned"]
     rate = per_s(members, span)
     cpu = cpu_after - cpu_before if cpu_after is not None and cpu_before is not None else None
-    idle = (cpu_idle - cpu_after) / 2.0 if cpu_idle is not None and cpu_after is not None else None
+    idle = (cpu_idle - cpu_after) / idle_s if cpu_idle is not None and cpu_after is not None and idle_s else None
     timeline = [row for row in sim["timeline"] if first is not None and int(first) <= row["t"] <= int(last)]
     interior = [row["members"] for row in timeline[1:-1]]
     return {
@@ -130,95 +131,6 @@ def drain(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
     }
 
 
-# -- 3. latency at 10 % load ------------------------------------------------------------------------
-
-
-def _events(rng: random.Random, members: int, groups: int, prefix: str, first: int) -> list[tuple[str, list[str]]]:
-    """Split ``members`` new members into events of 1-20 members, each for a random group."""
-    out: list[tuple[str, list[str]]] = []
-    n = first
-    left = members
-    while left > 0:
-        k = min(left, rng.randint(1, 20))
-        out.append((f"{prefix}{rng.randrange(groups):04d}", [f"u{n + j:07d}" for j in range(k)]))
-        n += k
-        left -= k
-    return out
-
-
-def _latency_summary(values: list[int], window: dict[str, Any], expected: int) -> dict[str, Any]:
-    return {
-        "requests": expected,
-        "delivered": len(values),
-        "p50_ms": percentile(values, 50),
-        "p90_ms": percentile(values, 90),
-        "p99_ms": percentile(values, 99),
-        "max_ms": max(values) if values else None,
-        "early": sum(1 for v in values if v < 0),
-        **{f"load_{k}": v for k, v in window.items()},
-    }
-
-
-def _immediate(cfg: BenchConfig, cluster: LocalCluster, rng: random.Random) -> dict[str, Any]:
-    """Every 50 ms, rate x 50 ms new members in events of 1-20 members for random groups."""
-    producer = cluster.producer()
-    tick_s = 0.05
-    before = cluster.sim_stats()
-    started = time.monotonic()
-    sent, carry, tick = 0, 0.0, 0
-    while tick * tick_s < cfg.latency_s:
-        carry += cfg.latency_rate * tick_s
-        whole = int(carry)
-        carry -= whole
-        events = _events(rng, whole, cfg.latency_groups, "lat-i-", sent)
-        if events:
-            producer.bulk({"group_id": g, "members": m} for g, m in events)
-        sent += whole
-        tick += 1
-        time.sleep(max(0.0, started + tick * tick_s - time.monotonic()))
-    wait_for(lambda: drained(cluster), 60, poll_s=0.1)
-    window = sim_window(before, cluster.sim_stats(), cfg.latency_s)
-    return _latency_summary(latencies_ms(read_outcomes(cluster), "lat-i-"), window, sent)
-
-
-def _scheduled(cfg: BenchConfig, cluster: LocalCluster, rng: random.Random) -> dict[str, Any]:
-    """The same arrival rate, enqueued up front with due times spread over the window."""
-    total = int(cfg.latency_rate * cfg.latency_s)
-    base = time.time() + 2.0
-    events = _events(rng, total, cfg.latency_groups, "lat-s-", 0)
-    cluster.producer().bulk(
-        {"group_id": g, "members": m, "at": base + rng.uniform(0.0, cfg.latency_s)} for g, m in events
-    )
-    time.sleep(max(0.0, base - time.time()))
-    before = cluster.sim_stats()
-    wait_for(lambda: drained(cluster), cfg.latency_s + 60, poll_s=0.1)
-    window = sim_window(before, cluster.sim_stats(), cfg.latency_s)
-    return _latency_summary(latencies_ms(read_outcomes(cluster), "lat-s-"), window, total)
-
-
-def latency(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
-    """~10 % of drain capacity arriving for a while: immediate requests, then scheduled ones."""
-    rng = random.Random(cfg.seed)
-    with cluster_for(cfg, root / "latency") as cluster:
-        _ready(cluster, log)
-        warm_up(cluster)
-        immediate = _immediate(cfg, cluster, rng)
-        log(
-            f"  immediate: p50 {immediate['p50_ms']} ms, p99 {immediate['p99_ms']} ms, {immediate['requests']} requests"
-        )
-        scheduled = _scheduled(cfg, cluster, rng)
-        log(
-            f"  scheduled: p50 {scheduled['p50_ms']} ms, p99 {scheduled['p99_ms']} ms, {scheduled['requests']} requests"
-        )
-    return {
-        "members_per_s": cfg.latency_rate,
-        "seconds": cfg.latency_s,
-        "groups": cfg.latency_groups,
-        "immediate": immediate,
-        "scheduled": scheduled,
-    }
-
-
 # -- 6. chaos ----------------------------------------------------------------------------------------
 
 
@@ -228,7 +140,7 @@ def chaos(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
     sim_config = cfg.sim(**CHAOS_FAULTS)
     events: list[dict[str, Any]] = []
     with cluster_for(cfg, root / "chaos", sim_config=sim_config, env=CHAOS_ENV, appendonly=True) as cluster:
-        _ready(cluster, log)
+        ready(cluster, log)
         assert cluster.simulator is not None
         simulator = cluster.simulator
         started, started_wall = time.monotonic(), time.time()

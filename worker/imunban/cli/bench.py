@@ -35,10 +35,14 @@ def register(sub: Any) -> None:
         "bench",
         help="benchmark and chaos suite against the local simulator",
         description=(
-            "Runs, one at a time: backlog drain, the naive one-task-per-member design, latency at 10 % load, "
-            "bulk enqueue against apply_async, N scheduled requests, and a chaos run; against the simulator "
-            "enforcing 200 calls per sliding second with 30 ms latency. Prints a table with each target "
-            "(see BENCHMARKS.md) and writes results.json, results.md and a drain plot into --out."
+            "Runs, one at a time: backlog drain (with worker CPU per call over each worker's process tree), "
+            "the naive one-task-per-member design, latency p50/p99/p99.9 at 10/50/100 % load from Celery, "
+            "Python and scheduled requests, scattered expiries against the oldest-first bound, idle worker "
+            "CPU, the drain beside a CPU hog, bulk enqueue against apply_async, N scheduled requests, a chaos "
+            "run and the Sentinel failover drill; against the simulator enforcing 200 calls per sliding second "
+            "with 30 ms latency. Prints a table with each target (see BENCHMARKS.md) and writes results.json, "
+            "results.md and a drain plot into --out. --profile instead records a py-spy profile of one worker "
+            "during a drain and prints its top entries."
         ),
     )
     p.add_argument("--quick", action="store_true", help="smaller loads and shorter windows (under ~2 minutes)")
@@ -54,6 +58,8 @@ def register(sub: Any) -> None:
                    help="calls/s for the deployment (default IMUNBAN_RATE_LIMIT, else 190)")  # fmt: skip
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, Redis data)")
     p.add_argument("--strict", action="store_true", help="exit 1 when any target is missed")
+    p.add_argument("--profile", type=float, nargs="?", const=10.0, default=None, metavar="SECONDS",
+                   help="only profile worker 0 with py-spy for SECONDS (10) of a drain; top to OUT")  # fmt: skip
     p.set_defaults(handler=run)
 
 
@@ -82,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     from imunban.bench.run import run_bench
 
     cfg = config_from_args(args)
+    if args.profile is not None:
+        from imunban.bench.profile import run_profile
+
+        return run_profile(cfg, args.out, args.profile)
     command = "imunban " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "imunban bench"
     results = run_bench(cfg, args.out, plot_path=args.plot, command=command, keep_work_dir=args.keep)
     return 1 if args.strict and results["misses"] else 0

@@ -59,6 +59,7 @@ def to_request(
     default_at_ms: int | None = None,
     default_priority: str = "normal",
     default_version: int | None = None,
+    default_app: str | None = None,
 ) -> UnbanRequest:
     """Validate one decoded line; ``members`` must be a JSON array."""
     if "members" in data and not isinstance(data["members"], list):
@@ -70,6 +71,8 @@ def to_request(
         request = replace(request, priority=default_priority)
     if "version" not in data and default_version is not None:
         request = replace(request, version=default_version)
+    if "app" not in data and default_app is not None:
+        request = replace(request, app=default_app)
     return request
 
 
@@ -79,6 +82,7 @@ def read_requests(
     default_at_ms: int | None = None,
     default_priority: str = "normal",
     default_version: int | None = None,
+    default_app: str | None = None,
 ) -> Iterator[tuple[int, UnbanRequest]]:
     """Yield ``(line number, request)`` for every non-blank line; raise at the first bad one."""
     default_priority = validate_priority(default_priority, "--priority")
@@ -93,6 +97,7 @@ def read_requests(
                     default_at_ms=default_at_ms,
                     default_priority=default_priority,
                     default_version=default_version,
+                    default_app=default_app,
                 ),
             )
 
@@ -112,6 +117,7 @@ def read_all(
     default_at_ms: int | None = None,
     default_priority: str = "normal",
     default_version: int | None = None,
+    default_app: str | None = None,
 ) -> Validated:
     """Validate every line (raising at the first bad one, so nothing gets stored); merge runs."""
     out = Validated()
@@ -119,16 +125,21 @@ def read_all(
     run: list[str] = []
     head: UnbanRequest | None = None
     requests = read_requests(
-        lines, default_at_ms=default_at_ms, default_priority=default_priority, default_version=default_version
+        lines,
+        default_at_ms=default_at_ms,
+        default_priority=default_priority,
+        default_version=default_version,
+        default_app=default_app,
     )
     for number, request in requests:
         out.lines = number
         out.members += len(request.members)
-        same = head is not None and (head.group_id, head.at_ms, head.priority, head.version) == (
+        same = head is not None and (head.group_id, head.at_ms, head.priority, head.version, head.app) == (
             request.group_id,
             request.at_ms,
             request.priority,
             request.version,
+            request.app,
         )
         if same and len(run) + len(request.members) <= MERGE_LIMIT:
             run.extend(request.members)
@@ -136,7 +147,7 @@ def read_all(
         if head is not None:
             out.requests.append(replace(head, members=tuple(run)))
         group_id = groups.setdefault(request.group_id, request.group_id)
-        head = UnbanRequest(group_id, (), request.at_ms, request.priority, request.version)
+        head = UnbanRequest(group_id, (), request.at_ms, request.priority, request.version, request.app)
         run = list(request.members)
     if head is not None:
         out.requests.append(replace(head, members=tuple(run)))

@@ -9,25 +9,28 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from imunban.apps import load_apps
 from imunban.cli.common import fmt_ms, fmt_relative, open_client
 from imunban.connection import server_time_ms
 from imunban.deadletter import DeadLetters
 from imunban.errors import ValidationError
 from imunban.keys import Keys
 from imunban.settings import Settings
-from imunban.stats import status, trace
+from imunban.stats import status, status_of_apps, trace
 from imunban.validation import validate_group_id, validate_member, validate_members
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = sub.add_parser("status", help="queue depths, outcomes and the hold")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    _app_option(s, "only this app (default: one section per app, and the totals)")
     s.set_defaults(handler=run_status)
 
     t = sub.add_parser("trace", help="where one request is: state, due time, attempts, last outcome")
     t.add_argument("group_id", metavar="GROUP_ID")
     t.add_argument("member", metavar="MEMBER")
     t.add_argument("--json", action="store_true", help="machine-readable output")
+    _app_option(t)
     t.set_defaults(handler=run_trace)
 
     d = sub.add_parser("dead", help="dead letters: list, replay, purge")
@@ -36,15 +39,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dl.add_argument("--json", action="store_true", help="machine-readable output")
     dl.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
     dl.add_argument("--offset", type=_non_negative, default=0, help="skip this many first")
+    _app_option(dl)
     dl.set_defaults(handler=run_dead_list)
     dr = dsub.add_parser("replay", help="schedule dead letters again, due now, with a fresh attempt budget")
     dr.add_argument("--all", action="store_true", help="replay every dead letter")
     dr.add_argument("group_id", nargs="?", metavar="GROUP_ID")
     dr.add_argument("members", nargs="*", metavar="MEMBER")
+    _app_option(dr)
     dr.set_defaults(handler=run_dead_replay)
     dp = dsub.add_parser("purge", help="delete every dead letter (requires --yes)")
     dp.add_argument("--yes", action="store_true", help="really delete them")
+    _app_option(dp)
     dp.set_defaults(handler=run_dead_purge)
+
+
+def _app_option(
+    parser: argparse.ArgumentParser, text: str = "the app (IMUNBAN_APPS_FILE); may be left out with one app"
+) -> None:
+    parser.add_argument("--app", default=None, help=text)
 
 
 def _positive(text: str) -> int:
@@ -64,9 +76,14 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def _connect() -> tuple[Settings, Any, Keys]:
+def _connect(app: str | None = None) -> tuple[Settings, Any, Keys]:
+    """Settings, a client and the keys of the app named (None: the only one; several: an error naming --app)."""
     settings = Settings.from_env()
-    return settings, open_client(settings), Keys(settings.key_prefix)
+    try:
+        name = load_apps(settings).resolve(app).name
+    except ValidationError as exc:
+        raise ValidationError("--app", exc.reason) from None
+    return settings, open_client(settings), Keys(settings.key_prefix, name)
 
 
 def _print_json(data: Any) -> None:
@@ -77,26 +94,39 @@ def _print_json(data: Any) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    _, client, keys = _connect()
-    snapshot = status(client, keys)
+    if args.app is not None:
+        _, client, keys = _connect(args.app)
+        snapshot = status(client, keys)
+    else:
+        settings = Settings.from_env()
+        client = open_client(settings)
+        snapshot = status_of_apps(client, settings.key_prefix, load_apps(settings).names)
     if args.json:
         _print_json(snapshot)
         return 0
-    Console(soft_wrap=True).print(status_table(snapshot))
+    console = Console(soft_wrap=True)
+    apps = snapshot.get("apps") or {}
+    if len(apps) > 1:
+        for name, of_app in apps.items():
+            console.print(status_table(of_app, f"imunban status: app {name}"))
+        console.print(status_table(snapshot, f"imunban status: all {len(apps)} apps"))
+    else:
+        console.print(status_table(snapshot))
     return 0
 
 
-def status_table(snapshot: dict[str, Any]) -> Table:
+def status_table(snapshot: dict[str, Any], title: str = "imunban status") -> Table:
     """The ``status`` snapshot as a two-column table (the hold in red when there is one)."""
     now = int(snapshot["server_time_ms"])
-    table = Table(title="imunban status", show_header=True, title_justify="left")
+    table = Table(title=title, show_header=True, title_justify="left")
     table.add_column("what")
     table.add_column("value", justify="right")
     table.add_row("[bold]state now[/]", "")
     hold = snapshot["hold"]
     if hold:
         since = fmt_relative(int(hold["since_ms"]), now)
-        table.add_row("[bold red]HOLD[/]", f"[bold red]ErrorCode {hold['code']}[/]: {hold['info']}")
+        app = f" (app {hold['app']})" if hold.get("app") else ""
+        table.add_row("[bold red]HOLD[/]", f"[bold red]ErrorCode {hold['code']}[/]: {hold['info']}{app}")
         table.add_row("  held since", since)
         table.add_row("  next probe", fmt_relative(int(hold.get("next_probe_ms") or 0) or None, now))
     else:
@@ -125,7 +155,7 @@ def status_table(snapshot: dict[str, Any]) -> Table:
 def run_trace(args: argparse.Namespace) -> int:
     group_id = validate_group_id(args.group_id)
     member = validate_member(args.member)
-    _, client, keys = _connect()
+    _, client, keys = _connect(args.app)
     info = trace(client, keys, group_id, member)
     if args.json:
         _print_json(info)
@@ -164,7 +194,7 @@ def _outcome_text(outcome: dict[str, str] | None) -> str:
 
 
 def run_dead_list(args: argparse.Namespace) -> int:
-    _, client, keys = _connect()
+    _, client, keys = _connect(args.app)
     dead = DeadLetters(client, keys)
     letters = dead.list(offset=args.offset, limit=args.limit)
     if args.json:
@@ -189,21 +219,21 @@ def run_dead_replay(args: argparse.Namespace) -> int:
     if args.all == (args.group_id is not None):
         raise ValidationError("replay", "give either --all or GROUP_ID MEMBER [MEMBER ...]")
     if args.all:
-        settings, client, keys = _connect()
+        settings, client, keys = _connect(args.app)
         replayed = DeadLetters(client, keys, durability=settings.durability).replay_all()
     else:
         if not args.members:
             raise ValidationError("MEMBER", "give at least one MEMBER after GROUP_ID")
         group_id = validate_group_id(args.group_id)
         members = validate_members(args.members)
-        settings, client, keys = _connect()
+        settings, client, keys = _connect(args.app)
         replayed = DeadLetters(client, keys, durability=settings.durability).replay([(group_id, m) for m in members])
     print(f"replayed {replayed} dead letter{'s' if replayed != 1 else ''} (due now)")
     return 0
 
 
 def run_dead_purge(args: argparse.Namespace) -> int:
-    _, client, keys = _connect()
+    _, client, keys = _connect(args.app)
     dead = DeadLetters(client, keys)
     if not args.yes:
         raise ValidationError("--yes", f"purge deletes all {dead.count():,} dead letters for good; add --yes to do it")

@@ -7,11 +7,13 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
+from dataclasses import replace
 from typing import IO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from imunban.apps import load_apps
 from imunban.cli.common import open_client
 from imunban.cli.durations import parse_duration
 from imunban.cli.jsonl import Validated, read_all
@@ -52,6 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     when.add_argument("--at", metavar="WHEN", help="due time: Unix seconds or ISO-8601 (naive = UTC)")
     when.add_argument("--in", dest="delay", metavar="DURATION", help="due after 90s, 15m, 2h, 3d, 1h30m or seconds")
     p.add_argument("--priority", choices=("high", "normal"), default=None, help="high: a person is waiting")
+    _app_option(p)
     _version_option(p)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: for big files when stderr is a terminal)")  # fmt: skip
@@ -61,8 +64,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        "ones are removed; a copy in flight is not sent unless its call is on the wire.")  # fmt: skip
     c.add_argument("group_id", metavar="GROUP_ID")
     c.add_argument("members", nargs="+", metavar="MEMBER")
+    _app_option(c)
     _version_option(c)
     c.set_defaults(handler=run_cancel)
+
+
+def _app_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--app", default=None, help="the app (IMUNBAN_APPS_FILE) it is for; may be left out with one app"
+    )
 
 
 def _version_option(parser: argparse.ArgumentParser) -> None:
@@ -87,7 +97,10 @@ def _parse_version(text: str | None) -> int | None:
 
 def _producer(settings: Settings) -> Producer:
     client = open_client(settings)
-    return Producer(client, Keys(settings.key_prefix), linger=settings.linger, durability=settings.durability)
+    apps = load_apps(settings)
+    return Producer(
+        client, Keys(settings.key_prefix), linger=settings.linger, durability=settings.durability, apps=apps
+    )
 
 
 def _default_at_ms(args: argparse.Namespace, producer: Producer | None) -> int | None:
@@ -117,10 +130,11 @@ def run_enqueue(args: argparse.Namespace) -> int:
         parse_at(args.at, "--at")
     if args.delay is not None:
         parse_duration(args.delay, "--in")
+    load_apps(settings).resolve(args.app)  # an unknown or missing app is refused before Redis is touched
     producer = _producer(settings)
-    request = build_request(args.group_id, args.members, None, args.priority)
+    request = build_request(args.group_id, args.members, None, args.priority, app=args.app)
     at_ms = _default_at_ms(args, producer)
-    result = producer.store.enqueue([UnbanRequest(request.group_id, request.members, at_ms, request.priority, version)])
+    result = producer.store_for(args.app).enqueue([replace(request, at_ms=at_ms, version=version)])
     print(_summary(result))
     return 0
 
@@ -142,9 +156,13 @@ def _enqueue_file(args: argparse.Namespace, settings: Settings) -> int:
             default_at_ms=default_at_ms,
             default_priority=args.priority or "normal",
             default_version=default_version,
+            default_app=args.app,
         )
         if progress is not None and reading is not None:
             progress.update(reading, completed=size or 0, total=size)
+        apps = load_apps(settings)
+        for app in {request.app for request in validated.requests}:
+            apps.resolve(app)  # every app is checked before anything is stored
         producer = producer or _producer(settings)
         result = _store(producer, validated, progress)
     print(_summary(result, lines=validated.lines))
@@ -200,8 +218,8 @@ def _store(producer: Producer, validated: Validated, progress: Progress | None) 
     """Store in rounds of about STORE_ROUND members so a progress bar can follow."""
     task = progress.add_task("storing", total=validated.members) if progress is not None else None
     # Few groups per store chunk is several times faster; the sort is stable, so for any one
-    # (group, member) the last line still wins.
-    validated.requests.sort(key=lambda request: request.group_id)
+    # (group, member) the last line still wins. Apps first: a round then mostly touches one app.
+    validated.requests.sort(key=lambda request: (request.app or "", request.group_id))
     total = EnqueueResult()
     batch: list[UnbanRequest] = []
     members = 0
@@ -224,12 +242,15 @@ def _store_round(
     producer: Producer, batch: list[UnbanRequest], done: EnqueueResult, validated: Validated
 ) -> EnqueueResult:
     """One store round; if Redis fills up, the error counts everything the file stored so far."""
+    total = EnqueueResult()
     try:
-        return producer.store.enqueue(batch)
+        for app in dict.fromkeys(request.app for request in batch):
+            total += producer.store_for(app).enqueue([request for request in batch if request.app == app])
+        return total
     except EnqueueRefusedError as exc:
         lines = f"{validated.lines} line{'s' if validated.lines != 1 else ''}"
         raise EnqueueRefusedError(
-            done + exc.result,
+            done + total + exc.result,
             requested=validated.members,
             source=f" from the file's {lines}",
         ) from exc
@@ -249,7 +270,8 @@ def run_cancel(args: argparse.Namespace) -> int:
     group_id = validate_group_id(args.group_id)
     members: Sequence[str] = validate_members(args.members)
     version = _parse_version(args.instruction_version)
-    removed = _producer(settings).store.cancel(group_id, list(members), version=version)
+    load_apps(settings).resolve(args.app)
+    removed = _producer(settings).cancel(group_id, list(members), version=version, app=args.app)
     # "Pending" here includes a copy in flight: the cancel revoked it.
     print(f"cancelled {removed} of {len(members)} member{'s' if len(members) != 1 else ''} (the rest were not pending)")
     return 0

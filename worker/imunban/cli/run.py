@@ -7,10 +7,11 @@ import dataclasses
 import os
 import socket
 
+from imunban.apps import load_apps
 from imunban.local import embedded
 from imunban.logs import setup_logging
 from imunban.settings import Settings
-from imunban_celery.app import WORKER_QUEUES, create_app
+from imunban_celery.app import create_app
 from imunban_celery.context import context_of
 
 
@@ -28,8 +29,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run_worker(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    settings.require_credentials()
-    settings.api_urls()  # fail now, naming the variable, not at the first call
+    for config in load_apps(settings):
+        app_settings = config.settings(settings)
+        app_settings.require_credentials()
+        app_settings.api_urls()  # fail now, naming the variable, not at the first call
     if args.concurrency is not None:
         if args.concurrency < 1:
             raise SystemExit("imunban: error: --concurrency must be >= 1")
@@ -38,14 +41,15 @@ def run_worker(args: argparse.Namespace) -> int:
     app = create_app(settings)
     # Built now, not at the first task: a Redis that cannot be used (unreachable, or an evicting
     # maxmemory-policy) stops the command here with a clear error instead of inside Celery's start-up.
-    context_of(app).runtime  # noqa: B018
+    context = context_of(app)
+    context.runtime  # noqa: B018
     name = args.name or f"imunban-{os.getpid()}@{socket.gethostname()}"
     app.worker_main(
         [
             "worker",
             "--pool=threads",
             f"--concurrency={settings.concurrency}",
-            f"--queues={','.join(WORKER_QUEUES)}",
+            f"--queues={','.join(context.worker_queues())}",
             f"--hostname={name}",
             f"--loglevel={settings.log_level}",
             "--without-gossip",

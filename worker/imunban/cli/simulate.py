@@ -10,8 +10,10 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeVar
 
+from imunban.apps import load_apps
 from imunban.cli.common import bounded_float, bounded_int
 from imunban.settings import Settings
+from imunban.sim.multi import MultiSimulator
 from imunban.sim.server import SimConfig, Simulator, SimulatorServer
 
 _rate = bounded_float(0.0, 1.0, what="a fraction")
@@ -97,7 +99,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    sdkappid, identifier, _secret = settings.require_credentials()
+    apps = load_apps(settings)  # with IMUNBAN_APPS_FILE: every app, each with its own key, admin and limit
+    for app in apps:
+        app.settings(settings).require_credentials()
     config = SimConfig(
         latency_ms=args.latency_ms,
         latency_jitter_ms=args.latency_jitter_ms,
@@ -113,13 +117,20 @@ def run(args: argparse.Namespace) -> int:
         unknown_groups_gone=args.unknown_groups_gone,
         seed=args.seed,
     )
-    simulator = Simulator(settings, config)
+    endpoint: Simulator | MultiSimulator
+    if settings.apps_file is None:
+        endpoint = simulator = Simulator(settings, config)
+        serves = f"sdkappid {settings.sdkappid}, admin {settings.identifier!r}"
+    else:
+        endpoint = multi = MultiSimulator.for_apps(apps, settings, config)
+        simulator = next(iter(multi.simulators.values()))
+        serves = ", ".join(f"app {a.name!r}: sdkappid {a.sdkappid}, admin {a.identifier!r}" for a in apps)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    server = SimulatorServer(simulator, args.host, args.port)
+    server = SimulatorServer(endpoint, args.host, args.port)
     try:
         server.start()
     except OSError as exc:  # port in use, address not available, permission denied
@@ -129,14 +140,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         with server:
             print(
-                f"imunban simulate: listening on {server.url} (sdkappid {sdkappid}, admin {identifier!r}); "
-                f"stats at {server.url}/_stats",
+                f"imunban simulate: listening on {server.url} ({serves}); stats at {server.url}/_stats",
                 flush=True,
             )
             # A timed wait so the signal handler gets to run promptly on every platform.
             while not stop.wait(0.5):
                 pass
-            snap = simulator.snapshot()
+            snap = simulator.snapshot() if settings.apps_file is None else _totals(endpoint)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -147,3 +157,9 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
+
+
+def _totals(endpoint: Simulator | MultiSimulator) -> dict[str, int]:
+    """The counters the exit line prints, summed over the apps of a multi-app simulator."""
+    apps = endpoint.snapshot()["apps"].values()
+    return {name: sum(int(a[name]) for a in apps) for name in ("calls", "calls_ok", "members_unbanned")}

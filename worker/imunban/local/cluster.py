@@ -19,14 +19,16 @@ from typing import Any
 
 import redis
 
+from imunban.apps import AppConfig, Apps
 from imunban.connection import connect
 from imunban.keys import Keys
 from imunban.local.redis_server import RedisServer
 from imunban.producer import Producer
-from imunban.settings import Settings
+from imunban.settings import Secret, Settings
 from imunban.sim.core import SimConfig, Simulator
+from imunban.sim.multi import MultiSimulator
 from imunban.sim.server import SimulatorServer
-from imunban.stats import status
+from imunban.stats import status, status_of_apps
 
 DEMO_SDKAPPID = 1400000000
 
@@ -44,7 +46,11 @@ class LocalCluster:
         env: Mapping[str, str] | None = None,
         redis_url: str | None = None,
         appendonly: bool = True,
+        apps: Mapping[str, float] | None = None,
+        app_sim_configs: Mapping[str, SimConfig] | None = None,
     ) -> None:
+        """``apps``: app name -> rate limit, served from an apps file and one multi-app simulator
+        (each app its own SDKAppID, key and admin; ``app_sim_configs`` its own faults)."""
         self.root = root
         self.n_workers = workers
         self.concurrency = concurrency
@@ -56,6 +62,24 @@ class LocalCluster:
             self.redis_server = RedisServer(root / "redis", appendonly=appendonly)
         self.secret = secrets.token_hex(32)  # a throwaway key shared by the workers and the simulator
         self.simulator: Simulator | None = None
+        #: With ``apps``: the apps, and the simulator serving them all (``simulator`` is the first app's).
+        self.apps: Apps | None = None
+        self.multi: MultiSimulator | None = None
+        if apps:
+            self.apps = Apps(
+                [
+                    AppConfig(
+                        name,
+                        DEMO_SDKAPPID + 1 + i,
+                        f"admin_{name}",
+                        Secret(secrets.token_hex(32)),
+                        base_url="http://127.0.0.1:1",
+                        rate_limit_per_s=float(limit),
+                    )
+                    for i, (name, limit) in enumerate(apps.items())
+                ]
+            )
+        self.app_sim_configs = dict(app_sim_configs or {})
         self.sim_server: SimulatorServer | None = None
         self.workers: list[subprocess.Popen[bytes] | None] = []
         self._client: redis.Redis | None = None
@@ -67,8 +91,14 @@ class LocalCluster:
         try:
             if self.redis_server is not None:
                 self.redis_server.start()
-            self.simulator = Simulator(self.settings(base_url="http://127.0.0.1:1"), self.sim_config)
-            self.sim_server = SimulatorServer(self.simulator).start()
+            if self.apps is None:
+                self.simulator = Simulator(self.settings(base_url="http://127.0.0.1:1"), self.sim_config)
+                self.sim_server = SimulatorServer(self.simulator).start()
+            else:
+                self.multi = MultiSimulator.for_apps(self.apps, Settings(), self.sim_config, self.app_sim_configs)
+                self.simulator = next(iter(self.multi.simulators.values()))
+                self.sim_server = SimulatorServer(self.multi).start()
+                self._write_apps_file()
             for index in range(self.n_workers):
                 self.workers.append(None)
                 self.start_worker(index)
@@ -131,8 +161,41 @@ class LocalCluster:
             "IMUNBAN_BASE_URL": base_url or self.api_url,
             "IMUNBAN_CONCURRENCY": str(self.concurrency),
         }
+        if self.apps is not None:
+            for name in ("SDKAPPID", "IDENTIFIER", "SECRET_KEY", "BASE_URL"):
+                del env[f"IMUNBAN_{name}"]
+            env["IMUNBAN_APPS_FILE"] = str(self.apps_file)
         env.update(self.extra_env)
         return env
+
+    @property
+    def apps_file(self) -> Path:
+        return self.root / "apps.toml"
+
+    def _write_apps_file(self) -> None:
+        """The apps as TOML, pointing at the simulator, keys in files beside it (never on a command line)."""
+        assert self.apps is not None
+        lines: list[str] = []
+        for app in self.apps:
+            assert app.secret_key is not None
+            key_file = self.root / f"{app.name}.key"
+            key_file.write_text(app.secret_key.reveal(), encoding="utf-8")
+            key_file.chmod(0o600)
+            lines += [
+                f"[apps.{app.name}]",
+                f"sdkappid = {app.sdkappid}",
+                f'identifier = "{app.identifier}"',
+                f'base_url = "{self.api_url}"',
+                f'secret_key_file = "{key_file.name}"',
+                f"rate_limit = {app.rate_limit_per_s}",
+                "",
+            ]
+        self.apps_file.write_text("\n".join(lines), encoding="utf-8")
+
+    def sim_of(self, app: str) -> Simulator:
+        """The simulator of one app (a cluster with ``apps``)."""
+        assert self.multi is not None
+        return self.multi[app]
 
     def settings(self, base_url: str | None = None) -> Settings:
         return Settings.from_env(self.env(base_url))
@@ -177,10 +240,15 @@ class LocalCluster:
 
     def producer(self) -> Producer:
         settings = self.settings()
-        return Producer(self.client, Keys(settings.key_prefix), linger=settings.linger, durability=settings.durability)
+        keys = Keys(settings.key_prefix)
+        return Producer(self.client, keys, linger=settings.linger, durability=settings.durability, apps=self.apps)
 
     def status(self) -> dict[str, Any]:
-        return status(self.client, Keys(self.settings().key_prefix))
+        """Status of the store (with ``apps``: the totals, each app's under ``apps``)."""
+        prefix = self.settings().key_prefix
+        if self.apps is None:
+            return status(self.client, Keys(prefix))
+        return status_of_apps(self.client, prefix, self.apps.names)
 
     def sim_stats(self) -> dict[str, Any]:
         assert self.simulator is not None

@@ -31,11 +31,45 @@ local function parse_linger(arg)
   return linger, tonumber(max_linger) or linger
 end
 
+-- The limiter's recent pace, kept by limiter_reserve.lua in the stats hash: `pace` is a count of
+-- reservations decayed with time constant PACE_TAU_US (so pace / tau is calls per second), as of
+-- `pace_us`; `pace_interval_us` is the limiter's interval (1 / its calls per second).
+local PACE_TAU_US = 1000000
+-- Below this share of the limit the limiter has calls to spare: a due batch goes at once.
+local SPARE_USE = 0.5
+-- At this share and above the wait has grown all the way to the oldest-first round (see linger_ms).
+local FULL_USE = 0.9
+
+-- Count one reservation into the pace (limiter_reserve.lua).
+local function pace_count(stats_key, now, interval)
+  local t, count = unpack(redis.call('HMGET', stats_key, 'pace_us', 'pace'))
+  count = (tonumber(count) or 0) * math.exp(-(now - (tonumber(t) or now)) / PACE_TAU_US) + 1
+  redis.call('HSET', stats_key, 'pace_us', now, 'pace', string.format('%.4f', count), 'pace_interval_us', interval)
+end
+
+-- (share of the limit used lately, the limiter's interval in ms); (0, 0) before any reservation.
+local function pace_use(stats_key, now)
+  local t, count, interval = unpack(redis.call('HMGET', stats_key, 'pace_us', 'pace', 'pace_interval_us'))
+  if not (t and count and interval) then return 0, 0 end
+  local rate = tonumber(count) * math.exp(-math.max(0, now - tonumber(t)) / PACE_TAU_US) / PACE_TAU_US
+  return rate * tonumber(interval), tonumber(interval) / 1000
+end
+
+-- How long a partial batch waits for company (imunban.linger.linger_ms is the Python twin; keep them
+-- equal). While the limiter has calls to spare, nothing: lingering would only add latency. As the
+-- calls near the limit, the wait grows toward one oldest-first round, `waiting` groups x the interval:
+-- the time the limiter needs to give every waiting group one call, which is the wait an oldest-first
+-- queue at the limit settles on anyway (SPEC section 4's bound). Never more than `bound_ms`.
+local function linger_ms(use, waiting, interval_ms, bound_ms)
+  if use <= SPARE_USE then return 0 end
+  local ramp = math.min(1, (use - SPARE_USE) / (FULL_USE - SPARE_USE))
+  return math.floor(math.min(bound_ms, ramp * waiting * interval_ms))
+end
+
 -- Re-score `group` in the groups index: the time its next batch may be claimed.
--- A full batch or a high-priority member is claimable at once. Otherwise the group lingers so a
--- burst can coalesce into one call: until no member has arrived for `linger_ms`, but never more
--- than `max_linger_ms` after its oldest due member (the newest ready score is the latest arrival).
-local function reindex(groups_key, ready_key, group, linger_arg)
+-- A full batch or a high-priority member is claimable at once; otherwise at its oldest due member
+-- plus linger_ms, decided from the limiter's pace now (`linger_arg`'s first number is the bound).
+local function reindex(groups_key, ready_key, group, linger_arg, stats_key)
   local head = redis.call('ZRANGE', ready_key, 0, 0, 'WITHSCORES')
   if #head == 0 then
     redis.call('ZREM', groups_key, group)
@@ -43,11 +77,21 @@ local function reindex(groups_key, ready_key, group, linger_arg)
   end
   local score = tonumber(head[2])
   if score >= 0 and redis.call('ZCARD', ready_key) < FULL_BATCH then
-    local linger, max_linger = parse_linger(linger_arg)
-    local newest = tonumber(redis.call('ZRANGE', ready_key, -1, -1, 'WITHSCORES')[2])
-    score = math.min(score + max_linger, newest + linger)
+    local bound = parse_linger(linger_arg)
+    if bound > 0 then
+      local use, interval_ms = pace_use(stats_key, now_us())
+      score = score + linger_ms(use, redis.call('ZCARD', groups_key), interval_ms, bound)
+    end
   end
   redis.call('ZADD', groups_key, score, group)
+end
+
+-- Something became claimable now: wake one waiting pump (pump.py BLPOPs this list). Capped: a
+-- burst of enqueues leaves a few tokens, not one per call.
+local WAKE_CAP = 4
+local function wake(wake_key)
+  redis.call('LPUSH', wake_key, 1)
+  redis.call('LTRIM', wake_key, 0, WAKE_CAP - 1)
 end
 
 -- Re-score `group` in the schedule index: the earliest due time in its schedule, or no entry.

@@ -7,7 +7,7 @@
 -- ARGV[1] lease token   ARGV[2] group id   ARGV[3] outcome: delivered | dead | group_gone
 -- ARGV[4] ErrorCode   ARGV[5] ErrorInfo   ARGV[6] outcome stream max length (approximate)
 -- ARGV[7] call id (fresh per call; the same in a replay)   ARGV[8] how long to keep the reply, ms
--- ARGV[9..] members
+-- ARGV[9] API calls to count (the call this batch just had, if any)   ARGV[10..] members
 -- Returns {acked, stale, latency_ms of each acked member (now - due)...}
 local K_STATS, K_META, K_INFLIGHT, K_LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_VERSIONS, K_VERSION_ENDS = KEYS[5], KEYS[6]
@@ -19,7 +19,7 @@ local token, group, outcome = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
 local acked, stale = 0, 0
 local out = {0, 0}
-for i = 9, #ARGV do
+for i = 10, #ARGV do
   local member = ARGV[i]
   local rid = group .. SEP .. member
   local ltoken, due, high = parse_lease(redis.call('HGET', K_LEASES, rid), now)
@@ -51,5 +51,7 @@ if acked > 0 and outcome == 'delivered' then
   redis.call('HSET', K_OK_GROUPS, 'g1', group, 't1', now)
 end
 if stale > 0 then redis.call('HINCRBY', K_STATS, 'stale_acks', stale) end
+-- The per-call counter rides here instead of costing a round trip of its own (delivery.py).
+if tonumber(ARGV[9]) > 0 then redis.call('HINCRBY', K_STATS, 'calls', ARGV[9]) end
 reply_put(K_REPLIES, K_REPLY_EXPIRY, ARGV[7], out, ARGV[8], now)
 return out

@@ -35,7 +35,7 @@ for i = 4, #ARGV do
 end
 if ready_removed > 0 then
   redis.call('HINCRBY', K_STATS, 'ready', -ready_removed)
-  reindex(K_GROUPS, K_READY, group, ARGV[1])
+  reindex(K_GROUPS, K_READY, group, ARGV[1], K_STATS)
 end
 if sched_removed > 0 then
   redis.call('HINCRBY', K_STATS, 'scheduled', -sched_removed)

@@ -45,6 +45,6 @@ for i = 1, #popped, 2 do
   out[#out + 1] = attempts
 end
 redis.call('HINCRBY', K_STATS, 'ready', -(#popped / 2))
-reindex(K_GROUPS, K_READY, group, ARGV[5])
+reindex(K_GROUPS, K_READY, group, ARGV[5], K_STATS)
 reply_put(K_REPLIES, K_REPLY_EXPIRY, ARGV[4], out, ARGV[8], now)
 return out

@@ -9,7 +9,8 @@
 -- KEYS[5] meta     HASH request id -> attempts|first_failure_ms|last_code|due_ms (reset: a new instruction)
 -- KEYS[6] inflight ZSET request id -> lease deadline ms   KEYS[7] leases HASH request id -> lease record
 -- KEYS[8] versions HASH request id -> version applied   KEYS[9] version_ends ZSET request id -> ms ended
--- KEYS[10..9+2n] per group, in the order of the group ids in ARGV: ready:{group} sched:{group}
+-- KEYS[10] wake     LIST tokens that wake a waiting pump (something became due now)
+-- KEYS[11..10+2n] per group, in the order of the group ids in ARGV: ready:{group} sched:{group}
 --               (both ZSET member -> due ms)
 -- ARGV[1] "linger_ms:max_linger_ms"
 -- ARGV[2] n, the number of groups; ARGV[3..2+n] the group ids
@@ -18,7 +19,7 @@
 -- Returns {ready_added, scheduled_added, replaced, stale (ignored: a higher version was applied)}
 local K_SCHEDIDX, K_GROUPS, K_STATS, K_HIGH, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 refuse_if_full(K_STATS, 'enqueued')  -- first write: a full Redis refuses here (see _lib.lua)
-local K_INFLIGHT, K_LEASES, K_VERSIONS, K_VERSION_ENDS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local K_INFLIGHT, K_LEASES, K_VERSIONS, K_VERSION_ENDS, K_WAKE = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local linger = ARGV[1]
 local n = tonumber(ARGV[2])
 local now = now_ms()
@@ -29,7 +30,7 @@ local any_in_flight = redis.call('ZCARD', K_INFLIGHT) > 0
 for i = 3 + n, #ARGV, 5 do
   local gi = tonumber(ARGV[i])
   local group, member = ARGV[2 + gi], ARGV[i + 1]
-  local ready_key, sched_key = group_keys(9, gi)
+  local ready_key, sched_key = group_keys(10, gi)
   local rid = group .. SEP .. member
   local due = now
   if ARGV[i + 2] ~= '' then due = tonumber(ARGV[i + 2]) end
@@ -72,13 +73,15 @@ for i = 3 + n, #ARGV, 5 do
   end
 end
 for gi, _ in pairs(dirty) do
-  local ready_key = group_keys(9, gi)
-  reindex(K_GROUPS, ready_key, ARGV[2 + gi], linger)
+  local ready_key = group_keys(10, gi)
+  reindex(K_GROUPS, ready_key, ARGV[2 + gi], linger, K_STATS)
 end
 for gi, _ in pairs(sched_dirty) do
-  local _, sched_key = group_keys(9, gi)
+  local _, sched_key = group_keys(10, gi)
   reindex_sched(K_SCHEDIDX, sched_key, ARGV[2 + gi])
 end
+-- A request due now should not wait for the pump's next timer: wake one (pump.py).
+if ready_added > 0 then wake(K_WAKE) end
 redis.call('HINCRBY', K_STATS, 'enqueued', ready_added + sched_added)
 if replaced > 0 then redis.call('HINCRBY', K_STATS, 'deduplicated', replaced) end
 if ready_delta ~= 0 then redis.call('HINCRBY', K_STATS, 'ready', ready_delta) end

@@ -2,27 +2,36 @@
 -- With a lease check (ARGV[5] a token) it first keeps only the batch's members still leased to that
 -- token (a cancel, a newer instruction or a reap removes or replaces the lease), renews their lease
 -- deadlines, and reserves a slot only if one of them is live: one atomic step, no extra round trip.
--- KEYS[1] inflight   ZSET request id -> lease deadline ms
--- KEYS[2] leases     HASH request id -> "token|due_ms|high"
--- KEYS[3] limiter:{sdkappid}   STRING theoretical arrival time (TAT), microseconds
+-- The hold check rides here too: while delivery is held, no slot is taken (a probe passes).
+-- Each reservation is counted into the pace (stats hash, see pace_count in _lib.lua), from which
+-- reindex decides how long a partial batch lingers.
+-- KEYS[1] stats      HASH counters; fields pace_us, pace, pace_interval_us (the limiter's pace)
+-- KEYS[2] inflight   ZSET request id -> lease deadline ms
+-- KEYS[3] leases     HASH request id -> "token|due_ms|high"
+-- KEYS[4] hold       HASH present while delivery is held
+-- KEYS[5] limiter:{sdkappid}   STRING theoretical arrival time (TAT), microseconds
 -- ARGV[1] emission interval, microseconds (1e6 / calls per second)
 -- ARGV[2] the longest wait a caller accepts, microseconds; a later slot is not reserved
 -- ARGV[3] the furthest ahead of now a TAT can legitimately be, microseconds; one further ahead is
 --         corrupt (the server clock stepped back: failover, NTP) and is reset to now
 -- ARGV[4] lease_ms: a live member's new lease deadline is now + lease_ms
--- ARGV[5] lease token, or '' for no lease check   ARGV[6] group id   ARGV[7..] members
+-- ARGV[5] lease token, or '' for no lease check   ARGV[6] group id
+-- ARGV[7] '1' to reserve even while delivery is held (the hold's probe), else '0'
+-- ARGV[8..] members
 -- Returns {1, wait_us, slot_us, live member...} when a slot was reserved (sleep wait_us, then call the
 -- live members); {0, wait_us, 0, live member...} when refused (too far ahead: nap, ask again);
--- {-1, 0, 0} when no member is live (no slot taken). Without a lease check no member is listed.
+-- {-1, 0, 0} when no member is live (no slot taken); {-2, 0, 0} while held (no slot taken).
+-- Without a lease check no member is listed.
 -- slot_us is the reserved slot's start on the server clock (for tests and metrics).
-local K_INFLIGHT, K_LEASES, K_LIMITER = KEYS[1], KEYS[2], KEYS[3]
+local K_STATS, K_INFLIGHT, K_LEASES, K_HOLD, K_LIMITER = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 proceed_when_full(K_LEASES)  -- first write: delivery goes on in a full Redis (see _lib.lua)
 local now = now_us()
+if ARGV[7] ~= '1' and redis.call('EXISTS', K_HOLD) == 1 then return {-2, 0, 0} end
 local out = {1, 0, 0}
 local token = ARGV[5]
 if token ~= '' then
   local group, deadline = ARGV[6], math.floor(now / 1000) + tonumber(ARGV[4])
-  for i = 7, #ARGV do
+  for i = 8, #ARGV do
     local rid = group .. SEP .. ARGV[i]
     local ltoken = parse_lease(redis.call('HGET', K_LEASES, rid), 0)
     if ltoken == token then
@@ -43,6 +52,7 @@ if wait > max_wait then
   out[1], out[2] = 0, wait
   return out
 end
+pace_count(K_STATS, now, interval)
 -- The key only matters while the schedule is ahead of now; let an idle limiter expire.
 redis.call('SET', K_LIMITER, string.format('%d', tat + interval), 'PX', math.floor((wait + interval) / 1000) + 1000)
 out[2], out[3] = wait, tat

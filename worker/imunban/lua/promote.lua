@@ -30,7 +30,7 @@ for gi = 1, n do
     end
     redis.call('ZREMRANGEBYRANK', sched_key, 0, #due / 2 - 1)
     reindex_sched(K_SCHEDIDX, sched_key, group)
-    if moved > 0 then reindex(K_GROUPS, ready_key, group, linger) end
+    if moved > 0 then reindex(K_GROUPS, ready_key, group, linger, K_STATS) end
     taken = taken + #due / 2
     promoted = promoted + moved
   end

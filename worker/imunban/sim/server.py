@@ -22,12 +22,20 @@ import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Protocol
 
 from imunban.sim.core import AV_CHAT_ROOM, SimConfig, SimResponse, Simulator
 
 __all__ = ["AV_CHAT_ROOM", "SimConfig", "SimResponse", "Simulator", "SimulatorServer"]
 
 log = logging.getLogger(__name__)
+
+
+class Endpoint(Protocol):
+    """What the server serves: a :class:`Simulator`, or a :class:`~imunban.sim.multi.MultiSimulator` of several apps."""
+
+    def handle(self, method: str, target: str, body: bytes) -> SimResponse: ...
+
 
 #: A real unban body is under 1 KB; refuse anything absurd instead of buffering it.
 _MAX_BODY_BYTES = 1 << 20
@@ -103,7 +111,7 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 512  # listen backlog: a burst of new connections must not be refused
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], simulator: Simulator) -> None:
+    def __init__(self, address: tuple[str, int], simulator: Endpoint) -> None:
         self.simulator = simulator
         self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
@@ -140,7 +148,7 @@ class _HTTPServer(ThreadingHTTPServer):
 class SimulatorServer:
     """Serves a :class:`Simulator` on ``host:port`` from a background thread."""
 
-    def __init__(self, simulator: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, simulator: Endpoint, host: str = "127.0.0.1", port: int = 0) -> None:
         self.simulator = simulator
         self._address = (host, port)
         self._httpd: _HTTPServer | None = None

@@ -1,0 +1,123 @@
+"""The console's JSON API and pages do what they say, through the engine's normal paths."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx2
+import pytest
+import redis
+
+from imunban.hold import Hold
+from imunban.keys import Keys
+from imunban.producer import Producer
+from imunban.stats import status
+from imunban.web.app import app_from_settings
+from web_helpers import OPERATOR, VIEWER, bearer, console_client, console_settings, make_dead, serving
+
+KEYS = Keys()
+OP = bearer(OPERATOR)
+
+
+def test_status_is_the_cli_document(r: redis.Redis, redis_url: str) -> None:
+    """GET /api/status is the document `imunban status --json` prints (same keys, same numbers)."""
+    Producer(r).enqueue("@TGS#g1", ["a", "b"])
+    make_dead(r, "@TGS#g2", ["x"])
+    api = console_client(r, redis_url).get("/api/status", headers=OP).json()
+    cli = status(r, Keys())
+    assert set(api) == set(cli)
+    assert {k: v for k, v in api.items() if k != "server_time_ms"} == {
+        k: v for k, v in cli.items() if k != "server_time_ms"
+    }
+
+
+def test_dead_letters_filter_page_replay_purge(r: redis.Redis, redis_url: str) -> None:
+    """Filter by code and group, page with the cursor, replay one (it is pending again), purge the matching."""
+    make_dead(r, "@TGS#g1", [f"m{i}" for i in range(30)], code=10004)
+    make_dead(r, "@TGS#g2", ["n1", "n2"], code=70402, info="not a member")
+    client = console_client(r, redis_url)
+    page = client.get("/api/dead?limit=10", headers=OP).json()
+    assert page["total"] == 32 and len(page["items"]) == 10 and page["next_cursor"] == 10
+    by_code = client.get("/api/dead?code=70402", headers=OP).json()
+    assert {i["member"] for i in by_code["items"]} == {"n1", "n2"} and by_code["next_cursor"] is None
+    by_group = client.get("/api/dead?group_id=%40TGS%23g1&limit=500", headers=OP).json()
+    assert len(by_group["items"]) == 30 and all(i["code"] == 10004 for i in by_group["items"])
+    replayed = client.post("/api/dead/replay", json={"requests": [{"group_id": "@TGS#g2", "member": "n1"}]}, headers=OP)
+    assert replayed.json() == {"replayed": 1}
+    traced = client.get("/api/trace?group_id=%40TGS%23g2&member=n1", headers=OP).json()
+    assert traced["state"] in ("scheduled", "ready") and traced["history"][0]["outcome"] == "dead"
+    purged = client.post("/api/dead/purge", json={"all": True, "group_id": "@TGS#g1"}, headers=OP).json()
+    assert purged == {"purged": 30}
+    assert client.get("/api/dead", headers=OP).json()["total"] == 1
+
+
+def test_cancel_and_reschedule(r: redis.Redis, redis_url: str) -> None:
+    """Cancel removes a pending request; reschedule moves one to the new time, keeping its priority."""
+    producer = Producer(r)
+    producer.enqueue("@TGS#g1", ["a", "b"], at=4102444800)
+    producer.enqueue("@TGS#g1", ["c"], at=4102444800, priority="high")
+    client = console_client(r, redis_url)
+    assert client.post("/api/cancel", json={"group_id": "@TGS#g1", "members": ["a"]}, headers=OP).json() == {
+        "cancelled": 1
+    }
+    moved = client.post("/api/reschedule", json={"group_id": "@TGS#g1", "members": ["c", "zz"], "at": 4133980800},
+                        headers=OP)  # fmt: skip
+    assert moved.json() == {"rescheduled": 1}  # zz was never pending: not brought to life
+    group = client.get("/api/scheduled?group_id=%40TGS%23g1", headers=OP).json()
+    items = {i["member"]: i for i in group["items"]}
+    assert set(items) == {"b", "c"} and items["c"]["due_ms"] == 4133980800000 and items["c"]["priority"] == "high"
+    groups = client.get("/api/scheduled", headers=OP).json()
+    assert groups["total_groups"] == 1 and groups["groups"][0]["scheduled"] == 2
+    bad = client.post("/api/reschedule", json={"group_id": "@TGS#g1", "members": ["b"], "at": "soon"}, headers=OP)
+    assert bad.status_code == 400 and "at" in bad.json()["error"]
+
+
+def test_probe_now_and_holds(r: redis.Redis, redis_url: str) -> None:
+    """POST /api/probe makes a held app's next probe due now; without a hold it says so."""
+    client = console_client(r, redis_url)
+    assert client.post("/api/probe", json={}, headers=OP).json() == {"probe": 0}
+    hold = Hold(r, KEYS, probe_base_ms=600_000)
+    hold.set(70001, "sig expired")
+    assert (hold.get() or pytest.fail("no hold")).next_probe_ms > time.time() * 1000 + 60_000
+    assert client.post("/api/probe", json={}, headers=OP).json() == {"probe": 1}
+    assert (hold.get() or pytest.fail("no hold")).next_probe_ms <= time.time() * 1000 + 1000
+    holds = client.get("/api/holds", headers=OP).json()
+    assert holds["hold"]["code"] == 70001 and holds["history"] == []
+    page = client.get("/holds", headers=OP).text
+    assert "Delivery is held: ErrorCode 70001" in page and "DELIVERY HELD" in page
+
+
+def test_pages_render(r: redis.Redis, redis_url: str) -> None:
+    """Each page renders its data: overview numbers, a trace, a group's requests, dead letters, outcomes."""
+    Producer(r).enqueue("@TGS#g1", ["alice"], at=4102444800)
+    make_dead(r, "@TGS#g9", ["bob"], code=10004, info="member bob bad")
+    client = console_client(r, redis_url)
+    assert 'data-k="status.dead" data-f="num"><a href="/dead">1</a>' in client.get("/", headers=OP).text
+    assert "scheduled" in client.get("/trace?group_id=%40TGS%23g1&member=alice", headers=OP).text
+    assert "alice" in client.get("/scheduled?group_id=%40TGS%23g1", headers=OP).text
+    dead = client.get("/trace?group_id=%40TGS%23g9&member=bob", headers={**OP, "hx-request": "true"}).text
+    assert "ErrorCode 10004: member bob bad" in dead and "<html" not in dead  # htmx gets the fragment
+    assert "member bob bad" in client.get("/dead?code=10004", headers=OP).text
+    assert "member bob bad" in client.get("/outcomes", headers=OP).text
+
+
+@pytest.fixture
+def served(r: redis.Redis, redis_url: str) -> Iterator[str]:
+    """The console under uvicorn on a loopback port, as `imunban web` serves it."""
+    with serving(app_from_settings(console_settings(redis_url), r)) as base:
+        yield base
+
+
+def test_over_loopback_with_uvicorn(r: redis.Redis, served: str) -> None:
+    """Over a real socket: 401 without a token, a viewer reads, a viewer's action is 403, the overview streams."""
+    make_dead(r, "@TGS#g1", ["x"])
+    with httpx2.Client(base_url=served, timeout=10) as http:
+        assert http.get("/api/status").status_code == 401
+        assert http.get("/api/status", headers=bearer(VIEWER)).json()["dead"] == 1
+        assert http.post("/api/dead/purge", json={"all": True}, headers=bearer(VIEWER)).status_code == 403
+        with http.stream("GET", "/events/overview?limit=1", headers=bearer(VIEWER)) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            text = "".join(stream.iter_text())
+        assert text.startswith("event: overview\ndata: {") and '"dead":1' in text
+        assert http.get("/static/vendor/htmx.min.js").status_code == 200

@@ -1,0 +1,101 @@
+"""Helpers for the console's tests: a console over a real Redis, and dead letters made the engine's way."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+import uvicorn
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from imunban.keys import Keys
+from imunban.settings import LingerPolicy, Secret, Settings
+from imunban.store import HELD, Store
+from imunban.validation import UnbanRequest
+from imunban.web.app import create_app
+from imunban.web.auth import Authority
+from imunban.web.context import AppContext, Apps
+
+VIEWER = "viewer-token-0123456789"
+OPERATOR = "operator-token-0123456789"
+#: Never shown anywhere: the tests look for it in every page.
+SECRET_KEY = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
+BASE = "http://127.0.0.1:8321"
+
+
+def console_settings(redis_url: str, *, tokens: bool = True) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        sdkappid=1400000000,
+        secret_key=Secret(SECRET_KEY),
+        linger_ms=0,
+        max_linger_ms=0,
+        web_viewer_token=Secret(VIEWER) if tokens else None,
+        web_operator_token=Secret(OPERATOR) if tokens else None,
+    )
+
+
+def console_client(r: redis.Redis, redis_url: str, *, tokens: bool = True) -> TestClient:
+    """A TestClient for a console on ``r`` (no background sampler), as if reached at 127.0.0.1:8321."""
+    settings = console_settings(redis_url, tokens=tokens)
+    apps = Apps([AppContext("default", settings, r, Keys(settings.key_prefix))])
+    app = create_app(apps, Authority.from_settings(settings), sample=False)
+    return TestClient(app, base_url=BASE, follow_redirects=False)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def make_dead(r: redis.Redis, group: str, members: list[str], code: int = 10004, info: str = "bad member") -> None:
+    """Dead letters the way delivery makes them: enqueue, claim under a lease, ack as ``dead``."""
+    store = Store(r, Keys(), linger=LingerPolicy(0))
+    store.enqueue([UnbanRequest(group, tuple(members))])
+    while True:
+        batch = store.claim(group)
+        if batch is None or batch is HELD:
+            break
+        assert not isinstance(batch, type(HELD))
+        store.ack(batch, "dead", code=code, info=info)
+
+
+def sign_in(client: TestClient, token: str) -> str:
+    """Sign in through /login; returns the session's CSRF token (read from the page it leads to)."""
+    response = client.post("/login", data={"token": token, "next": "/"}, headers={"origin": BASE})
+    assert response.status_code == 303, response.text
+    return csrf_from_headers(client.get("/holds").text)
+
+
+def csrf_from_headers(page: str) -> str:
+    """The token in the body's hx-headers attribute (pages without a form)."""
+    marker = "X-CSRF-Token&#34;: &#34;"
+    if marker in page:
+        return page.split(marker, 1)[1].split("&#34;", 1)[0]
+    marker = '"X-CSRF-Token": "'
+    return page.split(marker, 1)[1].split('"', 1)[0]
+
+
+@contextmanager
+def serving(app: Starlette) -> Iterator[str]:
+    """``app`` under uvicorn on a free loopback port, as `imunban web` serves it; yields its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,95 @@
+"""Verdict rows of the latency, scattered-expiries, idle-CPU and CPU-hog scenarios (SPEC §4, issue 12)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imunban.bench.verdict import INFO, MISS, Row, check, cpu_text, num
+
+#: SPEC §4: due -> delivered p99 at 10 % load, for every source.
+LATENCY_P99_MS = 100.0
+#: The load the latency target applies to (the other loads are reported for information).
+TARGET_LOAD = 0.10
+#: SPEC §4: scattered expiries, p99 lateness at most this multiple of the oldest-first bound.
+SCATTERED_RATIO = 1.25
+#: SPEC §4: an idle worker (its whole process tree) uses at most this % of one core.
+IDLE_PCT = 0.5
+#: SPEC §4: the drain beside a CPU hog, as a fraction of 20 x the configured limit.
+HOG_RATIO = 0.95
+
+
+def _ms3(part: dict[str, Any], prefix: str = "") -> str:
+    """p50 / p99 / p99.9 of one latency summary, as text in ms."""
+    values = [part.get(f"{prefix}{k}") for k in ("p50_ms", "p99_ms", "p999_ms")]
+    return " / ".join(num(v) for v in values) + " ms"
+
+
+def _delivered_note(part: dict[str, Any]) -> str:
+    requests, delivered = part.get("requests"), part.get("delivered")
+    if requests is None or delivered is None or delivered >= requests:
+        return ""
+    return f" ({delivered:,} of {requests:,} delivered)"
+
+
+def latency_rows(lat: dict[str, Any]) -> list[Row]:
+    """One row per (load, source): p50 / p99 / p99.9; the 10 % load rows carry the p99 target."""
+    rows: list[Row] = []
+    for part in lat.get("windows", []):
+        load, source = float(part.get("load", 0.0)), str(part.get("source", "?"))
+        metric = f"{100 * load:.0f} % load ({num(part.get('members_per_s'))}/s), {source}: p50 / p99 / p99.9"
+        value = _ms3(part) + _delivered_note(part)
+        if abs(load - TARGET_LOAD) < 1e-9:
+            complete = part.get("delivered") == part.get("requests")
+            verdict = check(part.get("p99_ms"), lambda p: p <= LATENCY_P99_MS) if complete else MISS
+            rows.append(Row("latency", metric, value, f"p99 ≤ {LATENCY_P99_MS:g} ms, all delivered", verdict))
+        else:
+            rows.append(Row("latency", metric, value, "", INFO))
+        if source == "celery" and part.get("send_p99_ms") is not None:
+            rows.append(Row("latency", f"{100 * load:.0f} % load, celery: send → delivered p50 / p99 / p99.9",
+                            _ms3(part, "send_"), "", INFO))  # fmt: skip
+    return rows
+
+
+def scattered_rows(s: dict[str, Any]) -> list[Row]:
+    """Lateness against the oldest-first bound W, and no delivery before its due time."""
+    shape = f"{num(s.get('groups'))} groups, {num(s.get('members_per_s'))} members/s"
+    requests, delivered = s.get("requests"), s.get("delivered")
+    return [
+        Row("scattered", f"lateness p50 / p99 / p99.9 ({shape})", _ms3(s), "", INFO),
+        Row("scattered", f"oldest-first bound W at {num(s.get('rate_limit'), 'g')} calls/s",
+            f"{num(s.get('bound_s'), '.3f')} s", "", INFO),
+        Row("scattered", "p99 lateness / W", num(s.get("ratio"), ".2f"), f"≤ {SCATTERED_RATIO:g}",
+            check(s.get("ratio"), lambda r: r <= SCATTERED_RATIO)),
+        Row("scattered", "delivered before due (API answer after < API latency)", num(s.get("early")), "0",
+            check(s.get("early"), lambda n: n == 0)),
+        Row("scattered", "delivered", f"{num(delivered)} of {num(requests)}", "all",
+            check(delivered, lambda n: n == requests)),
+        Row("scattered", "calls/s, members per call over the due window",
+            f"{num(s.get('calls_per_s'), '.1f')}, {num(s.get('members_per_call'), '.2f')}", "", INFO),
+    ]  # fmt: skip
+
+
+def idle_rows(i: dict[str, Any]) -> list[Row]:
+    """The busiest idle worker's CPU as % of one core (its whole process tree)."""
+    per_worker = ", ".join(num(p, ".2f") for p in i.get("pct_of_core", []))
+    return [
+        Row("idle", f"idle worker CPU, % of one core over {num(i.get('seconds'))} s (busiest worker)",
+            f"{num(i.get('max_pct'), '.2f')} %", f"≤ {IDLE_PCT:g} %", check(i.get("max_pct"), lambda p: p <= IDLE_PCT)),
+        Row("idle", "idle CPU per worker, % of one core", per_worker or "—", "", INFO),
+    ]  # fmt: skip
+
+
+def hog_rows(h: dict[str, Any], limit: float) -> list[Row]:
+    """The drain while a busy-loop process keeps one core busy."""
+    ratio = h.get("ratio_to_20x_limit")
+    return [
+        Row("hog", "drain beside a CPU hog: members/s", num(h.get("members_per_s")),
+            f"≥ {HOG_RATIO * 20 * limit:,.0f}", check(ratio, lambda r: r >= HOG_RATIO)),
+        Row("hog", "drain beside a CPU hog: ratio to 20 x configured limit", num(ratio, ".3f"), f"≥ {HOG_RATIO:g}",
+            check(ratio, lambda r: r >= HOG_RATIO)),
+        Row("hog", "members per call / rate-limit rejections",
+            f"{num(h.get('members_per_call'), '.2f')} / {num(h.get('rate_limited'))}", "", INFO),
+        Row("hog", "worker CPU per API call / per member (process tree)",
+            cpu_text(h.get("worker_cpu_s_per_call"), h.get("members_per_call")), "", INFO),
+        Row("hog", "cores the hog got (it asks for one; the OS shares)", num(h.get("hog_cores"), ".2f"), "", INFO),
+    ]  # fmt: skip

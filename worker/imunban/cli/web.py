@@ -1,0 +1,52 @@
+"""``imunban web``: serve the operator console and its JSON API (docs/console.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from imunban.cli.common import bounded_int, open_client
+from imunban.settings import Settings
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8321
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "web",
+        help="the operator console in the browser, and its JSON API",
+        description=(
+            "Serves the console: overview (live), trace, scheduled, dead letters, holds, outcomes. "
+            "IMUNBAN_WEB_VIEWER_TOKEN may look, IMUNBAN_WEB_OPERATOR_TOKEN may also act; without a token "
+            "it listens on loopback only."
+        ),
+    )
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    p.add_argument("--port", type=bounded_int(1, 65_535, what="a port"), default=DEFAULT_PORT,
+                   help=f"port (default {DEFAULT_PORT})")  # fmt: skip
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn  # imported here: every other command starts without the web stack
+
+    from imunban.web.app import app_from_settings
+    from imunban.web.auth import check_bind
+
+    settings = Settings.from_env()
+    check_bind(args.host, settings)  # before anything listens
+    app = app_from_settings(settings, open_client(settings))
+    roles = "open on loopback (no token set)" if settings.web_operator_token is None and \
+        settings.web_viewer_token is None else "token sign-in"  # fmt: skip
+    print(f"imunban web: http://{args.host}:{args.port}/ ({roles})", file=sys.stderr)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,  # query strings carry group and member ids; the outcome stream has the audit trail
+        timeout_graceful_shutdown=3,  # live streams never end by themselves
+        server_header=False,
+    )
+    return 0

@@ -1,0 +1,110 @@
+"""Build the console: a Starlette app over one or more :class:`~imunban.web.context.AppContext`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import redis
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from imunban.settings import Settings
+from imunban.web import api, pages
+from imunban.web.auth import Authority
+from imunban.web.common import Console, Guard
+from imunban.web.context import Apps
+from imunban.web.sampler import SamplerThread
+
+HERE = Path(str(resources.files("imunban.web")))
+
+
+def fmt_ms(ms: Any) -> str:
+    """Epoch ms as ``2026-01-01 08:00:00Z``; '-' for nothing."""
+    if not ms or ms == "0":  # None, 0, "" and a field the document lacks (jinja2's Undefined)
+        return "-"
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def fmt_span(ms: Any) -> str:
+    """A duration in ms as ``850 ms``, ``12.5 s``, ``3m 20s``, ``2h 5m``, ``3d 4h``; '-' for nothing."""
+    if ms is None or isinstance(ms, jinja2.Undefined):
+        return "-"
+    ms = int(ms)
+    if abs(ms) < 1000:
+        return f"{ms} ms"
+    seconds = abs(ms) / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    rest, parts = int(seconds), list[str]()
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        amount, rest = divmod(rest, size)
+        if amount or parts:
+            parts.append(f"{amount}{unit}")
+    return " ".join(parts[:2])
+
+
+def fmt_num(value: Any) -> str:
+    return "-" if value is None else f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
+
+
+def templates() -> Jinja2Templates:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True)
+    env.filters.update(ms=fmt_ms, span=fmt_span, num=fmt_num)
+    return Jinja2Templates(env=env)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+def create_app(apps: Apps, authority: Authority, *, sample: bool = True) -> Starlette:
+    """The console for ``apps``; ``sample`` runs the background sampler of the rate chart."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        sampler = SamplerThread([ctx.sampler for ctx in apps]) if sample else None
+        if sampler:
+            sampler.start()
+        try:
+            yield
+        finally:
+            if sampler:
+                sampler.stop()
+
+    app = Starlette(
+        routes=[
+            *pages.ROUTES,
+            *api.ROUTES,
+            Route("/healthz", _healthz),
+            Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+        ],
+        middleware=[Middleware(Guard, authority=authority)],
+        exception_handlers={HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.state.console = Console(apps, authority, templates())
+    return app
+
+
+def app_from_settings(settings: Settings, client: redis.Redis) -> Starlette:
+    """The console for the single-app settings (``imunban web``)."""
+    return create_app(Apps.single(settings, client), Authority.from_settings(settings))

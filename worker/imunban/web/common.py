@@ -1,0 +1,180 @@
+"""Shared by the console's routes: its state, the guard middleware, and the checks every action passes."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from imunban.web.auth import CSRF_FIELD, Authority, Principal, csrf_ok, same_origin
+from imunban.web.context import AppContext, Apps
+
+#: No inline script or style anywhere (htmx's own indicator style is switched off in base.html),
+#: no framing, nothing loaded from elsewhere: the console works offline and cannot be embedded.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "cross-origin-opener-policy": "same-origin",
+    "permissions-policy": "camera=(), microphone=(), geolocation=()",
+}
+#: Reachable without signing in (the sign-in page itself, its assets, a liveness probe that says nothing).
+PUBLIC = ("/login", "/healthz")
+MAX_BODY = 1_000_000
+
+
+@dataclass
+class Console:
+    """Everything the routes share, kept on ``app.state.console``."""
+
+    apps: Apps
+    authority: Authority
+    templates: Jinja2Templates
+
+
+def console(request: Request) -> Console:
+    found: Console = request.app.state.console
+    return found
+
+
+def principal_of(request: Request) -> Principal:
+    found: Principal | None = request.scope.get("state", {}).get("principal")
+    if found is None:  # the guard lets no unauthenticated request reach a route that asks
+        raise HTTPException(401)
+    return found
+
+
+def app_ctx(request: Request, name: str | None = None) -> AppContext:
+    """The app this request is about (``?app=NAME``, default the first); 404 for an unknown name."""
+    ctx = console(request).apps.get(name if name is not None else request.query_params.get("app"))
+    if ctx is None:
+        raise HTTPException(404, "no such app")
+    return ctx
+
+
+class Guard:
+    """ASGI middleware: host check, who is asking, sign-in gate, viewer/cross-site refusal, headers, timing."""
+
+    def __init__(self, app: ASGIApp, authority: Authority) -> None:
+        self.app = app
+        self.authority = authority
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request = Request(scope)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if not scope["path"].startswith("/static/"):
+                    headers.setdefault("cache-control", "no-store")
+                # Server time up to the response head: what the bench reads (a stream's body comes later).
+                headers["server-timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
+            await send(message)
+
+        refusal = self._refusal(request)
+        if refusal is not None:
+            await refusal(scope, receive, send_with_headers)
+            return
+        await self.app(scope, receive, send_with_headers)
+
+    def _refusal(self, request: Request) -> Response | None:
+        path = request.url.path
+        if not self.authority.host_allowed(request):
+            return PlainTextResponse("this console answers to localhost / 127.0.0.1 only", status_code=421)
+        who = self.authority.principal(request)
+        request.scope.setdefault("state", {})["principal"] = who
+        public = path in PUBLIC or path.startswith("/static/")
+        if who is None and not public:
+            if path.startswith(("/api/", "/events/")):
+                return JSONResponse(
+                    {"error": "unauthorized: send Authorization: Bearer TOKEN"},
+                    status_code=401,
+                    headers={"www-authenticate": "Bearer"},
+                )
+            return RedirectResponse("/login?next=" + quote(path), status_code=303)
+        if request.method not in ("GET", "HEAD"):
+            if not same_origin(request):
+                return forbidden(request, "cross-site request refused")
+            if who is not None and not who.may_act and path not in ("/logout", "/login"):
+                return forbidden(request, "this action needs the operator token (you are signed in as a viewer)")
+        return None
+
+
+def forbidden(request: Request, reason: str) -> Response:
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": reason}, status_code=403)
+    return PlainTextResponse(reason, status_code=403)
+
+
+async def read_form(request: Request) -> dict[str, list[str]]:
+    """An urlencoded body as {name: [values]} (the console's forms are urlencoded; no multipart)."""
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise HTTPException(413, "body too large")
+    return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise HTTPException(413, "body too large")
+    if not body:
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise HTTPException(400, "the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise HTTPException(400, "the body must be a JSON object")
+    return data
+
+
+def check_action(request: Request, form_token: str | None = None) -> Principal:
+    """The caller may act: an operator (or local), and a cookie session's CSRF token matches (403 otherwise)."""
+    who = principal_of(request)
+    if not who.may_act:
+        raise HTTPException(403, "this action needs the operator token")
+    if not same_origin(request) or not csrf_ok(who, request, form_token):
+        raise HTTPException(403, "missing or wrong CSRF token")
+    return who
+
+
+def first(form: dict[str, list[str]], name: str, default: str = "") -> str:
+    values = form.get(name)
+    return values[0] if values else default
+
+
+def int_param(value: str | None, default: int, *, low: int = 0, high: int = 10**9) -> int:
+    try:
+        number = int(value) if value not in (None, "") else default
+    except ValueError:
+        raise HTTPException(400, f"not an integer: {value!r}") from None
+    return min(max(number, low), high)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def form_token(form: dict[str, list[str]]) -> str:
+    return first(form, CSRF_FIELD)

@@ -1,0 +1,265 @@
+"""What the console's pages show, read from Redis without O(N) work over the store.
+
+Counts come from gauges and ZCARD; lists are pages of a sorted set by rank (ZRANGE with offsets,
+O(log N + page)); filters over dead letters scan a bounded window per request in one read-only
+script (:data:`DEAD_SCAN_BUDGET` entries) and hand back where to continue.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, cast
+
+from imunban.connection import server_time_ms, translated
+from imunban.heartbeat import workers
+from imunban.keys import HIGH_BAND_MS, request_id, split_request_id
+from imunban.scripts import register
+from imunban.stats import status, trace
+from imunban.web.context import AppContext
+
+#: Dead letters looked at per filtered page (one script call; keeps a page fast with 100,000 of them).
+DEAD_SCAN_BUDGET = 5_000
+#: Outcome entries searched for one member's history (server-side, in one script call): the newest
+#: 500 keep a lookup within 10 ms; "search deeper" looks through 10,000 (within a page's 100 ms).
+HISTORY_SCAN = 500
+HISTORY_DEEP = 10_000
+HISTORY_MAX = 20
+#: Waiting groups whose ready heads are read to find the oldest due request.
+LAG_GROUPS = 32
+PAGE_MAX = 500
+
+Pairs = list[tuple[str, float]]
+Entries = list[tuple[str, dict[str, str]]]
+
+
+def _script(ctx: AppContext, name: str) -> Any:
+    return register(ctx.client, name, package="imunban.web")
+
+
+def overview(ctx: AppContext) -> dict[str, Any]:
+    """The overview: the status document, rates, the oldest due lag, limiter use, workers."""
+    snapshot = status(ctx.client, ctx.keys)
+    now = int(snapshot["server_time_ms"])
+    ctx.sampler.maybe_sample()
+    rates = ctx.sampler.latest()
+    limit = ctx.rate_limit_per_s
+    calls = rates["calls_per_s"]
+    return {
+        "app": ctx.name,
+        "status": snapshot,
+        "rates": {
+            **rates,
+            "limit_per_s": limit,
+            "limiter_use": None if calls is None else round(calls / limit, 3),
+        },
+        "series": ctx.sampler.series(),
+        "oldest_due_ms": (oldest := oldest_due_ms(ctx, now)),
+        "oldest_due_lag_ms": None if oldest is None else max(0, now - oldest),
+        "limiter_ahead_ms": limiter_ahead_ms(ctx, now),
+        "workers": [w.as_dict() for w in workers(ctx.client, ctx.keys, now)],
+    }
+
+
+def oldest_due_ms(ctx: AppContext, now: int) -> int | None:
+    """Due time of the oldest request waiting to be sent: the ready heads of the first waiting groups,
+    and the head of the schedule when it is overdue (not promoted yet)."""
+    k = ctx.keys
+    with translated("overview"):
+        groups = cast(list[str], ctx.client.zrange(k.groups, 0, LAG_GROUPS - 1))
+        pipe = ctx.client.pipeline(transaction=False)
+        for group in groups:
+            pipe.zrange(k.ready(group), 0, 0, withscores=True)
+        pipe.zrange(k.schedidx, 0, 0, withscores=True)
+        heads = pipe.execute()
+    dues: list[int] = []
+    for head in heads[:-1]:
+        if head:
+            score = int(head[0][1])
+            dues.append(score + HIGH_BAND_MS if score < 0 else score)
+    sched_head = heads[-1]
+    if sched_head and int(sched_head[0][1]) <= now:
+        dues.append(int(sched_head[0][1]))
+    return min(dues) if dues else None
+
+
+def limiter_ahead_ms(ctx: AppContext, now: int) -> int | None:
+    """How far ahead of now the shared limiter's schedule runs (0: it has calls to spare)."""
+    key = ctx.limiter_key
+    if key is None:
+        return None
+    with translated("overview"):
+        raw = ctx.client.get(key)
+    if raw is None:
+        return 0
+    return max(0, int(int(raw) / 1000) - now)
+
+
+# -- trace --------------------------------------------------------------------------------------
+
+
+def member_trace(ctx: AppContext, group_id: str, member: str, *, deep: bool = False) -> dict[str, Any]:
+    """The engine's trace of one request plus its outcome history (newest first)."""
+    found = trace(ctx.client, ctx.keys, group_id, member, with_last_outcome=False)
+    scan = HISTORY_DEEP if deep else HISTORY_SCAN
+    found["history"] = outcome_history(ctx, group_id, member, scan)
+    found["history_searched"] = scan
+    found["last_outcome"] = found["history"][0] if found["history"] else None
+    return found
+
+
+def outcome_history(ctx: AppContext, group_id: str, member: str, scan: int = HISTORY_SCAN) -> list[dict[str, str]]:
+    with translated("trace"):
+        raw = _script(ctx, "outcome_history")(keys=[ctx.keys.outcomes], args=[group_id, member, scan, HISTORY_MAX])
+    return [{"id": raw[i], **dict(zip(raw[i + 1][::2], raw[i + 1][1::2], strict=True))} for i in range(0, len(raw), 2)]
+
+
+# -- scheduled ----------------------------------------------------------------------------------
+
+
+def scheduled_groups(ctx: AppContext, offset: int, limit: int) -> dict[str, Any]:
+    """Groups with scheduled requests, earliest due first, with how many each has (a page)."""
+    k = ctx.keys
+    limit = min(max(1, limit), PAGE_MAX)
+    with translated("scheduled"):
+        pipe = ctx.client.pipeline(transaction=False)
+        pipe.zcard(k.schedidx)
+        pipe.zrange(k.schedidx, offset, offset + limit - 1, withscores=True)
+        total, page = pipe.execute()
+        pipe = ctx.client.pipeline(transaction=False)
+        for group, _ in page:
+            pipe.zcard(k.sched_group(group))
+            pipe.zcard(k.ready(group))
+        counts = pipe.execute()
+    rows = [
+        {"group_id": group, "next_due_ms": int(due), "scheduled": int(counts[2 * i]), "ready": int(counts[2 * i + 1])}
+        for i, (group, due) in enumerate(page)
+    ]
+    return {"total_groups": int(total), "offset": offset, "limit": limit, "groups": rows}
+
+
+def group_page(ctx: AppContext, group_id: str, offset: int, limit: int) -> dict[str, Any]:
+    """One group's pending requests, earliest due first: ready ones, then scheduled ones (a page)."""
+    k = ctx.keys
+    limit = min(max(1, limit), PAGE_MAX)
+    with translated("scheduled"):
+        pipe = ctx.client.pipeline(transaction=False)
+        pipe.zcard(k.ready(group_id))
+        pipe.zcard(k.sched_group(group_id))
+        ready_n, sched_n = (int(x) for x in pipe.execute())
+        items: list[dict[str, Any]] = []
+        if offset < ready_n:
+            ready = cast(Pairs, ctx.client.zrange(k.ready(group_id), offset, offset + limit - 1, withscores=True))
+            for member, score in ready:
+                s = int(score)
+                items.append({"member": member, "due_ms": s + HIGH_BAND_MS if s < 0 else s, "state": "ready"})
+        rest = limit - len(items)
+        start = max(0, offset - ready_n)
+        if rest > 0:
+            sched = cast(Pairs, ctx.client.zrange(k.sched_group(group_id), start, start + rest - 1, withscores=True))
+            for member, score in sched:
+                items.append({"member": member, "due_ms": int(score), "state": "scheduled"})
+        if items:
+            highs = ctx.client.hmget(k.high, [request_id(group_id, i["member"]) for i in items])
+            for item, high in zip(items, highs, strict=True):
+                item["priority"] = "high" if high else "normal"
+    return {
+        "group_id": group_id,
+        "ready": ready_n,
+        "scheduled": sched_n,
+        "offset": offset,
+        "limit": limit,
+        "items": items,
+    }
+
+
+# -- dead letters -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeadFilter:
+    code: int | None = None
+    group_id: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.code is not None or bool(self.group_id)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "group_id": self.group_id}
+
+
+def dead_page(
+    ctx: AppContext, flt: DeadFilter, cursor: int, limit: int, budget: int = DEAD_SCAN_BUDGET
+) -> dict[str, Any]:
+    """Dead letters, newest first, matching ``flt``, from rank ``cursor``; ``next_cursor`` None at the end."""
+    limit = min(max(1, limit), PAGE_MAX)
+    with translated("dead letters"):
+        total = int(ctx.client.zcard(ctx.keys.dead))
+        raw = _script(ctx, "dead_scan")(
+            keys=[ctx.keys.dead, ctx.keys.dead_info],
+            args=[
+                cursor,
+                budget if flt.active else limit,
+                limit,
+                "" if flt.code is None else flt.code,
+                flt.group_id or "",
+            ],
+        )
+    next_rank, looked = int(raw[0]), int(raw[1])
+    items = []
+    for i in range(2, len(raw), 2):
+        group_id, member = split_request_id(raw[i])
+        info: dict[str, Any] = json.loads(raw[i + 1]) if raw[i + 1] else {}
+        items.append(
+            {
+                "group_id": group_id,
+                "member": member,
+                "code": int(info.get("code") or 0),
+                "info": str(info.get("info") or ""),
+                "attempts": int(info.get("attempts") or 0),
+                "at_ms": int(info.get("at_ms") or 0),
+            }
+        )
+    return {
+        "total": total,
+        "filter": flt.as_dict(),
+        "cursor": cursor,
+        "next_cursor": None if next_rank < 0 or next_rank >= total else next_rank,
+        "looked_at": looked,
+        "items": items,
+    }
+
+
+def dead_matching(ctx: AppContext, flt: DeadFilter, chunk: int = 1_000) -> list[tuple[str, str]]:
+    """Every dead letter matching ``flt`` (for "replay/purge all that match": a POST, never a page)."""
+    found: list[tuple[str, str]] = []
+    cursor: int | None = 0
+    while cursor is not None:
+        page = dead_page(ctx, flt, cursor, chunk, budget=max(DEAD_SCAN_BUDGET, chunk))
+        found += [(item["group_id"], item["member"]) for item in page["items"]]
+        cursor = page["next_cursor"]
+    return found
+
+
+# -- holds and outcomes -------------------------------------------------------------------------
+
+
+def holds(ctx: AppContext) -> dict[str, Any]:
+    now = server_time_ms(ctx.client)
+    current = ctx.hold.get()
+    history = [vars(record) for record in reversed(ctx.hold.history())]
+    return {"server_time_ms": now, "hold": current.as_dict() if current else None, "history": history}
+
+
+def outcomes(ctx: AppContext, after: str | None, limit: int) -> dict[str, Any]:
+    """The newest ``limit`` entries of the outcome stream, or those after the id ``after`` (oldest first)."""
+    limit = min(max(1, limit), PAGE_MAX)
+    with translated("outcomes"):
+        if after:
+            raw = cast(Entries, ctx.client.xrange(ctx.keys.outcomes, min=f"({after}", max="+", count=limit))
+        else:
+            raw = list(reversed(cast(Entries, ctx.client.xrevrange(ctx.keys.outcomes, count=limit))))
+        length = int(ctx.client.xlen(ctx.keys.outcomes))
+    entries = [{"id": entry_id, **fields} for entry_id, fields in raw]
+    return {"length": length, "entries": entries, "last_id": entries[-1]["id"] if entries else after}
