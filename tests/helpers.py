@@ -101,16 +101,22 @@ def metric_samples(scrape: str) -> dict[tuple[str, tuple[tuple[str, str], ...]],
 
 
 def metric_value(scrape: str, name: str, **labels: str) -> float:
-    """One sample of a scrape (0 when absent)."""
-    return metric_samples(scrape).get((name, tuple(sorted(labels.items()))), 0.0)
+    """The sum of the samples ``name`` whose labels include ``labels`` (0 when none), e.g. over every ``app``."""
+    wanted, names = set(labels.items()), set(labels) - {"app"}
+    return sum(
+        value
+        for (sample, sample_labels), value in metric_samples(scrape).items()
+        if sample == name and wanted <= set(sample_labels) and set(dict(sample_labels)) - {"app"} == names
+    )
 
 
 class CollectorRuntime:
-    """Just what :class:`imunban.metrics.QueueDepthCollector` reads of a runtime: a client and the keys."""
+    """Just what :class:`imunban.metrics.QueueDepthCollector` reads of a runtime: a client and its apps' keys."""
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.client = client
         self.keys = keys
+        self.apps = {keys.app: self}
 
 
 def set_maxmemory(r: redis.Redis, headroom: int) -> int:

@@ -65,7 +65,7 @@ def test_worker_endpoint_counters_move(cluster: LocalCluster) -> None:
     """Delivering moves calls by code, members delivered, retries, dead letters and latency; depths are shown."""
     before = scrape(cluster)
     assert metric_value(before, "imunban_members_delivered_total") == 0
-    assert ("imunban_queue_depth", (("state", "queued"),)) in metric_samples(before)
+    assert ("imunban_queue_depth", (("app", "default"), ("state", "queued"))) in metric_samples(before)
     cluster.producer().bulk({"group_id": f"g{g}", "member": f"u{m}"} for g in range(10) for m in range(30))
     cluster.producer().enqueue("p", ["ok1", "poison"])
     assert cluster.wait_drained(60)

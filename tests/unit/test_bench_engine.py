@@ -198,3 +198,15 @@ def test_build_rows_includes_the_new_scenarios_and_drain_cpu_target() -> None:
     cpu = next(r for r in rows if r.metric.startswith("worker CPU per API call"))
     assert cpu.verdict == MISS and cpu.value == "3.40 ms / 0.17 ms" and cpu.target == "≤ 1.5 ms per call"
     assert math.isclose(BenchConfig.quick_config().latency_s, 3.0)
+
+
+def test_cli_profile_and_new_scenarios() -> None:
+    """--profile takes optional seconds (10 by default); --only accepts the new scenario names."""
+    from imunban.cli import build_parser
+    from imunban.cli.bench import config_from_args
+
+    assert build_parser().parse_args(["bench", "--profile"]).profile == 10.0
+    assert build_parser().parse_args(["bench", "--profile", "5"]).profile == 5.0
+    assert build_parser().parse_args(["bench"]).profile is None
+    args = build_parser().parse_args(["bench", "--quick", "--only", "latency,scattered,idle,hog"])
+    assert config_from_args(args).scenarios == ("latency", "scattered", "idle", "hog")

@@ -51,3 +51,11 @@ def test_pace_reads_the_recent_call_rate() -> None:
     count = 190.0  # the steady count at 190 calls/s with tau 1 s
     assert limiter_use(count, 0.0, INTERVAL_MS / 1000) > FULL_USE
     assert limiter_use(count, 2.0, INTERVAL_MS / 1000) < SPARE_USE  # two seconds idle: calls to spare
+
+
+def test_a_schedule_booked_ahead_counts_as_full_use_at_once() -> None:
+    """Callers queued for slots (the schedule booked over one interval ahead) mean no call to spare now."""
+    interval_s = INTERVAL_MS / 1000
+    assert limiter_use(3.0, 0.0, interval_s) < SPARE_USE  # a sudden burst: the decayed count barely moved
+    assert limiter_use(3.0, 0.0, interval_s, booked_ahead_s=3 * interval_s) >= 1.0
+    assert limiter_use(3.0, 0.0, interval_s, booked_ahead_s=interval_s / 2) < SPARE_USE  # the next slot only

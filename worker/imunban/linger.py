@@ -39,9 +39,15 @@ def pace_count(count: float, age_s: float) -> float:
     return decayed(count, age_s) + 1.0
 
 
-def limiter_use(count: float, age_s: float, interval_s: float) -> float:
-    """Share of the limit used lately: calls per second (decayed count / tau) x the interval."""
-    return decayed(count, age_s) / PACE_TAU_S * interval_s
+def limiter_use(count: float, age_s: float, interval_s: float, booked_ahead_s: float = 0.0) -> float:
+    """Share of the limit used lately: calls per second (decayed count / tau) x the interval.
+
+    A schedule booked more than one interval ahead (callers queued for slots) counts as the limit
+    fully used at once: the decayed count alone needs about a second to notice a sudden burst, and
+    the calls it would let go at once in that second would be nearly empty.
+    """
+    use = decayed(count, age_s) / PACE_TAU_S * interval_s
+    return max(use, 1.0) if booked_ahead_s > interval_s else use
 
 
 def linger_ms(use: float, waiting_groups: int, interval_ms: float, bound_ms: int) -> int:

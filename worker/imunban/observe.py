@@ -8,6 +8,10 @@ from collections.abc import Sequence
 class Observer:
     """Receives delivery events; override what you need (see imunban.metrics.PrometheusObserver)."""
 
+    def bind(self, app: str) -> Observer:
+        """The observer one app's engine reports to (its events labelled with ``app``); here, itself."""
+        return self
+
     def api_call(self, code: int, batch_size: int, duration_s: float) -> None:
         """One unban call finished with ErrorCode ``code`` (0 ok; -1 transport failure)."""
 

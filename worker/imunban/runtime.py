@@ -149,7 +149,9 @@ def _build_app(
     hold = Hold(client, keys, probe_base_ms=settings.probe_base_ms, probe_cap_ms=settings.probe_cap_ms)
     limiter = RedisRateLimiter(client, keys, sdkappid, settings.rate_limit_per_s)
     policy = RetryPolicy.from_settings(settings)
-    deliverer = Deliverer(store, limiter, api or ApiClient(settings), hold, policy=policy, observer=observer)
+    deliverer = Deliverer(
+        store, limiter, api or ApiClient(settings), hold, policy=policy, observer=observer.bind(config.name)
+    )
     # Each app's tasks in the broker are bounded by its share of the limits: a backlog of one app never
     # fills the workers' queue in front of another app's due work (the apps' queues are served in turn).
     markers = max(16, 4 * settings.concurrency)

@@ -25,12 +25,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run_migrate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    load_apps(settings).resolve(args.app)  # an app the deployment does not serve is refused, naming it
-    client = open_client(settings)
     if args.check:
-        pending = has_legacy_keys(client, settings.key_prefix)
+        pending = has_legacy_keys(open_client(settings), settings.key_prefix)
         print(json.dumps({"pending": pending}) if args.json else ("keys to move" if pending else "nothing to move"))
         return 1 if pending else 0
+    load_apps(settings).resolve(args.app)  # an app the deployment does not serve is refused, naming it
+    client = open_client(settings)
     report = migrate_single_app_layout(client, settings.key_prefix, args.app)
     if args.json:
         print(json.dumps({"app": report.app, "renamed": report.renamed, "merged": report.merged}))

@@ -40,19 +40,27 @@ local SPARE_USE = 0.5
 -- At this share and above the wait has grown all the way to the oldest-first round (see linger_ms).
 local FULL_USE = 0.9
 
--- Count one reservation into the pace (limiter_reserve.lua).
-local function pace_count(stats_key, now, interval)
+-- Count one reservation into the pace (limiter_reserve.lua); `booked_until` is the schedule's end
+-- after it (the new TAT): callers already queued for slots mean no call is to spare right now.
+local function pace_count(stats_key, now, interval, booked_until)
   local t, count = unpack(redis.call('HMGET', stats_key, 'pace_us', 'pace'))
   count = (tonumber(count) or 0) * math.exp(-(now - (tonumber(t) or now)) / PACE_TAU_US) + 1
-  redis.call('HSET', stats_key, 'pace_us', now, 'pace', string.format('%.4f', count), 'pace_interval_us', interval)
+  redis.call('HSET', stats_key, 'pace_us', now, 'pace', string.format('%.4f', count), 'pace_interval_us', interval,
+    'pace_booked_us', booked_until)
 end
 
 -- (share of the limit used lately, the limiter's interval in ms); (0, 0) before any reservation.
+-- A schedule booked more than one interval ahead counts as the limit fully used (the Python twin
+-- is imunban.linger.limiter_use): the pace alone needs a second to notice a sudden burst.
 local function pace_use(stats_key, now)
-  local t, count, interval = unpack(redis.call('HMGET', stats_key, 'pace_us', 'pace', 'pace_interval_us'))
+  local t, count, interval, booked = unpack(redis.call('HMGET', stats_key, 'pace_us', 'pace', 'pace_interval_us',
+    'pace_booked_us'))
   if not (t and count and interval) then return 0, 0 end
+  interval = tonumber(interval)
   local rate = tonumber(count) * math.exp(-math.max(0, now - tonumber(t)) / PACE_TAU_US) / PACE_TAU_US
-  return rate * tonumber(interval), tonumber(interval) / 1000
+  local use = rate * interval
+  if (tonumber(booked) or 0) - now > interval then use = math.max(use, 1) end
+  return use, interval / 1000
 end
 
 -- How long a partial batch waits for company (imunban.linger.linger_ms is the Python twin; keep them

@@ -5,7 +5,7 @@
 -- The hold check rides here too: while delivery is held, no slot is taken (a probe passes).
 -- Each reservation is counted into the pace (stats hash, see pace_count in _lib.lua), from which
 -- reindex decides how long a partial batch lingers.
--- KEYS[1] stats      HASH counters; fields pace_us, pace, pace_interval_us (the limiter's pace)
+-- KEYS[1] stats      HASH counters; fields pace_us, pace, pace_interval_us, pace_booked_us (the pace)
 -- KEYS[2] inflight   ZSET request id -> lease deadline ms
 -- KEYS[3] leases     HASH request id -> "token|due_ms|high"
 -- KEYS[4] hold       HASH present while delivery is held
@@ -52,7 +52,7 @@ if wait > max_wait then
   out[1], out[2] = 0, wait
   return out
 end
-pace_count(K_STATS, now, interval)
+pace_count(K_STATS, now, interval, tat + interval)
 -- The key only matters while the schedule is ahead of now; let an idle limiter expire.
 redis.call('SET', K_LIMITER, string.format('%d', tat + interval), 'PX', math.floor((wait + interval) / 1000) + 1000)
 out[2], out[3] = wait, tat
