@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from imunban.keys import Keys
 from imunban.local.cluster import LocalCluster
 from imunban.sim.core import SimConfig
 
@@ -32,7 +33,7 @@ def make_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
 
 
 def outcomes(cluster: LocalCluster) -> list[dict[str, str]]:
-    return [fields for _, fields in cluster.client.xrange(cluster.settings().key_prefix + ":outcomes")]
+    return [fields for _, fields in cluster.client.xrange(Keys(cluster.settings().key_prefix).outcomes)]
 
 
 def test_interleaved_single_enqueues_three_workers(make_cluster: ClusterFactory) -> None:
