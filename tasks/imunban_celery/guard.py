@@ -107,6 +107,16 @@ def transport_problem(raw: object) -> str | None:
 
 
 class GuardedRedisChannel(kombu_redis.Channel):
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection.client is None:
+            # The consumer closed this connection (a failover, a Redis restart) while a pool thread
+            # still acks a message on one of its channels. kombu would read `None.hostname`, and an
+            # AttributeError is "unrecoverable" for Celery: the whole worker stopped. A connection
+            # error instead is logged ("couldn't ack") and the message comes back (acks_late).
+            raise redis.exceptions.ConnectionError("the broker connection of this channel was closed")
+        params: dict[str, Any] = super()._connparams(asynchronous)  # type: ignore[no-untyped-call]
+        return params
+
     def _brpop_read(self, **options: Any) -> Any:
         try:
             return super()._brpop_read(**options)  # type: ignore[no-untyped-call]
@@ -159,7 +169,7 @@ class GuardedSentinelChannel(GuardedRedisChannel, kombu_redis.SentinelChannel):
     connection_class = FollowingConnection
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
-        params: dict[str, Any] = super()._connparams(asynchronous)  # type: ignore[no-untyped-call]
+        params: dict[str, Any] = super()._connparams(asynchronous)
         if self.primary_password is not None:
             params["password"] = self.primary_password
         if self.primary_username is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import redis
 
@@ -9,7 +11,13 @@ from imunban.errors import ConfigError
 from imunban.redis_url import SentinelUrl, parse_sentinel_url
 from imunban.settings import Durability, Settings
 from imunban_celery.app import broker, create_app
-from imunban_celery.guard import GuardedRedisTransport, GuardedSentinelTransport, stay_on_sentinels
+from imunban_celery.guard import (
+    GuardedRedisChannel,
+    GuardedRedisTransport,
+    GuardedSentinelChannel,
+    GuardedSentinelTransport,
+    stay_on_sentinels,
+)
 
 
 def test_parse_full_url() -> None:
@@ -116,3 +124,18 @@ def test_kombu_failover_keeps_the_guarded_sentinel_transport() -> None:
     assert connection.transport_cls == "imunban_celery.guard:GuardedSentinelTransport"
     assert connection.hostname == "h1" and len(connection.alt) == 2
     assert stay_on_sentinels(["sentinel://h9:5/0", "sentinel://h8:5/0"]).__next__() == "h9"
+
+
+@pytest.mark.parametrize("channel_cls", [GuardedRedisChannel, GuardedSentinelChannel])
+def test_ack_on_a_channel_whose_connection_closed_is_a_connection_error(channel_cls: type[GuardedRedisChannel]) -> None:
+    """A late ack on a channel of a closed broker connection is a connection error, not the worker's death.
+
+    After a failover, a pool thread may ack a message on a channel whose connection the consumer
+    already closed; kombu then reads ``connection.client.hostname`` of None. An AttributeError there
+    is "unrecoverable" for Celery and stopped the whole worker (seen in the failover drill under load).
+    """
+    channel = channel_cls.__new__(channel_cls)  # a real one would dial the broker in __init__
+    channel.connection = SimpleNamespace(client=None)  # what the consumer's reset leaves behind
+    with pytest.raises(redis.exceptions.ConnectionError):
+        channel._connparams()
+    assert redis.exceptions.ConnectionError in GuardedSentinelTransport.connection_errors
