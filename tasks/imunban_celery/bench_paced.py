@@ -1,7 +1,8 @@
 """A paced Celery producer for ``imunban bench``'s latency scenario: ``imunban.unban`` at given times.
 
 ``python -m imunban_celery.bench_paced SCHEDULE SENT`` reads JSON Lines
-``{"t": seconds, "group_id": str, "members": [str, ...]}`` (``t`` ascending, from the start),
+``{"t": seconds, "group_id": str, "members": [str, ...]}`` (``t`` ascending, from the start; an
+optional ``"app"`` is passed on as the task's ``app``),
 publishes each with ``send_task("imunban.unban", kwargs=...)`` on the public queue at its time, as
 a system that is not Python would, writes the Unix ms of each send to SENT (one number per line, in
 schedule order) and prints one JSON line ``{"sent", "seconds", "max_behind_ms"}``. The benchmark
@@ -39,9 +40,12 @@ def run(schedule: list[dict[str, Any]], sent_path: Path, settings: Settings | No
                 else:
                     behind = max(behind, -wait)
                 sent_ms.append(int(time.time() * 1000))
+                kwargs: dict[str, Any] = {"group_id": item["group_id"], "members": list(item["members"])}
+                if "app" in item:
+                    kwargs["app"] = item["app"]
                 app.send_task(
                     UNBAN_TASK,
-                    kwargs={"group_id": item["group_id"], "members": list(item["members"])},
+                    kwargs=kwargs,
                     queue=PUBLIC_QUEUE,
                     producer=producer,
                 )

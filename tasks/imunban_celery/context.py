@@ -12,6 +12,7 @@ from typing import Any
 from celery import Celery
 
 from imunban.apps import Apps, load_apps
+from imunban.fairness import FairShare
 from imunban.metrics import observer_for
 from imunban.runtime import Runtime, build_runtime
 from imunban.settings import Settings
@@ -28,6 +29,12 @@ class Context:
         self._app = app
         self._lock = threading.Lock()
         self._runtime: Runtime | None = None
+        #: With several apps: each app's share of this process's delivery threads, weighted by its
+        #: rate limit; a run beyond its share gives way to another app's run waiting in the broker.
+        self.fairness: FairShare | None = None
+        if len(self.apps) > 1:
+            weights = {config.name: config.rate_limit_per_s for config in self.apps}
+            self.fairness = FairShare(settings.concurrency, weights, self._run_waiting)
 
     @property
     def built(self) -> bool:
@@ -59,6 +66,12 @@ class Context:
             return
         kwargs: dict[str, Any] = {"group_id": group_id, "slot": slot, "probe": probe, "app": app}
         self._app.send_task(DELIVER_TASK, kwargs=kwargs, queue=internal_queue(app))
+
+    def _run_waiting(self, app: str) -> bool:
+        """Whether a delivery run of ``app`` waits in the broker for a thread (its internal queue is not empty)."""
+        with self._app.pool.acquire(block=True, timeout=1) as connection:
+            size = connection.default_channel.client.llen(internal_queue(app))
+        return bool(size)
 
     def worker_queues(self) -> list[str]:
         """The queues a worker consumes: the public one, and one internal queue per app (served in turn)."""

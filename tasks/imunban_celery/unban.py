@@ -94,17 +94,27 @@ def deliver(
     except ValidationError as exc:  # a run of an app this worker does not serve (its apps file differs)
         log.error("delivery run for group %r refused: %s", group_id, exc)
         return {"error": str(exc)}
+    fair = context_of(app).fairness
+    turn = None if fair is None else fair.enter(rt.name)
     try:
-        # The run hands its thread back after delivery.DELIVER_BUDGET_S, so other groups get a turn.
-        report = rt.deliverer.deliver_group(group_id, probe=probe, heartbeat=lambda: rt.pump.touch(group_id, slot))
+        # The run hands its thread back after delivery.DELIVER_BUDGET_S, so other groups get a turn,
+        # and at once when it is beyond its app's share of the threads while another app's run waits.
+        report = rt.deliverer.deliver_group(
+            group_id,
+            probe=probe,
+            heartbeat=lambda: rt.pump.touch(group_id, slot),
+            give_way=None if turn is None else turn.give_way,
+        )
     except StoreError as exc:
         # Redis is down: the leases and the dispatch marker expire and the work is picked up again.
         log.error("delivery for group %r stopped: %s", group_id, exc)
         return {"error": str(exc)}
     finally:
+        if turn is not None:
+            turn.fair.leave(turn)
         with contextlib.suppress(StoreError):  # if Redis is down the marker expires by itself
             rt.pump.finish(group_id, slot)
-    return {"calls": report.calls, "delivered": report.delivered, "held": report.held}
+    return {"calls": report.calls, "delivered": report.delivered, "held": report.held, "gave_way": report.gave_way}
 
 
 def register(app: Celery) -> None:

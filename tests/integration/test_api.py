@@ -8,11 +8,12 @@ import socket
 import time
 import traceback
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
-import requests
+import urllib3
 
 from imunban.api import ApiClient
 from imunban.errors import (
@@ -330,27 +331,58 @@ def test_repr_hides_secrets(client: ApiClient) -> None:
     assert client._sigs.get() not in text
 
 
-class _StubSession(requests.Session):
-    """Answers every POST with a fixed status and body, without any network."""
+class _StubTransport:
+    """Answers every POST with a fixed status and body, without any network (ApiClient's transport seam)."""
 
     def __init__(self, status: int, content: bytes) -> None:
-        super().__init__()
         self.status = status
         self.content = content
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
 
-    def post(self, url: Any, data: Any = None, json: Any = None, **kwargs: Any) -> requests.Response:
-        response = requests.Response()
-        response.status_code = self.status
-        response._content = self.content
-        response.url = str(url)
-        return response
+    def urlopen(self, method: str, url: str, **kw: Any) -> urllib3.BaseHTTPResponse:
+        self.calls.append((method, url, kw))
+        return urllib3.HTTPResponse(body=self.content, status=self.status, preload_content=True)
 
 
 @pytest.mark.parametrize("content", [b"<html>oops</html>", b"[1, 2]", b'{"ActionStatus": "OK"}', b'{"ErrorCode": "0"}'])
 def test_unusable_response_body_is_retryable(content: bytes) -> None:
     """A 200 answer that is not JSON or has no integer ErrorCode raises RetryableError(60013)."""
-    with _StubSession(200, content) as session:
-        api = ApiClient(make_settings("http://127.0.0.1:9"), session=session)
-        with pytest.raises(RetryableError) as info:
-            api.unban(GROUP, ["u1"])
+    transport = _StubTransport(200, content)
+    with (
+        ApiClient(make_settings("http://127.0.0.1:9"), transport=transport) as api,
+        pytest.raises(RetryableError) as info,
+    ):
+        api.unban(GROUP, ["u1"])
     assert info.value.code == 60013
+    ((method, url, kw),) = transport.calls
+    assert method == "POST" and url.startswith("http://127.0.0.1:9/v4/group_open_http_svc/unban_group_member?")
+    assert kw["redirect"] is False and kw["retries"].total == 0  # no redirect followed, no silent resend
+
+
+def test_tls_is_verified_against_the_ca_bundle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The default transport verifies certificates, against REQUESTS_CA_BUNDLE when set (as requests did)."""
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    with ApiClient(make_settings("https://console.tim.qq.com")) as api:
+        pool = api._routes[0][0]
+        assert isinstance(pool, urllib3.HTTPSConnectionPool)
+        assert pool.cert_reqs == "CERT_REQUIRED" and pool.ca_certs and Path(pool.ca_certs).is_file()
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    with ApiClient(make_settings("https://console.tim.qq.com")) as api:
+        assert api._routes[0][0].ca_certs == str(bundle)  # type: ignore[attr-defined]
+
+
+def test_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTPS_PROXY is honoured (read once, when the client is made), and NO_PROXY exempts a host."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "adminapisgp.im.qcloud.com")
+    urls = ["https://console.tim.qq.com", "https://adminapisgp.im.qcloud.com"]
+    with ApiClient(make_settings(), base_urls=urls) as api:
+        (via_proxy, url), (direct, _) = api._routes
+        assert isinstance(via_proxy, urllib3.ProxyManager)
+        assert via_proxy.proxy is not None and via_proxy.proxy.host == "proxy.example"
+        assert "proxy-authorization" in via_proxy.proxy_headers
+        assert url == "https://console.tim.qq.com/v4/group_open_http_svc/unban_group_member"
+        assert isinstance(direct, urllib3.HTTPSConnectionPool) and direct.host == "adminapisgp.im.qcloud.com"

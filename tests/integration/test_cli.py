@@ -321,7 +321,7 @@ def test_bench_help_shows_a_plain_percent_sign(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         main(["bench", "--help"])
     out = capsys.readouterr().out
-    assert "%%" not in out and "10 %" in out
+    assert "%%" not in out and "100 % load" in out
 
 
 # -- trace --------------------------------------------------------------------------------------

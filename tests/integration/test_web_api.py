@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 
 import httpx2
 import pytest
 import redis
+from starlette.testclient import TestClient
 
 from imunban.hold import Hold
 from imunban.keys import Keys
 from imunban.producer import Producer
-from imunban.stats import status
-from imunban.web.app import app_from_settings
-from web_helpers import OPERATOR, VIEWER, bearer, console_client, console_settings, make_dead, serving
+from imunban.settings import LingerPolicy
+from imunban.stats import status, status_of_apps
+from imunban.store import HELD, Store
+from imunban.validation import UnbanRequest
+from imunban.web.app import app_from_settings, create_app
+from imunban.web.auth import Authority
+from imunban.web.context import AppContext, Apps
+from web_helpers import (
+    BASE,
+    OPERATOR,
+    VIEWER,
+    bearer,
+    console_client,
+    console_settings,
+    make_dead,
+    serving,
+)
 
 KEYS = Keys()
 OP = bearer(OPERATOR)
@@ -24,12 +40,78 @@ def test_status_is_the_cli_document(r: redis.Redis, redis_url: str) -> None:
     """GET /api/status is the document `imunban status --json` prints (same keys, same numbers)."""
     Producer(r).enqueue("@TGS#g1", ["a", "b"])
     make_dead(r, "@TGS#g2", ["x"])
-    api = console_client(r, redis_url).get("/api/status", headers=OP).json()
-    cli = status(r, Keys())
-    assert set(api) == set(cli)
-    assert {k: v for k, v in api.items() if k != "server_time_ms"} == {
-        k: v for k, v in cli.items() if k != "server_time_ms"
-    }
+    client = console_client(r, redis_url)
+    api = client.get("/api/status", headers=OP).json()
+    cli = status_of_apps(r, "imunban", ["default"])  # `imunban status --json`: the totals and `apps`
+    assert set(api) == set(cli) and set(api["apps"]) == {"default"}
+    assert _timeless(api) == _timeless(cli)
+    # ?app=NAME is `imunban status --app NAME --json`: that app's document alone.
+    assert _timeless(client.get("/api/status?app=default", headers=OP).json()) == _timeless(status(r, Keys()))
+
+
+def _timeless(doc: dict[str, object]) -> dict[str, object]:
+    """A status document without its clock readings (they move between two reads)."""
+    out = {k: v for k, v in doc.items() if k != "server_time_ms"}
+    if isinstance(doc.get("apps"), dict):
+        out["apps"] = {name: _timeless(s) for name, s in doc["apps"].items()}  # type: ignore[union-attr]
+    return out
+
+
+def two_app_console(r: redis.Redis, redis_url: str) -> TestClient:
+    """A console over apps ``alpha`` and ``beta`` (their own keys, SDKAppIDs and limits) on one Redis."""
+    base = console_settings(redis_url)
+    apps = Apps(
+        [
+            AppContext(
+                name, dataclasses.replace(base, sdkappid=sdkappid, rate_limit_per_s=limit), r, Keys("imunban", name)
+            )
+            for name, sdkappid, limit in (("alpha", 1400000001, 190.0), ("beta", 1400000002, 95.0))
+        ]
+    )
+    return TestClient(
+        create_app(apps, Authority.from_settings(base), sample=False), base_url=BASE, follow_redirects=False
+    )
+
+
+def test_two_apps_switcher_totals_status_and_actions(r: redis.Redis, redis_url: str) -> None:
+    """With two apps: /api/status is the CLI's document with both, pages keep ?app=, actions reach the app named."""
+    Producer(r, Keys("imunban", "alpha")).bulk([{"group_id": "@TGS#a", "members": ["a1", "a2"]}])
+    beta = Store(r, Keys("imunban", "beta"), linger=LingerPolicy(0))
+    beta.enqueue([UnbanRequest("@TGS#b", ("b1",)), UnbanRequest("@TGS#bad", ("x",))])
+    batch = beta.claim("@TGS#bad")
+    assert batch is not None and not isinstance(batch, type(HELD))
+    beta.ack(batch, "dead", code=10004, info="bad member")
+    client = two_app_console(r, redis_url)
+
+    doc = client.get("/api/status", headers=OP).json()
+    assert _timeless(doc) == _timeless(status_of_apps(r, "imunban", ["alpha", "beta"]))
+    assert (doc["queued"], doc["dead"], doc["apps"]["alpha"]["queued"], doc["apps"]["beta"]["dead"]) == (3, 1, 2, 1)
+    assert client.get("/api/status?app=beta", headers=OP).json()["queued"] == 1
+    assert client.get("/api/status?app=gamma", headers=OP).status_code == 404
+
+    page = client.get("/?app=beta", headers=OP).text
+    # The switcher lists both apps, beta chosen; the overview shows every app and the totals.
+    assert '<select id="app-switch" name="app"' in page
+    assert '<option value="alpha">alpha · 1400000001</option>' in page
+    assert '<option value="beta" selected>beta · 1400000002</option>' in page
+    assert 'id="all-apps"' in page and '<a href="/?app=alpha">alpha</a>' in page
+    # Every link of the page keeps the app (nav, dead-letter card, hold banner); events too.
+    for link in ('href="/trace?app=beta"', 'href="/dead?app=beta"', 'href="/holds?app=beta"',
+                 'data-events="/events/overview?app=beta"'):  # fmt: skip
+        assert link in page, link
+    assert client.get("/dead?app=beta", headers=OP).text.count("@TGS#bad") >= 1
+    assert "@TGS#bad" not in client.get("/dead?app=alpha", headers=OP).text
+    scheduled = client.get("/scheduled?app=alpha", headers=OP).text
+    assert '<input type="hidden" name="app" value="alpha">' in scheduled
+    assert client.get("/?app=gamma", headers=OP).status_code == 404
+
+    # An action names its app: beta's dead letter is purged, alpha is untouched, the audit says beta.
+    purged = client.post("/api/dead/purge", json={"app": "beta", "all": True}, headers={**OP, "origin": BASE})
+    assert purged.json() == {"purged": 1}
+    assert status(r, Keys("imunban", "beta"))["dead"] == 0
+    audit = [f for _, f in r.xrange(Keys("imunban", "beta").outcomes) if f["outcome"] == "audit"]
+    assert [(f["action"], f["app"]) for f in audit] == [("dead.purge", "beta")]
+    assert r.xlen(Keys("imunban", "alpha").outcomes) == 0
 
 
 def test_dead_letters_filter_page_replay_purge(r: redis.Redis, redis_url: str) -> None:

@@ -64,3 +64,12 @@ def test_stream_is_capped(r: redis.Redis) -> None:
     for i in range(30):
         end(store, f"g{i}", tuple(f"u{j}" for j in range(20)), "delivered")
     assert 100 <= r.xlen(STREAM) < 600
+
+
+def test_each_entry_says_its_app(r: redis.Redis) -> None:
+    """The app comes from the stream's own hash tag: each app's entries name that app (prefixes with ':' too)."""
+    for prefix, app in (("imunban", "default"), ("imunban", "beta"), ("acme:prod", "eu-1")):
+        keys = Keys(prefix, app)
+        end(Store(r, keys, linger=LingerPolicy(0)), "g", ("a",), "delivered")
+        entries = cast(list[tuple[str, dict[str, str]]], r.xrange(keys.outcomes))
+        assert [f["app"] for _, f in entries] == [app]

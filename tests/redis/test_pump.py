@@ -8,7 +8,7 @@ import redis
 
 from imunban.hold import Hold
 from imunban.keys import Keys
-from imunban.pump import Pump, PumpConfig
+from imunban.pump import BUSY_MAX_S, MIN_TICK_S, Pump, PumpConfig
 from imunban.schedule import Scheduler
 from imunban.settings import LingerPolicy
 from imunban.store import Store
@@ -113,3 +113,29 @@ def test_reap_every_tick_reaps_on_every_tick(r: redis.Redis) -> None:
         time.sleep(0.01)
         pump.tick()
         assert int(r.hget(Keys("t").stats, "reaped") or 0) == tick + 1
+
+
+def test_finish_wakes_a_waiting_pump(r: redis.Redis) -> None:
+    """A task that finishes its slot wakes a pump at once: a busy pump does not poll for freed slots."""
+    pump, submitted, store = make_pump(r)
+    store.enqueue([build_request("g", ["a", "b"])])
+    pump.tick()
+    r.delete(Keys("t").wake)
+    pump.finish("g", 0)
+    assert r.llen(Keys("t").wake) == 1
+    assert pump.wait(30.0) == 0.0  # woken, not timed out
+    pump.tick()
+    assert submitted == [("g", 0, False), ("g", 0, False)]
+
+
+def test_busy_pump_sleeps_until_the_next_claimable_group(r: redis.Redis) -> None:
+    """With every claimable slot taken the pump sleeps until the next group's claimable time, at most BUSY_MAX_S."""
+    pump, _, store = make_pump(r, slots_per_group=1)
+    store.enqueue([build_request("now", [f"u{i}" for i in range(50)])])
+    pump.tick()
+    assert pump.next_tick_s == BUSY_MAX_S  # nothing else will become due: finishing tasks wake it
+    store.enqueue([build_request("later", ["a"])])
+    seconds, micros = r.time()
+    r.zadd(Keys("t").groups, {"later": seconds * 1000 + micros // 1000 + 200})  # as a lingering group is indexed
+    pump.tick()
+    assert MIN_TICK_S <= pump.next_tick_s <= 0.2

@@ -17,7 +17,7 @@ from imunban.settings import LingerPolicy
 from imunban.store import HELD, Batch, Store
 
 LONG_LINGER_MS = 60_000
-OUTCOME_FIELDS = {"group_id", "member", "outcome", "code", "info", "attempts", "due_ms", "at_ms"}
+OUTCOME_FIELDS = {"group_id", "member", "outcome", "code", "info", "attempts", "due_ms", "at_ms", "app"}
 
 
 def stat(r: redis.Redis, name: str) -> int:
@@ -213,6 +213,43 @@ def test_claim_serves_high_priority_first(r: redis.Redis, store: Store) -> None:
     assert not any(i.high for i in batch.items[2:])
     assert not r.hexists(KEYS.high, request_id("g", "h1"))
     assert r.hget(KEYS.leases, request_id("g", "h1")) == f"{batch.token}|{now - 2}|1"
+
+
+def test_claim_next_stays_on_its_group_in_one_claim(r: redis.Redis, store: Store) -> None:
+    """A run whose group has work claims it even when an older normal group waits (fairness as before)."""
+    now = server_ms(r)
+    store.enqueue([req("old", "a", at_ms=now - 60_000), req("mine", "b", at_ms=now - 1_000)])
+    group, batch = store.claim_next("mine")
+    assert group == "mine" and isinstance(batch, Batch) and batch.members == ["b"]
+
+
+def test_claim_next_serves_a_high_priority_group_first(r: redis.Redis, store: Store) -> None:
+    """A group holding a high-priority member is claimed before the run's own group."""
+    store.enqueue([req("mine", *(f"u{i}" for i in range(30))), req("vip", "boss", high=True)])
+    group, batch = store.claim_next("mine")
+    assert group == "vip" and isinstance(batch, Batch) and batch.members == ["boss"]
+    group, batch = store.claim_next("mine")
+    assert group == "mine" and isinstance(batch, Batch) and len(batch.members) == MAX_MEMBERS
+
+
+def test_claim_next_moves_on_to_the_oldest_claimable_group(r: redis.Redis, store: Store) -> None:
+    """With nothing claimable in its own group, a run gets the oldest claimable one; never a lingering one."""
+    now = server_ms(r)
+    store.enqueue([req("b", "x", at_ms=now - 2_000), req("a", "y", at_ms=now - 5_000)])
+    assert store.claim_next("empty")[0] == "a"
+    assert store.claim_next("empty")[0] == "b"
+    assert store.claim_next("empty") == ("empty", None)
+    store.enqueue([req("later", "z")])
+    r.zadd(KEYS.groups, {"later": server_ms(r) + LONG_LINGER_MS})  # as a lingering group is indexed
+    assert store.claim_next("empty") == ("empty", None)
+    assert r.zcard(KEYS.ready("later")) == 1
+
+
+def test_claim_next_while_held_takes_nothing(r: redis.Redis, store: Store) -> None:
+    store.enqueue([req("g", "a")])
+    Hold(r, KEYS).set(60010, "test")
+    assert store.claim_next("g") == ("g", HELD)
+    assert r.zcard(KEYS.ready("g")) == 1
 
 
 def set_pace(r: redis.Redis, use: float, interval_us: int) -> None:

@@ -79,6 +79,8 @@ class Report:
     codes: dict[int, int] = field(default_factory=dict)
     #: Calls made but not yet added to the store's ``calls`` counter: the next ack or requeue adds them.
     uncounted_calls: int = 0
+    #: The run ended early to hand its thread to another app's waiting run (fairness.FairShare).
+    gave_way: bool = False
 
     def take_calls(self) -> int:
         """The calls to count with the next ack or requeue (each is counted once)."""
@@ -117,21 +119,31 @@ class Deliverer:
         budget_s: float = DELIVER_BUDGET_S,
         probe: bool = False,
         heartbeat: Callable[[], object] | None = None,
+        give_way: Callable[[], bool] | None = None,
     ) -> Report:
         """Deliver the group's claimable batches until none is left or ``budget_s`` is spent.
 
         With ``probe``, deliver exactly one batch even though delivery is held: the hold's probe.
+        ``give_way`` is asked after each batch (nothing is leased then): True ends the run, so its
+        thread goes to another app's waiting run (fairness.FairShare); the pump dispatches this
+        app's remaining work again.
         """
         report = Report()
         try:
-            return self._deliver_until(group_id, report, budget_s, probe, heartbeat)
+            return self._deliver_until(group_id, report, budget_s, probe, heartbeat, give_way)
         finally:
             if report.uncounted_calls:  # a batch whose ack or requeue never ran (Redis trouble, a bug)
                 with contextlib.suppress(StoreError):
                     self.store.incr("calls", report.take_calls())
 
     def _deliver_until(
-        self, group_id: str, report: Report, budget_s: float, probe: bool, heartbeat: Callable[[], object] | None
+        self,
+        group_id: str,
+        report: Report,
+        budget_s: float,
+        probe: bool,
+        heartbeat: Callable[[], object] | None,
+        give_way: Callable[[], bool] | None = None,
     ) -> Report:
         deadline = self._monotonic() + budget_s
         # The dispatch marker lives marker_ttl (seconds); refreshing it after every batch is a round
@@ -154,6 +166,9 @@ class Deliverer:
             now = self._monotonic()
             if probe or report.held or now >= deadline:
                 return report
+            if give_way is not None and give_way():
+                report.gave_way = True
+                return report
             if heartbeat is not None and now >= next_beat:
                 next_beat = now + HEARTBEAT_EVERY_S
                 heartbeat()
@@ -167,15 +182,8 @@ class Deliverer:
         """
         if probe:
             return group_id, self.store.claim(group_id, probe=True)
-        head = self.store.index_head()
-        order = [group_id]
-        if head is not None:
-            order.insert(0 if head[1] else 1, head[0])
-        for candidate in dict.fromkeys(order):
-            batch = self.store.claim(candidate)
-            if batch is not None:
-                return candidate, batch
-        return group_id, None
+        # One claim script reads the index head and says which group to serve instead (Store.claim_next).
+        return self.store.claim_next(group_id)
 
     def deliver_batch(self, batch: Batch, report: Report, *, probe: bool = False) -> None:
         """Make the call for one leased batch and record the outcome of each member."""

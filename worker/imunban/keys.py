@@ -31,7 +31,7 @@ key                       type    content
 ``t:version_ends``        ZSET    request id -> ms its versioned request ended (forgotten VERSION_MEMORY_S later)
 ``t:replies``             HASH    call id -> encoded reply of a claim/ack/requeue/dispatch, for a replayed call
 ``t:reply_expiry``        ZSET    call id -> ms its reply may be forgotten (trimmed as new replies arrive)
-``t:wake``                LIST    a few tokens: something became due now; a waiting pump BLPOPs it (capped)
+``t:wake``                LIST    a few tokens: something became due now or a slot freed; a waiting pump BLPOPs it
 ``d:workers``             HASH    worker id -> ms of its pump's last tick (heartbeat.py; silent ones pruned)
 ``d:migrate``             STRING  lock of the one-time move from the single-app layout (migrate.py)
 ``d:migrating``           STRING  app a move of the single-app layout is going to; deleted when it finished

@@ -29,9 +29,13 @@ log = logging.getLogger(__name__)
 #: submit(group_id, slot, probe): hand one delivery run to whatever executes it (a Celery task).
 Submit = Callable[[str, int, bool], None]
 
-#: While dispatched work is running, look again this often (tasks move on by themselves; a finished
-#: slot of a group with work left is dispatched again at the next look).
+#: While promotion is behind (a due backlog bigger than one tick's promote_rounds), tick again this soon.
 BUSY_TICK_S = 0.05
+#: While claimable work runs, the longest sleep. Running tasks serve claimable groups (a run moves on to
+#: the oldest one), a task that finishes wakes the pump (``finish``) and new work wakes it too, so this
+#: only bounds how late a slot freed without a finish (a lost task's marker expiring) is seen again and
+#: how often leases are reaped while busy (every PumpConfig.reap_every ticks).
+BUSY_MAX_S = 0.5
 #: The longest the pump sleeps when nothing is due: bounds how late a lost task's slot, an expired
 #: lease or a hold's probe is noticed, and costs a handful of round trips per second when idle.
 IDLE_TICK_S = 1.0
@@ -64,7 +68,8 @@ class Pump:
 
     The pump sleeps until the next due time (a lingering group's, a scheduled request's), at most
     IDLE_TICK_S, and an enqueue or requeue that makes work due now wakes it at once (the wake list):
-    no polling when idle, no timer between a request and its dispatch.
+    no polling when idle, no timer between a request and its dispatch. While claimable work runs, a
+    task that finishes its slot wakes it too (``finish``), so a busy pump does not poll either.
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class Pump:
         self.next_tick_s = 0.0
         self._dispatch = register(client, "dispatch")
         self._touch = register(client, "dispatch_touch")
+        self._finish = register(client, "dispatch_finish")
         self.heartbeat = Heartbeat(client, keys)  # operators see this worker alive (imunban web)
 
     def run_once(self) -> float:
@@ -135,7 +141,7 @@ class Pump:
         return min(IDLE_TICK_S, max(MIN_TICK_S, (at_ms - server_time_ms(self.client)) / 1000))
 
     def _next_due_s(self) -> float:
-        """How long the pump may sleep: until the next claimable or scheduled time (one round trip)."""
+        """How long the pump may sleep: until the next claimable or scheduled time (one round trip; two while busy)."""
         # redis-py's cluster pipeline refuses TIME: on a Redis Cluster the clock is a round trip of its own.
         on_cluster = is_cluster(self.client)
         with translated("pump"):
@@ -150,10 +156,19 @@ class Pump:
         if not heads:
             return IDLE_TICK_S
         wait_s = (min(heads) - now_ms) / 1000
-        if wait_s <= 0:
-            # Claimable work whose slots are all taken: the running tasks serve it; look again soon.
-            return BUSY_TICK_S
-        return min(IDLE_TICK_S, max(MIN_TICK_S, wait_s))
+        if wait_s > 0:
+            return min(IDLE_TICK_S, max(MIN_TICK_S, wait_s))
+        if sched and float(sched[0][1]) <= now_ms:
+            return BUSY_TICK_S  # promotion is behind: promote more soon
+        # Claimable work whose slots are all taken: the running tasks serve it and each wakes the pump
+        # when it finishes. Sleep until the next group's claimable time (a lingering group must still be
+        # dispatched on time) or the next scheduled one, within BUSY_MAX_S.
+        with translated("pump"):
+            later = self.client.zrange(
+                self.keys.groups, f"({now_ms}", "+inf", byscore=True, offset=0, num=1, withscores=True
+            )
+        times = [float(head[0][1]) for head in (later, sched) if head]
+        return min(BUSY_MAX_S, max(MIN_TICK_S, (min(times, default=math.inf) - now_ms) / 1000))
 
     def dispatch(self) -> int:
         """Mark and submit delivery slots for claimable groups, oldest first."""
@@ -197,8 +212,8 @@ class Pump:
             )
 
     def finish(self, group_id: str, slot: int) -> None:
-        """A task is done with its slot: the group may be dispatched again at once."""
+        """A task is done with its slot: the group may be dispatched again at once (a waiting pump is woken)."""
         if slot < 0:
             return
         with translated("dispatch"):
-            self.client.zrem(self.keys.dispatch, marker_id(group_id, slot))
+            self._finish(keys=script_keys(self.keys, "dispatch_finish"), args=[marker_id(group_id, slot)])

@@ -62,6 +62,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "dead_replay": ("schedidx", "stats", "high", "inflight", "version_ends", "dead", "dead_info", *PER_GROUP),  # many
     "dispatch": ("dispatch", "hold", "replies", "reply_expiry"),
     "dispatch_touch": ("dispatch",),
+    "dispatch_finish": ("dispatch", "wake"),
     "stats_incr": ("stats",),
     "forget_versions": ("versions", "version_ends"),
     "hold_set": ("hold",),
@@ -86,6 +87,26 @@ def script_keys(keys: Keys, name: str, groups: Iterable[str] = ()) -> list[str]:
     for group_id in groups:
         out += (keys.ready(group_id) if key == "ready" else keys.sched_group(group_id) for key in per_group)
     return out
+
+
+class ScriptKeys:
+    """:func:`script_keys` of one script for one :class:`Keys`, its named keys built once (the delivery hot path)."""
+
+    __slots__ = ("_common", "_keys", "_per_group")
+
+    def __init__(self, keys: Keys, name: str) -> None:
+        self._keys = keys
+        self._common = script_keys(keys, name)
+        self._per_group = _split(name)[1]
+
+    def __call__(self, groups: Iterable[str] = ()) -> list[str]:
+        out = list(self._common)
+        for group_id in groups:
+            out += (
+                self._keys.ready(group_id) if k == "ready" else self._keys.sched_group(group_id)
+                for k in self._per_group
+            )
+        return out
 
 
 class GroupArgs:

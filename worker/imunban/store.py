@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import redis
 
@@ -17,7 +17,7 @@ from imunban.connection import is_redis_full, server_time_ms, translated
 from imunban.errors import RedisFullError
 from imunban.keys import MAX_MEMBERS, Keys
 from imunban.pipelines import run_scripts
-from imunban.scripts import GroupArgs, register, script_keys
+from imunban.scripts import GroupArgs, ScriptKeys, register, script_keys
 from imunban.settings import Durability, LingerPolicy
 from imunban.validation import UnbanRequest
 
@@ -25,6 +25,8 @@ from imunban.validation import UnbanRequest
 ENQUEUE_CHUNK = 1_000
 #: Enqueue script calls per pipeline round trip (bulk throughput).
 PIPELINE_DEPTH = 8
+#: How many times :meth:`Store.claim_next` follows the claim script to another group before giving up.
+CLAIM_REDIRECTS = 2
 #: How long a claim/ack/requeue/dispatch reply is kept for a replay of the same call. redis-py's Retry
 #: re-sends a script after a connection error although the first send may have run; its retries
 #: (connection.connect) end well within this.
@@ -136,6 +138,10 @@ class Store:
         self._requeue = register(client, "requeue")
         self._group_gone = register(client, "group_gone")
         self._stats_incr = register(client, "stats_incr")
+        # The KEYS of the scripts each delivered batch runs, their named keys built once.
+        self._claim_keys = ScriptKeys(keys, "claim")
+        self._ack_keys = ScriptKeys(keys, "ack")
+        self._requeue_keys = ScriptKeys(keys, "requeue")
 
     # -- producers -------------------------------------------------------------------------
 
@@ -235,14 +241,43 @@ class Store:
     def claim(self, group_id: str, *, probe: bool = False, max_members: int = MAX_MEMBERS) -> Batch | Held | None:
         """Lease up to ``max_members`` ready members of the group; None if nothing is claimable."""
         token = uuid.uuid4().hex
+        raw = self._run_claim(group_id, token, probe=probe, max_members=max_members, redirect=False)
+        return self._claimed(group_id, token, raw)
+
+    def claim_next(self, group_id: str) -> tuple[str, Batch | Held | None]:
+        """A delivery run's next batch: an urgent group first, then ``group_id``, then the oldest claimable one.
+
+        The claim script reads the head of the groups index itself and answers with the group to serve
+        instead (a high-priority member waits there, or ``group_id`` has nothing claimable): one round
+        trip while the run's own group has work, two when it moves on. Returns the group and its batch.
+        """
+        candidate = group_id
+        for _ in range(CLAIM_REDIRECTS + 1):
+            token = uuid.uuid4().hex
+            raw = self._run_claim(candidate, token, probe=False, max_members=MAX_MEMBERS, redirect=True)
+            if raw and raw[0] == "next":
+                candidate = str(raw[1])
+                continue
+            batch = self._claimed(candidate, token, raw)
+            if batch is None and candidate != group_id:
+                candidate = group_id  # the group we were sent to was emptied meanwhile: back to our own
+                continue
+            return candidate, batch
+        return group_id, None  # the head kept moving under us: the pump dispatches whatever is left
+
+    def _run_claim(self, group_id: str, token: str, *, probe: bool, max_members: int, redirect: bool) -> list[Any]:
         with translated("claim"):
             raw = self._claim(
-                keys=script_keys(self.keys, "claim", [group_id]),
+                keys=self._claim_keys([group_id]),
                 args=[
                     group_id, max_members, self.lease_ms, token, self.linger_arg, int(probe), int(probe),
-                    min(self.lease_ms, REPLY_TTL_MS),
+                    min(self.lease_ms, REPLY_TTL_MS), int(redirect),
                 ],
             )  # fmt: skip
+        return cast(list[Any], raw)
+
+    @staticmethod
+    def _claimed(group_id: str, token: str, raw: list[Any]) -> Batch | Held | None:
         if raw and raw[0] == "hold":
             return HELD
         if not raw:
@@ -262,7 +297,7 @@ class Store:
         with translated("ack"):
             # A fresh call id per call (the same in redis-py's re-send): a replay returns the first reply.
             raw = self._ack(
-                keys=script_keys(self.keys, "ack"),
+                keys=self._ack_keys(),
                 args=[
                     batch.token, batch.group_id, outcome, code, info, self.outcome_maxlen,
                     uuid.uuid4().hex, REPLY_TTL_MS, calls, *batch.members,
@@ -276,7 +311,7 @@ class Store:
         """Give the batch's requests back, ready again after ``delay_ms``; returns how many (``calls``: as in ack)."""
         with translated("requeue"):
             raw = self._requeue(
-                keys=script_keys(self.keys, "requeue", [batch.group_id]),
+                keys=self._requeue_keys([batch.group_id]),
                 args=[
                     batch.token, batch.group_id, max(0, int(delay_ms)), code,
                     int(counts_as_attempt), self.linger_arg, uuid.uuid4().hex, REPLY_TTL_MS, calls, *batch.members,

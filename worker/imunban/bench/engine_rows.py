@@ -93,3 +93,47 @@ def hog_rows(h: dict[str, Any], limit: float) -> list[Row]:
             cpu_text(h.get("worker_cpu_s_per_call"), h.get("members_per_call")), "", INFO),
         Row("hog", "cores the hog got (it asks for one; the OS shares)", num(h.get("hog_cores"), ".2f"), "", INFO),
     ]  # fmt: skip
+
+
+#: SPEC §4 "several apps": B's due -> delivered p99 while A drains, in ms.
+APPS_TRICKLE_P99_MS = 1_000.0
+#: Each app's drain as a fraction of 20 x its own limit (A beside B's trickle; B while A is held).
+APPS_RATIO = 0.95
+
+
+def apps_rows(a: dict[str, Any]) -> list[Row]:
+    """Two apps: A's backlog beside B's Celery trickle, then A held while B drains its own backlog."""
+    p1, p2 = a.get("phase1") or {}, a.get("phase2") or {}
+    target = a.get("target_per_s") or 0.0
+    cores = p1.get("cores_used") or {}
+    sent, delivered = p1.get("b_sent"), p1.get("b_delivered")
+    return [
+        Row("apps", f"A drains {num(p1.get('a_backlog'))}: members/s (B's trickle beside it)",
+            f"{num(p1.get('a_members_per_s'))} ({num(p1.get('a_ratio_to_20x_limit'), '.3f')})",
+            f"≥ {APPS_RATIO * target:,.0f} ({APPS_RATIO:g} x 20 x limit)",
+            check(p1.get("a_ratio_to_20x_limit"), lambda r: r >= APPS_RATIO)),
+        Row("apps", "A: members per call / rate-limit rejections / most calls in 1 s",
+            f"{num(p1.get('a_members_per_call'), '.2f')} / {num(p1.get('a_rate_limited'))} / "
+            f"{num(p1.get('a_max_calls_in_1s'))}", "0 rejections", check(p1.get("a_rate_limited"), lambda n: n == 0)),
+        Row("apps", "B's Celery trickle (10/s) while A drains: due → delivered p50 / p99 / max",
+            f"{num(p1.get('b_p50_ms'))} / {num(p1.get('b_p99_ms'))} / {num(p1.get('b_max_ms'))} ms",
+            f"p99 ≤ {APPS_TRICKLE_P99_MS:g} ms", check(p1.get("b_p99_ms"), lambda p: p <= APPS_TRICKLE_P99_MS)),
+        Row("apps", "B's trickle delivered", f"{num(delivered)} of {num(sent)}", "all",
+            check(delivered, lambda n: sent is not None and n >= sent)),
+        Row("apps", "cores used while both run: workers / simulator+bench / Redis",
+            f"{num(cores.get('workers'), '.2f')} / {num(cores.get('simulator_and_bench'), '.2f')} / "
+            f"{num(cores.get('redis'), '.2f')}", "", INFO),
+        Row("apps", "worker CPU per API call (both apps, process tree)",
+            cpu_text(p1.get("worker_cpu_s_per_call"), None), "", INFO),
+        Row("apps", "A held on a configuration error (60006)",
+            "held" if p2.get("a_held") and p2.get("a_still_held_after_b") else "not held", "held while B drains",
+            check(p2.get("a_held"), lambda h: bool(h and p2.get("a_still_held_after_b")))),
+        Row("apps", f"A held: B drains {num(p2.get('b_backlog'))}: members/s",
+            f"{num(p2.get('b_members_per_s'))} ({num(p2.get('b_ratio_to_20x_limit'), '.3f')})",
+            f"≥ {APPS_RATIO * target:,.0f} ({APPS_RATIO:g} x 20 x limit)",
+            check(p2.get("b_ratio_to_20x_limit"), lambda r: r >= APPS_RATIO)),
+        Row("apps", "A: dead-lettered while held / resumed by itself after the fix",
+            f"{num(p2.get('a_dead'))} / {'yes' if p2.get('a_resumed') else 'no'} "
+            f"({num(p2.get('a_resume_s'), '.1f')} s)", "0 / yes",
+            check(p2.get("a_dead"), lambda n: n == 0 and bool(p2.get("a_resumed")))),
+    ]  # fmt: skip

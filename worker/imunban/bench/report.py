@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from imunban.bench.engine_rows import hog_rows, idle_rows, latency_rows, scattered_rows
+from imunban.bench.engine_rows import apps_rows, hog_rows, idle_rows, latency_rows, scattered_rows
 from imunban.bench.verdict import INFO as INFO
 from imunban.bench.verdict import MISS as MISS
 from imunban.bench.verdict import OK as OK
@@ -142,6 +142,7 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         "chaos": _chaos_rows,
         "failover": _failover_rows,
         "web": _web_rows,
+        "apps": apps_rows,
     }
     for name, build in builders.items():
         data = scenarios.get(name)

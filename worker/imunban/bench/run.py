@@ -12,7 +12,9 @@ Scenarios (see :mod:`imunban.bench.scenarios`, :mod:`imunban.bench.naive`, :mod:
 4. ``bulk``    Producer.bulk members/s against one ``apply_async`` per member;
 5. ``scale``   N scheduled requests: Redis bytes each, enqueue and promotion rates empty vs full;
 6. ``chaos``   API faults, worker SIGKILLs and a Redis restart: lost, duplicates, time to drain;
-7. ``failover`` the Sentinel failover drill during a drain, and bulk enqueue with and without WAIT.
+7. ``failover`` the Sentinel failover drill during a drain, and bulk enqueue with and without WAIT;
+8. ``web``     the console's pages on a big store; ``apps`` two apps: A's backlog beside B's Celery
+   trickle, then A held while B drains (:mod:`imunban.bench.apps`).
 
 Ratios are measured side by side in the same run, because the absolute numbers of a shared or
 noisy machine move from run to run.
@@ -30,6 +32,7 @@ from typing import Any
 
 from rich.console import Console
 
+from imunban.bench.apps import apps
 from imunban.bench.config import BenchConfig, machine_info
 from imunban.bench.cpu import hog, idle
 from imunban.bench.failover import failover
@@ -56,6 +59,7 @@ RUNNERS: dict[str, Scenario] = {
     "chaos": chaos,
     "failover": failover,
     "web": web,
+    "apps": apps,
 }
 
 

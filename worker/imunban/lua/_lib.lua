@@ -142,10 +142,13 @@ local function decode_ready_score(score)
 end
 
 -- Append one ended request to the outcomes stream, capped near `maxlen` entries.
+-- The entry says its app: the name inside the key's hash tag {PREFIX:APP} (an app name never holds
+-- ':', '{' or '}'; keys.py), so no caller passes it and every script stays as it is.
 local function emit_outcome(outcomes_key, maxlen, group, member, outcome, code, info, attempts, due, now)
+  local app = string.match(outcomes_key, '^{[^}]*:([^:{}]*)}') or ''
   redis.call('XADD', outcomes_key, 'MAXLEN', '~', maxlen, '*',
     'group_id', group, 'member', member, 'outcome', outcome, 'code', code, 'info', info,
-    'attempts', attempts, 'due_ms', due, 'at_ms', now)
+    'attempts', attempts, 'due_ms', due, 'at_ms', now, 'app', app)
 end
 
 -- A full Redis (maxmemory, noeviction) must refuse intake and still drain. Redis 6.2, and 7 for a

@@ -6,7 +6,11 @@
 -- ARGV[6] '1' to claim even while delivery is held (the hold's probe), else '0'
 -- ARGV[7] '1' to ignore the linger (claim whatever is ready), else '0'
 -- ARGV[8] how long to keep the reply for a replay, ms (at most the lease: then the batch is reaped)
--- Returns {'hold'} while held; {} when nothing is claimable;
+-- ARGV[9] '1' to answer with the group a delivery run should serve instead (a run's next batch, with
+--         no round trip of its own to read the index): the head of the groups index when it holds a
+--         high-priority member (it goes first), or the head when it is claimable and this group has
+--         nothing claimable; else '0' (claim this group or nothing)
+-- Returns {'hold'} while held; {'next', group} for ARGV[9] (nothing leased); {} when nothing is claimable;
 -- else {now_ms, member, due_ms, high(0/1), attempts, member, ...}; due_ms is the original due time
 -- (kept in meta across delayed retries), so age and latency count from it.
 local K_GROUPS, K_STATS, K_HIGH, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -17,14 +21,24 @@ if replayed then return replayed end
 if ARGV[6] ~= '1' and redis.call('EXISTS', K_HOLD) == 1 then return {'hold'} end
 local group = ARGV[1]
 local now = now_ms()
+-- The run's alternative (ARGV[9]): nothing, or {'next', head} when this group has nothing to claim.
+local instead = {}
+if ARGV[9] == '1' then
+  local head = redis.call('ZRANGE', K_GROUPS, 0, 0, 'WITHSCORES')
+  if #head > 0 and head[1] ~= group then
+    local score = tonumber(head[2])
+    if score < 0 then return {'next', head[1]} end  -- a high-priority member waits there: it goes first
+    if score <= now then instead = {'next', head[1]} end
+  end
+end
 local at = redis.call('ZSCORE', K_GROUPS, group)
-if not at then return {} end
-if ARGV[7] ~= '1' and tonumber(at) > now then return {} end
+if not at then return instead end
+if ARGV[7] ~= '1' and tonumber(at) > now then return instead end
 -- At least one: ZPOPMIN with count 0 pops nothing, which would wrongly unindex a non-empty group.
 local popped = redis.call('ZPOPMIN', K_READY, math.max(1, tonumber(ARGV[2])))
 if #popped == 0 then
   redis.call('ZREM', K_GROUPS, group)
-  return {}
+  return instead
 end
 local deadline = now + tonumber(ARGV[3])
 local out = {now}

@@ -35,7 +35,7 @@ def audit(ctx: AppContext, who: Principal, action: str, count: int, detail: str 
     now = server_time_ms(ctx.client)
     fields: dict[Any, Any] = {
         "group_id": "", "member": "", "outcome": "audit", "code": 0, "info": detail, "attempts": 0,
-        "due_ms": now, "at_ms": now,
+        "due_ms": now, "at_ms": now, "app": ctx.keys.app,
         "action": action, "count": count, "role": who.role, "via": who.via, "client": client,
     }  # fmt: skip
     with translated("audit"):

@@ -19,10 +19,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from imunban.errors import ImunbanError
-from imunban.stats import status
+from imunban.stats import status, status_of_apps
 from imunban.validation import validate_group_id, validate_member
 from imunban.web import actions, data
-from imunban.web.common import app_ctx, check_action, client_address, int_param, read_json
+from imunban.web.common import app_ctx, check_action, client_address, console, int_param, read_json
 from imunban.web.context import AppContext
 from imunban.web.pages import dead_filter
 
@@ -35,9 +35,14 @@ def _ok(payload: Any) -> JSONResponse:
 
 
 async def api_status(request: Request) -> Response:
-    """Exactly the document ``imunban status --json`` prints."""
-    ctx = app_ctx(request)
-    return _ok(await run_in_threadpool(status, ctx.client, ctx.keys))
+    """Exactly the document ``imunban status --json`` prints: the totals with each app's under ``apps``;
+    with ``?app=NAME``, that app's alone (``imunban status --app NAME --json``)."""
+    if request.query_params.get("app"):
+        ctx = app_ctx(request)
+        return _ok(await run_in_threadpool(status, ctx.client, ctx.keys))
+    apps = console(request).apps
+    first = apps.default
+    return _ok(await run_in_threadpool(status_of_apps, first.client, first.settings.key_prefix, apps.names))
 
 
 async def api_overview(request: Request) -> Response:

@@ -106,5 +106,5 @@ def create_app(apps: Apps, authority: Authority, *, sample: bool = True) -> Star
 
 
 def app_from_settings(settings: Settings, client: redis.Redis) -> Starlette:
-    """The console for the single-app settings (``imunban web``)."""
-    return create_app(Apps.single(settings, client), Authority.from_settings(settings))
+    """The console for every app of ``settings`` (``imunban web``): its apps file, or app ``default``."""
+    return create_app(Apps.from_settings(settings, client), Authority.from_settings(settings))

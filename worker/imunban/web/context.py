@@ -1,8 +1,9 @@
 """What every page works on: one app's Redis client, keys and settings (an :class:`AppContext`).
 
-A console serves one or more apps (:class:`Apps`). Today there is one, named ``default``, built from
-the single-app settings; with several apps (``IMUNBAN_APPS_FILE``) each gets its own context and a
-request picks one with ``?app=NAME``, so pages never reach for a global client.
+A console serves one or more apps (:class:`Apps`): the apps of ``IMUNBAN_APPS_FILE``, or one named
+``default`` built from the single-app settings. Each gets its own context and a request picks one
+with ``?app=NAME`` (the header's app switcher keeps it in every link and form), so pages never
+reach for a global client.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from imunban.apps import load_apps
 from imunban.deadletter import DeadLetters
 from imunban.hold import Hold
 from imunban.keys import Keys
@@ -66,6 +68,23 @@ class Apps:
     @classmethod
     def single(cls, settings: Settings, client: redis.Redis) -> Apps:
         return cls([AppContext(DEFAULT_APP, settings, client, Keys(settings.key_prefix))])
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: redis.Redis) -> Apps:
+        """Every app of ``settings`` (its apps file, or ``default``), each with its own keys, limit and SDKAppID."""
+        return cls(
+            [
+                AppContext(config.name, config.settings(settings), client, config.keys(settings.key_prefix))
+                for config in load_apps(settings)
+            ]
+        )
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.by_name)
+
+    def __len__(self) -> int:
+        return len(self.by_name)
 
     def get(self, name: str | None) -> AppContext | None:
         """The named app (None: the default); None for an unknown name."""

@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from imunban.errors import ImunbanError
+from imunban.stats import status_of_apps
 from imunban.validation import validate_group_id, validate_member
 from imunban.web import actions, data
 from imunban.web.auth import COOKIE, LOCAL, SESSION_S, csrf_ok, same_origin
@@ -65,6 +66,8 @@ def render(request: Request, template: str, ctx: AppContext, page: str, **contex
         {
             "ctx": ctx,
             "apps": list(con.apps),
+            # The app in every link's query (several apps only: a single-app console's links stay as they were).
+            "aq": urlencode({"app": ctx.name}) if len(con.apps) > 1 else "",
             "who": who,
             "csrf": csrf,
             "page": page,
@@ -81,7 +84,11 @@ def render(request: Request, template: str, ctx: AppContext, page: str, **contex
 async def overview_page(request: Request) -> Response:
     ctx = app_ctx(request)
     doc = await run_in_threadpool(data.overview, ctx)
-    return render(request, "overview.html", ctx, "overview", doc=doc)
+    apps = console(request).apps
+    totals = None
+    if len(apps) > 1:  # every app side by side, and their totals (the document of `imunban status --json`)
+        totals = await run_in_threadpool(status_of_apps, ctx.client, ctx.settings.key_prefix, apps.names)
+    return render(request, "overview.html", ctx, "overview", doc=doc, totals=totals)
 
 
 async def trace_page(request: Request) -> Response:

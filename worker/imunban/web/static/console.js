@@ -44,6 +44,8 @@
     if (button && !window.confirm(button.getAttribute("data-confirm"))) { ev.preventDefault(); }
   });
   document.addEventListener("change", function (ev) {
+    // The header's app switcher: picking an app reloads this page for it (?app=NAME).
+    if (ev.target.matches("select[data-autosubmit]")) { ev.target.form.submit(); return; }
     if (!ev.target.matches("[data-select-all]")) { return; }
     var form = ev.target.closest("form");
     form.querySelectorAll("input[type=checkbox][name=sel]").forEach(function (box) { box.checked = ev.target.checked; });
