@@ -139,3 +139,20 @@ def test_busy_pump_sleeps_until_the_next_claimable_group(r: redis.Redis) -> None
     r.zadd(Keys("t").groups, {"later": seconds * 1000 + micros // 1000 + 200})  # as a lingering group is indexed
     pump.tick()
     assert MIN_TICK_S <= pump.next_tick_s <= 0.2
+
+
+def test_a_short_wait_is_ended_by_the_pumps_own_alarm(r: redis.Redis) -> None:
+    """A wait until a due time ends by the pump's alarm token, not by Redis's coarse BLPOP timeout.
+
+    Redis serves a BLPOP timeout only at its next cron tick (hz 10: up to 100 ms late), which made
+    scheduled requests late by up to that much; the pump's own timer pushes a token at the due time.
+    """
+    pump, _, _ = make_pump(r)
+    assert pump.wait(0.03) == 0.0  # woken (by the alarm), not timed out
+    assert r.exists(Keys("t").pump_alarm(pump.pump_id)) == 0  # the token was consumed
+
+
+def test_an_idle_wait_sets_no_alarm(r: redis.Redis) -> None:
+    """With nothing due (the idle cap), no alarm thread is started: the wait simply times out."""
+    pump, _, _ = make_pump(r)
+    assert pump.alarm_due(1.0) is False and pump.alarm_due(0.2) is True

@@ -32,6 +32,7 @@ key                       type    content
 ``t:replies``             HASH    call id -> encoded reply of a claim/ack/requeue/dispatch, for a replayed call
 ``t:reply_expiry``        ZSET    call id -> ms its reply may be forgotten (trimmed as new replies arrive)
 ``t:wake``                LIST    a few tokens: something became due now or a slot freed; a waiting pump BLPOPs it
+``t:alarm:<pump>``        LIST    one pump's own alarm token at its next due time (a BLPOP timeout is served late)
 ``d:workers``             HASH    worker id -> ms of its pump's last tick (heartbeat.py; silent ones pruned)
 ``d:migrate``             STRING  lock of the one-time move from the single-app layout (migrate.py)
 ``d:migrating``           STRING  app a move of the single-app layout is going to; deleted when it finished
@@ -225,6 +226,9 @@ class Keys:
     @property
     def wake(self) -> str:
         return f"{self._p}:wake"
+
+    def pump_alarm(self, pump_id: str) -> str:
+        return f"{self._p}:alarm:{pump_id}"
 
     @property
     def workers(self) -> str:

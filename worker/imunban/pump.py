@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,10 @@ BUSY_MAX_S = 0.5
 IDLE_TICK_S = 1.0
 #: Never sleep less than this between ticks (a due time a hair ahead would spin otherwise).
 MIN_TICK_S = 0.002
+#: The BLPOP's own timeout runs this much past the alarm: it only matters if the alarm failed.
+ALARM_SLACK_S = 0.2
+#: An alarm token nobody popped (the wait ended first) expires after this.
+ALARM_TTL_MS = 1_000
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,9 @@ class Pump:
         self._touch = register(client, "dispatch_touch")
         self._finish = register(client, "dispatch_finish")
         self.heartbeat = Heartbeat(client, keys)  # operators see this worker alive (imunban web)
+        #: This pump's own alarm list (see :meth:`wait`); in the app's hash tag, like the wake list.
+        self.pump_id = uuid.uuid4().hex[:12]
+        self._alarm_key = keys.pump_alarm(self.pump_id)
 
     def run_once(self) -> float:
         """One tick, then wait for a wake-up or the next due time; returns the time waited (for tests)."""
@@ -106,11 +114,37 @@ class Pump:
         """Block until an enqueue or requeue wakes this pump (the wake list) or ``timeout_s`` passes.
 
         BLPOP, not a sleep: a request due now is dispatched within a round trip, not at the next timer.
+        Redis serves a BLPOP *timeout* only at its next cron tick (``hz`` 10: up to 100 ms late), so a
+        wait that ends at a due time is ended by this pump's own alarm: a timer that pushes a token to a
+        list only this pump waits on, at the due time (a local duration, measured from the server clock).
         """
         timeout_s = max(MIN_TICK_S, timeout_s)
-        with translated("pump wait"):
-            woken = self.client.blpop([self.keys.wake], timeout=timeout_s)
+        alarm: threading.Timer | None = None
+        if self.alarm_due(timeout_s):
+            alarm = threading.Timer(timeout_s, self._ring)
+            alarm.daemon = True
+            alarm.start()
+        try:
+            with translated("pump wait"):
+                block_s = timeout_s + ALARM_SLACK_S if alarm is not None else timeout_s
+                woken = self.client.blpop([self.keys.wake, self._alarm_key], timeout=block_s)
+        finally:
+            if alarm is not None:
+                alarm.cancel()
         return 0.0 if woken else timeout_s
+
+    def alarm_due(self, timeout_s: float) -> bool:
+        """Whether a wait this long ends at a due time (worth an alarm), not at the idle cap."""
+        return timeout_s < IDLE_TICK_S
+
+    def _ring(self) -> None:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.lpush(self._alarm_key, 1)
+            pipe.pexpire(self._alarm_key, ALARM_TTL_MS)  # a token nobody popped does not linger
+            pipe.execute()
+        except redis.exceptions.RedisError:
+            pass  # the BLPOP's own timeout still ends the wait, only later
 
     def tick(self) -> int:
         """Promote, reap (every few ticks), then dispatch or probe; returns tasks submitted.
