@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imunban.linger import FULL_USE, SPARE_USE, limiter_use, linger_ms, pace_count
+from imunban.linger import FULL_USE, SPARE_USE, calls_per_s, limiter_use, linger_ms, oldest_first_bound, pace_count
 
 pytestmark = pytest.mark.unit
 
@@ -59,3 +59,14 @@ def test_a_schedule_booked_ahead_counts_as_full_use_at_once() -> None:
     assert limiter_use(3.0, 0.0, interval_s) < SPARE_USE  # a sudden burst: the decayed count barely moved
     assert limiter_use(3.0, 0.0, interval_s, booked_ahead_s=3 * interval_s) >= 1.0
     assert limiter_use(3.0, 0.0, interval_s, booked_ahead_s=interval_s / 2) < SPARE_USE  # the next slot only
+
+
+def test_oldest_first_bound_meets_the_limit_and_is_the_smallest_such_wait() -> None:
+    """W makes the calls fit the limit, a hair less does not; uneven groups need a longer W than even ones."""
+    even = [266 / 300] * 300
+    w = oldest_first_bound(even, 190.0)
+    assert 0.80 < w < 0.82  # SPEC §4's example: about 0.81 s
+    assert calls_per_s(even, w) <= 190.0 < calls_per_s(even, w * 0.99)
+    skewed = [266 * 2 / 300 if g < 150 else 1e-9 for g in range(300)]  # the same members in half the groups
+    assert oldest_first_bound(skewed, 190.0) < w  # fewer groups with members: fewer calls at any wait
+    assert oldest_first_bound([1.0] * 10, 190.0) == 0.0  # one call per member fits

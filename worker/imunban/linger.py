@@ -20,6 +20,7 @@ script in the stats hash (``pace_count`` in ``lua/_lib.lua``): count / tau is ca
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 #: Time constant of the decayed reservation count (seconds).
 PACE_TAU_S = 1.0
@@ -56,3 +57,30 @@ def linger_ms(use: float, waiting_groups: int, interval_ms: float, bound_ms: int
         return 0
     ramp = min(1.0, (use - SPARE_USE) / (FULL_USE - SPARE_USE))
     return math.floor(min(bound_ms, ramp * waiting_groups * interval_ms))
+
+
+def calls_per_s(rates_per_group: Sequence[float], wait_s: float) -> float:
+    """Calls/s of an oldest-first policy that waits ``wait_s`` per group: sum of (1 - e^(-λ W)) / W.
+
+    λ is each group's arrival rate (members/s); with no wait every member is a call of its own.
+    """
+    if wait_s <= 0:
+        return float(sum(rates_per_group))
+    return sum(-math.expm1(-rate * wait_s) for rate in rates_per_group) / wait_s
+
+
+def oldest_first_bound(rates_per_group: Sequence[float], rate_limit: float) -> float:
+    """SPEC section 4's bound W: the smallest wait with calls_per_s(rates, W) <= rate_limit (0 if no wait is needed)."""
+    if not rates_per_group or sum(rates_per_group) <= rate_limit:
+        return 0.0
+    if rate_limit <= 0:
+        return math.inf
+    # calls_per_s falls monotonically in W, from sum(λ) towards 0; groups / W bounds it above.
+    low, high = 0.0, len(rates_per_group) / rate_limit
+    for _ in range(100):
+        mid = (low + high) / 2
+        if calls_per_s(rates_per_group, mid) <= rate_limit:
+            high = mid
+        else:
+            low = mid
+    return high

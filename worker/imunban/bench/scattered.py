@@ -9,12 +9,12 @@ the smallest ``W`` keeping that within the rate limit is the bound the lateness 
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from pathlib import Path
 from typing import Any
 
+from imunban import linger
 from imunban.bench.config import BenchConfig
 from imunban.bench.scenarios import cluster_for, ready
 from imunban.bench.util import (
@@ -34,26 +34,14 @@ LEAD_S = 3.0
 
 def calls_per_s(groups: int, members_per_s_per_group: float, wait_s: float) -> float:
     """Calls/s of an oldest-first policy waiting ``wait_s`` per group: groups x (1 - e^(-λW)) / W."""
-    if wait_s <= 0:
-        return groups * members_per_s_per_group  # no waiting: one call per member
-    return groups * -math.expm1(-members_per_s_per_group * wait_s) / wait_s
+    return linger.calls_per_s([members_per_s_per_group] * groups, wait_s)
 
 
 def oldest_first_bound(groups: int, members_per_s_per_group: float, rate_limit: float) -> float:
     """The smallest W (seconds) with groups x (1 - e^(-λW)) / W <= rate_limit; 0 when one call per member fits."""
-    if groups <= 0 or members_per_s_per_group <= 0 or groups * members_per_s_per_group <= rate_limit:
+    if groups <= 0 or members_per_s_per_group <= 0:
         return 0.0
-    if rate_limit <= 0:
-        return math.inf
-    # calls_per_s falls monotonically in W, from groups x λ towards 0; groups / W bounds it above.
-    low, high = 0.0, groups / rate_limit
-    for _ in range(100):
-        mid = (low + high) / 2
-        if calls_per_s(groups, members_per_s_per_group, mid) <= rate_limit:
-            high = mid
-        else:
-            low = mid
-    return high
+    return linger.oldest_first_bound([members_per_s_per_group] * groups, rate_limit)
 
 
 def poisson_expiries(

@@ -20,6 +20,7 @@ import signal
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from imunban.deadletter import DeadLetters
 from imunban.demo.db import DemoDatabase, safe_url
 from imunban.demo.view import LiveView, PlainView, Row, Sample, View, summary_table
 from imunban.keys import Keys
+from imunban.linger import oldest_first_bound
 from imunban.local import embedded
 from imunban.local.cluster import LocalCluster
 from imunban.settings import API_LIMIT_PER_S, Settings
@@ -292,7 +294,7 @@ def _summarise(
         ("failed calls by code", _codes(sim), None),
         ("members retried", f"{counters['retried']:,}", None),
         ("duplicate unbans (at-least-once)", f"{sim['duplicate_unbans']:,}", None),
-        ("scheduled: due -> delivered", _lateness(cluster), None),
+        ("scheduled: due -> delivered", _lateness(cluster, plan, limit), None),
     ]
     return rows, delivered_ok and poison_ok
 
@@ -303,15 +305,23 @@ def _codes(sim: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in failed.items()) or "none"
 
 
-def _lateness(cluster: LocalCluster) -> str:
-    """Percentiles of delivered minus due for the scheduled expiries (retries included), from the outcomes."""
+def _lateness(cluster: LocalCluster, plan: Plan, limit: float) -> str:
+    """Percentiles of delivered minus due for the scheduled expiries, beside SPEC section 4's bound W.
+
+    W is what an oldest-first policy can do at best when calls, not members, are the limit: the
+    smallest wait per group with sum over groups of (1 - e^(-λW)) / W <= the limit (λ: each group's
+    expiries per second in this plan). Retries and the burst at the start count in the lateness.
+    """
     entries = cast(list[tuple[str, dict[str, str]]], cluster.client.xrange(Keys(KEY_PREFIX).outcomes))
-    late = [
-        int(fields["at_ms"]) - int(fields["due_ms"])
-        for _, fields in entries
-        if fields["member"].startswith("x") and fields["outcome"] == "delivered"
-    ]
-    if len(late) < 2:
+    delivered = [f for _, f in entries if f["member"].startswith("x") and f["outcome"] == "delivered"]
+    late = [int(f["at_ms"]) - int(f["due_ms"]) for f in delivered]
+    # The injected faults send a few percent of the expiries through a retry with backoff (>= 1 s): the
+    # policy's own lateness, the one to hold against W, is that of requests delivered at the first try.
+    first = [int(f["at_ms"]) - int(f["due_ms"]) for f in delivered if f.get("attempts") == "1"]
+    if len(late) < 2 or len(first) < 2:
         return "-"
-    cuts = statistics.quantiles(late, n=100)
-    return f"p50 {cuts[49]:,.0f} ms, p90 {cuts[89]:,.0f} ms, p99 {cuts[98]:,.0f} ms"
+    cuts, first_p99 = statistics.quantiles(late, n=100), statistics.quantiles(first, n=100)[98]
+    per_group = Counter(str(item["group_id"]) for item in plan.scheduled)
+    bound_ms = oldest_first_bound([n / SPREAD_S for n in per_group.values()], limit) * 1000
+    text = f"p50 {cuts[49]:,.0f} ms, p99 {cuts[98]:,.0f} ms; first tries p99 {first_p99:,.0f} ms"
+    return text + (f", bound W {bound_ms:,.0f} ms (ratio {first_p99 / bound_ms:.2f})" if bound_ms > 0 else "")
