@@ -31,6 +31,15 @@ def redis_server_binary() -> str:
     return str(binary)
 
 
+def wait_or_kill(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """Wait for a process we asked to stop; SIGKILL it if it has not exited within ``timeout_s``."""
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -122,11 +131,7 @@ class RedisServer:
         except redis.exceptions.ConnectionError:
             pass
         if self.process is not None:
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            wait_or_kill(self.process)
             self.process = None
 
     def kill(self) -> None:

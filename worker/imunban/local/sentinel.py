@@ -16,7 +16,7 @@ from pathlib import Path
 import redis
 
 from imunban.errors import StoreError
-from imunban.local.redis_server import RedisServer, free_port, redis_server_binary
+from imunban.local.redis_server import RedisServer, free_port, redis_server_binary, wait_or_kill
 
 #: Sentinel timings for the drill: a dead primary is noticed after 1 s; a stuck failover is retried after 5 s.
 DOWN_AFTER_MS = 1_000
@@ -82,11 +82,7 @@ class SentinelServer:
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            wait_or_kill(self.process)
             self.process = None
 
 
