@@ -6,9 +6,11 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from imunban.cli import main
 from imunban.connection import server_time_ms
 from imunban.keys import Keys
 from imunban.validation import UnbanRequest
@@ -138,3 +140,22 @@ def fill_redis(r: redis.Redis, headroom: int = 256 * 1024) -> int:
         except redis.exceptions.OutOfMemoryError:
             return limit
     raise AssertionError(f"Redis never refused a write under maxmemory {limit}")
+
+
+#: ``cli("enqueue", "g", "a")`` -> (exit status, stdout, stderr)
+Run = Callable[..., tuple[int, str, str]]
+
+
+def cli_runner(capsys: pytest.CaptureFixture[str]) -> Run:
+    """Run ``imunban ARGS`` in-process and capture its output; argparse's exits become the status."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            rc = main(list(args))
+        except SystemExit as exc:  # argparse usage errors, --help
+            rc = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run

@@ -7,13 +7,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from helpers import server_ms
+from helpers import Run, server_ms
 from imunban.cli import main
 from imunban.hold import Hold
 from imunban.keys import Keys
@@ -26,25 +25,6 @@ KEYS = Keys("imunban")
 AT_ISO = "2030-01-01T00:00:00Z"
 AT_MS = 1_893_456_000_000
 IMUNBAN = Path(sys.executable).parent / "imunban"
-
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Run]:
-    """Run ``imunban ARGS`` in-process with IMUNBAN_REDIS_URL set to the test server; returns (rc, out, err)."""
-    monkeypatch.setenv("IMUNBAN_REDIS_URL", redis_url)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            rc = main(list(args))
-        except SystemExit as exc:  # argparse usage errors
-            rc = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    yield run
 
 
 def end_as(r: redis.Redis, group: str, member: str, outcome: str, code: int = 0, info: str = "") -> None:

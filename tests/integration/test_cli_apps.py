@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from imunban.cli import main
+from helpers import Run, cli_runner
 from imunban.errors import ConfigError
 from imunban.keys import Keys
 from imunban.settings import Settings
 from imunban.stats import status
 from imunban_celery.app import broker
 
-Run = Callable[..., tuple[int, str, str]]
 APPS_TOML = """
 [apps.cn]
 sdkappid = 1400000001
@@ -40,16 +39,7 @@ def cli(
     monkeypatch.setenv("IMUNBAN_REDIS_URL", redis_url)
     monkeypatch.setenv("IMUNBAN_APPS_FILE", str(path))
 
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            rc = main(list(args))
-        except SystemExit as exc:
-            rc = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    yield run
+    yield cli_runner(capsys)
 
 
 def test_enqueue_and_cancel_go_to_the_app_named(cli: Run, r: redis.Redis) -> None:

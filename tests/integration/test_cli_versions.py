@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from imunban.cli import main
+from helpers import Run
 from imunban.keys import Keys, request_id
 from imunban.stats import status
 
 KEYS = Keys("imunban")
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Run]:
-    """Run ``imunban ARGS`` in-process against the test server; returns (rc, out, err)."""
-    monkeypatch.setenv("IMUNBAN_REDIS_URL", redis_url)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            rc = main(list(args))
-        except SystemExit as exc:  # argparse usage errors
-            rc = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    yield run
 
 
 def test_enqueue_and_cancel_take_an_instruction_version(cli: Run, r: redis.Redis) -> None:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from imunban.cli import main
+from helpers import Run, cli_runner
 from imunban.local import embedded
-
-Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
@@ -28,13 +26,7 @@ def cli(data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     """Run ``imunban ARGS`` in-process with IMUNBAN_REDIS_URL unset and IMUNBAN_DATA_DIR private."""
     monkeypatch.setenv("IMUNBAN_DATA_DIR", str(data_dir))
 
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        rc = main(list(args))
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return run
+    return cli_runner(capsys)
 
 
 def test_first_command_starts_it_second_reuses_it_stop_stops_it(cli: Run, data_dir: Path) -> None:
