@@ -28,7 +28,7 @@ from typing import Any
 
 from imunban.errors import ConfigError, ValidationError
 from imunban.keys import DEFAULT_APP, Keys
-from imunban.settings import API_LIMIT_PER_S, PREFIX, REGIONS, Secret, Settings
+from imunban.settings import API_LIMIT_PER_S, PREFIX, REGIONS, Secret, Settings, read_secret_file
 
 #: An app name: a letter, then letters, digits, ``_`` or ``-`` (it goes into keys, metric labels and URLs).
 NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
@@ -220,12 +220,4 @@ def _secret(table: Mapping[str, Any], where: str, base_dir: Path | None) -> Secr
     file = Path(path)
     if base_dir is not None and not file.is_absolute():
         file = base_dir / file  # relative to the apps file, not to wherever the worker was started
-    try:
-        text = file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"{where}: field 'secret_key_file': cannot read {str(file)!r}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{where}: field 'secret_key_file': {str(file)!r} is not UTF-8 text") from None
-    if not text:
-        raise ConfigError(f"{where}: field 'secret_key_file': {str(file)!r} is empty")
-    return Secret(text)
+    return Secret(read_secret_file(file, f"{where}: field 'secret_key_file'"))

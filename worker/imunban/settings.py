@@ -55,6 +55,23 @@ BROKER_SCHEMES = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME)
 HASH_TAG_CHARS = "{}"
 
 
+def read_secret_file(path: Path, label: str, *, empty_ok: bool = False) -> str:
+    """The stripped UTF-8 text of a secret file; a ConfigError that starts with ``label`` when it cannot be read.
+
+    One reader for every secret given as a file: IMUNBAN_SECRET_KEY_FILE, an app's ``secret_key_file``,
+    the console's token files. Nothing of the file's content ever goes into a message.
+    """
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{label}: {str(path)!r} is not UTF-8 text") from None
+    if not text and not empty_ok:
+        raise ConfigError(f"{label}: {str(path)!r} is empty")
+    return text
+
+
 class Secret:
     """A string that refuses to show itself in ``repr``/``str``; call :meth:`reveal` to use it."""
 
@@ -330,15 +347,7 @@ class _Env:
         if inline is not None and path is not None:
             raise ConfigError(f"set only one of {PREFIX}SECRET_KEY and {PREFIX}SECRET_KEY_FILE")
         if path is not None:
-            try:
-                text = Path(path).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"{PREFIX}SECRET_KEY_FILE: cannot read {path!r}: {exc.strerror}") from None
-            except UnicodeDecodeError:
-                raise ConfigError(f"{PREFIX}SECRET_KEY_FILE: {path!r} is not UTF-8 text") from None
-            if not text:
-                raise ConfigError(f"{PREFIX}SECRET_KEY_FILE: {path!r} is empty")
-            return Secret(text)
+            return Secret(read_secret_file(Path(path), f"{PREFIX}SECRET_KEY_FILE"))
         return None if inline is None else Secret(inline)
 
     def token(self, name: str) -> Secret | None:
@@ -347,10 +356,7 @@ class _Env:
         if inline is not None and path is not None:
             raise ConfigError(f"set only one of {PREFIX}{name} and {PREFIX}{name}_FILE")
         if path is not None:
-            try:
-                inline = Path(path).read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError):
-                raise ConfigError(f"{PREFIX}{name}_FILE: cannot read {path!r} as UTF-8 text") from None
+            inline = read_secret_file(Path(path), f"{PREFIX}{name}_FILE", empty_ok=True)  # the length check says why
             name += "_FILE"
         if inline is not None and (len(inline) < 16 or not inline.isascii() or not inline.isprintable()):
             raise ConfigError(f"{PREFIX}{name}: the token must be at least 16 printable ASCII characters")
