@@ -56,18 +56,25 @@ def assert_each_app_got_its_own(cluster: LocalCluster, groups: int, per_group: i
     assert cluster.multi is not None and cluster.multi.snapshot()["unknown_app_calls"] == 0
 
 
+def deliver_to_both_apps(cluster: LocalCluster, per_group: int) -> None:
+    """Enqueue 3 groups per app through the Python API and a fourth through Celery; wait until each app got its own."""
+    producer = cluster.producer()
+    for app in APPS:
+        producer.bulk({"group_id": f"{app}-g{g}", "members": members(app, g, per_group), "app": app} for g in range(3))
+    celery = create_app(cluster.settings())
+    for app in APPS:
+        celery.send_task(
+            UNBAN_TASK, kwargs={"group_id": f"{app}-g3", "members": members(app, 3, per_group), "app": app}
+        )
+    assert cluster.wait_until(lambda s: s["delivered"] == 2 * 4 * per_group, 60), cluster.status()
+    assert_each_app_got_its_own(cluster, groups=4, per_group=per_group)
+
+
 @pytest.mark.timeout(120)
 def test_two_apps_each_delivered_to_their_own_app(make_cluster: ClusterFactory) -> None:
     """Requests of two apps (Python API and Celery) all reach the right app with the right signature."""
     cluster = make_cluster(workers=2, concurrency=4, sim_config=SimConfig(latency_ms=5))
-    producer = cluster.producer()
-    for app in APPS:
-        producer.bulk({"group_id": f"{app}-g{g}", "members": members(app, g, 30), "app": app} for g in range(3))
-    celery = create_app(cluster.settings())
-    for app in APPS:
-        celery.send_task(UNBAN_TASK, kwargs={"group_id": f"{app}-g3", "members": members(app, 3, 30), "app": app})
-    assert cluster.wait_until(lambda s: s["delivered"] == 2 * 4 * 30, 60), cluster.status()
-    assert_each_app_got_its_own(cluster, groups=4, per_group=30)
+    deliver_to_both_apps(cluster, per_group=30)
     final = cluster.status()
     assert {name: s["delivered"] for name, s in final["apps"].items()} == {"alpha": 120, "beta": 120}
     assert final["dead"] == 0 and final["hold"] is None
@@ -128,14 +135,7 @@ def test_two_apps_on_a_redis_cluster(tmp_path: Path, make_cluster: ClusterFactor
             redis_url=state.url,
             env={"IMUNBAN_BROKER_URL": broker.url},
         )
-        producer = cluster.producer()
-        for app in APPS:
-            producer.bulk({"group_id": f"{app}-g{g}", "members": members(app, g, 25), "app": app} for g in range(3))
-        celery = create_app(cluster.settings())
-        for app in APPS:
-            celery.send_task(UNBAN_TASK, kwargs={"group_id": f"{app}-g3", "members": members(app, 3, 25), "app": app})
-        assert cluster.wait_until(lambda s: s["delivered"] == 2 * 4 * 25, 60), cluster.status()
-        assert_each_app_got_its_own(cluster, groups=4, per_group=25)
+        deliver_to_both_apps(cluster, per_group=25)
         final = cluster.status()
         assert (final["queued"], final["scheduled"], final["in_flight"], final["dead"]) == (0, 0, 0, 0)
         time.sleep(0.2)
