@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
@@ -12,7 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from imunban.cli import main
 from imunban.connection import server_time_ms
-from imunban.keys import Keys
+from imunban.deployment import Deployment, open_deployment
+from imunban.keys import DEFAULT_APP, Keys
+from imunban.settings import Settings
 from imunban.validation import UnbanRequest
 
 #: The key prefix every storage-layer test uses.
@@ -112,13 +115,11 @@ def metric_value(scrape: str, name: str, **labels: str) -> float:
     )
 
 
-class CollectorRuntime:
-    """Just what :class:`imunban.metrics.QueueDepthCollector` reads of a runtime: a client and its apps' keys."""
-
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
-        self.client = client
-        self.keys = keys
-        self.apps = {keys.app: self}
+def deployment_on(client: redis.Redis, keys: Keys | None = None, **settings: Any) -> Deployment:
+    """The one-app deployment of ``keys`` (app ``default`` under its prefix) on ``client``; ``settings`` override."""
+    keys = keys or Keys()
+    assert keys.app == DEFAULT_APP, "a one-app deployment's app is 'default'"
+    return open_deployment(Settings(key_prefix=keys.prefix, **settings), client=client)
 
 
 def set_maxmemory(r: redis.Redis, headroom: int) -> int:

@@ -13,13 +13,13 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from imunban.keys import Keys
+from imunban.apps import AppConfig
+from imunban.deployment import open_deployment
+from imunban.keys import DEFAULT_APP, Keys
 from imunban.settings import LingerPolicy, Secret, Settings
 from imunban.store import HELD, Store
 from imunban.validation import UnbanRequest
 from imunban.web.app import create_app
-from imunban.web.auth import Authority
-from imunban.web.context import AppContext, Apps
 
 VIEWER = "viewer-token-0123456789"
 OPERATOR = "operator-token-0123456789"
@@ -31,20 +31,21 @@ BASE = "http://127.0.0.1:8321"
 def console_settings(redis_url: str, *, tokens: bool = True) -> Settings:
     return Settings(
         redis_url=redis_url,
-        sdkappid=1400000000,
-        secret_key=Secret(SECRET_KEY),
+        single_app=AppConfig(DEFAULT_APP, sdkappid=1400000000, secret_key=Secret(SECRET_KEY)),
         linger_ms=0,
-        max_linger_ms=0,
         web_viewer_token=Secret(VIEWER) if tokens else None,
         web_operator_token=Secret(OPERATOR) if tokens else None,
     )
 
 
+def console_app(r: redis.Redis, settings: Settings, *, sample: bool = False) -> Starlette:
+    """The console of ``settings``'s deployment on ``r``, as `imunban web` builds it."""
+    return create_app(open_deployment(settings, client=r), sample=sample)
+
+
 def console_client(r: redis.Redis, redis_url: str, *, tokens: bool = True) -> TestClient:
     """A TestClient for a console on ``r`` (no background sampler), as if reached at 127.0.0.1:8321."""
-    settings = console_settings(redis_url, tokens=tokens)
-    apps = Apps([AppContext("default", settings, r, Keys(settings.key_prefix))])
-    app = create_app(apps, Authority.from_settings(settings), sample=False)
+    app = console_app(r, console_settings(redis_url, tokens=tokens))
     return TestClient(app, base_url=BASE, follow_redirects=False)
 
 

@@ -4,7 +4,8 @@ The broker is the same Redis as the store (IMUNBAN_REDIS_URL, or the embedded se
 or IMUNBAN_BROKER_URL when set (required when the state lives on a Redis Cluster: kombu has no
 cluster transport); a ``redis+sentinel://`` URL becomes kombu's sentinel transport with the same
 service (:func:`broker`).
-Run with ``imunban worker`` (which also starts the pump), or ``celery -A imunban_celery.app worker``:
+Run with ``imunban worker`` (which also starts the pump), or ``celery -A imunban_celery.app worker``
+(the Celery object is ``imunban_celery.app.celery``):
 both consume the public and the internal queue.
 """
 
@@ -24,16 +25,16 @@ from imunban_celery import guard, maintenance, unban
 from imunban_celery.context import Context, base_conf
 from imunban_celery.names import DELIVER_TASK, INTERNAL_QUEUE, PUBLIC_QUEUE, WORKER_QUEUES
 
-__all__ = ["INTERNAL_QUEUE", "PUBLIC_QUEUE", "WORKER_QUEUES", "create_app"]
+__all__ = ["INTERNAL_QUEUE", "PUBLIC_QUEUE", "WORKER_QUEUES", "create_celery"]
 
 
-def create_app(settings: Settings | None = None) -> Celery:
+def create_celery(settings: Settings | None = None) -> Celery:
     """A configured Celery app with imunban's tasks registered."""
     settings = resolve_settings(settings or Settings.from_env())
     broker_url, transport_options = broker(settings)
-    app = Celery("imunban", broker=broker_url, set_as_current=False)
-    context = Context(app, settings)
-    app.conf.update(
+    celery = Celery("imunban", broker=broker_url, set_as_current=False)
+    context = Context(celery, settings)
+    celery.conf.update(
         base_conf(settings),
         # Ack after the task ran; a killed worker's message is redelivered, not lost.
         task_acks_late=True,
@@ -47,11 +48,11 @@ def create_app(settings: Settings | None = None) -> Celery:
         # Tasks are short (a delivery run has a few-second budget); nothing relies on ETA/countdown.
         broker_transport_options={"visibility_timeout": 300, **transport_options},
     )
-    app.conf.imunban = context
-    guard.install(app)
-    unban.register(app)
-    maintenance.register(app)
-    return app
+    celery.conf.imunban = context
+    guard.install(celery)
+    unban.register(celery)
+    maintenance.register(celery)
+    return celery
 
 
 def broker(settings: Settings) -> tuple[str | None, dict[str, Any]]:
@@ -91,8 +92,8 @@ def broker(settings: Settings) -> tuple[str | None, dict[str, Any]]:
 
 
 def __getattr__(name: str) -> Any:
-    # `celery -A imunban_celery.app` looks up `app`; build it on first use, not at import.
-    if name == "app":
-        globals()["app"] = created = create_app()
+    # `celery -A imunban_celery.app` looks up `app`, then `celery`: build it on first use, not at import.
+    if name == "celery":
+        globals()["celery"] = created = create_celery()
         return created
     raise AttributeError(name)

@@ -5,7 +5,7 @@ SAME shared :class:`~imunban.limiter.RedisRateLimiter` (same key, same rate) as 
 calls :meth:`~imunban.api.ApiClient.unban` with one member, so the two designs differ only in the
 unit of work. Run it with::
 
-    python -m celery -A imunban_celery.bench_naive:app worker -P threads -c 8
+    python -m celery -A imunban_celery.bench_naive:celery worker -P threads -c 8
 
 ``python -m imunban_celery.bench_naive publish --task naive|unban --count N --groups G`` publishes N messages with
 one ``apply_async`` per member (``bench.naive_unban``, or ``imunban.unban`` with ``members=[m]``)
@@ -25,14 +25,13 @@ from typing import Any
 
 from celery import Celery
 
-from imunban.api import ApiClient
-from imunban.connection import connect
+from imunban.delivery import UnbanApi
+from imunban.deployment import open_deployment
 from imunban.errors import RateLimitedError, RetryableError
-from imunban.keys import Keys
 from imunban.limiter import RedisRateLimiter
 from imunban.local.embedded import resolve_settings
 from imunban.settings import Settings
-from imunban_celery.app import create_app
+from imunban_celery.app import create_celery
 from imunban_celery.context import base_conf
 from imunban_celery.names import UNBAN_TASK
 
@@ -41,33 +40,30 @@ NAIVE_TASK = "bench.naive_unban"
 
 
 class NaiveEngine:
-    """One limiter and one pooled API client per app, built on first use and shared by the pool's threads."""
+    """The app's own limiter and pooled API client (imunban's, from its deployment), opened on first use."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
-        self._built: tuple[RedisRateLimiter, ApiClient] | None = None
+        self._built: tuple[RedisRateLimiter, UnbanApi] | None = None
 
-    def get(self) -> tuple[RedisRateLimiter, ApiClient]:
+    def get(self) -> tuple[RedisRateLimiter, UnbanApi]:
         if self._built is None:
             with self._lock:
                 if self._built is None:
-                    sdkappid, _, _ = self.settings.require_credentials()
-                    limiter = RedisRateLimiter(
-                        connect(self.settings), Keys(self.settings.key_prefix), sdkappid, self.settings.rate_limit_per_s
-                    )
-                    self._built = (limiter, ApiClient(self.settings))
+                    engine = open_deployment(self.settings).app()
+                    self._built = (engine.limiter, engine.api)
         return self._built
 
 
-def _engine(app: Celery) -> tuple[RedisRateLimiter, ApiClient]:
-    engine: NaiveEngine = app.conf.naive_engine
+def _engine(celery: Celery) -> tuple[RedisRateLimiter, UnbanApi]:
+    engine: NaiveEngine = celery.conf.naive_engine
     return engine.get()
 
 
-def naive_unban(app: Celery, task: Any, group_id: str, member: str) -> None:
+def naive_unban(celery: Celery, task: Any, group_id: str, member: str) -> None:
     """Reserve a slot of the shared limiter, then unban one member; retry transient failures."""
-    limiter, api = _engine(app)
+    limiter, api = _engine(celery)
     limiter.acquire()
     try:
         api.unban(group_id, [member])
@@ -78,32 +74,32 @@ def naive_unban(app: Celery, task: Any, group_id: str, member: str) -> None:
         raise task.retry(exc=exc, countdown=1) from exc
 
 
-def create_naive_app(settings: Settings | None = None) -> Celery:
+def create_naive_celery(settings: Settings | None = None) -> Celery:
     """A Celery app with Celery's usual defaults and one task per member on queue ``bench.naive``."""
     settings = resolve_settings(settings or Settings.from_env())
-    app = Celery("imunban-naive", broker=settings.redis_url, set_as_current=False)
-    app.conf.update(base_conf(settings), task_default_queue=NAIVE_QUEUE)
-    app.conf.naive_engine = NaiveEngine(settings)
+    celery = Celery("imunban-naive", broker=settings.redis_url, set_as_current=False)
+    celery.conf.update(base_conf(settings), task_default_queue=NAIVE_QUEUE)
+    celery.conf.naive_engine = NaiveEngine(settings)
 
     def naive_task(task: Any, group_id: str, member: str) -> None:
-        naive_unban(app, task, group_id, member)
+        naive_unban(celery, task, group_id, member)
 
-    app.task(name=NAIVE_TASK, bind=True, max_retries=None, ignore_result=True)(naive_task)
-    return app
+    celery.task(name=NAIVE_TASK, bind=True, max_retries=None, ignore_result=True)(naive_task)
+    return celery
 
 
 def publish(task: str, count: int, groups: int, settings: Settings | None = None) -> dict[str, Any]:
     """Publish ``count`` messages, one ``apply_async`` per member, and time it (connection set up first)."""
     settings = settings or Settings.from_env()
     if task == "naive":
-        app = create_naive_app(settings)
-        target = app.tasks[NAIVE_TASK]
+        celery = create_naive_celery(settings)
+        target = celery.tasks[NAIVE_TASK]
 
         def kwargs(group_id: str, member: str) -> dict[str, Any]:
             return {"group_id": group_id, "member": member}
     else:
-        app = create_app(settings)
-        target = app.tasks[UNBAN_TASK]
+        celery = create_celery(settings)
+        target = celery.tasks[UNBAN_TASK]
 
         def kwargs(group_id: str, member: str) -> dict[str, Any]:
             return {"group_id": group_id, "members": [member]}
@@ -135,9 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def __getattr__(name: str) -> Any:
-    # `celery -A imunban_celery.bench_naive:app` looks up `app`; build it on first use, not at import.
-    if name == "app":
-        globals()["app"] = created = create_naive_app()
+    # `celery -A imunban_celery.bench_naive:celery` looks it up; build it on first use, not at import.
+    if name == "celery":
+        globals()["celery"] = created = create_naive_celery()
         return created
     raise AttributeError(name)
 

@@ -20,16 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from imunban.settings import Settings
-from imunban_celery.app import create_app
+from imunban_celery.app import create_celery
 from imunban_celery.names import PUBLIC_QUEUE, UNBAN_TASK
 
 
 def run(schedule: list[dict[str, Any]], sent_path: Path, settings: Settings | None = None) -> dict[str, Any]:
     """Send every scheduled message at its offset; return the count, the span and how far sends fell behind."""
-    app = create_app(settings or Settings.from_env())
-    with app.connection_for_write() as connection:
+    celery = create_celery(settings or Settings.from_env())
+    with celery.connection_for_write() as connection:
         connection.ensure_connection(max_retries=3)
-        with app.producer_pool.acquire(block=True) as producer:
+        with celery.producer_pool.acquire(block=True) as producer:
             sent_ms: list[int] = []
             behind = 0.0
             started = time.perf_counter()
@@ -43,7 +43,7 @@ def run(schedule: list[dict[str, Any]], sent_path: Path, settings: Settings | No
                 kwargs: dict[str, Any] = {"group_id": item["group_id"], "members": list(item["members"])}
                 if "app" in item:
                     kwargs["app"] = item["app"]
-                app.send_task(
+                celery.send_task(
                     UNBAN_TASK,
                     kwargs=kwargs,
                     queue=PUBLIC_QUEUE,

@@ -1,7 +1,8 @@
-"""The engine as one Celery app sees it: its settings and its lazily built :class:`Runtime`.
+"""The engine as one Celery app sees it: its settings and its lazily opened :class:`Deployment`.
 
-The context is kept on the app object (``app.conf.imunban``), so two apps in one process (tests, the
-demo) never share a runtime, and nothing is keyed by ``id(app)``.
+The context is kept on the Celery object (``celery.conf.imunban``), so two Celery apps in one
+process (tests, the demo) never share a deployment, and nothing is keyed by ``id(celery)``. In this
+package ``celery`` is always the Celery object and ``app`` always a tenant (an SDKAppID's name).
 """
 
 from __future__ import annotations
@@ -11,24 +12,25 @@ from typing import Any
 
 from celery import Celery
 
-from imunban.apps import Apps, load_apps
+from imunban.apps import Apps
+from imunban.deployment import Deployment, open_deployment
 from imunban.fairness import FairShare
 from imunban.metrics import observer_for
-from imunban.runtime import Runtime, build_runtime
+from imunban.runtime import prepare_worker
 from imunban.settings import Settings
 from imunban_celery.names import DELIVER_TASK, INTERNAL_QUEUE, PUBLIC_QUEUE, WORKER_QUEUES, internal_queue
 
 
 class Context:
-    """Settings and the engine runtime of one Celery app (built on first use, once per process)."""
+    """Settings and the deployment of one Celery app (opened on first use, once per process)."""
 
-    def __init__(self, app: Celery, settings: Settings) -> None:
+    def __init__(self, celery: Celery, settings: Settings) -> None:
         self.settings = settings
-        #: The apps this deployment serves (IMUNBAN_APPS_FILE, or app ``default``).
-        self.apps: Apps = load_apps(settings)
-        self._app = app
+        #: The apps this deployment serves (IMUNBAN_APPS_FILE, or app ``default``); no key file is read.
+        self.apps: Apps = settings.apps()
+        self._celery = celery
         self._lock = threading.Lock()
-        self._runtime: Runtime | None = None
+        self._deployment: Deployment | None = None
         #: With several apps: each app's share of this process's delivery threads, weighted by its
         #: rate limit; a run beyond its share gives way to another app's run waiting in the broker.
         self.fairness: FairShare | None = None
@@ -37,39 +39,34 @@ class Context:
             self.fairness = FairShare(settings.concurrency, weights, self._run_waiting)
 
     @property
-    def built(self) -> bool:
-        """Whether the runtime exists yet (reading it would build it)."""
-        return self._runtime is not None
+    def deployment(self) -> Deployment:
+        """The process's deployment; its pumps submit delivery runs as ``imunban.deliver`` tasks.
 
-    @property
-    def runtime(self) -> Runtime:
-        """The process's runtime; its pump submits delivery runs as ``imunban.deliver`` tasks."""
-        if self._runtime is None:
+        Opening it checks what a worker needs (every app's credentials, the memory policy) and
+        moves a pre-apps store under ``default`` (:func:`imunban.runtime.prepare_worker`).
+        """
+        if self._deployment is None:
             with self._lock:
-                if self._runtime is None:
-                    self._runtime = build_runtime(
-                        self.settings,
-                        self._submit,
-                        observer=observer_for(self.settings),
-                        apps=self.apps,
-                        submit_app=self._submit_app,
+                if self._deployment is None:
+                    deployment = open_deployment(
+                        self.settings, apps=self.apps, observer=observer_for(self.settings), submit=self._submit
                     )
-        return self._runtime
+                    prepare_worker(deployment)
+                    self._deployment = deployment
+        return self._deployment
 
-    def _submit(self, group_id: str, slot: int, probe: bool) -> None:
+    def _submit(self, app: str, group_id: str, slot: int, probe: bool) -> None:
         kwargs: dict[str, Any] = {"group_id": group_id, "slot": slot, "probe": probe}
-        self._app.send_task(DELIVER_TASK, kwargs=kwargs, queue=INTERNAL_QUEUE)
-
-    def _submit_app(self, app: str, group_id: str, slot: int, probe: bool) -> None:
         if len(self.apps) == 1:
-            self._submit(group_id, slot, probe)  # one app: the message and queue of a single-app deployment
+            # One app: the message and queue of a single-app deployment.
+            self._celery.send_task(DELIVER_TASK, kwargs=kwargs, queue=INTERNAL_QUEUE)
             return
-        kwargs: dict[str, Any] = {"group_id": group_id, "slot": slot, "probe": probe, "app": app}
-        self._app.send_task(DELIVER_TASK, kwargs=kwargs, queue=internal_queue(app))
+        kwargs["app"] = app
+        self._celery.send_task(DELIVER_TASK, kwargs=kwargs, queue=internal_queue(app))
 
     def _run_waiting(self, app: str) -> bool:
         """Whether a delivery run of ``app`` waits in the broker for a thread (its internal queue is not empty)."""
-        with self._app.pool.acquire(block=True, timeout=1) as connection:
+        with self._celery.pool.acquire(block=True, timeout=1) as connection:
             size = connection.default_channel.client.llen(internal_queue(app))
         return bool(size)
 
@@ -89,14 +86,14 @@ def worker_queues(apps: Apps) -> list[str]:
     return [PUBLIC_QUEUE, *(internal_queue(app.name) for app in apps)]
 
 
-def context_of(app: Celery) -> Context:
-    """The context :func:`imunban_celery.app.create_app` put on ``app``."""
-    ctx: Context = app.conf.imunban
+def context_of(celery: Celery) -> Context:
+    """The context :func:`imunban_celery.app.create_celery` put on ``celery``."""
+    ctx: Context = celery.conf.imunban
     return ctx
 
 
 def base_conf(settings: Settings) -> dict[str, Any]:
-    """Celery settings every imunban app shares (the product's and the benchmark's naive one)."""
+    """Celery settings every imunban Celery app shares (the product's and the benchmark's naive one)."""
     return {
         # JSON only: messages from non-Python clients must work, and pickle would be a code-execution hole.
         "task_serializer": "json",

@@ -11,7 +11,7 @@ unacknowledged message, so the next worker dies on it too. Three layers stop tha
 3. :func:`guarded_strategy` — a task message whose body is not ``[args, kwargs, embed]``, whose
    headers have the wrong shape, or which carries a Celery ``eta``/``countdown`` is rejected.
 
-Then the task body validates the kwargs (tasks/unban.py). Every rejection is logged with its
+Then the task body validates the kwargs (imunban_celery/unban.py). Every rejection is logged with its
 reason and counted (``rejected_messages`` in ``imunban status``, ``imunban_rejected_messages_total``).
 """
 
@@ -44,32 +44,31 @@ log = logging.getLogger("imunban.tasks")
 _transport_context: Context | None = None
 
 
-def count_rejection(task: str, reason: str, app: Celery | None = None) -> None:
-    """Log and count one rejected message in ``app``'s store and metrics; counting never raises."""
+def count_rejection(task: str, reason: str, celery: Celery | None = None) -> None:
+    """Log and count one rejected message in the deployment's counters and metrics; counting never raises."""
     log.warning("rejected %s message: %s", task, reason)
-    ctx = context_of(app) if app is not None else _transport_context
+    ctx = context_of(celery) if celery is not None else _transport_context
     if ctx is None:
         return
     with contextlib.suppress(Exception):  # counting must never be what breaks the consumer
-        rt = ctx.runtime
-        rt.store.incr("rejected_messages")
-        rt.observer.rejected(task)
+        ctx.deployment.count_rejected(task)
 
 
-def install(app: Celery) -> None:
-    """Route ``app``'s worker through the guards and count rejections in its store and metrics."""
+def install(celery: Celery) -> None:
+    """Route ``celery``'s worker through the guards and count rejections in its deployment and metrics."""
     global _transport_context
-    _transport_context = context_of(app)
-    app.conf.worker_consumer = "imunban_celery.guard:GuardedConsumer"
-    sentinel = str(app.conf.broker_url or "").startswith("sentinel://")
+    _transport_context = context_of(celery)
+    conf = celery.conf
+    conf.worker_consumer = "imunban_celery.guard:GuardedConsumer"
+    sentinel = str(conf.broker_url or "").startswith("sentinel://")
     transport = "GuardedSentinelTransport" if sentinel else "GuardedRedisTransport"
-    app.conf.broker_transport = f"imunban_celery.guard:{transport}"
+    conf.broker_transport = f"imunban_celery.guard:{transport}"
     if sentinel:
-        app.conf.broker_failover_strategy = stay_on_sentinels
-    if str(app.conf.broker_url or "").startswith("rediss://") and not app.conf.broker_use_ssl:
+        conf.broker_failover_strategy = stay_on_sentinels
+    if str(conf.broker_url or "").startswith("rediss://") and not conf.broker_use_ssl:
         # kombu enables TLS for the scheme name `rediss` only (and then without verifying the
         # certificate); with our transport class named explicitly, say it: TLS, certificate verified.
-        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
 # -- 1. transport ---------------------------------------------------------------------------------
@@ -252,29 +251,29 @@ def envelope_problem(headers: object, payload: object) -> str | None:
     return None
 
 
-def guarded_strategy(task: Any, app: Celery, consumer: Any, **options: Any) -> Callable[..., Any]:
+def guarded_strategy(task: Any, celery: Celery, consumer: Any, **options: Any) -> Callable[..., Any]:
     """Celery's default strategy behind :func:`envelope_problem`; set as the tasks' ``Strategy``.
 
     Without it, e.g. a body that is a JSON object without ``args`` raises inside Celery's consumer
     and takes the whole worker down.
     """
-    inner = default_strategy(task, app, consumer, **options)
+    inner = default_strategy(task, celery, consumer, **options)
 
     def handler(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kwargs: Any) -> Any:
         try:
             payload = message.payload if body is None else body
         except Exception as exc:  # DecodeError, ContentDisallowed: Celery rejects these itself
-            count_rejection(task.name, f"undecodable body: {exc}", app)
+            count_rejection(task.name, f"undecodable body: {exc}", celery)
             raise
         problem = envelope_problem(message.headers, payload)
         if problem is not None:
-            count_rejection(task.name, problem, app)
+            count_rejection(task.name, problem, celery)
             raise InvalidTaskError(problem)
         try:
             return inner(message, body, ack, reject, callbacks, **kwargs)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             # A header of the wrong shape (timelimit, expires, ...): reject, don't crash the consumer.
-            count_rejection(task.name, f"malformed message: {exc!r}", app)
+            count_rejection(task.name, f"malformed message: {exc!r}", celery)
             raise InvalidTaskError(f"malformed message: {exc!r}") from exc
 
     return handler

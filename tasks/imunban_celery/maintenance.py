@@ -34,14 +34,14 @@ class PumpStep(bootsteps.StartStopStep):  # type: ignore[misc]
         self._threads: list[threading.Thread] = []
 
     def start(self, parent: Any) -> None:
-        app: Celery = parent.app
-        rt = context_of(app).runtime
-        start_metrics_server(rt)
+        celery: Celery = parent.app
+        deployment = context_of(celery).deployment
+        start_metrics_server(deployment)
         # One pump thread per app: each waits on its own app's wake-ups and due times, so one app's
         # backlog, hold or Redis slot never delays another app's dispatch.
-        for name, app_rt in rt.apps.items():
-            suffix = "" if len(rt.apps) == 1 else f"-{name}"
-            thread = threading.Thread(target=self._run, args=(app_rt.pump,), name=f"imunban-pump{suffix}", daemon=True)
+        for engine in deployment:
+            suffix = "" if len(deployment) == 1 else f"-{engine.name}"
+            thread = threading.Thread(target=self._run, args=(engine.pump,), name=f"imunban-pump{suffix}", daemon=True)
             self._threads.append(thread)
             thread.start()
 
@@ -64,5 +64,5 @@ class PumpStep(bootsteps.StartStopStep):  # type: ignore[misc]
                 self._stop.wait(RETRY_S)
 
 
-def register(app: Celery) -> None:
-    app.steps["worker"].add(PumpStep)
+def register(celery: Celery) -> None:
+    celery.steps["worker"].add(PumpStep)

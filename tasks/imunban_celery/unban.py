@@ -44,12 +44,12 @@ def _check_fields(kwargs: dict[str, Any], args: tuple[Any, ...], allowed: frozen
         raise ValidationError("members", f"must be a list of strings, got {type(kwargs['members']).__name__}")
 
 
-def _reject(app: Celery, task: str, exc: ValidationError) -> dict[str, Any]:
-    count_rejection(task, str(exc), app)
+def _reject(celery: Celery, task: str, exc: ValidationError) -> dict[str, Any]:
+    count_rejection(task, str(exc), celery)
     return {"rejected": str(exc)}
 
 
-def unban(app: Celery, /, *args: Any, **kwargs: Any) -> dict[str, Any]:  # `/`: a message's "app" is a kwarg
+def unban(celery: Celery, /, *args: Any, **kwargs: Any) -> dict[str, Any]:  # `/`: a message's "app" is a kwarg
     try:
         _check_fields(kwargs, args, UNBAN_FIELDS)
         request = build_request(
@@ -59,50 +59,50 @@ def unban(app: Celery, /, *args: Any, **kwargs: Any) -> dict[str, Any]:  # `/`: 
             kwargs.get("priority"),
             version=kwargs.get("version"),
         )
-        target = context_of(app).apps.resolve(kwargs.get("app"))
+        target = context_of(celery).deployment.app(kwargs.get("app"))
     except ValidationError as exc:
-        return _reject(app, UNBAN_TASK, exc)
+        return _reject(celery, UNBAN_TASK, exc)
     try:
-        result = context_of(app).runtime.apps[target.name].store.enqueue([request])
+        result = target.store.enqueue([request])
     except StoreError as exc:
         # Redis refused: hand the message back to the broker rather than acknowledging a loss.
         raise Reject(str(exc), requeue=True) from exc
     return {"ready": result.ready, "scheduled": result.scheduled, "replaced": result.replaced, "stale": result.stale}
 
 
-def cancel(app: Celery, /, *args: Any, **kwargs: Any) -> dict[str, Any]:
+def cancel(celery: Celery, /, *args: Any, **kwargs: Any) -> dict[str, Any]:
     try:
         _check_fields(kwargs, args, CANCEL_FIELDS)
         group_id = validate_group_id(kwargs["group_id"])
         members = validate_members(kwargs["members"])
         version = validate_version(kwargs.get("version"))
-        target = context_of(app).apps.resolve(kwargs.get("app"))
+        target = context_of(celery).deployment.app(kwargs.get("app"))
     except ValidationError as exc:
-        return _reject(app, CANCEL_TASK, exc)
+        return _reject(celery, CANCEL_TASK, exc)
     try:
-        store = context_of(app).runtime.apps[target.name].store
-        return {"cancelled": store.cancel(group_id, list(members), version=version)}
+        return {"cancelled": target.store.cancel(group_id, list(members), version=version)}
     except StoreError as exc:
         raise Reject(str(exc), requeue=True) from exc
 
 
 def deliver(
-    app: Celery, group_id: str, slot: int = -1, probe: bool = False, app_name: str | None = None
+    celery: Celery, group_id: str, slot: int = -1, probe: bool = False, app: str | None = None
 ) -> dict[str, Any]:
+    ctx = context_of(celery)
     try:
-        rt = context_of(app).runtime.app(app_name)
+        engine = ctx.deployment.app(app)
     except ValidationError as exc:  # a run of an app this worker does not serve (its apps file differs)
         log.error("delivery run for group %r refused: %s", group_id, exc)
         return {"error": str(exc)}
-    fair = context_of(app).fairness
-    turn = None if fair is None else fair.enter(rt.name)
+    fair = ctx.fairness
+    turn = None if fair is None else fair.enter(engine.name)
     try:
         # The run hands its thread back after delivery.DELIVER_BUDGET_S, so other groups get a turn,
         # and at once when it is beyond its app's share of the threads while another app's run waits.
-        report = rt.deliverer.deliver_group(
+        report = engine.deliverer.deliver_group(
             group_id,
             probe=probe,
-            heartbeat=lambda: rt.pump.touch(group_id, slot),
+            heartbeat=lambda: engine.pump.touch(group_id, slot),
             give_way=None if turn is None else turn.give_way,
         )
     except StoreError as exc:
@@ -113,32 +113,30 @@ def deliver(
         if turn is not None:
             turn.fair.leave(turn)
         with contextlib.suppress(StoreError):  # if Redis is down the marker expires by itself
-            rt.pump.finish(group_id, slot)
+            engine.pump.finish(group_id, slot)
     return {"calls": report.calls, "delivered": report.delivered, "held": report.held, "gave_way": report.gave_way}
 
 
-def register(app: Celery) -> None:
-    """Bind the task functions to ``app`` under their public names, behind the message guards."""
+def register(celery: Celery) -> None:
+    """Bind the task functions to ``celery`` under their public names, behind the message guards."""
     options: dict[str, Any] = {
         "bind": False,
-        # Not shared: another app in the same process (tests, demo) must not get these closures.
+        # Not shared: another Celery app in the same process (tests, demo) must not get these closures.
         "shared": False,
         "acks_late": True,
         "ignore_result": True,
         "Strategy": "imunban_celery.guard:guarded_strategy",
     }
 
-    celery_app = app
-
     def unban_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        return unban(app, *args, **kwargs)
+        return unban(celery, *args, **kwargs)
 
     def cancel_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        return cancel(app, *args, **kwargs)
+        return cancel(celery, *args, **kwargs)
 
     def deliver_task(group_id: str, slot: int = -1, probe: bool = False, app: str | None = None) -> dict[str, Any]:
-        return deliver(celery_app, group_id, slot, probe, app)
+        return deliver(celery, group_id, slot, probe, app)
 
-    app.task(name=UNBAN_TASK, **options)(unban_task)
-    app.task(name=CANCEL_TASK, **options)(cancel_task)
-    app.task(name=DELIVER_TASK, **options)(deliver_task)
+    celery.task(name=UNBAN_TASK, **options)(unban_task)
+    celery.task(name=CANCEL_TASK, **options)(cancel_task)
+    celery.task(name=DELIVER_TASK, **options)(deliver_task)

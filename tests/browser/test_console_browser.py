@@ -25,9 +25,8 @@ from imunban.heartbeat import Heartbeat
 from imunban.hold import Hold
 from imunban.keys import Keys
 from imunban.producer import Producer
-from imunban.web.app import app_from_settings
 from imunban.web.sampler import Sample
-from web_helpers import OPERATOR, bearer, console_settings, make_dead, serving
+from web_helpers import OPERATOR, bearer, console_app, console_settings, make_dead, serving
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -68,7 +67,7 @@ def browser() -> Iterator[WebDriver]:
 
 def _seed(r: redis.Redis) -> None:
     """A store an operator might meet: a backlog, a schedule, dead letters of a few kinds, two live workers."""
-    producer = Producer(r)
+    producer = Producer.on(r)
     for g in range(6):
         producer.enqueue(f"@TGS#2Bqueue{g}", [f"user_{g}_{i:03d}" for i in range(20 + 7 * g)])
     for g in range(40):
@@ -106,9 +105,9 @@ def _no_csp_violations(driver: WebDriver) -> None:
 def test_console_in_a_browser(r: redis.Redis, redis_url: str, browser: WebDriver, tmp_path: Path) -> None:
     """Sign in; the live overview matches the CLI; replay one dead letter by clicking; every page renders."""
     _seed(r)
-    app = app_from_settings(console_settings(redis_url), r)
+    app = console_app(r, console_settings(redis_url), sample=True)
     # The throughput chart plots the console's own samples; give it 15 minutes of a drain that just ended.
-    sampler = app.state.console.apps.default.sampler
+    sampler = app.state.console.apps["default"].sampler
     now_ms = int(r.time()[0]) * 1000
     total = 0
     for i in range(450):

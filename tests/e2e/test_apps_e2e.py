@@ -18,7 +18,7 @@ from imunban.local.cluster import LocalCluster
 from imunban.local.redis_cluster import RedisCluster
 from imunban.local.redis_server import RedisServer
 from imunban.sim.core import SimConfig
-from imunban_celery.app import create_app
+from imunban_celery.app import create_celery
 from imunban_celery.names import CANCEL_TASK, UNBAN_TASK
 
 ClusterFactory = Callable[..., LocalCluster]
@@ -61,7 +61,7 @@ def deliver_to_both_apps(cluster: LocalCluster, per_group: int) -> None:
     producer = cluster.producer()
     for app in APPS:
         producer.bulk({"group_id": f"{app}-g{g}", "members": members(app, g, per_group), "app": app} for g in range(3))
-    celery = create_app(cluster.settings())
+    celery = create_celery(cluster.settings())
     for app in APPS:
         celery.send_task(
             UNBAN_TASK, kwargs={"group_id": f"{app}-g3", "members": members(app, 3, per_group), "app": app}
@@ -84,7 +84,7 @@ def test_two_apps_each_delivered_to_their_own_app(make_cluster: ClusterFactory) 
 def test_an_unknown_or_missing_app_is_refused_at_intake(make_cluster: ClusterFactory) -> None:
     """With two apps, a Celery message naming no app or an unknown one is rejected and counted, never stored."""
     cluster = make_cluster(workers=1, concurrency=2, sim_config=SimConfig(latency_ms=5))
-    celery = create_app(cluster.settings())
+    celery = create_celery(cluster.settings())
     celery.send_task(UNBAN_TASK, kwargs={"group_id": "g", "members": ["a"], "app": "gamma"})
     celery.send_task(UNBAN_TASK, kwargs={"group_id": "g", "members": ["b"]})
     celery.send_task(CANCEL_TASK, kwargs={"group_id": "g", "members": ["c"], "app": "gamma"})

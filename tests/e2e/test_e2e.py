@@ -56,7 +56,7 @@ def test_interleaved_single_enqueues_three_workers(make_cluster: ClusterFactory)
     # while members trickle in depends on how fast this box enqueues (at most the limit's calls in that
     # time); what is left when the enqueue ends is a backlog, drained in full calls but for one partial
     # call per group. One member per call would be 10,000 calls.
-    limit_per_s = float(cluster.settings().rate_limit_per_s)
+    limit_per_s = float(cluster.settings().single_app.rate_limit_per_s)
     assert calls <= limit_per_s * (enqueue_s + 1) + 10_000 / 20 + 200, sorted(sizes.items())
     assert sim["rate_limited"] == 0
     assert sim["max_calls_in_1s"] <= 200

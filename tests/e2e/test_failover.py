@@ -16,14 +16,15 @@ from celery.exceptions import Reject
 
 from imunban.cli import main
 from imunban.connection import connect
+from imunban.deployment import open_deployment
 from imunban.errors import ConfigError, DurabilityError
 from imunban.local.drill import DrillConfig, run_drill
 from imunban.local.redis_server import free_port
 from imunban.local.sentinel import SentinelRig
 from imunban.producer import Producer
-from imunban.runtime import build_runtime
+from imunban.runtime import prepare_worker
 from imunban.settings import Settings
-from imunban_celery.app import create_app
+from imunban_celery.app import create_celery
 from imunban_celery.unban import unban
 
 PASSWORD = "primary-pw"
@@ -78,7 +79,7 @@ def test_cli_and_python_api_through_sentinel(
     producer = Producer.from_env()
     assert producer.enqueue("g2", ["carol"]).stored == 1
     assert producer.bulk({"group_id": f"g{i % 7}", "member": f"m{i}"} for i in range(5_000)).stored == 5_000
-    producer.store.client.flushdb()
+    producer.deployment.client.flushdb()
 
 
 def test_unreachable_replica_count_fails_clearly(
@@ -98,11 +99,12 @@ def test_unreachable_replica_count_fails_clearly(
 def test_celery_intake_leaves_an_unconfirmed_message_unacknowledged(rig: SentinelRig) -> None:
     """imunban.unban with too few replicas raises Reject(requeue): the message comes back, it is not acked."""
     env = {**CREDENTIALS, "IMUNBAN_REDIS_URL": rig.url(db=3), "IMUNBAN_SENTINEL_PASSWORD": SENTINEL_PASSWORD}
-    app = create_app(Settings.from_env({**env, "IMUNBAN_DURABLE_REPLICAS": "3", "IMUNBAN_DURABLE_TIMEOUT_MS": "100"}))
+    strict = {**env, "IMUNBAN_DURABLE_REPLICAS": "3", "IMUNBAN_DURABLE_TIMEOUT_MS": "100"}
+    celery = create_celery(Settings.from_env(strict))
     with pytest.raises(Reject) as caught:
-        unban(app, group_id="g", members=["alice"])
+        unban(celery, group_id="g", members=["alice"])
     assert caught.value.requeue
-    ok = create_app(Settings.from_env({**env, "IMUNBAN_DURABLE_REPLICAS": "2"}))
+    ok = create_celery(Settings.from_env({**env, "IMUNBAN_DURABLE_REPLICAS": "2"}))
     assert unban(ok, group_id="g", members=["bob"])["ready"] == 1
 
 
@@ -134,7 +136,7 @@ def test_bad_sentinel_setups_fail_clearly(
 
 
 def test_worker_refuses_an_evicting_primary(rig: SentinelRig) -> None:
-    """A primary with maxmemory-policy allkeys-lru: building a worker's runtime fails, naming the setting."""
+    """A primary with maxmemory-policy allkeys-lru: preparing a worker fails, naming the setting."""
     settings = Settings.from_env(
         {**CREDENTIALS, "IMUNBAN_REDIS_URL": rig.url(), "IMUNBAN_SENTINEL_PASSWORD": SENTINEL_PASSWORD}
     )
@@ -142,7 +144,7 @@ def test_worker_refuses_an_evicting_primary(rig: SentinelRig) -> None:
     client.config_set("maxmemory-policy", "allkeys-lru")
     try:
         with pytest.raises(ConfigError, match="maxmemory-policy"):
-            build_runtime(settings, lambda *_: None)
+            prepare_worker(open_deployment(settings))
     finally:
         client.config_set("maxmemory-policy", "noeviction")
-    build_runtime(settings, lambda *_: None)
+    prepare_worker(open_deployment(settings))

@@ -16,6 +16,7 @@ import pytest
 import urllib3
 
 from imunban.api import ApiClient
+from imunban.apps import AppConfig
 from imunban.errors import (
     ConnectError,
     GroupGoneError,
@@ -29,7 +30,7 @@ from imunban.errors import (
     ValidationError,
 )
 from imunban.logredact import RedactUserSig, install_redaction, redact
-from imunban.settings import Secret, Settings
+from imunban.secret import Secret
 from imunban.sim.server import Simulator, SimulatorServer
 from imunban.usersig import UserSigCache
 
@@ -38,18 +39,13 @@ APPID = 1400000000
 GROUP = "@TGS#aJRGC4MH6"
 
 
-def make_settings(base_url: str | None = None, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "sdkappid": APPID,
-        "identifier": "administrator",
-        "secret_key": Secret(KEY),
-        "base_url": base_url,
-        "connect_timeout_s": 1.0,
-        "read_timeout_s": 2.0,
-        "concurrency": 4,
-    }
-    values.update(overrides)
-    return Settings(**values)
+def make_app(base_url: str | None = None) -> AppConfig:
+    return AppConfig("default", APPID, "administrator", Secret(KEY), base_url=base_url)
+
+
+def make_client(base_url: str | None = None, *, read_timeout_s: float = 2.0, **options: Any) -> ApiClient:
+    """An API client for the test app, with short timeouts and a small pool."""
+    return ApiClient(make_app(base_url), connect_timeout_s=1.0, read_timeout_s=read_timeout_s, pool_size=8, **options)
 
 
 class Clock:
@@ -62,7 +58,7 @@ class Clock:
 
 @pytest.fixture
 def sim() -> Simulator:
-    return Simulator(make_settings())
+    return Simulator(make_app())
 
 
 @pytest.fixture
@@ -73,7 +69,7 @@ def server(sim: Simulator) -> Iterator[SimulatorServer]:
 
 @pytest.fixture
 def client(server: SimulatorServer) -> Iterator[ApiClient]:
-    with ApiClient(make_settings(server.url)) as api:
+    with make_client(server.url) as api:
         yield api
 
 
@@ -146,7 +142,7 @@ def test_expired_sig_raises_renew_then_renew_sig_recovers(server: SimulatorServe
     """An expired UserSig gives RenewSigError; after renew_sig() a fresh sig succeeds."""
     clock = Clock(time.time() - 3 * 86400)
     cache = UserSigCache(APPID, "administrator", Secret(KEY), clock=clock)
-    with ApiClient(make_settings(server.url), sig_cache=cache) as api:
+    with make_client(server.url, sig_cache=cache) as api:
         with pytest.raises(RenewSigError) as info:
             api.unban(GROUP, ["u1"])
         assert info.value.code == 70001
@@ -205,7 +201,7 @@ def test_http_502(client: ApiClient, sim: Simulator) -> None:
 def test_read_timeout(server: SimulatorServer, sim: Simulator) -> None:
     """A call answered after the read timeout raises TransportError('timeout'), not ConnectError."""
     sim.configure(hang_rate=1.0, hang_s=1.5)
-    api = ApiClient(make_settings(server.url, read_timeout_s=0.5))
+    api = make_client(server.url, read_timeout_s=0.5)
     with api, pytest.raises(TransportError) as info:
         api.unban(GROUP, ["u1"])
     assert type(info.value) is TransportError
@@ -216,7 +212,7 @@ def test_failover_to_backup_and_back(server: SimulatorServer, dead_url: str, cap
     """A refused connect to the primary fails over to the backup, which stays first for failover_s."""
     mono = Clock(1000.0)
     caplog.set_level(logging.WARNING, logger="imunban.api")
-    with ApiClient(make_settings(), base_urls=[dead_url, server.url], monotonic=mono, failover_s=60) as api:
+    with make_client(base_urls=[dead_url, server.url], monotonic=mono, failover_s=60) as api:
         api.unban(GROUP, ["u1"])
         assert api.active_base_url == server.url
         failures = [r for r in caplog.records if "connect to" in r.getMessage()]
@@ -235,7 +231,7 @@ def test_connect_error_without_backup_hides_usersig(dead_url: str) -> None:
     """With no domain left, ConnectError is raised and neither it nor its chained cause shows the UserSig."""
     cache = UserSigCache(APPID, "administrator", Secret(KEY))
     sig = cache.get()
-    api = ApiClient(make_settings(), base_urls=[dead_url], sig_cache=cache)
+    api = make_client(base_urls=[dead_url], sig_cache=cache)
     with api, pytest.raises(ConnectError) as info:
         api.unban(GROUP, ["u1"])
     assert info.value.__cause__ is not None
@@ -254,7 +250,7 @@ def test_fresh_random_per_attempt(server: SimulatorServer, dead_url: str) -> Non
         drawn.append(len(drawn) + 7)
         return drawn[-1]
 
-    with ApiClient(make_settings(), base_urls=[dead_url, server.url], rng=rng) as api:
+    with make_client(base_urls=[dead_url, server.url], rng=rng) as api:
         api.unban(GROUP, ["u1"])
         api.unban(GROUP, ["u2"])
     assert drawn == [7, 8, 9]
@@ -349,7 +345,7 @@ def test_unusable_response_body_is_retryable(content: bytes) -> None:
     """A 200 answer that is not JSON or has no integer ErrorCode raises RetryableError(60013)."""
     transport = _StubTransport(200, content)
     with (
-        ApiClient(make_settings("http://127.0.0.1:9"), transport=transport) as api,
+        make_client("http://127.0.0.1:9", transport=transport) as api,
         pytest.raises(RetryableError) as info,
     ):
         api.unban(GROUP, ["u1"])
@@ -363,14 +359,14 @@ def test_tls_is_verified_against_the_ca_bundle(monkeypatch: pytest.MonkeyPatch, 
     """The default transport verifies certificates, against REQUESTS_CA_BUNDLE when set (as requests did)."""
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    with ApiClient(make_settings("https://console.tim.qq.com")) as api:
+    with make_client("https://console.tim.qq.com") as api:
         pool = api._routes[0][0]
         assert isinstance(pool, urllib3.HTTPSConnectionPool)
         assert pool.cert_reqs == "CERT_REQUIRED" and pool.ca_certs and Path(pool.ca_certs).is_file()
     bundle = tmp_path / "ca.pem"
     bundle.write_text("")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
-    with ApiClient(make_settings("https://console.tim.qq.com")) as api:
+    with make_client("https://console.tim.qq.com") as api:
         assert api._routes[0][0].ca_certs == str(bundle)  # type: ignore[attr-defined]
 
 
@@ -379,7 +375,7 @@ def test_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "adminapisgp.im.qcloud.com")
     urls = ["https://console.tim.qq.com", "https://adminapisgp.im.qcloud.com"]
-    with ApiClient(make_settings(), base_urls=urls) as api:
+    with make_client(base_urls=urls) as api:
         (via_proxy, url), (direct, _) = api._routes
         assert isinstance(via_proxy, urllib3.ProxyManager)
         assert via_proxy.proxy is not None and via_proxy.proxy.host == "proxy.example"

@@ -12,7 +12,7 @@ import requests
 from imunban.api import ApiClient
 from imunban.apps import AppConfig, Apps
 from imunban.errors import HoldError, RateLimitedError
-from imunban.settings import Secret, Settings
+from imunban.secret import Secret
 from imunban.sim.multi import MultiSimulator
 from imunban.sim.server import SimConfig, SimulatorServer
 
@@ -26,14 +26,14 @@ APPS = Apps(
 
 @pytest.fixture
 def served() -> Iterator[tuple[MultiSimulator, str]]:
-    sim = MultiSimulator.for_apps(APPS, Settings(), configs={"intl": SimConfig(rate_limit=2)})
+    sim = MultiSimulator.for_apps(APPS, configs={"intl": SimConfig(rate_limit=2)})
     with SimulatorServer(sim) as server:
         yield sim, server.url
 
 
 def client(name: str, url: str, **changes: Any) -> ApiClient:
-    """An API client with app ``name``'s settings, some of them changed."""
-    return ApiClient(dataclasses.replace(APPS.by_name[name].settings(Settings()), **changes), base_urls=[url])
+    """An API client with app ``name``'s credentials, some of them changed."""
+    return ApiClient(dataclasses.replace(APPS.by_name[name], **changes), base_urls=[url])
 
 
 def test_each_call_reaches_its_own_app(served: tuple[MultiSimulator, str]) -> None:

@@ -22,8 +22,9 @@ import requests
 import TLSSigAPIv2
 
 from imunban.api import UNBAN_PATH
+from imunban.apps import AppConfig
 from imunban.cli import main
-from imunban.settings import Secret, Settings
+from imunban.secret import Secret
 from imunban.sim.server import SimConfig, Simulator, SimulatorServer
 from imunban.usersig import gen_usersig
 
@@ -41,8 +42,8 @@ def official_sig(identifier: str = ADMIN, key: str = KEY, appid: int = APPID) ->
 SIG = official_sig()
 
 
-def make_settings() -> Settings:
-    return Settings(sdkappid=APPID, identifier=ADMIN, secret_key=Secret(KEY))
+def make_app() -> AppConfig:
+    return AppConfig("default", APPID, ADMIN, Secret(KEY))
 
 
 def query(**overrides: Any) -> dict[str, Any]:
@@ -84,7 +85,7 @@ class Caller:
 
 @pytest.fixture
 def sim() -> Simulator:
-    return Simulator(make_settings())
+    return Simulator(make_app())
 
 
 @pytest.fixture
@@ -200,7 +201,7 @@ def _fire(caller_url: str, calls: int, threads: int) -> Counter[int]:
 
 def test_201st_call_within_a_second_is_rate_limited() -> None:
     """With the default limit of 200, the 201st call inside one second answers 60007."""
-    sim = Simulator(make_settings(), monotonic=lambda: 5000.0)  # every call lands in the same instant
+    sim = Simulator(make_app(), monotonic=lambda: 5000.0)  # every call lands in the same instant
     with SimulatorServer(sim) as srv:
         codes = _fire(srv.url, 201, threads=4)
     assert codes == Counter({0: 200, 60007: 1})
@@ -237,7 +238,7 @@ def test_limit_20_on_the_real_clock(server: SimulatorServer, sim: Simulator, cal
 def test_sliding_window_in_process() -> None:
     """The window slides: calls are refused until the oldest accepted call is 1 s old."""
     clock = [0.0]
-    sim = Simulator(make_settings(), SimConfig(rate_limit=3), monotonic=lambda: clock[0])
+    sim = Simulator(make_app(), SimConfig(rate_limit=3), monotonic=lambda: clock[0])
     target = UNBAN_PATH + "?" + "&".join(f"{k}={v}" for k, v in query().items())
 
     def code_at(t: float) -> int:
@@ -309,7 +310,7 @@ def test_seeded_faults_are_reproducible() -> None:
     target = UNBAN_PATH + "?" + "&".join(f"{k}={v}" for k, v in query().items())
 
     def run() -> list[tuple[int, bytes]]:
-        sim = Simulator(make_settings(), SimConfig(seed=42, error_10002_rate=0.3, http_502_rate=0.2))
+        sim = Simulator(make_app(), SimConfig(seed=42, error_10002_rate=0.3, http_502_rate=0.2))
         return [(r.status, r.body) for r in (sim.handle("POST", target, body()) for _ in range(60))]
 
     first = run()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterator
 
@@ -11,21 +10,22 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from imunban.apps import AppConfig, Apps
+from imunban.deployment import open_deployment
 from imunban.hold import Hold
 from imunban.keys import Keys
 from imunban.producer import Producer
-from imunban.settings import LingerPolicy
+from imunban.settings import LingerPolicy, Settings
 from imunban.stats import status, status_of_apps
 from imunban.store import HELD, Store
 from imunban.validation import UnbanRequest
-from imunban.web.app import app_from_settings, create_app
-from imunban.web.auth import Authority
-from imunban.web.context import AppContext, Apps
+from imunban.web.app import create_app
 from web_helpers import (
     BASE,
     OPERATOR,
     VIEWER,
     bearer,
+    console_app,
     console_client,
     console_settings,
     make_dead,
@@ -38,11 +38,11 @@ OP = bearer(OPERATOR)
 
 def test_status_is_the_cli_document(r: redis.Redis, redis_url: str) -> None:
     """GET /api/status is the document `imunban status --json` prints (same keys, same numbers)."""
-    Producer(r).enqueue("@TGS#g1", ["a", "b"])
+    Producer.on(r).enqueue("@TGS#g1", ["a", "b"])
     make_dead(r, "@TGS#g2", ["x"])
     client = console_client(r, redis_url)
     api = client.get("/api/status", headers=OP).json()
-    cli = status_of_apps(r, "imunban", ["default"])  # `imunban status --json`: the totals and `apps`
+    cli = status_of_apps(r, [Keys("imunban")])  # `imunban status --json`: the totals and `apps`
     assert set(api) == set(cli) and set(api["apps"]) == {"default"}
     assert _timeless(api) == _timeless(cli)
     # ?app=NAME is `imunban status --app NAME --json`: that app's document alone.
@@ -59,23 +59,21 @@ def _timeless(doc: dict[str, object]) -> dict[str, object]:
 
 def two_app_console(r: redis.Redis, redis_url: str) -> TestClient:
     """A console over apps ``alpha`` and ``beta`` (their own keys, SDKAppIDs and limits) on one Redis."""
-    base = console_settings(redis_url)
     apps = Apps(
         [
-            AppContext(
-                name, dataclasses.replace(base, sdkappid=sdkappid, rate_limit_per_s=limit), r, Keys("imunban", name)
-            )
+            AppConfig(name, sdkappid, rate_limit_per_s=limit, base_url="http://127.0.0.1:1")
             for name, sdkappid, limit in (("alpha", 1400000001, 190.0), ("beta", 1400000002, 95.0))
         ]
     )
-    return TestClient(
-        create_app(apps, Authority.from_settings(base), sample=False), base_url=BASE, follow_redirects=False
-    )
+    deployment = open_deployment(console_settings(redis_url), client=r, apps=apps)
+    return TestClient(create_app(deployment, sample=False), base_url=BASE, follow_redirects=False)
 
 
 def test_two_apps_switcher_totals_status_and_actions(r: redis.Redis, redis_url: str) -> None:
     """With two apps: /api/status is the CLI's document with both, pages keep ?app=, actions reach the app named."""
-    Producer(r, Keys("imunban", "alpha")).bulk([{"group_id": "@TGS#a", "members": ["a1", "a2"]}])
+    Producer(open_deployment(Settings(), client=r, apps=Apps([AppConfig("alpha")]))).bulk(
+        [{"group_id": "@TGS#a", "members": ["a1", "a2"]}]
+    )
     beta = Store(r, Keys("imunban", "beta"), linger=LingerPolicy(0))
     beta.enqueue([UnbanRequest("@TGS#b", ("b1",)), UnbanRequest("@TGS#bad", ("x",))])
     batch = beta.claim("@TGS#bad")
@@ -84,7 +82,7 @@ def test_two_apps_switcher_totals_status_and_actions(r: redis.Redis, redis_url: 
     client = two_app_console(r, redis_url)
 
     doc = client.get("/api/status", headers=OP).json()
-    assert _timeless(doc) == _timeless(status_of_apps(r, "imunban", ["alpha", "beta"]))
+    assert _timeless(doc) == _timeless(status_of_apps(r, [Keys("imunban", "alpha"), Keys("imunban", "beta")]))
     assert (doc["queued"], doc["dead"], doc["apps"]["alpha"]["queued"], doc["apps"]["beta"]["dead"]) == (3, 1, 2, 1)
     assert client.get("/api/status?app=beta", headers=OP).json()["queued"] == 1
     assert client.get("/api/status?app=gamma", headers=OP).status_code == 404
@@ -136,7 +134,7 @@ def test_dead_letters_filter_page_replay_purge(r: redis.Redis, redis_url: str) -
 
 def test_cancel_and_reschedule(r: redis.Redis, redis_url: str) -> None:
     """Cancel removes a pending request; reschedule moves one to the new time, keeping its priority."""
-    producer = Producer(r)
+    producer = Producer.on(r)
     producer.enqueue("@TGS#g1", ["a", "b"], at=4102444800)
     producer.enqueue("@TGS#g1", ["c"], at=4102444800, priority="high")
     client = console_client(r, redis_url)
@@ -172,7 +170,7 @@ def test_probe_now_and_holds(r: redis.Redis, redis_url: str) -> None:
 
 def test_pages_render(r: redis.Redis, redis_url: str) -> None:
     """Each page renders its data: overview numbers, a trace, a group's requests, dead letters, outcomes."""
-    Producer(r).enqueue("@TGS#g1", ["alice"], at=4102444800)
+    Producer.on(r).enqueue("@TGS#g1", ["alice"], at=4102444800)
     make_dead(r, "@TGS#g9", ["bob"], code=10004, info="member bob bad")
     client = console_client(r, redis_url)
     assert 'data-k="status.dead" data-f="num"><a href="/dead">1</a>' in client.get("/", headers=OP).text
@@ -187,7 +185,7 @@ def test_pages_render(r: redis.Redis, redis_url: str) -> None:
 @pytest.fixture
 def served(r: redis.Redis, redis_url: str) -> Iterator[str]:
     """The console under uvicorn on a loopback port, as `imunban web` serves it."""
-    with serving(app_from_settings(console_settings(redis_url), r)) as base:
+    with serving(console_app(r, console_settings(redis_url), sample=True)) as base:
         yield base
 
 

@@ -38,7 +38,7 @@ FORMS = [
 @pytest.fixture
 def seeded(r: redis.Redis) -> redis.Redis:
     """A store with ready, scheduled and dead requests."""
-    producer = Producer(r)
+    producer = Producer.on(r)
     producer.enqueue("@TGS#g1", ["m1", "m2"])
     producer.enqueue("@TGS#g2", ["s1", "s2"], at=4102444800)
     make_dead(r, "@TGS#g3", ["d1", "d2"])

@@ -112,7 +112,7 @@ def test_cancel_and_dead_replay_are_refused_when_full(fr: redis.Redis) -> None:
 
 def test_bulk_into_a_full_redis_raises_saying_how_many_were_stored(fr: redis.Redis) -> None:
     """Producer.bulk raises an error carrying the EnqueueResult stored before Redis filled up."""
-    producer = Producer(fr, KEYS)
+    producer = Producer.on(fr, Settings(key_prefix=KEYS.prefix))
     limit = set_maxmemory(fr, 1024 * 1024)
     items = [{"group_id": f"g{i % 50}", "member": f"m{i}"} for i in range(60_000)]
     with pytest.raises(EnqueueRefusedError, match="requests were stored before the refusal") as caught:

@@ -69,7 +69,7 @@ class Node:
         )
         self.r = r
 
-    def _run(self, group_id: str, slot: int, probe: bool) -> None:
+    def _run(self, app: str, group_id: str, slot: int, probe: bool) -> None:
         if probe:
             self.probed.append(group_id)
         self.deliverer.deliver_group(group_id, probe=probe)
@@ -100,7 +100,7 @@ def test_probes_rotate_across_waiting_groups(r: redis.Redis) -> None:
     submitted: list[str] = []
     pump = Pump(
         r, keys, store, Scheduler(r, keys, linger=LingerPolicy(0)), Hold(r, keys),
-        lambda g, s, p: submitted.append(g), PumpConfig(),
+        lambda a, g, s, p: submitted.append(g), PumpConfig(),
     )  # fmt: skip
     for g in range(4):
         store.enqueue([build_request(f"g{g}", ["a"])])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 from prometheus_client import generate_latest
 
-from helpers import CollectorRuntime, metric_value
+from helpers import deployment_on, metric_value
 from imunban.hold import Hold
 from imunban.keys import Keys
 from imunban.metrics import PrometheusObserver, QueueDepthCollector
@@ -17,7 +17,7 @@ def test_observer_series_move(r: redis.Redis) -> None:
     """Each delivery event moves its series; queue depths and the hold are read at scrape time."""
     keys = Keys("imunban")
     observer = PrometheusObserver()
-    observer.registry.register(QueueDepthCollector(CollectorRuntime(r, keys)))  # type: ignore[arg-type]
+    observer.registry.register(QueueDepthCollector(deployment_on(r, keys)))
     observer.api_call(0, 20, 0.05)
     observer.api_call(10002, 3, 0.2)
     observer.limiter_wait(0.004)

@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 import redis
 
+from imunban.apps import AppConfig
+from imunban.deployment import open_deployment
 from imunban.keys import Keys
 from imunban.migrate import has_legacy_keys, migrate_single_app_layout
-from imunban.runtime import build_runtime
+from imunban.runtime import prepare_worker
 from imunban.schedule import Scheduler
 from imunban.settings import LingerPolicy, Secret, Settings
 from imunban.stats import status
@@ -113,10 +115,11 @@ def test_keys_written_by_the_new_layout_first_are_merged_not_overwritten(r: redi
 
 
 def test_a_worker_start_migrates_and_logs_it(r: redis.Redis, redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    """build_runtime (every worker's start) runs the migration and logs what it moved."""
+    """prepare_worker (every worker's start) runs the migration and logs what it moved."""
     written = load_fixture(r)
-    settings = Settings(redis_url=redis_url, sdkappid=1400000000, secret_key=Secret("k"), base_url="http://127.0.0.1:9")
+    app = AppConfig("default", sdkappid=1400000000, secret_key=Secret("k"), base_url="http://127.0.0.1:9")
+    settings = Settings(redis_url=redis_url, single_app=app)
     with caplog.at_level(logging.WARNING, logger="imunban.migrate"):
-        build_runtime(settings, lambda group, slot, probe: None)
+        prepare_worker(open_deployment(settings))
     assert f"{written} key(s) renamed" in caplog.text and "to app 'default'" in caplog.text
     assert list(r.scan_iter("imunban:*")) == []

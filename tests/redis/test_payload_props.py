@@ -26,7 +26,7 @@ from imunban.errors import ValidationError
 from imunban.keys import Keys
 from imunban.local.redis_server import RedisServer
 from imunban.settings import Settings
-from imunban.stats import status
+from imunban.stats import status, status_of_apps
 from imunban.validation import (
     MAX_AT_S,
     MIN_AT_S,
@@ -39,7 +39,7 @@ from imunban.validation import (
     validate_members,
     validate_priority,
 )
-from imunban_celery.app import create_app
+from imunban_celery.app import create_celery
 from imunban_celery.guard import envelope_problem, transport_problem
 from imunban_celery.unban import cancel, unban
 
@@ -295,7 +295,7 @@ def app(server: RedisServer) -> Celery:
         "IMUNBAN_SECRET_KEY": "not-a-real-key",
         "IMUNBAN_BASE_URL": "http://127.0.0.1:1",
     }
-    return create_app(Settings.from_env(env))
+    return create_celery(Settings.from_env(env))
 
 
 def _payload_keys() -> st.SearchStrategy[str]:
@@ -314,7 +314,7 @@ def test_arbitrary_celery_payload_never_raises(
         assert isinstance(result, dict)
         if "rejected" in result:
             assert stored(client) == 0
-            assert status(client, KEYS)["counters"]["rejected_messages"] == 1
+            assert status_of_apps(client, [KEYS])["counters"]["rejected_messages"] == 1
 
 
 @PROPS
@@ -338,11 +338,11 @@ def test_celery_unban_stores_exactly_the_valid_payloads(
     if valid:
         assert "rejected" not in result, result
         assert result["ready"] + result["scheduled"] == len(set(members[0]))
-        assert status(client, KEYS)["counters"]["rejected_messages"] == 0
+        assert status_of_apps(client, [KEYS])["counters"]["rejected_messages"] == 0
     else:
         assert "rejected" in result
         assert stored(client) == 0
-        assert status(client, KEYS)["counters"]["rejected_messages"] == 1
+        assert status_of_apps(client, [KEYS])["counters"]["rejected_messages"] == 1
 
 
 # -- 4. the message guards ---------------------------------------------------------------------

@@ -23,7 +23,7 @@ AT = 1_893_456_000  # 2030-01-01T00:00:00Z
 
 @pytest.fixture
 def producer(r: redis.Redis) -> Producer:
-    return Producer(r, KEYS)
+    return Producer.on(r, Settings(key_prefix=KEYS.prefix))
 
 
 def test_enqueue_now_and_dedup(producer: Producer, r: redis.Redis) -> None:

@@ -21,7 +21,7 @@ def make_pump(r: redis.Redis, **config: int) -> tuple[Pump, list[tuple[str, int,
     submitted: list[tuple[str, int, bool]] = []
     pump = Pump(
         r, keys, store, Scheduler(r, keys, linger=LingerPolicy(0)), Hold(r, keys),
-        lambda g, s, p: submitted.append((g, s, p)), PumpConfig(**config),
+        lambda a, g, s, p: submitted.append((g, s, p)), PumpConfig(**config),
     )  # fmt: skip
     return pump, submitted, store
 

@@ -86,7 +86,7 @@ def test_replayed_dispatch_still_submits_its_slots(r: redis.Redis) -> None:
     submitted: list[tuple[str, int, bool]] = []
     pump = Pump(
         r, KEYS, store, Scheduler(r, KEYS, linger=LingerPolicy(0)), Hold(r, KEYS),
-        lambda g, s, p: submitted.append((g, s, p)), PumpConfig(),
+        lambda a, g, s, p: submitted.append((g, s, p)), PumpConfig(),
     )  # fmt: skip
     store.enqueue([req("g", "a")])
     pump._dispatch = Replayed(pump._dispatch)  # type: ignore[method-assign]

@@ -8,7 +8,7 @@ from helpers import KEYS, assert_gauge, req, server_ms, wait_server_ms
 from imunban.keys import request_id
 from imunban.producer import Producer
 from imunban.schedule import Scheduler
-from imunban.settings import LingerPolicy
+from imunban.settings import LingerPolicy, Settings
 from imunban.store import Batch, Store
 from imunban.validation import MAX_VERSION, UnbanRequest
 
@@ -165,7 +165,7 @@ def test_no_version_memory_without_versions(r: redis.Redis, store: Store) -> Non
 
 def test_producer_passes_versions_on_every_call(r: redis.Redis) -> None:
     """Producer.enqueue/cancel/bulk take version; bulk orders one member's items by version, not position."""
-    producer = Producer(r, KEYS, linger=LingerPolicy(0))
+    producer = Producer.on(r, Settings(key_prefix=KEYS.prefix, linger_ms=0))
     later = server_ms(r) + 3_600_000
     producer.bulk(
         [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imunban.apps import AppConfig, Apps, load_apps, parse_apps, parse_apps_file
+from imunban.apps import AppConfig, Apps, Credentials, parse_apps, parse_apps_file
 from imunban.errors import ConfigError, ValidationError
 from imunban.keys import Keys
 from imunban.settings import Secret, Settings
@@ -34,34 +34,56 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_a_good_file_gives_each_app_its_fields_and_defaults(tmp_path: Path) -> None:
-    """Fields are read, defaults filled in, a relative key file is read beside the apps file."""
+    """Fields are read, defaults filled in, a relative key file is found beside the apps file."""
     (tmp_path / "intl.key").write_text("intl-secret\n", encoding="utf-8")
     cn, intl = parse_apps_file(write(tmp_path, GOOD))
-    assert cn == AppConfig("cn", 1400000001, "administrator", Secret("cn-key-0123456789"), "china", None, 190.0)
+    assert cn == AppConfig("cn", 1400000001, "administrator", Secret("cn-key-0123456789"), None, "china", None, 190.0)
     assert intl.base_url == "http://127.0.0.1:8080" and intl.region is None
-    assert (intl.identifier, intl.rate_limit_per_s, intl.secret_key) == ("ops_admin", 50.0, Secret("intl-secret"))
+    assert (intl.identifier, intl.rate_limit_per_s, intl.secret_key_file) == ("ops_admin", 50.0, tmp_path / "intl.key")
+    assert intl.credentials() == Credentials(1400000002, "ops_admin", Secret("intl-secret"))
 
 
-def test_settings_from_env_name_the_file_and_load_apps_reads_it(tmp_path: Path) -> None:
-    """IMUNBAN_APPS_FILE selects the file; each app's settings carry its own credentials and limit."""
+def test_settings_from_env_name_the_file_and_apps_reads_it(tmp_path: Path) -> None:
+    """IMUNBAN_APPS_FILE selects the file; each app carries its own credentials, address and limit."""
     (tmp_path / "intl.key").write_text("intl-secret", encoding="utf-8")
     path = write(tmp_path, GOOD)
     settings = Settings.from_env({"IMUNBAN_APPS_FILE": str(path), "IMUNBAN_CONCURRENCY": "3"})
-    apps = load_apps(settings)
+    apps = settings.apps()
     assert apps.names == ["cn", "intl"] and len(apps) == 2
-    per_app = apps.by_name["intl"].settings(settings)
-    assert per_app.require_credentials() == (1400000002, "ops_admin", Secret("intl-secret"))
-    assert per_app.api_urls() == ("http://127.0.0.1:8080",) and per_app.rate_limit_per_s == 50.0
-    assert per_app.concurrency == 3  # everything else comes from the deployment's settings
+    intl = apps.by_name["intl"]
+    assert intl.credentials() == (1400000002, "ops_admin", Secret("intl-secret"))
+    assert intl.api_urls() == ("http://127.0.0.1:8080",) and intl.rate_limit_per_s == 50.0
+    assert settings.concurrency == 3  # everything else is the deployment's
     assert apps.by_name["cn"].keys("imunban") == Keys("imunban", "cn")
 
 
 def test_without_a_file_the_single_app_variables_are_app_default() -> None:
     """Existing deployments keep working: IMUNBAN_SDKAPPID & co. become the one app 'default'."""
     env = {"IMUNBAN_SDKAPPID": "1400000009", "IMUNBAN_SECRET_KEY": "k", "IMUNBAN_REGION": "tokyo"}
-    (app,) = load_apps(Settings.from_env(env))
+    (app,) = Settings.from_env(env).apps()
     assert (app.name, app.sdkappid, app.region, app.rate_limit_per_s) == ("default", 1400000009, "tokyo", 190.0)
     assert app.keys("imunban") == Keys("imunban")
+
+
+def test_a_key_file_is_read_only_when_a_call_is_signed(tmp_path: Path) -> None:
+    """An unreadable key file parses (status, the console need no key); credentials() names file, app and field."""
+    path = write(tmp_path, '[apps.a]\nsdkappid = 1\nregion = "china"\nsecret_key_file = "missing.key"\n')
+    (app,) = parse_apps_file(path)
+    with pytest.raises(ConfigError) as caught:
+        app.credentials()
+    message = str(caught.value)
+    assert "IMUNBAN_APPS_FILE" in message and str(path) in message and "app 'a'" in message
+    assert "field 'secret_key_file': cannot read" in message and "missing.key" in message
+
+
+def test_the_single_app_key_file_is_read_only_when_a_call_is_signed(tmp_path: Path) -> None:
+    """IMUNBAN_SECRET_KEY_FILE is named at start and read by credentials(), naming the variable."""
+    settings = Settings.from_env({"IMUNBAN_SDKAPPID": "1", "IMUNBAN_SECRET_KEY_FILE": str(tmp_path / "nope")})
+    with pytest.raises(ConfigError, match="IMUNBAN_SECRET_KEY_FILE: cannot read"):
+        settings.single_app.credentials()
+    (tmp_path / "key").write_text("k3y\n", encoding="utf-8")
+    settings = Settings.from_env({"IMUNBAN_SDKAPPID": "1", "IMUNBAN_SECRET_KEY_FILE": str(tmp_path / "key")})
+    assert settings.single_app.credentials() == (1, "administrator", Secret("k3y"))
 
 
 @pytest.mark.parametrize(
@@ -74,7 +96,8 @@ def test_without_a_file_the_single_app_variables_are_app_default() -> None:
             "app 'a': set exactly one of the fields 'region' and 'base_url'",
         ),
         ('sdkappid = 1\nregion = "mars"\nsecret_key = "k"', "app 'a': field 'region' must be one of"),
-        ('sdkappid = 1\nbase_url = "ftp://x"\nsecret_key = "k"', "app 'a': field 'base_url' must be a string"),
+        ('sdkappid = 1\nbase_url = "ftp://x"\nsecret_key = "k"', "app 'a': field 'base_url' must be an http"),
+        ('sdkappid = 1\nbase_url = "http://"\nsecret_key = "k"', "app 'a': field 'base_url' must be an http"),
         ('region = "china"\nsecret_key = "k"', "app 'a': field 'sdkappid' is required"),
         ('sdkappid = "14"\nregion = "china"\nsecret_key = "k"', "app 'a': field 'sdkappid' must be a positive"),
         ('sdkappid = 0\nregion = "china"\nsecret_key = "k"', "app 'a': field 'sdkappid' must be a positive"),
@@ -86,7 +109,6 @@ def test_without_a_file_the_single_app_variables_are_app_default() -> None:
         ('sdkappid = 1\nregion = "china"\nsecret_key = "k"\nrate_limit = 201', "app 'a': field 'rate_limit' must be"),
         ('sdkappid = 1\nregion = "china"\nsecret_key = "k"\nrate_limit = 0', "app 'a': field 'rate_limit' must be"),
         ('sdkappid = 1\nregion = "china"\nsecret_key = "k"\nidentifier = "a b"', "app 'a': field 'identifier'"),
-        ('sdkappid = 1\nregion = "china"\nsecret_key_file = "missing.key"', "field 'secret_key_file': cannot read"),
     ],
 )
 def test_each_mistake_names_the_app_and_the_field(tmp_path: Path, table: str, message: str) -> None:
@@ -137,7 +159,7 @@ def test_secrets_stay_out_of_repr_and_errors(tmp_path: Path, caplog: pytest.LogC
     """Neither repr of an app, nor of its settings, nor an error about another field shows the key."""
     caplog.set_level(logging.DEBUG)
     (app,) = parse_apps({"apps": {"a": {"sdkappid": 1, "region": "china", "secret_key": "s3cr3t-value"}}})
-    assert "s3cr3t" not in repr(app) and "s3cr3t" not in repr(app.settings(Settings()))
+    assert "s3cr3t" not in repr(app) and "s3cr3t" not in repr(Settings(single_app=app))
     with pytest.raises(ConfigError) as caught:
         parse_apps({"apps": {"a": {"sdkappid": 1, "region": "x", "secret_key": "s3cr3t-value"}}})
     assert "s3cr3t" not in str(caught.value)

@@ -13,12 +13,12 @@ from prometheus_client import generate_latest
 
 import imunban_celery.context
 from helpers import metric_value
+from imunban.deployment import Deployment, open_deployment
 from imunban.keys import Keys
 from imunban.metrics import PrometheusObserver
-from imunban.runtime import Runtime, build_runtime
 from imunban.settings import Settings
 from imunban_celery import guard
-from imunban_celery.app import create_app
+from imunban_celery.app import create_celery
 from imunban_celery.context import context_of
 from imunban_celery.guard import count_rejection, envelope_problem, transport_problem
 from imunban_celery.unban import cancel, unban
@@ -103,11 +103,11 @@ def test_envelope_accepts_protocol_2_and_1() -> None:
 
 def test_guarded_app_configuration() -> None:
     """The app consumes through the guards; a rediss:// broker gets TLS with certificate checks."""
-    app = create_app(Settings.from_env({"IMUNBAN_REDIS_URL": "rediss://:pw@127.0.0.1:6380/0"}))
+    app = create_celery(Settings.from_env({"IMUNBAN_REDIS_URL": "rediss://:pw@127.0.0.1:6380/0"}))
     assert app.conf.worker_consumer == "imunban_celery.guard:GuardedConsumer"
     assert app.conf.broker_transport == "imunban_celery.guard:GuardedRedisTransport"
     assert app.connection_for_write().ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    plain = create_app(Settings.from_env({"IMUNBAN_REDIS_URL": "redis://127.0.0.1:6379/0"}))
+    plain = create_celery(Settings.from_env({"IMUNBAN_REDIS_URL": "redis://127.0.0.1:6379/0"}))
     assert not plain.connection_for_write().ssl
     for name in ("imunban.unban", "imunban.cancel", "imunban.deliver"):
         assert plain.tasks[name].Strategy == "imunban_celery.guard:guarded_strategy"
@@ -124,18 +124,18 @@ CREDENTIALS = {
 
 
 def app_on(client: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch, **env: str) -> Celery:
-    """A guarded app whose engine runtime, when first built, talks to ``client``."""
+    """A guarded Celery app whose deployment, when first opened, talks to ``client``."""
 
-    def on_client(settings: Settings, submit: Any, **kwargs: Any) -> Runtime:
-        return build_runtime(settings, submit, client=client, **kwargs)
+    def on_client(settings: Settings, **kwargs: Any) -> Deployment:
+        return open_deployment(settings, client=client, **kwargs)
 
-    monkeypatch.setattr(imunban_celery.context, "build_runtime", on_client)
-    url = "redis://127.0.0.1:1/0"  # never dialled: the runtime uses the fake client
-    return create_app(Settings.from_env({**CREDENTIALS, "IMUNBAN_REDIS_URL": url, **env}))
+    monkeypatch.setattr(imunban_celery.context, "open_deployment", on_client)
+    url = "redis://127.0.0.1:1/0"  # never dialled: the deployment uses the fake client
+    return create_celery(Settings.from_env({**CREDENTIALS, "IMUNBAN_REDIS_URL": url, **env}))
 
 
 def rejections(client: fakeredis.FakeRedis) -> int:
-    return int(client.hget(Keys("imunban").stats, "rejected_messages") or 0)
+    return int(client.hget(Keys("imunban").deployment_stats, "rejected_messages") or 0)
 
 
 def test_rejection_is_counted_in_the_store_and_the_metrics(
@@ -147,7 +147,7 @@ def test_rejection_is_counted_in_the_store_and_the_metrics(
     count_rejection("imunban.unban", "members: is required", app)
     count_rejection("imunban.cancel", "members: is required", app)
     assert rejections(fake_redis) == 3
-    observer = context_of(app).runtime.observer
+    observer = context_of(app).deployment.observer
     assert isinstance(observer, PrometheusObserver)
     text = generate_latest(observer.registry).decode()
     assert metric_value(text, "imunban_rejected_messages_total", task="imunban.unban") == 2
@@ -193,4 +193,4 @@ def test_bad_task_kwargs_are_rejected_counted_and_not_stored(
     result = task(app, **kwargs)
     assert result["rejected"].startswith(field), result
     assert rejections(fake_redis) == 1
-    assert fake_redis.keys("*") == [Keys("imunban").stats]
+    assert fake_redis.keys("*") == [Keys("imunban").deployment_stats]

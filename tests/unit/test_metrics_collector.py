@@ -5,7 +5,7 @@ from __future__ import annotations
 import fakeredis
 from prometheus_client import CollectorRegistry, generate_latest
 
-from helpers import CollectorRuntime, metric_samples, metric_value
+from helpers import deployment_on, metric_samples, metric_value
 from imunban.keys import Keys
 from imunban.metrics import PrometheusObserver, QueueDepthCollector, observer_for
 from imunban.observe import Observer
@@ -16,7 +16,7 @@ KEYS = Keys("imunban")
 
 def scrape(client: fakeredis.FakeRedis) -> str:
     registry = CollectorRegistry()
-    registry.register(QueueDepthCollector(CollectorRuntime(client, KEYS)))  # type: ignore[arg-type]
+    registry.register(QueueDepthCollector(deployment_on(client, KEYS)))
     return generate_latest(registry).decode()
 
 
@@ -46,7 +46,7 @@ def test_collector_survives_redis_down() -> None:
     server = fakeredis.FakeServer()
     server.connected = False
     client = fakeredis.FakeRedis(server=server, decode_responses=True)
-    assert list(QueueDepthCollector(CollectorRuntime(client, KEYS)).collect()) == []  # type: ignore[arg-type]
+    assert list(QueueDepthCollector(deployment_on(client, KEYS)).collect()) == []
     assert "imunban_queue_depth" not in scrape(client)
 
 

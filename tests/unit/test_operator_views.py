@@ -51,7 +51,7 @@ def test_status_of_an_empty_store_reads_zero(fake_redis: fakeredis.FakeRedis) ->
 
 
 def _store_mid_run(client: fakeredis.FakeRedis, *, held: bool) -> None:
-    client.hset(KEYS.stats, mapping={"ready": 12_345, "scheduled": 2, "delivered": 1_000_000, "rejected_messages": 4})
+    client.hset(KEYS.stats, mapping={"ready": 12_345, "scheduled": 2, "delivered": 1_000_000, "revoked": 4})
     client.zadd(KEYS.schedidx, {"later": LATER_MS})
     client.zadd(KEYS.inflight, {"g\x1fa": 1, "g\x1fb": 1, "h\x1fc": 1})
     client.zadd(KEYS.dead, {"p\x1fpoison": 1})
@@ -67,7 +67,7 @@ def test_status_counts_from_gauges_sets_and_hold(fake_redis: fakeredis.FakeRedis
     assert (snapshot["queued"], snapshot["scheduled"], snapshot["in_flight"]) == (12_345, 2, 3)
     assert (snapshot["delivered"], snapshot["dead"], snapshot["groups_waiting"]) == (1_000_000, 1, 2)
     assert snapshot["next_due_ms"] == LATER_MS
-    assert snapshot["counters"]["rejected_messages"] == 4
+    assert snapshot["counters"]["revoked"] == 4
     assert snapshot["hold"] is not None and (snapshot["hold"]["code"], snapshot["hold"]["info"]) == (
         70003,
         "usersig invalid",

@@ -10,7 +10,7 @@ import redis
 from imunban.errors import ConfigError
 from imunban.redis_url import SentinelUrl, parse_sentinel_url
 from imunban.settings import Durability, Settings
-from imunban_celery.app import broker, create_app
+from imunban_celery.app import broker, create_celery
 from imunban_celery.guard import (
     GuardedRedisChannel,
     GuardedRedisTransport,
@@ -100,8 +100,8 @@ def test_broker_for_a_plain_url_is_unchanged() -> None:
 
 
 def test_celery_app_uses_the_guarded_sentinel_transport() -> None:
-    """create_app on a sentinel URL routes the broker through GuardedSentinelTransport with the service name."""
-    app = create_app(Settings.from_env({"IMUNBAN_REDIS_URL": "redis+sentinel://:pw@h1:1,h2:2/svc/4"}))
+    """create_celery on a sentinel URL routes the broker through GuardedSentinelTransport with the service name."""
+    app = create_celery(Settings.from_env({"IMUNBAN_REDIS_URL": "redis+sentinel://:pw@h1:1,h2:2/svc/4"}))
     assert app.conf.broker_transport == "imunban_celery.guard:GuardedSentinelTransport"
     options = app.conf.broker_transport_options
     assert options["master_name"] == "svc" and options["visibility_timeout"] == 300
@@ -118,7 +118,7 @@ def test_readonly_is_a_connection_error_for_the_broker() -> None:
 
 def test_kombu_failover_keeps_the_guarded_sentinel_transport() -> None:
     """kombu's "switch to the next URL" gets a bare hostname, which keeps our transport and the primary password."""
-    app = create_app(Settings.from_env({"IMUNBAN_REDIS_URL": "redis+sentinel://:pw@h1:1,h2:2/svc"}))
+    app = create_celery(Settings.from_env({"IMUNBAN_REDIS_URL": "redis+sentinel://:pw@h1:1,h2:2/svc"}))
     connection = app.connection_for_write()
     connection.maybe_switch_next()
     assert connection.transport_cls == "imunban_celery.guard:GuardedSentinelTransport"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from imunban.apps import AppConfig
 from imunban.errors import ConfigError
 from imunban.settings import REGIONS, LingerPolicy, Secret, Settings
 
@@ -18,8 +19,9 @@ def test_defaults_from_an_empty_environment() -> None:
     """No variables at all gives the documented defaults (embedded Redis, no credentials yet)."""
     s = Settings.from_env({})
     assert s == Settings()
-    assert (s.redis_url, s.sdkappid, s.secret_key, s.identifier) == (None, None, None, "administrator")
-    assert s.rate_limit_per_s == 190.0 < 200
+    app = s.single_app
+    assert (s.redis_url, app.sdkappid, app.secret_key, app.identifier) == (None, None, None, "administrator")
+    assert app.rate_limit_per_s == 190.0 < 200
     assert s.metrics_host == "127.0.0.1"
 
 
@@ -35,7 +37,6 @@ def test_every_variable_is_parsed() -> None:
         "IMUNBAN_RATE_LIMIT": "150.5",
         "IMUNBAN_KEY_PREFIX": "stage:imunban",
         "IMUNBAN_LINGER_MS": "100",
-        "IMUNBAN_MAX_LINGER_MS": "400",
         "IMUNBAN_LEASE_MS": "20000",
         "IMUNBAN_MAX_ATTEMPTS": "5",
         "IMUNBAN_MAX_AGE_S": "3600",
@@ -54,15 +55,17 @@ def test_every_variable_is_parsed() -> None:
     s = Settings.from_env(env)
     assert s == Settings(
         redis_url="redis://:pw@127.0.0.1:6380/2",
-        sdkappid=1400000000,
-        identifier="ops_admin",
-        secret_key=Secret(KEY),
-        region="singapore",
-        base_url="http://127.0.0.1:8080",
-        rate_limit_per_s=150.5,
+        single_app=AppConfig(
+            "default",
+            sdkappid=1400000000,
+            identifier="ops_admin",
+            secret_key=Secret(KEY),
+            region="singapore",
+            base_url="http://127.0.0.1:8080",
+            rate_limit_per_s=150.5,
+        ),
         key_prefix="stage:imunban",
         linger_ms=100,
-        max_linger_ms=400,
         lease_ms=20_000,
         max_attempts=5,
         max_age_s=3_600,
@@ -78,7 +81,7 @@ def test_every_variable_is_parsed() -> None:
         outcome_stream_maxlen=5_000,
         data_dir="/var/lib/imunban",
     )
-    assert s.api_urls() == ("http://127.0.0.1:8080",)
+    assert s.single_app.api_urls() == ("http://127.0.0.1:8080",)
 
 
 def test_blank_values_count_as_unset() -> None:
@@ -103,6 +106,7 @@ def test_variables_without_the_prefix_are_ignored() -> None:
         ("IDENTIFIER", "\u7ba1\u7406\u5458"),
         ("REGION", "mars"),
         ("BASE_URL", "ftp://example.com"),
+        ("BASE_URL", "http://"),
         ("RATE_LIMIT", "0"),
         ("RATE_LIMIT", "-5"),
         ("RATE_LIMIT", "201"),
@@ -113,7 +117,6 @@ def test_variables_without_the_prefix_are_ignored() -> None:
         ("KEY_PREFIX", "caf\u00e9"),
         ("LINGER_MS", "-1"),
         ("LINGER_MS", "soon"),
-        ("MAX_LINGER_MS", "50"),
         ("LEASE_MS", "999"),
         ("MAX_ATTEMPTS", "0"),
         ("MAX_AGE_S", "0"),
@@ -137,53 +140,36 @@ def test_bad_value_error_names_the_variable(name: str, value: str) -> None:
     assert f"IMUNBAN_{name}" in str(info.value)
 
 
-def test_max_linger_defaults_to_at_least_the_linger() -> None:
-    """Without IMUNBAN_MAX_LINGER_MS the cap is 750 ms, or the linger itself when that is longer."""
-    assert Settings.from_env({"IMUNBAN_LINGER_MS": "100"}).max_linger_ms == 750
-    assert Settings.from_env({"IMUNBAN_LINGER_MS": "900"}).max_linger_ms == 900
-
-
-@pytest.mark.parametrize("linger_ms", [0, 100, 150, 300, 750, 900, 60_000])
-def test_linger_policy_in_code_caps_like_the_settings(linger_ms: int) -> None:
-    """A LingerPolicy built in code (a Producer's) and the workers' Settings apply one cap rule."""
-    settings = Settings.from_env({"IMUNBAN_LINGER_MS": str(linger_ms)})
-    assert LingerPolicy(linger_ms).cap_ms == settings.linger.cap_ms == max(750, linger_ms)
-    assert LingerPolicy(linger_ms).script_arg == settings.linger.script_arg == f"{linger_ms}:{max(750, linger_ms)}"
-
-
-def test_linger_policy_cap_is_never_below_the_linger() -> None:
-    """An explicit cap is kept unless it is shorter than the linger; the default bound is 1000 ms."""
-    assert LingerPolicy(300, 500).script_arg == "300:500"
-    assert LingerPolicy(300, 100).cap_ms == 300
-    assert LingerPolicy().script_arg == Settings().linger.script_arg == "1000:1000"
-    assert Settings.from_env({"IMUNBAN_LINGER_MS": "100", "IMUNBAN_MAX_LINGER_MS": "400"}).linger == LingerPolicy(
-        100, 400
-    )
+def test_linger_policy_in_code_and_from_settings_agree() -> None:
+    """A LingerPolicy built in code (a Producer's) and the workers' Settings pass one bound to the scripts."""
+    assert LingerPolicy().script_arg == Settings().linger.script_arg == "1000"
+    assert Settings.from_env({"IMUNBAN_LINGER_MS": "150"}).linger == LingerPolicy(150)
 
 
 def test_every_region_maps_to_primary_and_backup() -> None:
     """Each region name gives its primary then its backup domain, over HTTPS."""
     for region, (primary, backup) in REGIONS.items():
         s = Settings.from_env({"IMUNBAN_REGION": region.upper()})
-        assert s.api_urls() == (f"https://{primary}", f"https://{backup}")
-    assert Settings.from_env({"IMUNBAN_REGION": "china"}).api_urls()[1] == "https://adminapi.my-imcloud.com"
+        assert s.single_app.api_urls() == (f"https://{primary}", f"https://{backup}")
+    china = Settings.from_env({"IMUNBAN_REGION": "china"}).single_app
+    assert china.api_urls()[1] == "https://adminapi.my-imcloud.com"
 
 
 def test_no_region_nor_base_url_is_an_error_naming_both() -> None:
     """Asking for API URLs without a region or base URL names both variables."""
     with pytest.raises(ConfigError, match=r"IMUNBAN_REGION.*IMUNBAN_BASE_URL"):
-        Settings().api_urls()
+        Settings().single_app.api_urls()
 
 
-def test_require_credentials_names_what_is_missing() -> None:
+def test_credentials_name_what_is_missing() -> None:
     """Missing SDKAppID or secret key is an error naming the variable(s)."""
     with pytest.raises(ConfigError, match="IMUNBAN_SDKAPPID"):
-        Settings.from_env({"IMUNBAN_SECRET_KEY": KEY}).require_credentials()
+        Settings.from_env({"IMUNBAN_SECRET_KEY": KEY}).single_app.credentials()
     with pytest.raises(ConfigError, match="IMUNBAN_SECRET_KEY or IMUNBAN_SECRET_KEY_FILE"):
-        Settings.from_env({"IMUNBAN_SDKAPPID": "1"}).require_credentials()
+        Settings.from_env({"IMUNBAN_SDKAPPID": "1"}).single_app.credentials()
     appid, identifier, secret = Settings.from_env(
         {"IMUNBAN_SDKAPPID": "1", "IMUNBAN_SECRET_KEY": KEY}
-    ).require_credentials()
+    ).single_app.credentials()
     assert (appid, identifier, secret.reveal()) == (1, "administrator", KEY)
 
 
@@ -194,20 +180,21 @@ def test_secret_key_file_is_read_and_stripped(tmp_path: Path) -> None:
     """IMUNBAN_SECRET_KEY_FILE supplies the key from a file, trailing newline removed."""
     path = tmp_path / "key"
     path.write_text(KEY + "\n", encoding="utf-8")
-    s = Settings.from_env({"IMUNBAN_SECRET_KEY_FILE": str(path)})
-    assert s.secret_key is not None and s.secret_key.reveal() == KEY
+    s = Settings.from_env({"IMUNBAN_SDKAPPID": "1", "IMUNBAN_SECRET_KEY_FILE": str(path)})
+    assert s.single_app.credentials().secret.reveal() == KEY
 
 
 @pytest.mark.parametrize("content", [None, "", "  \n", b"\xff\xfe\x00"])
 def test_unusable_secret_key_file_names_the_variable(tmp_path: Path, content: str | bytes | None) -> None:
-    """A missing, empty or non-text key file is an error naming IMUNBAN_SECRET_KEY_FILE."""
+    """A missing, empty or non-text key file is an error naming IMUNBAN_SECRET_KEY_FILE (when a call is signed)."""
     path = tmp_path / "key"
     if isinstance(content, bytes):
         path.write_bytes(content)
     elif content is not None:
         path.write_text(content, encoding="utf-8")
+    settings = Settings.from_env({"IMUNBAN_SDKAPPID": "1", "IMUNBAN_SECRET_KEY_FILE": str(path)})
     with pytest.raises(ConfigError) as info:
-        Settings.from_env({"IMUNBAN_SECRET_KEY_FILE": str(path)})
+        settings.single_app.credentials()
     assert "IMUNBAN_SECRET_KEY_FILE" in str(info.value)
     assert KEY not in str(info.value)
 
@@ -224,8 +211,9 @@ def test_secret_key_and_file_together_is_an_error(tmp_path: Path) -> None:
 def test_secret_never_in_repr_or_str_of_settings() -> None:
     """Neither repr() nor str() of Settings or of the Secret shows the key."""
     s = Settings.from_env({"IMUNBAN_SDKAPPID": "1", "IMUNBAN_SECRET_KEY": KEY})
-    assert s.secret_key is not None
-    for text in (repr(s), str(s), repr(s.secret_key), str(s.secret_key), f"{s.secret_key}", f"{s!r}"):
+    secret = s.single_app.secret_key
+    assert secret is not None
+    for text in (repr(s), str(s), repr(secret), str(secret), f"{secret}", f"{s!r}", repr(s.single_app)):
         assert KEY not in text
     assert "sdkappid=1" in repr(s)
 
@@ -236,7 +224,7 @@ def test_pickling_a_secret_is_refused() -> None:
     with pytest.raises(TypeError):
         pickle.dumps(secret)
     with pytest.raises(TypeError):
-        pickle.dumps(Settings(secret_key=secret))
+        pickle.dumps(Settings(single_app=AppConfig("default", secret_key=secret)))
     with pytest.raises(TypeError):
         copy.deepcopy(secret)
 

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from imunban.api import UNBAN_PATH
+from imunban.apps import AppConfig
 from imunban.cli import build_parser
-from imunban.settings import Secret, Settings
+from imunban.secret import Secret
 from imunban.sim.config import SimConfig, validate_changes
 from imunban.sim.core import SimResponse, Simulator
 from imunban.usersig import gen_usersig
@@ -19,8 +20,8 @@ NOW_S = 1_700_000_000
 
 
 def make_sim(config: SimConfig) -> Simulator:
-    settings = Settings(sdkappid=APPID, identifier="administrator", secret_key=Secret(KEY))
-    return Simulator(settings, config, clock=lambda: float(NOW_S), monotonic=lambda: 0.0)
+    app = AppConfig("default", sdkappid=APPID, identifier="administrator", secret_key=Secret(KEY))
+    return Simulator(app, config, clock=lambda: float(NOW_S), monotonic=lambda: 0.0)
 
 
 def call(sim: Simulator, group: str) -> SimResponse:

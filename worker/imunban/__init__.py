@@ -11,7 +11,8 @@ The function-level producer API, on one process-wide :class:`Producer` built fro
     imunban.bulk({"group_id": g, "member": m} for g, m in pairs)
     imunban.enqueue("@TGS#x", ["carol"], app="intl")   # with several apps (IMUNBAN_APPS_FILE)
 
-This module is the composition root of that API; the engine's modules never import it.
+Importing this package loads the engine only; the embedded Redis server is looked up (and started
+if need be) the first time the process-wide producer is used.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from imunban.local.embedded import resolve_settings
+from imunban.deployment import Deployment, open_deployment
 from imunban.producer import Producer, When
 from imunban.settings import Settings
 from imunban.store import EnqueueResult
@@ -33,6 +34,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 __all__ = [
+    "Deployment",
     "EnqueueResult",
     "Producer",
     "UnbanRequest",
@@ -40,6 +42,7 @@ __all__ = [
     "cancel",
     "default_producer",
     "enqueue",
+    "open_deployment",
     "reset_default_producer",
 ]
 
@@ -52,7 +55,14 @@ def default_producer() -> Producer:
     global _default
     with _default_lock:
         if _default is None:
-            _default = Producer.from_env(resolve_settings(Settings.from_env()))
+            settings = Settings.from_env()
+            if settings.redis_url is None:
+                # The embedded server is a tool (imunban.local): loaded only when it is the default in use,
+                # never at import (the one engine -> tool edge, named in pyproject.toml's engine contract).
+                from imunban.local.embedded import resolve_settings
+
+                settings = resolve_settings(settings)
+            _default = Producer(open_deployment(settings))
         return _default
 
 

@@ -32,11 +32,12 @@ from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util import make_headers, parse_url
 from urllib3.util.retry import Retry
 
+from imunban.apps import AppConfig
 from imunban.classify import classify
 from imunban.errors import ApiError, ConfigError, ConnectError, RetryableError, TransportError, ValidationError
 from imunban.keys import MAX_MEMBERS
 from imunban.logredact import scrub_exception
-from imunban.settings import Settings
+from imunban.settings import CONNECT_TIMEOUT_S, READ_TIMEOUT_S
 from imunban.usersig import UserSigCache
 
 __all__ = ["FAILOVER_S", "MAX_MEMBERS", "UNBAN_PATH", "ApiClient", "Transport"]
@@ -147,8 +148,11 @@ class ApiClient:
 
     def __init__(
         self,
-        settings: Settings,
+        app: AppConfig,
         *,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        read_timeout_s: float = READ_TIMEOUT_S,
+        pool_size: int = 16,
         transport: Transport | None = None,
         sig_cache: UserSigCache | None = None,
         rng: Callable[[], int] | None = None,
@@ -156,14 +160,14 @@ class ApiClient:
         monotonic: Callable[[], float] = time.monotonic,
         failover_s: float = FAILOVER_S,
     ) -> None:
-        sdkappid, identifier, secret = settings.require_credentials()
+        sdkappid, identifier, secret = app.credentials()
         self.sdkappid = sdkappid
         self.identifier = identifier
-        urls = tuple(base_urls) if base_urls is not None else settings.api_urls()
+        urls = tuple(base_urls) if base_urls is not None else app.api_urls()
         if not urls:
             raise ValueError("base_urls must not be empty")
         self.base_urls: tuple[str, ...] = tuple(u.rstrip("/") for u in urls)
-        self._timeout = urllib3.Timeout(connect=settings.connect_timeout_s, read=settings.read_timeout_s)
+        self._timeout = urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s)
         self._sigs = sig_cache or UserSigCache(sdkappid, identifier, secret)
         self._rng = rng or _default_rng
         self._monotonic = monotonic
@@ -177,7 +181,7 @@ class ApiClient:
         self._routes: list[tuple[Transport, str]]
         self._managers: list[Any]  # what close() clears: only what this client made
         if transport is None:
-            self._routes, self._managers = _default_routes(self.base_urls, max(10, settings.concurrency * 2))
+            self._routes, self._managers = _default_routes(self.base_urls, pool_size)
         else:
             self._routes, self._managers = [(transport, url + UNBAN_PATH) for url in self.base_urls], []
 

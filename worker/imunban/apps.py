@@ -1,6 +1,6 @@
-"""The apps (SDKAppIDs) one deployment serves: ``IMUNBAN_APPS_FILE``, or one app named ``default``.
+"""The apps (SDKAppIDs) one deployment serves: what differs between them, and the apps file.
 
-The apps file is TOML (stdlib ``tomllib``), one table per app::
+The apps file (``IMUNBAN_APPS_FILE``) is TOML (stdlib ``tomllib``), one table per app::
 
     [apps.cn]
     sdkappid = 1400000001
@@ -10,25 +10,50 @@ The apps file is TOML (stdlib ``tomllib``), one table per app::
     rate_limit = 190                  # calls/s for this app, the default; at most 200
 
 Without the file, the single-app variables (``IMUNBAN_SDKAPPID``, ...) define one app named
-``default``, so existing deployments keep working. Every mistake is a
-:class:`~imunban.errors.ConfigError` naming the file, the app and the field. Secret keys are held as
-:class:`~imunban.settings.Secret` and never appear in a ``repr``, a log line or an error message.
+``default`` (read with the other variables by :meth:`imunban.settings.Settings.from_env`). Every
+mistake is a :class:`~imunban.errors.ConfigError` naming the file, the app and the field.
+
+Secrets are read on demand: a key file is opened only by :meth:`AppConfig.credentials`, which only
+code that signs API calls asks for (a worker, the simulator). ``status``, ``enqueue``, the console
+and the other operator commands work with an apps file whose key files they cannot read.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from imunban.errors import ConfigError, ValidationError
-from imunban.keys import DEFAULT_APP, Keys
-from imunban.settings import API_LIMIT_PER_S, PREFIX, REGIONS, Secret, Settings, read_secret_file
+from imunban.keys import Keys
+from imunban.secret import Secret, read_secret_file
+
+#: Every variable imunban reads starts with this.
+PREFIX = "IMUNBAN_"
+
+#: Region name -> (primary domain, backup domain). The backup is used on DNS/connection failure only.
+REGIONS: dict[str, tuple[str, str]] = {
+    "china": ("console.tim.qq.com", "adminapi.my-imcloud.com"),
+    "singapore": ("adminapisgp.im.qcloud.com", "adminapisgp.my-imcloud.com"),
+    "seoul": ("adminapikr.im.qcloud.com", "adminapikr.my-imcloud.com"),
+    "tokyo": ("adminapijpn.im.qcloud.com", "adminapijpn.my-imcloud.com"),
+    "frankfurt": ("adminapiger.im.qcloud.com", "adminapiger.my-imcloud.com"),
+    "india": ("adminapiind.im.qcloud.com", "adminapiind.my-imcloud.com"),
+    "siliconvalley": ("adminapiusa.im.qcloud.com", "adminapiusa.my-imcloud.com"),
+    "jakarta": ("adminapiidn.im.qcloud.com", "adminapiidn.my-imcloud.com"),
+    "riyadh": ("adminapiksa.im.qcloud.com", "adminapiksa.my-imcloud.com"),
+}
+
+#: The API's documented limit for unban_group_member; it cannot be bought up.
+API_LIMIT_PER_S = 200.0
+#: An app's rate limit unless told otherwise: below the API's limit, with headroom.
+DEFAULT_RATE_LIMIT_PER_S = 190.0
+#: The admin account that signs calls unless told otherwise.
+DEFAULT_IDENTIFIER = "administrator"
 
 #: An app name: a letter, then letters, digits, ``_`` or ``-`` (it goes into keys, metric labels and URLs).
 NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
@@ -37,35 +62,79 @@ FIELDS = ("sdkappid", "region", "base_url", "identifier", "secret_key", "secret_
 #: The request field (JSON Lines, Python, Celery) and CLI option that name an app.
 APP_FIELD = "app"
 _VARIABLE = PREFIX + "APPS_FILE"
+#: Where each field of app ``default`` comes from when there is no apps file.
+_ENV_NAMES = {
+    "sdkappid": PREFIX + "SDKAPPID",
+    "identifier": PREFIX + "IDENTIFIER",
+    "secret_key": f"{PREFIX}SECRET_KEY or {PREFIX}SECRET_KEY_FILE",
+    "secret_key_file": PREFIX + "SECRET_KEY_FILE",
+    "region": PREFIX + "REGION",
+    "base_url": PREFIX + "BASE_URL",
+    "rate_limit": PREFIX + "RATE_LIMIT",
+}
+
+
+class Credentials(NamedTuple):
+    """What signs an app's API calls; only :meth:`AppConfig.credentials` makes one."""
+
+    sdkappid: int
+    identifier: str
+    secret: Secret
 
 
 @dataclass(frozen=True)
 class AppConfig:
-    """One app: its name and everything that differs between apps. ``secret_key`` hides itself."""
+    """One app: its name and everything that differs between apps. Nothing secret shows in ``repr``.
+
+    ``origin`` says where it was defined, for error messages: empty for the ``IMUNBAN_*`` variables,
+    else the apps file (``IMUNBAN_APPS_FILE '/etc/imunban/apps.toml'``).
+    """
 
     name: str
-    sdkappid: int | None
-    identifier: str = Settings.identifier
+    sdkappid: int | None = None
+    identifier: str = DEFAULT_IDENTIFIER
     secret_key: Secret | None = field(default=None, repr=False)
+    #: A file holding the key, read by :meth:`credentials` (never earlier).
+    secret_key_file: Path | None = None
     region: str | None = None
     base_url: str | None = None
-    rate_limit_per_s: float = Settings.rate_limit_per_s
+    rate_limit_per_s: float = DEFAULT_RATE_LIMIT_PER_S
+    origin: str = field(default="", compare=False)
 
-    def settings(self, base: Settings) -> Settings:
-        """``base`` with this app's credentials, API address and rate limit (what ApiClient and the limiter read)."""
-        return dataclasses.replace(
-            base,
-            sdkappid=self.sdkappid,
-            identifier=self.identifier,
-            secret_key=self.secret_key,
-            region=self.region,
-            base_url=self.base_url,
-            rate_limit_per_s=self.rate_limit_per_s,
-        )
+    def where(self, name: str) -> str:
+        """How an error names field ``name`` of this app: the variable, or the file, app and field."""
+        if not self.origin:
+            return _ENV_NAMES[name]
+        return f"{self.origin}: app {self.name!r}: field {name!r}"
 
     def keys(self, prefix: str) -> Keys:
         """This app's Redis keys under the deployment's ``IMUNBAN_KEY_PREFIX``."""
         return Keys(prefix, self.name)
+
+    def credentials(self) -> Credentials:
+        """The SDKAppID, admin and secret key, reading a key file now; ConfigError naming what is missing."""
+        if self.sdkappid is None:
+            raise ConfigError(f"{self.where('sdkappid')} is required (the app's SDKAppID, a positive integer)")
+        if self.secret_key is not None:
+            return Credentials(self.sdkappid, self.identifier, self.secret_key)
+        if self.secret_key_file is None:
+            raise ConfigError(f"{self.where('secret_key')} is required (the app's secret key)")
+        return Credentials(
+            self.sdkappid,
+            self.identifier,
+            Secret(read_secret_file(self.secret_key_file, self.where("secret_key_file"))),
+        )
+
+    def api_urls(self) -> tuple[str, ...]:
+        """Base URLs to try in order: the override alone, or the region's primary then backup."""
+        if self.base_url is not None:
+            return (self.base_url,)
+        if self.region is None:
+            if self.origin:
+                raise ConfigError(f"{self.origin}: app {self.name!r}: set the field 'region' or 'base_url'")
+            raise ConfigError(f"set {PREFIX}REGION (one of {', '.join(sorted(REGIONS))}) or {PREFIX}BASE_URL")
+        primary, backup = REGIONS[self.region]
+        return (f"https://{primary}", f"https://{backup}")
 
 
 class Apps:
@@ -86,6 +155,12 @@ class Apps:
     def names(self) -> list[str]:
         return list(self.by_name)
 
+    def require_delivery(self) -> None:
+        """Fail now, naming the app, the file and the field, if any app cannot sign calls (a worker's start)."""
+        for app in self:
+            app.credentials()
+            app.api_urls()
+
     def resolve(self, name: object) -> AppConfig:
         """The app a request names; with one app it may name none. ValidationError(``app``) otherwise."""
         if name is None or name == "":
@@ -103,27 +178,7 @@ class Apps:
         return ", ".join(self.by_name)
 
 
-def load_apps(settings: Settings) -> Apps:
-    """The apps of ``settings``: its apps file, or the single-app variables as app ``default``."""
-    if settings.apps_file is None:
-        return Apps([single_app(settings)])
-    return Apps(parse_apps_file(Path(settings.apps_file)))
-
-
-def single_app(settings: Settings) -> AppConfig:
-    """App ``default`` from the single-app variables (credentials may be missing: checked where needed)."""
-    return AppConfig(
-        DEFAULT_APP,
-        settings.sdkappid,
-        settings.identifier,
-        settings.secret_key,
-        settings.region,
-        settings.base_url,
-        settings.rate_limit_per_s,
-    )
-
-
-def parse_apps_file(path: Path) -> list[AppConfig]:
+def parse_apps_file(path: Path) -> Apps:
     """Read and check the apps file; ConfigError naming the file, the app and the field."""
     try:
         with path.open("rb") as handle:
@@ -132,7 +187,7 @@ def parse_apps_file(path: Path) -> list[AppConfig]:
         raise ConfigError(f"{_VARIABLE}: cannot read {str(path)!r}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{_VARIABLE}: {str(path)!r} is not valid TOML: {exc}") from None
-    return parse_apps(doc, where=f"{_VARIABLE} {str(path)!r}", base_dir=path.parent)
+    return Apps(parse_apps(doc, where=f"{_VARIABLE} {str(path)!r}", base_dir=path.parent))
 
 
 def parse_apps(doc: Mapping[str, Any], *, where: str = _VARIABLE, base_dir: Path | None = None) -> list[AppConfig]:
@@ -153,7 +208,7 @@ def parse_apps(doc: Mapping[str, Any], *, where: str = _VARIABLE, base_dir: Path
             )
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: [apps.{name}] must be a table of fields")
-        app = _parse_app(name, table, f"{where}: app {name!r}", base_dir)
+        app = _parse_app(name, table, where, base_dir)
         assert app.sdkappid is not None  # _parse_app requires it
         if app.sdkappid in owner:
             raise ConfigError(
@@ -165,7 +220,8 @@ def parse_apps(doc: Mapping[str, Any], *, where: str = _VARIABLE, base_dir: Path
     return apps
 
 
-def _parse_app(name: str, table: Mapping[str, Any], where: str, base_dir: Path | None) -> AppConfig:
+def _parse_app(name: str, table: Mapping[str, Any], origin: str, base_dir: Path | None) -> AppConfig:
+    where = f"{origin}: app {name!r}"
     unknown = sorted(set(table) - set(FIELDS))
     if unknown:
         raise ConfigError(f"{where}: unknown field {unknown[0]!r} (fields: {', '.join(FIELDS)})")
@@ -179,45 +235,62 @@ def _parse_app(name: str, table: Mapping[str, Any], where: str, base_dir: Path |
         raise ConfigError(f"{where}: set exactly one of the fields 'region' and 'base_url'")
     if region is not None and (not isinstance(region, str) or region.lower() not in REGIONS):
         raise ConfigError(f"{where}: field 'region' must be one of {', '.join(sorted(REGIONS))}")
-    if base_url is not None and (not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))):
-        raise ConfigError(f"{where}: field 'base_url' must be a string starting with http:// or https://")
-    identifier = table.get("identifier", Settings.identifier)
-    if (
-        not isinstance(identifier, str)
-        or not identifier
-        or len(identifier.encode()) > 32
-        or not identifier.isascii()
-        or not identifier.isprintable()
-        or " " in identifier
-    ):
+    if base_url is not None and not valid_base_url(base_url):
+        raise ConfigError(f"{where}: field 'base_url' must be an http:// or https:// URL with a host")
+    identifier = table.get("identifier", DEFAULT_IDENTIFIER)
+    if not isinstance(identifier, str) or not valid_identifier(identifier):
         raise ConfigError(f"{where}: field 'identifier' must be printable ASCII without spaces, at most 32 bytes")
-    rate = table.get("rate_limit", Settings.rate_limit_per_s)
+    rate = table.get("rate_limit", DEFAULT_RATE_LIMIT_PER_S)
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not (0 < rate <= API_LIMIT_PER_S):
         raise ConfigError(f"{where}: field 'rate_limit' must be a number > 0 and <= {API_LIMIT_PER_S:g}")
     if not math.isfinite(rate):
         raise ConfigError(f"{where}: field 'rate_limit' must be finite")
+    inline, key_file = _secret(table, where, base_dir)
     return AppConfig(
         name,
         sdkappid,
         identifier,
-        _secret(table, where, base_dir),
+        inline,
+        key_file,
         None if region is None else region.lower(),
         None if base_url is None else base_url.rstrip("/"),
         float(rate),
+        origin,
     )
 
 
-def _secret(table: Mapping[str, Any], where: str, base_dir: Path | None) -> Secret:
+def valid_identifier(identifier: str) -> bool:
+    """An admin account as the API takes it: printable ASCII without spaces, 1 to 32 bytes."""
+    return (
+        bool(identifier)
+        and len(identifier.encode()) <= 32
+        and identifier.isascii()
+        and identifier.isprintable()
+        and " " not in identifier
+    )
+
+
+def valid_base_url(url: object) -> bool:
+    """An http(s) URL with a host (``http://`` alone would fail at the first call, deep in the HTTP library)."""
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return False
+    rest = url.split("://", 1)[1]
+    host = rest.split("/", 1)[0]
+    return bool(host) and host.isascii() and host.isprintable() and " " not in host
+
+
+def _secret(table: Mapping[str, Any], where: str, base_dir: Path | None) -> tuple[Secret | None, Path | None]:
+    """The inline key, or the key file (not read here: see :meth:`AppConfig.credentials`)."""
     inline, path = table.get("secret_key"), table.get("secret_key_file")
     if (inline is None) == (path is None):
         raise ConfigError(f"{where}: set exactly one of the fields 'secret_key' and 'secret_key_file'")
     if inline is not None:
         if not isinstance(inline, str) or not inline.strip():
             raise ConfigError(f"{where}: field 'secret_key' must be a non-empty string")
-        return Secret(inline.strip())
+        return Secret(inline.strip()), None
     if not isinstance(path, str) or not path:
         raise ConfigError(f"{where}: field 'secret_key_file' must be a path")
     file = Path(path)
     if base_dir is not None and not file.is_absolute():
         file = base_dir / file  # relative to the apps file, not to wherever the worker was started
-    return Secret(read_secret_file(file, f"{where}: field 'secret_key_file'"))
+    return None, file

@@ -34,6 +34,7 @@ key                       type    content
 ``t:wake``                LIST    a few tokens: something became due now or a slot freed; a waiting pump BLPOPs it
 ``t:alarm:<pump>``        LIST    one pump's own alarm token at its next due time (a BLPOP timeout is served late)
 ``d:workers``             HASH    worker id -> ms of its pump's last tick (heartbeat.py; silent ones pruned)
+``d:stats``               HASH    deployment counters: ``rejected_messages`` (a message's app is not known)
 ``d:migrate``             STRING  lock of the one-time move from the single-app layout (migrate.py)
 ``d:migrating``           STRING  app a move of the single-app layout is going to; deleted when it finished
 ========================  ======  ===========================================================
@@ -233,3 +234,8 @@ class Keys:
     @property
     def workers(self) -> str:
         return f"{self._d}:workers"
+
+    @property
+    def deployment_stats(self) -> str:
+        """Counters of the deployment rather than of one app (a message rejected before its app was known)."""
+        return f"{self._d}:stats"

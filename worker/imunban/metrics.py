@@ -9,18 +9,16 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
+from imunban.deployment import Deployment
 from imunban.keys import DEFAULT_APP
 from imunban.observe import Observer
 from imunban.settings import Settings
 from imunban.stats import status
-
-if TYPE_CHECKING:
-    from imunban.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +92,12 @@ class PrometheusObserver(Observer):
 class QueueDepthCollector:
     """Queue depths and the hold, read from Redis when Prometheus scrapes."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
-            snapshots = {name: status(self.runtime.client, app.keys) for name, app in self.runtime.apps.items()}
+            snapshots = {app.name: status(self.deployment.client, app.keys) for app in self.deployment}
         except Exception:  # a scrape must not fail because Redis blinked
             log.warning("metrics: could not read queue depths", exc_info=True)
             return
@@ -121,12 +119,12 @@ def observer_for(settings: Settings) -> Observer:
     return PrometheusObserver() if settings.metrics_port else Observer()
 
 
-def start_metrics_server(runtime: Runtime) -> int | None:
+def start_metrics_server(deployment: Deployment) -> int | None:
     """Serve /metrics on IMUNBAN_METRICS_HOST:IMUNBAN_METRICS_PORT; returns the port, None if off."""
-    observer = runtime.deliverer.observer
-    if not runtime.settings.metrics_port or not isinstance(observer, PrometheusObserver):
+    observer, settings = deployment.observer, deployment.settings
+    if not settings.metrics_port or not isinstance(observer, PrometheusObserver):
         return None
-    observer.registry.register(QueueDepthCollector(runtime))
-    start_http_server(runtime.settings.metrics_port, addr=runtime.settings.metrics_host, registry=observer.registry)
-    log.info("metrics on http://%s:%d/metrics", runtime.settings.metrics_host, runtime.settings.metrics_port)
-    return runtime.settings.metrics_port
+    observer.registry.register(QueueDepthCollector(deployment))
+    start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=observer.registry)
+    log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    return settings.metrics_port

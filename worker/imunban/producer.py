@@ -3,14 +3,14 @@
 Functions (one process-wide producer built from the ``IMUNBAN_*`` environment)::
 
     import imunban
-    worker.enqueue("@TGS#aJRGC4MH6", ["alice", "bob"], at="2026-12-01T08:00Z", priority="normal")
-    worker.cancel("@TGS#aJRGC4MH6", ["bob"])
-    worker.bulk({"group_id": g, "member": m} for g, m in pairs)
+    imunban.enqueue("@TGS#aJRGC4MH6", ["alice", "bob"], at="2026-12-01T08:00Z", priority="normal")
+    imunban.cancel("@TGS#aJRGC4MH6", ["bob"])
+    imunban.bulk({"group_id": g, "member": m} for g, m in pairs)
 
 Or hold a producer yourself (another Redis, another key prefix)::
 
     from imunban import Producer
-    producer = Producer.from_env()
+    producer = Producer.from_env()                     # or Producer(open_deployment(settings))
     producer.enqueue("@TGS#aJRGC4MH6", ["alice", "bob"])                 # now
     producer.enqueue("@TGS#aJRGC4MH6", ["carol"], at="2026-12-01T08:00Z")  # when the ban expires
     producer.enqueue("@TGS#aJRGC4MH6", ["dave"], priority="high")          # a person is waiting
@@ -30,12 +30,10 @@ from typing import Any
 
 import redis
 
-from imunban.apps import Apps, load_apps
-from imunban.connection import connect
+from imunban.deployment import Deployment, open_deployment
 from imunban.errors import ValidationError
-from imunban.keys import Keys
-from imunban.settings import Durability, LingerPolicy, Settings
-from imunban.store import EnqueueResult, Store
+from imunban.settings import Settings
+from imunban.store import EnqueueResult
 from imunban.validation import (
     UnbanRequest,
     build_request,
@@ -50,45 +48,23 @@ When = int | float | str | datetime | None
 
 
 class Producer:
-    """Writes unban requests into the store. Validation happens before anything is stored."""
+    """Writes unban requests into a deployment's stores. Validation happens before anything is stored."""
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        keys: Keys | None = None,
-        *,
-        linger: LingerPolicy | None = None,
-        durability: Durability | None = None,
-        apps: Apps | None = None,
-    ) -> None:
-        keys = keys or Keys()
-        # durability: report success only once WAIT saw this many replicas (IMUNBAN_DURABLE_REPLICAS).
-        #: One store per app (``apps``), or the one app of ``keys``; ``store`` is the first (or only) one.
-        self.stores = {
-            name: Store(client, Keys(keys.prefix, name), linger=linger, durability=durability)
-            for name in (apps.names if apps is not None else [keys.app])
-        }
-        self.apps = apps
-        self.store = next(iter(self.stores.values()))
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+
+    def __repr__(self) -> str:
+        return f"Producer({self.deployment!r})"
+
+    @classmethod
+    def on(cls, client: redis.Redis, settings: Settings | None = None) -> Producer:
+        """A producer on ``client``: the deployment of ``settings`` (default: app ``default``, prefix ``imunban``)."""
+        return cls(open_deployment(settings or Settings(), client=client))
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> Producer:
-        settings = settings or Settings.from_env()
-        return cls(
-            connect(settings),
-            Keys(settings.key_prefix),
-            linger=settings.linger,
-            durability=settings.durability,
-            apps=load_apps(settings),
-        )
-
-    def store_for(self, app: str | None) -> Store:
-        """The store of the app a request names; ValidationError(``app``) if it is unknown or missing."""
-        if self.apps is not None:
-            return self.stores[self.apps.resolve(app).name]
-        if app is None or app in self.stores:
-            return self.store
-        raise ValidationError("app", f"unknown app {app[:64]!r} (known: {', '.join(self.stores)})")
+        """A producer on the deployment of the ``IMUNBAN_*`` settings (``IMUNBAN_REDIS_URL`` must be set)."""
+        return cls(open_deployment(settings or Settings.from_env()))
 
     def enqueue(
         self,
@@ -108,7 +84,7 @@ class Producer:
         if isinstance(members, str):
             members = [members]
         request = build_request(group_id, members, at, priority, version=version, app=app)
-        return self.store_for(request.app).enqueue([request])
+        return self.deployment.enqueue([request])
 
     def cancel(
         self, group_id: str, members: str | Sequence[str], *, version: int | None = None, app: str | None = None
@@ -121,8 +97,8 @@ class Producer:
         if isinstance(members, str):
             members = [members]
         checked = validate_version(version)
-        store = self.store_for(app)
-        return store.cancel(validate_group_id(group_id), list(validate_members(members)), version=checked)
+        target = self.deployment.app(app)  # an unknown app is refused before anything else
+        return target.store.cancel(validate_group_id(group_id), list(validate_members(members)), version=checked)
 
     def bulk(self, requests: Iterable[UnbanRequest | Mapping[str, Any]]) -> EnqueueResult:
         """Validate every request first (a bad one stores nothing), then pipeline them into Redis.
@@ -140,20 +116,11 @@ class Producer:
                 validated.append(_single_member(item, groups) or request_from_mapping(item))
             except ValidationError as exc:
                 raise ValidationError(f"requests[{index}].{exc.field}", exc.reason) from None
-        # Every app is resolved before anything is stored: an unknown one stores nothing at all.
-        stores = {app: self.store_for(app) for app in {request.app for request in validated}}
-        by_store: dict[int, tuple[Store, list[UnbanRequest]]] = {}
-        for request in validated:
-            store = stores[request.app]
-            by_store.setdefault(id(store), (store, []))[1].append(request)
-        total = EnqueueResult()
-        for store, requests_of_app in by_store.values():
-            # Grouping by group id makes every store chunk touch few groups (several times faster when the
-            # input interleaves groups). The sort is stable, so for any one (group, member) the latest
-            # instruction still wins.
-            requests_of_app.sort(key=_group_of)
-            total += store.enqueue(requests_of_app)
-        return total
+        # Grouping by group id makes every store chunk touch few groups (several times faster when the
+        # input interleaves groups). The sort is stable, so for any one (group, member) the latest
+        # instruction still wins. Every app is resolved before anything is stored (Deployment.enqueue).
+        validated.sort(key=_group_of)
+        return self.deployment.enqueue(validated)
 
 
 def _group_of(request: UnbanRequest) -> str:

@@ -27,8 +27,8 @@ from imunban.store import Store
 
 log = logging.getLogger(__name__)
 
-#: submit(group_id, slot, probe): hand one delivery run to whatever executes it (a Celery task).
-Submit = Callable[[str, int, bool], None]
+#: submit(app, group_id, slot, probe): hand one delivery run of one app to whatever executes it (a Celery task).
+Submit = Callable[[str, str, int, bool], None]
 
 #: While promotion is behind (a due backlog bigger than one tick's promote_rounds), tick again this soon.
 BUSY_TICK_S = 0.05
@@ -220,7 +220,7 @@ class Pump:
                 args=[cfg.marker_ttl_ms, cfg.max_markers, uuid.uuid4().hex, *pairs],
             )
         for i in range(0, len(marked), 2):
-            self.submit(str(marked[i]), int(marked[i + 1]), False)
+            self.submit(self.keys.app, str(marked[i]), int(marked[i + 1]), False)
         return len(marked) // 2
 
     def _probe(self) -> int:
@@ -230,7 +230,7 @@ class Pump:
         if group_id is None:
             return 0
         log.info("probing the API while delivery is held (group %r)", group_id)
-        self.submit(group_id, -1, True)
+        self.submit(self.keys.app, group_id, -1, True)
         return 1
 
     def touch(self, group_id: str, slot: int) -> bool:

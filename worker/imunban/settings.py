@@ -1,41 +1,47 @@
 """Settings: one frozen object built from ``IMUNBAN_*`` environment variables.
 
 The environment is read here and nowhere else; everything else receives a :class:`Settings`.
-A bad value raises :class:`~imunban.errors.ConfigError` naming the variable. The secret key is
-wrapped in :class:`Secret` so that it never shows up in ``repr``, logs or tracebacks.
+A bad value raises :class:`~imunban.errors.ConfigError` naming the variable. :class:`Settings`
+holds what is deployment-wide (Redis, broker, durability, linger, retries, metrics, web tokens);
+what differs between apps lives in :class:`~imunban.apps.AppConfig`: the apps file's tables, or
+:attr:`Settings.single_app`, app ``default`` as the single-app variables define it. Secrets are
+wrapped in :class:`~imunban.secret.Secret` so that they never show up in ``repr``, logs or
+tracebacks, and a secret key file is read only when an API call is signed.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imunban.apps import (
+    API_LIMIT_PER_S,
+    DEFAULT_IDENTIFIER,
+    DEFAULT_RATE_LIMIT_PER_S,
+    PREFIX,
+    REGIONS,
+    AppConfig,
+    Apps,
+    parse_apps_file,
+    valid_base_url,
+    valid_identifier,
+)
 from imunban.errors import ConfigError
+from imunban.keys import DEFAULT_APP
 from imunban.redis_url import CLUSTER_SCHEME, SENTINEL_SCHEME, parse_cluster_url, parse_sentinel_url
+from imunban.secret import Secret, read_secret_file
 
-#: Every variable imunban reads starts with this.
-PREFIX = "IMUNBAN_"
+__all__ = ["API_LIMIT_PER_S", "PREFIX", "REGIONS", "Durability", "LingerPolicy", "Secret", "Settings"]
 
-#: Region name -> (primary domain, backup domain). The backup is used on DNS/connection failure only.
-REGIONS: dict[str, tuple[str, str]] = {
-    "china": ("console.tim.qq.com", "adminapi.my-imcloud.com"),
-    "singapore": ("adminapisgp.im.qcloud.com", "adminapisgp.my-imcloud.com"),
-    "seoul": ("adminapikr.im.qcloud.com", "adminapikr.my-imcloud.com"),
-    "tokyo": ("adminapijpn.im.qcloud.com", "adminapijpn.my-imcloud.com"),
-    "frankfurt": ("adminapiger.im.qcloud.com", "adminapiger.my-imcloud.com"),
-    "india": ("adminapiind.im.qcloud.com", "adminapiind.my-imcloud.com"),
-    "siliconvalley": ("adminapiusa.im.qcloud.com", "adminapiusa.my-imcloud.com"),
-    "jakarta": ("adminapiidn.im.qcloud.com", "adminapiidn.my-imcloud.com"),
-    "riyadh": ("adminapiksa.im.qcloud.com", "adminapiksa.my-imcloud.com"),
-}
-
-#: The API's documented limit for unban_group_member; it cannot be bought up.
-API_LIMIT_PER_S = 200.0
 #: The API's own server-side timeout: the client's read timeout must be longer.
 SERVER_TIMEOUT_S = 3.0
+#: Connect and read timeouts of an API call unless told otherwise (the read timeout must be longer than the API's).
+CONNECT_TIMEOUT_S = 3.05
+READ_TIMEOUT_S = 5.0
 #: Accepted values of IMUNBAN_LOG_FORMAT.
 LOG_FORMATS = ("text", "json")
 #: Accepted values of IMUNBAN_LOG_LEVEL (any case).
@@ -43,8 +49,6 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 #: The longest a partial batch may wait for more members, unless told otherwise (IMUNBAN_LINGER_MS).
 #: The wait itself adapts to the limiter (imunban.linger): none while calls are to spare.
 DEFAULT_LINGER_MS = 1000
-#: Unless told otherwise, a partial batch waits at most max(this, linger) after its oldest due member.
-DEFAULT_MAX_LINGER_MS = 750
 #: How long an ended request's instruction version is remembered, unless told otherwise (IMUNBAN_VERSION_MEMORY_S).
 DEFAULT_VERSION_MEMORY_S = 86_400
 #: Schemes IMUNBAN_REDIS_URL accepts.
@@ -55,50 +59,6 @@ BROKER_SCHEMES = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME)
 HASH_TAG_CHARS = "{}"
 
 
-def read_secret_file(path: Path, label: str, *, empty_ok: bool = False) -> str:
-    """The stripped UTF-8 text of a secret file; a ConfigError that starts with ``label`` when it cannot be read.
-
-    One reader for every secret given as a file: IMUNBAN_SECRET_KEY_FILE, an app's ``secret_key_file``,
-    the console's token files. Nothing of the file's content ever goes into a message.
-    """
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"{label}: cannot read {str(path)!r}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{label}: {str(path)!r} is not UTF-8 text") from None
-    if not text and not empty_ok:
-        raise ConfigError(f"{label}: {str(path)!r} is empty")
-    return text
-
-
-class Secret:
-    """A string that refuses to show itself in ``repr``/``str``; call :meth:`reveal` to use it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(("Secret", self._value))
-
-    def __reduce__(self) -> tuple[object, ...]:
-        # Pickling would be the easiest way to smuggle the key into a Celery message.
-        raise TypeError("Secret values are not serialisable")
-
-
 @dataclass(frozen=True)
 class LingerPolicy:
     """The bound on how long a group below a full batch waits for more members.
@@ -106,25 +66,17 @@ class LingerPolicy:
     The wait adapts to the limiter (:func:`imunban.linger.linger_ms`, ``reindex`` in ``lua/_lib.lua``):
     none while the limiter has calls to spare, growing toward one oldest-first round as calls near
     the limit, and never more than ``linger_ms`` after the group's oldest due member (0: never wait).
-    ``max_linger_ms`` is kept for old configurations and no longer changes the wait. Workers build
-    it from :class:`Settings` (:attr:`Settings.linger`); producers built in code get the same default.
+    Workers build it from :class:`Settings` (:attr:`Settings.linger`); producers built in code get
+    the same default.
     """
 
     #: The longest wait after the oldest due member; 0 means no wait.
     linger_ms: int = DEFAULT_LINGER_MS
-    #: The cap after the oldest due member; None means the default rule (see :attr:`cap_ms`).
-    max_linger_ms: int | None = None
-
-    @property
-    def cap_ms(self) -> int:
-        """``max_linger_ms`` but never below the linger; unset, max(DEFAULT_MAX_LINGER_MS, linger_ms)."""
-        cap = DEFAULT_MAX_LINGER_MS if self.max_linger_ms is None else self.max_linger_ms
-        return max(cap, self.linger_ms)
 
     @property
     def script_arg(self) -> str:
-        """The pair as the Lua scripts take it: ``"linger_ms:cap_ms"``."""
-        return f"{self.linger_ms}:{self.cap_ms}"
+        """The bound as the Lua scripts take it (ARGV "linger_ms")."""
+        return str(self.linger_ms)
 
 
 @dataclass(frozen=True)
@@ -147,15 +99,10 @@ class Settings:
     sentinel_password: Secret | None = field(default=None, repr=False)
     durable_replicas: int = Durability().replicas
     durable_timeout_ms: int = Durability().timeout_ms
-    sdkappid: int | None = None
-    identifier: str = "administrator"
-    secret_key: Secret | None = field(default=None, repr=False)
-    region: str | None = None
-    base_url: str | None = None
-    rate_limit_per_s: float = 190.0
+    #: App ``default`` as the single-app variables define it; the deployment's one app without an apps file.
+    single_app: AppConfig = field(default_factory=functools.partial(AppConfig, DEFAULT_APP))
     key_prefix: str = "imunban"
     linger_ms: int = DEFAULT_LINGER_MS
-    max_linger_ms: int = LingerPolicy(DEFAULT_LINGER_MS).cap_ms
     lease_ms: int = 30_000
     max_attempts: int = 12
     max_age_s: int = 86_400
@@ -165,8 +112,8 @@ class Settings:
     probe_base_ms: int = 1_000
     probe_cap_ms: int = 60_000
     concurrency: int = 8
-    connect_timeout_s: float = 3.05
-    read_timeout_s: float = 5.0
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    read_timeout_s: float = READ_TIMEOUT_S
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     log_format: str = "text"
@@ -184,11 +131,9 @@ class Settings:
         """Read every ``IMUNBAN_*`` variable; raise ConfigError naming the first bad one."""
         env = _Env(os.environ if environ is None else environ)
         d = cls()  # every default is written once, on its field above
-        region = env.choice("REGION", sorted(REGIONS))
         log_format = env.choice("LOG_FORMAT", LOG_FORMATS) or d.log_format
         log_level = (env.choice("LOG_LEVEL", LOG_LEVELS) or d.log_level).upper()
         linger_ms = env.integer("LINGER_MS", d.linger_ms, minimum=0)
-        max_linger_ms = env.integer("MAX_LINGER_MS", LingerPolicy(linger_ms).cap_ms, minimum=linger_ms)
         redis_url = env.url("REDIS_URL", REDIS_SCHEMES)
         if redis_url is not None and redis_url.startswith(SENTINEL_SCHEME):
             parse_sentinel_url(redis_url)  # a malformed URL stops the process here, naming the variable
@@ -213,16 +158,9 @@ class Settings:
             durable_replicas=durable_replicas,
             # WAIT with timeout 0 would block forever.
             durable_timeout_ms=env.integer("DURABLE_TIMEOUT_MS", d.durable_timeout_ms, minimum=1),
-            sdkappid=env.optional_integer("SDKAPPID", minimum=1),
-            identifier=env.ascii_name("IDENTIFIER", d.identifier, max_bytes=32),
-            secret_key=env.secret(),
-            region=region,
-            base_url=env.url("BASE_URL", ("http://", "https://")),
-            # The API's own limit is the ceiling: it cannot be bought up.
-            rate_limit_per_s=env.number("RATE_LIMIT", d.rate_limit_per_s, maximum=API_LIMIT_PER_S),
+            single_app=env.single_app(),
             key_prefix=key_prefix,
             linger_ms=linger_ms,
-            max_linger_ms=max_linger_ms,
             lease_ms=env.integer("LEASE_MS", d.lease_ms, minimum=1_000),
             max_attempts=env.integer("MAX_ATTEMPTS", d.max_attempts, minimum=1),
             max_age_s=env.integer("MAX_AGE_S", d.max_age_s, minimum=1),
@@ -247,29 +185,18 @@ class Settings:
     @property
     def linger(self) -> LingerPolicy:
         """The linger pair for :class:`~imunban.store.Store`, :class:`~imunban.schedule.Scheduler`, producers."""
-        return LingerPolicy(self.linger_ms, self.max_linger_ms)
+        return LingerPolicy(self.linger_ms)
 
     @property
     def durability(self) -> Durability:
         """What an intake waits for before it reports success (see :class:`Durability`)."""
         return Durability(self.durable_replicas, self.durable_timeout_ms)
 
-    def api_urls(self) -> tuple[str, ...]:
-        """Base URLs to try in order: the override alone, or the region's primary then backup."""
-        if self.base_url is not None:
-            return (self.base_url,)
-        if self.region is None:
-            raise ConfigError(f"set {PREFIX}REGION (one of {', '.join(sorted(REGIONS))}) or {PREFIX}BASE_URL")
-        primary, backup = REGIONS[self.region]
-        return (f"https://{primary}", f"https://{backup}")
-
-    def require_credentials(self) -> tuple[int, str, Secret]:
-        """Return (sdkappid, identifier, secret) or raise ConfigError naming what is missing."""
-        if self.sdkappid is None:
-            raise ConfigError(f"{PREFIX}SDKAPPID is required (the app's SDKAppID, a positive integer)")
-        if self.secret_key is None:
-            raise ConfigError(f"{PREFIX}SECRET_KEY or {PREFIX}SECRET_KEY_FILE is required")
-        return self.sdkappid, self.identifier, self.secret_key
+    def apps(self) -> Apps:
+        """The apps this deployment serves: the apps file's (read now), else :attr:`single_app` alone."""
+        if self.apps_file is None:
+            return Apps([self.single_app])
+        return parse_apps_file(Path(self.apps_file))
 
 
 class _Env:
@@ -341,14 +268,28 @@ class _Env:
             raise ConfigError(f"{PREFIX}{name} must be a finite number > {above:g}{limit}, got {raw!r}")
         return value
 
-    def secret(self) -> Secret | None:
-        inline = self.text("SECRET_KEY")
-        path = self.text("SECRET_KEY_FILE")
+    def single_app(self) -> AppConfig:
+        """App ``default`` from the single-app variables; a key file is named here and read when a call is signed."""
+        inline, path = self.text("SECRET_KEY"), self.text("SECRET_KEY_FILE")
         if inline is not None and path is not None:
             raise ConfigError(f"set only one of {PREFIX}SECRET_KEY and {PREFIX}SECRET_KEY_FILE")
-        if path is not None:
-            return Secret(read_secret_file(Path(path), f"{PREFIX}SECRET_KEY_FILE"))
-        return None if inline is None else Secret(inline)
+        identifier = self.text("IDENTIFIER") or DEFAULT_IDENTIFIER
+        if not valid_identifier(identifier):
+            raise ConfigError(f"{PREFIX}IDENTIFIER must be printable ASCII without spaces, at most 32 bytes")
+        base_url = self.text("BASE_URL")
+        if base_url is not None and not valid_base_url(base_url):
+            raise ConfigError(f"{PREFIX}BASE_URL must be an http:// or https:// URL with a host, got {base_url!r}")
+        return AppConfig(
+            DEFAULT_APP,
+            sdkappid=self.optional_integer("SDKAPPID", minimum=1),
+            identifier=identifier,
+            secret_key=None if inline is None else Secret(inline),
+            secret_key_file=None if path is None else Path(path),
+            region=self.choice("REGION", sorted(REGIONS)),
+            base_url=None if base_url is None else base_url.rstrip("/"),
+            # The API's own limit is the ceiling: it cannot be bought up.
+            rate_limit_per_s=self.number("RATE_LIMIT", DEFAULT_RATE_LIMIT_PER_S, maximum=API_LIMIT_PER_S),
+        )
 
     def token(self, name: str) -> Secret | None:
         """A token given inline (NAME) or in a file (NAME_FILE, e.g. a compose secret), at least 16 characters."""

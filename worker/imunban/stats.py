@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
 
 import redis
@@ -11,12 +12,14 @@ from imunban.connection import server_time_ms, translated
 from imunban.hold import Hold
 from imunban.keys import HIGH_BAND_MS, Keys, request_id
 
-#: Counters kept in the stats hash, reported by ``status``.
+#: Counters kept in each app's stats hash, reported by ``status``.
 COUNTERS = (
     "enqueued", "deduplicated", "cancelled", "promoted", "delivered", "dead", "group_gone", "retried",
-    "rate_limited", "reaped", "stale_acks", "replayed", "calls", "rejected_messages", "revoked", "internal_errors",
+    "rate_limited", "reaped", "stale_acks", "stale_requeues", "replayed", "calls", "revoked", "internal_errors",
     "stale_instructions",
 )  # fmt: skip
+#: Counters of the deployment (``Keys.deployment_stats``), reported with the totals.
+DEPLOYMENT_COUNTERS = ("rejected_messages",)
 
 
 #: Most due groups whose overdue scheduled requests ``status`` counts (the pump keeps this near zero).
@@ -151,13 +154,14 @@ def last_outcome(client: redis.Redis, keys: Keys, group_id: str, member: str, sc
 SUMMED = ("queued", "scheduled", "in_flight", "delivered", "dead", "group_gone", "groups_waiting")
 
 
-def status_of_apps(client: redis.Redis, prefix: str, apps: list[str]) -> dict[str, Any]:
-    """The totals over ``apps`` (shaped as one app's :func:`status`), with each app's own under ``apps``.
+def status_of_apps(client: redis.Redis, keys: Sequence[Keys]) -> dict[str, Any]:
+    """The totals over the apps of ``keys`` (shaped as one app's :func:`status`), each app's own under ``apps``.
 
-    With one app the totals are that app's snapshot. ``hold`` of the totals is None when no app is
-    held, else the first held app's hold with its ``app``; ``next_due_ms`` is the earliest of all.
+    ``hold`` of the totals is None when no app is held, else the first held app's hold with its
+    ``app``; ``next_due_ms`` is the earliest of all; the deployment's own counters (rejected messages)
+    are added to the totals' counters.
     """
-    per_app = {name: status(client, Keys(prefix, name)) for name in apps}
+    per_app = {app_keys.app: status(client, app_keys) for app_keys in keys}
     snapshots = list(per_app.values())
     totals: dict[str, Any] = {key: sum(int(s[key]) for s in snapshots) for key in SUMMED}
     due = [s["next_due_ms"] for s in snapshots if s["next_due_ms"] is not None]
@@ -165,6 +169,10 @@ def status_of_apps(client: redis.Redis, prefix: str, apps: list[str]) -> dict[st
     totals["next_due_ms"] = min(due) if due else None
     totals["hold"] = held[0] if held else None
     totals["counters"] = {name: sum(int(s["counters"][name]) for s in snapshots) for name in COUNTERS}
+    if keys:
+        with translated("status"):
+            deployment = cast(dict[str, str], client.hgetall(keys[0].deployment_stats))
+        totals["counters"].update({name: int(deployment.get(name, 0)) for name in DEPLOYMENT_COUNTERS})
     totals["server_time_ms"] = max(int(s["server_time_ms"]) for s in snapshots)
     totals["apps"] = per_app
     return totals

@@ -13,7 +13,7 @@ from typing import Any
 
 from imunban.errors import StoreError
 from imunban.local.redis_server import redis_server_binary
-from imunban.sim.core import SimConfig
+from imunban.sim.config import SimConfig
 
 #: Every scenario, in the order they run (one at a time: the machine may have only two cores).
 SCENARIOS = (

@@ -18,12 +18,11 @@ from typing import Any
 from imunban.bench.config import BenchConfig
 from imunban.bench.util import Log, per_s
 from imunban.connection import connect
-from imunban.keys import Keys
 from imunban.local.drill import DrillConfig, run_drill
 from imunban.local.redis_server import RedisServer
 from imunban.local.sentinel import SentinelRig
 from imunban.producer import Producer
-from imunban.settings import Durability, Settings
+from imunban.settings import Settings
 
 GROUP_FMT = "@TGS#2B{:07d}"
 MEMBER_FMT = "user_{:07d}"
@@ -54,7 +53,9 @@ def _bulk_costs(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
             for _ in range(cfg.repeats):
                 for name, replicas in runs.items():
                     client.flushdb()
-                    producer = Producer(client, Keys("bench"), durability=Durability(replicas, 1_000))
+                    producer = Producer.on(
+                        client, Settings(key_prefix="bench", durable_replicas=replicas, durable_timeout_ms=1_000)
+                    )
                     started = time.perf_counter()
                     stored = producer.bulk(items).stored
                     best[name] = max(best.get(name, 0.0), per_s(stored, time.perf_counter() - started) or 0.0)

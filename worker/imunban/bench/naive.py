@@ -1,7 +1,7 @@
 """The naive design, measured beside imunban: one Celery task per member, the same shared limiter.
 
 The Celery side lives in :mod:`imunban_celery.bench_naive` and runs only in subprocesses
-(``python -m celery -A imunban_celery.bench_naive:app worker`` and
+(``python -m celery -A imunban_celery.bench_naive:celery worker`` and
 ``python -m imunban_celery.bench_naive publish``): the benchmark never imports Celery.
 """
 
@@ -55,7 +55,7 @@ def publish(imunban_env: Mapping[str, str], task: str, count: int, groups: int, 
 def _start_naive_worker(root: Path, index: int, concurrency: int, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
     log = open(root / f"naive-worker-{index}.log", "ab")  # noqa: SIM115  (owned by the child)
     cmd = [
-        sys.executable, "-m", "celery", "-A", "imunban_celery.bench_naive:app", "worker",
+        sys.executable, "-m", "celery", "-A", "imunban_celery.bench_naive:celery", "worker",
         "-P", "threads", "-c", str(concurrency),
         "-n", f"naive{index}-{os.getpid()}@localhost", "-l", "WARNING",
         "--without-gossip", "--without-mingle", "--without-heartbeat",

@@ -78,7 +78,9 @@ def bulk(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
     with _redis(root / "bulk-redis", appendonly=True) as (server, client):
         for _ in range(cfg.repeats):
             client.flushall()
-            seconds = _timed_bulk(Producer(client, Keys("bench")), 0, cfg.bulk_members, per_group, None, 0.0)
+            seconds = _timed_bulk(
+                Producer.on(client, Settings(key_prefix="bench")), 0, cfg.bulk_members, per_group, None, 0.0
+            )
             samples.append(cfg.bulk_members / seconds)
         stored = int(client.hget(Keys("bench").stats, "enqueued") or 0)
         client.flushall()
@@ -112,7 +114,7 @@ def bulk(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
 
 def _slice_rates(client: redis.Redis, prefix: str, start: int, n: int, per_group: int) -> tuple[float, float]:
     """Enqueue ``n`` far-future requests (timed), then ``n`` due in a moment, promote them (timed)."""
-    producer = Producer(client, Keys(prefix))
+    producer = Producer.on(client, Settings(key_prefix=prefix))
     enqueue_s = _timed_bulk(producer, start, n, per_group, time.time() + FAR_FUTURE_S, SPREAD_S)
     # Due once the second slice is surely stored (nothing promotes it before promote_all below).
     due_at = time.time() + 0.5 + 3 * enqueue_s
@@ -135,7 +137,9 @@ def scale(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
     rates: dict[str, list[tuple[float, float]]] = {"empty": [], "full": []}
     with _redis(root / "scale-redis", appendonly=False) as (_, client):
         used_before = int(client.info("memory")["used_memory"])
-        fill_s = _timed_bulk(Producer(client, Keys("full")), 0, n, per_group, time.time() + FAR_FUTURE_S, SPREAD_S)
+        fill_s = _timed_bulk(
+            Producer.on(client, Settings(key_prefix="full")), 0, n, per_group, time.time() + FAR_FUTURE_S, SPREAD_S
+        )
         info = client.info("memory")
         used_after = int(info["used_memory"])
         scheduled = int(client.hget(Keys("full").stats, "scheduled") or 0)

@@ -16,17 +16,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from imunban.apps import AppConfig
 from imunban.bench.config import BenchConfig
 from imunban.bench.redis_scenarios import _redis, _timed_bulk
 from imunban.bench.util import Log, percentile
-from imunban.keys import Keys
+from imunban.deployment import open_deployment
+from imunban.keys import DEFAULT_APP
 from imunban.producer import Producer
-from imunban.settings import LingerPolicy, Secret, Settings
+from imunban.settings import Secret, Settings
 from imunban.store import Held, Store
 from imunban.validation import UnbanRequest
 from imunban.web.app import create_app
-from imunban.web.auth import Authority
-from imunban.web.context import AppContext, Apps
 
 TOKEN = "bench-operator-token-0123456789"
 DEAD_PER_GROUP = 20
@@ -148,16 +148,16 @@ def web(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
     (root / "web").mkdir(parents=True, exist_ok=True)
     with _redis(root / "web", appendonly=False) as (_, client):
         started = time.perf_counter()
-        producer = Producer(client, Keys(), linger=LingerPolicy(0))
-        enqueue_s = _timed_bulk(producer, 0, cfg.scheduled, PER_GROUP, time.time() + 86_400, 30 * 86_400)
+        settings = Settings(
+            single_app=AppConfig(DEFAULT_APP, sdkappid=1400000000), linger_ms=0, web_operator_token=Secret(TOKEN)
+        )
+        deployment = open_deployment(settings, client=client)
+        enqueue_s = _timed_bulk(Producer(deployment), 0, cfg.scheduled, PER_GROUP, time.time() + 86_400, 30 * 86_400)
         log(f"  {cfg.scheduled:,} scheduled in {enqueue_s:.1f} s")
-        store = Store(client, Keys(), linger=LingerPolicy(0))
         t = time.perf_counter()
-        _seed_dead(store, cfg.web_dead)
+        _seed_dead(deployment.app().store, cfg.web_dead)
         log(f"  {cfg.web_dead:,} dead letters in {time.perf_counter() - t:.1f} s")
-        settings = Settings(sdkappid=1400000000, web_operator_token=Secret(TOKEN))
-        apps = Apps([AppContext("default", settings, client, Keys(settings.key_prefix))])
-        app = create_app(apps, Authority.from_settings(settings), sample=False)
+        app = create_app(deployment, sample=False)
         seeded_s = time.perf_counter() - started
         endpoints = _measure(app, cfg, log)
         info = client.info("memory")

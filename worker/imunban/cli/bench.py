@@ -64,7 +64,7 @@ def register(sub: Any) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
-    rate = args.rate_limit if args.rate_limit is not None else Settings.from_env().rate_limit_per_s
+    rate = args.rate_limit if args.rate_limit is not None else Settings.from_env().single_app.rate_limit_per_s
     if not 0 < rate <= 200:
         raise SystemExit("imunban: error: --rate-limit must be in (0, 200]")
     scenarios = args.only or SCENARIOS

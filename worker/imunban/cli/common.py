@@ -1,4 +1,4 @@
-"""Helpers shared by the producer and operator commands: connecting, printing times."""
+"""Helpers shared by the producer and operator commands: opening the deployment, printing times."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from datetime import UTC, datetime
 
 import redis
 
+from imunban import deployment
+from imunban.apps import Apps
 from imunban.connection import connect
+from imunban.errors import ValidationError
 from imunban.ha import failover_retry
 from imunban.local import embedded
 from imunban.settings import Settings
@@ -34,6 +37,32 @@ def open_client(settings: Settings) -> redis.Redis:
     client = connect(settings, url=url)
     client.set_retry(failover_retry(cap_s=0.5, retries=4))
     return client
+
+
+def open_deployment(settings: Settings | None = None, *, apps: Apps | None = None) -> deployment.Deployment:
+    """The deployment of ``settings`` (default: the environment) on :func:`open_client`; reads no secret key."""
+    settings = settings or Settings.from_env()
+    return deployment.open_deployment(settings, client=open_client(settings), apps=apps)
+
+
+def open_app(name: str | None, settings: Settings | None = None) -> deployment.AppEngine:
+    """The app ``--app`` names (None: the only one), on its opened deployment.
+
+    The name is checked before Redis is touched (an unknown app never starts the embedded server):
+    an error names ``--app`` and the choices.
+    """
+    settings = settings or Settings.from_env()
+    catalog = settings.apps()
+    check_app(catalog, name)
+    return open_deployment(settings, apps=catalog).app(name)
+
+
+def check_app(catalog: Apps, name: object) -> str:
+    """The name of the app ``name`` resolves to in ``catalog``; ValidationError naming ``--app`` otherwise."""
+    try:
+        return catalog.resolve(name).name
+    except ValidationError as exc:
+        raise ValidationError("--app", exc.reason) from None
 
 
 def fmt_ms(ms: int | None) -> str:

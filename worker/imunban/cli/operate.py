@@ -9,13 +9,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from imunban.apps import load_apps
-from imunban.cli.common import fmt_ms, fmt_relative, open_client
+from imunban.cli.common import fmt_ms, fmt_relative, open_app, open_deployment
 from imunban.connection import server_time_ms
-from imunban.deadletter import DeadLetters
 from imunban.errors import ValidationError
-from imunban.keys import Keys
-from imunban.settings import Settings
 from imunban.stats import status, status_of_apps, trace
 from imunban.validation import validate_group_id, validate_member, validate_members
 
@@ -76,16 +72,6 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def _connect(app: str | None = None) -> tuple[Settings, Any, Keys]:
-    """Settings, a client and the keys of the app named (None: the only one; several: an error naming --app)."""
-    settings = Settings.from_env()
-    try:
-        name = load_apps(settings).resolve(app).name
-    except ValidationError as exc:
-        raise ValidationError("--app", exc.reason) from None
-    return settings, open_client(settings), Keys(settings.key_prefix, name)
-
-
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2))
 
@@ -95,12 +81,11 @@ def _print_json(data: Any) -> None:
 
 def run_status(args: argparse.Namespace) -> int:
     if args.app is not None:
-        _, client, keys = _connect(args.app)
-        snapshot = status(client, keys)
+        engine = open_app(args.app)
+        snapshot = status(engine.store.client, engine.keys)
     else:
-        settings = Settings.from_env()
-        client = open_client(settings)
-        snapshot = status_of_apps(client, settings.key_prefix, load_apps(settings).names)
+        deployment = open_deployment()
+        snapshot = status_of_apps(deployment.client, [app.keys for app in deployment])
     if args.json:
         _print_json(snapshot)
         return 0
@@ -155,8 +140,9 @@ def status_table(snapshot: dict[str, Any], title: str = "imunban status") -> Tab
 def run_trace(args: argparse.Namespace) -> int:
     group_id = validate_group_id(args.group_id)
     member = validate_member(args.member)
-    _, client, keys = _connect(args.app)
-    info = trace(client, keys, group_id, member)
+    engine = open_app(args.app)
+    client = engine.store.client
+    info = trace(client, engine.keys, group_id, member)
     if args.json:
         _print_json(info)
         return 0
@@ -194,8 +180,7 @@ def _outcome_text(outcome: dict[str, str] | None) -> str:
 
 
 def run_dead_list(args: argparse.Namespace) -> int:
-    _, client, keys = _connect(args.app)
-    dead = DeadLetters(client, keys)
+    dead = open_app(args.app).dead
     letters = dead.list(offset=args.offset, limit=args.limit)
     if args.json:
         _print_json([letter.as_dict() for letter in letters])
@@ -219,22 +204,19 @@ def run_dead_replay(args: argparse.Namespace) -> int:
     if args.all == (args.group_id is not None):
         raise ValidationError("replay", "give either --all or GROUP_ID MEMBER [MEMBER ...]")
     if args.all:
-        settings, client, keys = _connect(args.app)
-        replayed = DeadLetters(client, keys, durability=settings.durability).replay_all()
+        replayed = open_app(args.app).dead.replay_all()
     else:
         if not args.members:
             raise ValidationError("MEMBER", "give at least one MEMBER after GROUP_ID")
         group_id = validate_group_id(args.group_id)
         members = validate_members(args.members)
-        settings, client, keys = _connect(args.app)
-        replayed = DeadLetters(client, keys, durability=settings.durability).replay([(group_id, m) for m in members])
+        replayed = open_app(args.app).dead.replay([(group_id, m) for m in members])
     print(f"replayed {replayed} dead letter{'s' if replayed != 1 else ''} (due now)")
     return 0
 
 
 def run_dead_purge(args: argparse.Namespace) -> int:
-    _, client, keys = _connect(args.app)
-    dead = DeadLetters(client, keys)
+    dead = open_app(args.app).dead
     if not args.yes:
         raise ValidationError("--yes", f"purge deletes all {dead.count():,} dead letters for good; add --yes to do it")
     purged = dead.purge()

@@ -13,13 +13,12 @@ from typing import IO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from imunban.apps import load_apps
-from imunban.cli.common import open_client
+from imunban.apps import Apps
+from imunban.cli.common import check_app, open_deployment
 from imunban.cli.durations import parse_duration
 from imunban.cli.jsonl import Validated, read_all
 from imunban.connection import server_time_ms
 from imunban.errors import ValidationError
-from imunban.keys import Keys
 from imunban.producer import Producer
 from imunban.settings import Settings
 from imunban.store import ENQUEUE_CHUNK, PIPELINE_DEPTH, EnqueueRefusedError, EnqueueResult
@@ -95,12 +94,8 @@ def _parse_version(text: str | None) -> int | None:
     return validate_version(value, "--instruction-version")
 
 
-def _producer(settings: Settings) -> Producer:
-    client = open_client(settings)
-    apps = load_apps(settings)
-    return Producer(
-        client, Keys(settings.key_prefix), linger=settings.linger, durability=settings.durability, apps=apps
-    )
+def _producer(settings: Settings, catalog: Apps) -> Producer:
+    return Producer(open_deployment(settings, apps=catalog))
 
 
 def _default_at_ms(args: argparse.Namespace, producer: Producer | None) -> int | None:
@@ -110,7 +105,8 @@ def _default_at_ms(args: argparse.Namespace, producer: Producer | None) -> int |
         seconds = parse_duration(args.delay, "--in")
         assert producer is not None
         # The Redis server's clock is the one due times are compared with, so --in counts from it.
-        return parse_at((server_time_ms(producer.store.client) + round(seconds * 1000)) / 1000, "--in")
+        now_ms = server_time_ms(producer.deployment.client)
+        return parse_at((now_ms + round(seconds * 1000)) / 1000, "--in")
     return None
 
 
@@ -130,11 +126,12 @@ def run_enqueue(args: argparse.Namespace) -> int:
         parse_at(args.at, "--at")
     if args.delay is not None:
         parse_duration(args.delay, "--in")
-    load_apps(settings).resolve(args.app)  # an unknown or missing app is refused before Redis is touched
-    producer = _producer(settings)
+    catalog = settings.apps()
+    check_app(catalog, args.app)  # an unknown or missing app is refused before Redis is touched
+    producer = _producer(settings, catalog)
     request = build_request(args.group_id, args.members, None, args.priority, app=args.app)
     at_ms = _default_at_ms(args, producer)
-    result = producer.store_for(args.app).enqueue([replace(request, at_ms=at_ms, version=version)])
+    result = producer.deployment.enqueue([replace(request, at_ms=at_ms, version=version)])
     print(_summary(result))
     return 0
 
@@ -145,7 +142,8 @@ def _enqueue_file(args: argparse.Namespace, settings: Settings) -> int:
         parse_at(args.at, "--at")
     if args.delay is not None:
         parse_duration(args.delay, "--in")
-    producer = _producer(settings) if args.delay is not None else None
+    catalog = settings.apps()
+    producer = _producer(settings, catalog) if args.delay is not None else None
     default_at_ms = _default_at_ms(args, producer)
     with ExitStack() as stack:
         stream, size = _open_input(args.file, stack)
@@ -160,10 +158,9 @@ def _enqueue_file(args: argparse.Namespace, settings: Settings) -> int:
         )
         if progress is not None and reading is not None:
             progress.update(reading, completed=size or 0, total=size)
-        apps = load_apps(settings)
         for app in {request.app for request in validated.requests}:
-            apps.resolve(app)  # every app is checked before anything is stored
-        producer = producer or _producer(settings)
+            check_app(catalog, app)  # every app is checked before anything is stored
+        producer = producer or _producer(settings, catalog)
         result = _store(producer, validated, progress)
     print(_summary(result, lines=validated.lines))
     return 0
@@ -245,7 +242,8 @@ def _store_round(
     total = EnqueueResult()
     try:
         for app in dict.fromkeys(request.app for request in batch):
-            total += producer.store_for(app).enqueue([request for request in batch if request.app == app])
+            store = producer.deployment.app(app).store
+            total += store.enqueue([request for request in batch if request.app == app])
         return total
     except EnqueueRefusedError as exc:
         lines = f"{validated.lines} line{'s' if validated.lines != 1 else ''}"
@@ -270,8 +268,9 @@ def run_cancel(args: argparse.Namespace) -> int:
     group_id = validate_group_id(args.group_id)
     members: Sequence[str] = validate_members(args.members)
     version = _parse_version(args.instruction_version)
-    load_apps(settings).resolve(args.app)
-    removed = _producer(settings).cancel(group_id, list(members), version=version, app=args.app)
+    catalog = settings.apps()
+    check_app(catalog, args.app)
+    removed = _producer(settings, catalog).cancel(group_id, list(members), version=version, app=args.app)
     # "Pending" here includes a copy in flight: the cancel revoked it.
     print(f"cancelled {removed} of {len(members)} member{'s' if len(members) != 1 else ''} (the rest were not pending)")
     return 0

@@ -7,12 +7,9 @@ import dataclasses
 import os
 import socket
 
-from imunban.apps import load_apps
 from imunban.local import embedded
 from imunban.logs import setup_logging
 from imunban.settings import Settings
-from imunban_celery.app import create_app
-from imunban_celery.context import context_of
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,23 +25,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    # Celery and kombu load here, for this command only: `imunban status` and the others start without them.
+    from imunban_celery.app import create_celery
+    from imunban_celery.context import context_of
+
     settings = Settings.from_env()
-    for config in load_apps(settings):
-        app_settings = config.settings(settings)
-        app_settings.require_credentials()
-        app_settings.api_urls()  # fail now, naming the variable, not at the first call
+    # Missing credentials or a bad apps file stop the command before the embedded Redis starts.
+    settings.apps().require_delivery()
     if args.concurrency is not None:
         if args.concurrency < 1:
             raise SystemExit("imunban: error: --concurrency must be >= 1")
         settings = dataclasses.replace(settings, concurrency=args.concurrency)
     setup_logging(settings)
-    app = create_app(settings)
-    # Built now, not at the first task: a Redis that cannot be used (unreachable, or an evicting
-    # maxmemory-policy) stops the command here with a clear error instead of inside Celery's start-up.
-    context = context_of(app)
-    context.runtime  # noqa: B018
+    celery = create_celery(settings)
+    # Opened now, not at the first task: missing credentials, a Redis that cannot be used (unreachable,
+    # or an evicting maxmemory-policy) stop the command here with a clear error instead of inside
+    # Celery's start-up.
+    context = context_of(celery)
+    context.deployment  # noqa: B018
     name = args.name or f"imunban-{os.getpid()}@{socket.gethostname()}"
-    app.worker_main(
+    celery.worker_main(
         [
             "worker",
             "--pool=threads",

@@ -8,13 +8,15 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from imunban.apps import load_apps
 from imunban.cli.common import bounded_float, bounded_int
 from imunban.settings import Settings
-from imunban.sim.multi import MultiSimulator
-from imunban.sim.server import SimConfig, Simulator, SimulatorServer
+from imunban.sim.config import SimConfig
+
+if TYPE_CHECKING:  # the simulator itself loads in run(), for this command only
+    from imunban.sim.multi import MultiSimulator
+    from imunban.sim.server import Simulator
 
 _rate = bounded_float(0.0, 1.0, what="a fraction")
 _non_negative = bounded_float(0.0, 1e6)
@@ -98,10 +100,12 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The simulator loads here, for this command only.
+    from imunban.sim.multi import MultiSimulator
+    from imunban.sim.server import Simulator, SimulatorServer
+
     settings = Settings.from_env()
-    apps = load_apps(settings)  # with IMUNBAN_APPS_FILE: every app, each with its own key, admin and limit
-    for app in apps:
-        app.settings(settings).require_credentials()
+    apps = settings.apps()  # with IMUNBAN_APPS_FILE: every app, each with its own key, admin and limit
     config = SimConfig(
         latency_ms=args.latency_ms,
         latency_jitter_ms=args.latency_jitter_ms,
@@ -119,10 +123,10 @@ def run(args: argparse.Namespace) -> int:
     )
     endpoint: Simulator | MultiSimulator
     if settings.apps_file is None:
-        endpoint = simulator = Simulator(settings, config)
-        serves = f"sdkappid {settings.sdkappid}, admin {settings.identifier!r}"
+        endpoint = simulator = Simulator(settings.single_app, config)
+        serves = f"sdkappid {simulator.sdkappid}, admin {simulator.admin!r}"
     else:
-        endpoint = multi = MultiSimulator.for_apps(apps, settings, config)
+        endpoint = multi = MultiSimulator.for_apps(apps, config)
         simulator = next(iter(multi.simulators.values()))
         serves = ", ".join(f"app {a.name!r}: sdkappid {a.sdkappid}, admin {a.identifier!r}" for a in apps)
     stop = threading.Event()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from imunban.cli.common import bounded_int, open_client
+from imunban.cli.common import bounded_int, open_deployment
 from imunban.settings import Settings
 
 DEFAULT_HOST = "127.0.0.1"
@@ -31,12 +31,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn  # imported here: every other command starts without the web stack
 
-    from imunban.web.app import app_from_settings
+    from imunban.web.app import create_app
     from imunban.web.auth import check_bind
 
     settings = Settings.from_env()
     check_bind(args.host, settings)  # before anything listens
-    app = app_from_settings(settings, open_client(settings))
+    app = create_app(open_deployment(settings))
     roles = "open on loopback (no token set)" if settings.web_operator_token is None and \
         settings.web_viewer_token is None else "token sign-in"  # fmt: skip
     print(f"imunban web: http://{args.host}:{args.port}/ ({roles})", file=sys.stderr)

@@ -168,7 +168,7 @@ class Demo:
         self.n_workers = workers
         self.timeout_s = timeout_s
         self.seed = seed
-        self.limit = settings.rate_limit_per_s
+        self.limit = settings.single_app.rate_limit_per_s
         self.stack = ExitStack()
         self.started_redis = False
 

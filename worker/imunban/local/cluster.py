@@ -21,14 +21,14 @@ import redis
 
 from imunban.apps import AppConfig, Apps
 from imunban.connection import connect
-from imunban.keys import Keys
+from imunban.deployment import Deployment, open_deployment
 from imunban.local.redis_server import RedisServer
 from imunban.producer import Producer
 from imunban.settings import Secret, Settings
 from imunban.sim.core import SimConfig, Simulator
 from imunban.sim.multi import MultiSimulator
 from imunban.sim.server import SimulatorServer
-from imunban.stats import status, status_of_apps
+from imunban.stats import status_of_apps
 
 DEMO_SDKAPPID = 1400000000
 
@@ -83,6 +83,7 @@ class LocalCluster:
         self.sim_server: SimulatorServer | None = None
         self.workers: list[subprocess.Popen[bytes] | None] = []
         self._client: redis.Redis | None = None
+        self._deployment: Deployment | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -92,10 +93,10 @@ class LocalCluster:
             if self.redis_server is not None:
                 self.redis_server.start()
             if self.apps is None:
-                self.simulator = Simulator(self.settings(base_url="http://127.0.0.1:1"), self.sim_config)
+                self.simulator = Simulator(self.settings(base_url="http://127.0.0.1:1").single_app, self.sim_config)
                 self.sim_server = SimulatorServer(self.simulator).start()
             else:
-                self.multi = MultiSimulator.for_apps(self.apps, Settings(), self.sim_config, self.app_sim_configs)
+                self.multi = MultiSimulator.for_apps(self.apps, self.sim_config, self.app_sim_configs)
                 self.simulator = next(iter(self.multi.simulators.values()))
                 self.sim_server = SimulatorServer(self.multi).start()
                 self._write_apps_file()
@@ -125,6 +126,7 @@ class LocalCluster:
         if self._client is not None:
             self._client.close()
             self._client = None
+            self._deployment = None
         if self.sim_server is not None:
             self.sim_server.stop()
             self.sim_server = None
@@ -238,17 +240,19 @@ class LocalCluster:
             self._client = connect(self.settings(), url=self.redis_url)
         return self._client
 
+    @property
+    def deployment(self) -> Deployment:
+        """The cluster's deployment, as a producer or the console sees it (no delivery in this process)."""
+        if self._deployment is None:
+            self._deployment = open_deployment(self.settings(), client=self.client, apps=self.apps)
+        return self._deployment
+
     def producer(self) -> Producer:
-        settings = self.settings()
-        keys = Keys(settings.key_prefix)
-        return Producer(self.client, keys, linger=settings.linger, durability=settings.durability, apps=self.apps)
+        return Producer(self.deployment)
 
     def status(self) -> dict[str, Any]:
-        """Status of the store (with ``apps``: the totals, each app's under ``apps``)."""
-        prefix = self.settings().key_prefix
-        if self.apps is None:
-            return status(self.client, Keys(prefix))
-        return status_of_apps(self.client, prefix, self.apps.names)
+        """Status of the store: the totals (with the deployment's counters), each app's under ``apps``."""
+        return status_of_apps(self.client, [app.keys for app in self.deployment])
 
     def sim_stats(self) -> dict[str, Any]:
         assert self.simulator is not None

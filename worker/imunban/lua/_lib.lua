@@ -24,7 +24,7 @@ local function group_keys(common, gi)
   return KEYS[common + 2 * gi - 1], KEYS[common + 2 * gi]
 end
 
--- "linger_ms:max_linger_ms" (as Store passes it) -> two numbers.
+-- linger_ms (as Store passes it) -> two numbers.
 local function parse_linger(arg)
   local linger, max_linger = string.match(tostring(arg), '^(%d+):?(%d*)$')
   linger = tonumber(linger)
@@ -76,7 +76,7 @@ end
 
 -- Re-score `group` in the groups index: the time its next batch may be claimed.
 -- A full batch or a high-priority member is claimable at once; otherwise at its oldest due member
--- plus linger_ms, decided from the limiter's pace now (`linger_arg`'s first number is the bound).
+-- plus linger_ms, decided from the limiter's pace now (`linger_arg` is the bound).
 local function reindex(groups_key, ready_key, group, linger_arg, stats_key)
   local head = redis.call('ZRANGE', ready_key, 0, 0, 'WITHSCORES')
   if #head == 0 then

@@ -4,7 +4,7 @@
 -- With a version, a cancel lower than the version applied to a request is ignored (stale_instructions).
 -- KEYS[1] schedidx   KEYS[2] groups   KEYS[3] stats   KEYS[4] high   KEYS[5] meta   KEYS[6] inflight
 -- KEYS[7] leases     KEYS[8] versions   KEYS[9] version_ends   KEYS[10] ready:{group}   KEYS[11] sched:{group}
--- ARGV[1] "linger_ms:max_linger_ms"   ARGV[2] group id   ARGV[3] version, or '' for none   ARGV[4..] members
+-- ARGV[1] linger_ms   ARGV[2] group id   ARGV[3] version, or '' for none   ARGV[4..] members
 -- Returns the number of requests cancelled (pending removed plus in-flight revoked).
 local K_SCHEDIDX, K_GROUPS, K_STATS, K_HIGH, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 refuse_if_full(K_STATS, 'cancelled')  -- first write: a full Redis refuses here (see _lib.lua)

@@ -2,7 +2,7 @@
 -- A replayed claim (the same token) returns the batch the first one leased and leases nothing more.
 -- KEYS[1] groups     KEYS[2] stats   KEYS[3] high   KEYS[4] meta   KEYS[5] inflight   KEYS[6] leases
 -- KEYS[7] hold       KEYS[8] replies   KEYS[9] reply_expiry   KEYS[10] ready:{group}
--- ARGV[1] group id   ARGV[2] max members   ARGV[3] lease_ms   ARGV[4] lease token   ARGV[5] "linger_ms:max_linger_ms"
+-- ARGV[1] group id   ARGV[2] max members   ARGV[3] lease_ms   ARGV[4] lease token   ARGV[5] linger_ms
 -- ARGV[6] '1' to claim even while delivery is held (the hold's probe), else '0'
 -- ARGV[7] '1' to ignore the linger (claim whatever is ready), else '0'
 -- ARGV[8] how long to keep the reply for a replay, ms (at most the lease: then the batch is reaped)

@@ -12,7 +12,7 @@
 -- KEYS[10] wake     LIST tokens that wake a waiting pump (something became due now)
 -- KEYS[11..10+2n] per group, in the order of the group ids in ARGV: ready:{group} sched:{group}
 --               (both ZSET member -> due ms)
--- ARGV[1] "linger_ms:max_linger_ms"
+-- ARGV[1] linger_ms
 -- ARGV[2] n, the number of groups; ARGV[3..2+n] the group ids
 -- ARGV[3+n..] 5-tuples: group index (1-based), member, due ms or '' for now, '1' if high else '0',
 --             version or '' for none

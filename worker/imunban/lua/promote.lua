@@ -1,7 +1,7 @@
 -- promote: move scheduled requests that are due (on the server clock) into their group's ready set.
 -- KEYS[1] schedidx   KEYS[2] groups   KEYS[3] stats   KEYS[4] high
 -- KEYS[5..4+2n] per group, in the order of the group ids in ARGV: ready:{group} sched:{group}
--- ARGV[1] "linger_ms:max_linger_ms"   ARGV[2] the most requests to move in this call
+-- ARGV[1] linger_ms   ARGV[2] the most requests to move in this call
 -- ARGV[3] n, the number of groups; ARGV[4..3+n] the group ids (the caller read the due head of
 --         `schedidx` to name them)
 -- Per group it reads the due head of `sched:{group}` and cuts it with one ZREMRANGEBYRANK, then

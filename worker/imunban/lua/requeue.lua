@@ -4,7 +4,7 @@
 -- KEYS[11] ready:{group}   KEYS[12] sched:{group}
 -- ARGV[1] lease token   ARGV[2] group id   ARGV[3] delay_ms   ARGV[4] ErrorCode of this failure
 -- ARGV[5] '1' if this failure counts as an attempt, else '0' (hold probes and rate-limit answers do not)
--- ARGV[6] "linger_ms:max_linger_ms"   ARGV[7] call id (fresh per call; the same in a replay)
+-- ARGV[6] linger_ms   ARGV[7] call id (fresh per call; the same in a replay)
 -- ARGV[8] how long to keep the reply, ms   ARGV[9] API calls to count (the call this batch just had, if any)
 -- ARGV[10..] members
 -- A request that was re-enqueued while in flight is already pending again: that newer copy wins. A
@@ -65,6 +65,6 @@ if to_sched > 0 then
   reindex_sched(K_SCHEDIDX, K_SCHED, group)
 end
 if requeued > 0 then redis.call('HINCRBY', K_STATS, 'retried', requeued) end
-if stale > 0 then redis.call('HINCRBY', K_STATS, 'stale_acks', stale) end
+if stale > 0 then redis.call('HINCRBY', K_STATS, 'stale_requeues', stale) end
 reply_put(K_REPLIES, K_REPLY_EXPIRY, ARGV[7], {requeued, stale}, ARGV[8], now)
 return {requeued, stale}

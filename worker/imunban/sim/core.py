@@ -20,8 +20,8 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 from imunban.api import MAX_MEMBERS, UNBAN_PATH
+from imunban.apps import AppConfig
 from imunban.classify import describe
-from imunban.settings import Settings
 from imunban.sim.config import SimConfig, validate_changes
 from imunban.usersig import UserSigError, verify_usersig
 
@@ -123,17 +123,17 @@ class _Stats:
 
 
 class Simulator:
-    """A fake unban_group_member endpoint checking signatures with the worker's own settings."""
+    """A fake unban_group_member endpoint checking signatures with one app's own credentials."""
 
     def __init__(
         self,
-        settings: Settings,
+        app: AppConfig,
         config: SimConfig | None = None,
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        sdkappid, identifier, secret = settings.require_credentials()
+        sdkappid, identifier, secret = app.credentials()
         self.sdkappid = sdkappid
         self.admin = identifier
         self._key = secret.reveal()

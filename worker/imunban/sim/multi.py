@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
 from imunban.api import UNBAN_PATH
-from imunban.apps import Apps
-from imunban.settings import Settings
+from imunban.apps import AppConfig
 from imunban.sim.core import SimConfig, SimResponse, Simulator
 
 __all__ = ["MultiSimulator"]
@@ -40,14 +39,14 @@ class MultiSimulator:
 
     @classmethod
     def for_apps(
-        cls, apps: Apps, base: Settings, config: SimConfig | None = None, configs: Mapping[str, SimConfig] | None = None
+        cls, apps: Iterable[AppConfig], config: SimConfig | None = None, configs: Mapping[str, SimConfig] | None = None
     ) -> MultiSimulator:
         """One simulator per app, each checking signatures with that app's credentials.
 
         ``configs`` gives an app its own fault knobs; the others get ``config`` (or the defaults).
         """
         per_app = dict(configs or {})
-        return cls({app.name: Simulator(app.settings(base), per_app.get(app.name, config)) for app in apps})
+        return cls({app.name: Simulator(app, per_app.get(app.name, config)) for app in apps})
 
     def __getitem__(self, name: str) -> Simulator:
         return self.simulators[name]

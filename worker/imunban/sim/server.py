@@ -2,7 +2,7 @@
 
 Use it in-process (tests) or as ``imunban simulate`` (demo, benchmark)::
 
-    sim = Simulator(settings, SimConfig(latency_ms=30))
+    sim = Simulator(settings.single_app, SimConfig(latency_ms=30))
     with SimulatorServer(sim) as server:      # port 0 = any free port
         ApiClient(settings, base_urls=[server.url]).unban("@TGS#a1", ["u1"])
         sim.configure(hang_rate=0.1)          # or POST {server.url}/_admin/config

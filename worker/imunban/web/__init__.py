@@ -3,6 +3,6 @@
 A tool like the CLI: it imports the engine, never the reverse (see the import-linter contracts).
 """
 
-from imunban.web.app import app_from_settings, create_app
+from imunban.web.app import create_app
 
-__all__ = ["app_from_settings", "create_app"]
+__all__ = ["create_app"]

@@ -40,9 +40,8 @@ async def api_status(request: Request) -> Response:
     if request.query_params.get("app"):
         ctx = app_ctx(request)
         return _ok(await run_in_threadpool(status, ctx.client, ctx.keys))
-    apps = console(request).apps
-    first = apps.default
-    return _ok(await run_in_threadpool(status_of_apps, first.client, first.settings.key_prefix, apps.names))
+    deployment = console(request).deployment
+    return _ok(await run_in_threadpool(status_of_apps, deployment.client, [app.keys for app in deployment]))
 
 
 async def api_overview(request: Request) -> Response:

@@ -1,4 +1,4 @@
-"""Build the console: a Starlette app over one or more :class:`~imunban.web.context.AppContext`."""
+"""Build the console: a Starlette app over the apps of one :class:`~imunban.deployment.Deployment`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -20,11 +19,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from imunban.settings import Settings
+from imunban.deployment import Deployment
 from imunban.web import api, pages
 from imunban.web.auth import Authority
 from imunban.web.common import Console, Guard
-from imunban.web.context import Apps
+from imunban.web.context import app_contexts
 from imunban.web.sampler import SamplerThread
 
 HERE = Path(str(resources.files("imunban.web")))
@@ -76,12 +75,17 @@ async def _healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
-def create_app(apps: Apps, authority: Authority, *, sample: bool = True) -> Starlette:
-    """The console for ``apps``; ``sample`` runs the background sampler of the rate chart."""
+def create_app(deployment: Deployment, authority: Authority | None = None, *, sample: bool = True) -> Starlette:
+    """The console for the apps of ``deployment``; ``sample`` runs the background sampler of the rate chart.
+
+    ``authority`` (who may look, who may act) defaults to the deployment's web tokens.
+    """
+    apps = app_contexts(deployment)
+    authority = authority or Authority.from_settings(deployment.settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        sampler = SamplerThread([ctx.sampler for ctx in apps]) if sample else None
+        sampler = SamplerThread([ctx.sampler for ctx in apps.values()]) if sample else None
         if sampler:
             sampler.start()
         try:
@@ -101,10 +105,5 @@ def create_app(apps: Apps, authority: Authority, *, sample: bool = True) -> Star
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )
-    app.state.console = Console(apps, authority, templates())
+    app.state.console = Console(deployment, apps, authority, templates())
     return app
-
-
-def app_from_settings(settings: Settings, client: redis.Redis) -> Starlette:
-    """The console for every app of ``settings`` (``imunban web``): its apps file, or app ``default``."""
-    return create_app(Apps.from_settings(settings, client), Authority.from_settings(settings))

@@ -15,8 +15,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from imunban.deployment import Deployment
 from imunban.web.auth import CSRF_FIELD, Authority, Principal, csrf_ok, same_origin
-from imunban.web.context import AppContext, Apps
+from imunban.web.context import AppContext
 
 #: No inline script or style anywhere (htmx's own indicator style is switched off in base.html),
 #: no framing, nothing loaded from elsewhere: the console works offline and cannot be embedded.
@@ -41,7 +42,9 @@ MAX_BODY = 1_000_000
 class Console:
     """Everything the routes share, kept on ``app.state.console``."""
 
-    apps: Apps
+    deployment: Deployment
+    #: One context per app of the deployment, by name, in its order.
+    apps: dict[str, AppContext]
     authority: Authority
     templates: Jinja2Templates
 
@@ -59,8 +62,14 @@ def principal_of(request: Request) -> Principal:
 
 
 def app_ctx(request: Request, name: str | None = None) -> AppContext:
-    """The app this request is about (``?app=NAME``, default the first); 404 for an unknown name."""
-    ctx = console(request).apps.get(name if name is not None else request.query_params.get("app"))
+    """The app this request is about (``?app=NAME``); 404 for an unknown name.
+
+    Without a name, the page shows the deployment's first app (the switcher in the header offers
+    the others); the JSON API resolves through the deployment and asks for ``app`` when it matters.
+    """
+    con = console(request)
+    wanted = name if name is not None else request.query_params.get("app")
+    ctx = con.apps.get(wanted or con.deployment.names[0])
     if ctx is None:
         raise HTTPException(404, "no such app")
     return ctx

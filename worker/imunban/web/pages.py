@@ -65,7 +65,7 @@ def render(request: Request, template: str, ctx: AppContext, page: str, **contex
         template,
         {
             "ctx": ctx,
-            "apps": list(con.apps),
+            "apps": list(con.apps.values()),
             # The app in every link's query (several apps only: a single-app console's links stay as they were).
             "aq": urlencode({"app": ctx.name}) if len(con.apps) > 1 else "",
             "who": who,
@@ -87,7 +87,7 @@ async def overview_page(request: Request) -> Response:
     apps = console(request).apps
     totals = None
     if len(apps) > 1:  # every app side by side, and their totals (the document of `imunban status --json`)
-        totals = await run_in_threadpool(status_of_apps, ctx.client, ctx.settings.key_prefix, apps.names)
+        totals = await run_in_threadpool(status_of_apps, ctx.client, [a.keys for a in apps.values()])
     return render(request, "overview.html", ctx, "overview", doc=doc, totals=totals)
 
 
