@@ -294,7 +294,7 @@ def test_stale_lease_ack_is_counted_not_applied(store: Store, r: redis.Redis, ke
     old = short.claim("g")
     assert isinstance(old, Batch)
     time.sleep(0.01)
-    Scheduler(r, keys, linger=LingerPolicy(0)).reap()
+    Store(r, keys, linger=LingerPolicy(0)).reap()
     Scheduler(r, keys, linger=LingerPolicy(0)).promote_all()
     new = store.claim("g")
     assert new is not None

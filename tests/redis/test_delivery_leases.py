@@ -149,7 +149,7 @@ def test_lease_lost_during_the_wait_makes_no_call(r: redis.Redis, keys: Keys) ->
     def sleep(seconds: float) -> None:
         time.sleep(max(seconds, 0.15))  # at least the whole lease: it lapses during this nap
         if not taken:
-            scheduler.reap()
+            other.reap()
             scheduler.promote_all()
             batch = other.claim("g")
             assert isinstance(batch, Batch)

@@ -167,7 +167,7 @@ def test_a_full_redis_still_reaps_an_expired_lease(fr: redis.Redis) -> None:
     assert isinstance(store.claim("g"), Batch)
     fill_redis(fr)
     wait_server_ms(fr, server_ms(fr) + 5)
-    assert Scheduler(fr, KEYS).reap() == 1
+    assert Store(fr, KEYS).reap() == 1
     assert pending(fr) == 1
     fr.delete(*fr.scan_iter(match="filler:*"))
     assert store.enqueue([req("g", "f")]).stored == 1

@@ -55,7 +55,7 @@ def drain(store: Store) -> dict[str, set[str]]:
     """Reap expired leases, then claim every claimable batch (acking it): what would be delivered, by group."""
     sched = Scheduler(store.client, store.keys, linger=LingerPolicy(0))
     store.client.zadd(store.keys.inflight, {m: 0 for m in store.client.zrange(store.keys.inflight, 0, -1)}, xx=True)
-    sched.reap()
+    store.reap()
     sched.promote_all()  # reaped requests come back through their group's schedule, due at once
     got: dict[str, set[str]] = {}
     while groups := store.claimable_groups(100):

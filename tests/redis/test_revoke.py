@@ -56,7 +56,7 @@ def test_cancel_while_leased_then_reap_leaves_nothing_pending(r: redis.Redis) ->
     claim_batch(store, "g")
     store.cancel("g", ["m"])
     wait_server_ms(r, server_ms(r) + 1_050)
-    sched.reap()
+    store.reap()
     sched.promote_all()
     assert nothing_pending(r, "g")
     assert store.claim("g") is None

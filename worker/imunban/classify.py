@@ -1,6 +1,6 @@
 """Map an API answer (ErrorCode, ErrorInfo, HTTP status) to the exception class that says what to do.
 
-This is the table of SPEC §1 "Error classes" and nothing more: it is pure and keeps no state.
+This is the table "Error classes" of docs/semantics.md and nothing more: it is pure and keeps no state.
 Policy that needs evidence across calls (is a 10007 global or about one group?) or a retry budget
 (renew the sig once, then hold) lives in the delivery engine.
 """

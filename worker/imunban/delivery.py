@@ -1,4 +1,7 @@
-"""Deliver one group's due batches: claim -> rate limit -> call -> ack / requeue / dead-letter / hold.
+"""Delivery runs: claim a batch -> rate limit -> call -> ack / requeue / dead-letter / hold, batch after batch.
+
+A run starts at the group the pump dispatched and moves on as groups empty (an urgent group first,
+then the oldest claimable one), so one Celery task carries many calls.
 
 This is the engine behind the Celery task ``imunban.deliver``; it imports no Celery. Everything it
 talks to is injected (store, limiter, API client, hold, observer), so tests drive it directly.
@@ -89,7 +92,7 @@ class Report:
 
 
 class Deliverer:
-    """Runs delivery for one group at a time; safe to run in many threads, processes and hosts."""
+    """Runs delivery, one batch at a time per run; safe to run in many threads, processes and hosts."""
 
     def __init__(
         self,
@@ -121,7 +124,8 @@ class Deliverer:
         heartbeat: Callable[[], object] | None = None,
         give_way: Callable[[], bool] | None = None,
     ) -> Report:
-        """Deliver the group's claimable batches until none is left or ``budget_s`` is spent.
+        """Run delivery from ``group_id`` on: its batches, then other claimable groups', until none is left
+        or ``budget_s`` is spent.
 
         With ``probe``, deliver exactly one batch even though delivery is held: the hold's probe.
         ``give_way`` is asked after each batch (nothing is leased then): True ends the run, so its
@@ -149,8 +153,9 @@ class Deliverer:
         # The dispatch marker lives marker_ttl (seconds); refreshing it after every batch is a round
         # trip per call for nothing: once a second is plenty.
         next_beat = self._monotonic() + HEARTBEAT_EVERY_S
+        serving = group_id  # the group the run serves now: the claim script moves it on as groups empty
         while True:
-            group_id, batch = self._next_batch(group_id, probe)
+            serving, batch = self._next_batch(serving, probe)
             if isinstance(batch, Held):
                 report.held = True
                 return report
@@ -288,18 +293,16 @@ class Deliverer:
             report.retried += self.store.requeue(
                 batch, delay_ms=0, code=exc.code, counts_as_attempt=False, calls=report.take_calls()
             )
-        elif isinstance(exc, IsolateError) and len(batch.items) > 1:
-            if probe:
-                self._release_hold()
-            self._isolate(batch, exc, report)
-        elif isinstance(exc, GroupGoneError):
-            if probe:
-                self._release_hold()
-            self._group_gone(batch, exc, report)
         elif isinstance(exc, PermanentError):
             if probe:
+                # The API judged the request, not the configuration: the configuration works.
                 self._release_hold()
-            self._dead(batch, exc, report)
+            if isinstance(exc, IsolateError) and len(batch.items) > 1:
+                self._isolate(batch, exc, report)
+            elif isinstance(exc, GroupGoneError):
+                self._group_gone(batch, exc, report)
+            else:
+                self._dead(batch, exc, report)
         else:
             # Transient or unknown, a probe's answer too: it proves nothing about the configuration.
             # The batch is retried as usual (its attempt counts, it waits out its backoff), the hold

@@ -1,4 +1,4 @@
-"""Fair turns between apps inside one worker process (SPEC §3 "Several apps", issue 13).
+"""Fair turns between apps inside one worker process (docs/semantics.md#several-apps).
 
 A worker's thread pool is shared by every app. Each app's pump already bounds its own runs
 (dispatch markers) and each app has its own internal queue, which the worker takes from in turn;

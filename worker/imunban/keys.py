@@ -2,9 +2,9 @@
 
 Data model. Every key of one app starts with the app's hash tag ``{p:app}`` (``p`` is
 ``IMUNBAN_KEY_PREFIX``, ``app`` the app's name, ``default`` for a single-app deployment), so a
-Redis Cluster keeps all of them in one slot and every script runs there (SPEC §3). Below, ``t`` is
-that tag, ``{group}`` a group id (not a hash tag: only the first ``{...}`` of a key counts, and the
-tag comes first) and a *request id* is ``group + SEP + member``:
+Redis Cluster keeps all of them in one slot and every script runs there (docs/semantics.md,
+"Several apps"). Below, ``t`` is that tag, ``{group}`` a group id (not a hash tag: only the first
+``{...}`` of a key counts, and the tag comes first) and a *request id* is ``group + SEP + member``:
 
 ========================  ======  ===========================================================
 key                       type    content

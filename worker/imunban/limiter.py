@@ -101,7 +101,6 @@ class RedisRateLimiter:
         self.key = keys.limiter(sdkappid)
         # Round the interval up: a rate a hair under the target is safe, a hair over is not.
         self.interval_us = math.ceil(1_000_000 / rate_per_s)
-        self.rate_per_s = rate_per_s
         self._sleep = sleep
         self._reserve = register(client, "limiter_reserve")
         self._penalize = register(client, "limiter_penalize")

@@ -8,8 +8,9 @@ whenever a group's ready set changes; this module is its Python twin, kept equal
   at once: lingering would only add latency.
 - As calls near the limit, the wait grows toward one oldest-first round: the groups waiting times
   the limiter's interval, which is how long the limiter needs to give each of them one call, and the
-  wait an oldest-first queue at the limit settles on anyway (SPEC section 4's bound W solves
-  groups x (1 - e^(-lambda W)) / W = limit; the groups with a member waiting are those of the last W).
+  wait an oldest-first queue at the limit settles on anyway (the bound W of docs/semantics.md#targets
+  solves groups x (1 - e^(-lambda W)) / W = limit; the groups with a member waiting are those of the
+  last W).
   Calls stay within the limit and members per call rise, before a queue forms at the limiter.
 - Never more than the bound (IMUNBAN_LINGER_MS); under a backlog every batch is full and goes at once.
 
@@ -70,7 +71,7 @@ def calls_per_s(rates_per_group: Sequence[float], wait_s: float) -> float:
 
 
 def oldest_first_bound(rates_per_group: Sequence[float], rate_limit: float) -> float:
-    """SPEC section 4's bound W: the smallest wait with calls_per_s(rates, W) <= rate_limit (0 if no wait is needed)."""
+    """The oldest-first bound W (docs/semantics.md): the smallest W with calls_per_s(rates, W) <= rate_limit, or 0."""
     if not rates_per_group or sum(rates_per_group) <= rate_limit:
         return 0.0
     if rate_limit <= 0:

@@ -156,7 +156,7 @@ class Pump:
         self.scheduler.promote_all(max_rounds=self.config.promote_rounds)
         # The first tick reaps, then every reap_every-th (also when reap_every is 1).
         if (self._ticks - 1) % self.config.reap_every == 0:
-            reaped = self.scheduler.reap()
+            reaped = self.store.reap()
             if reaped:
                 log.warning("returned %d request(s) whose lease expired (a worker died or stalled)", reaped)
             # Versions of requests ended longer ago than IMUNBAN_VERSION_MEMORY_S: keeps that memory bounded.

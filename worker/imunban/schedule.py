@@ -1,4 +1,4 @@
-"""Scheduled requests: promote the due ones into their groups' ready sets; reap expired leases.
+"""Scheduled requests: promote the due ones into their groups' ready sets; forget old versions.
 
 Scheduled unbans live in per-group ``sched:{group}`` sorted sets, indexed by their earliest due time
 in ``schedidx`` (never in Celery ETA/countdown, which Celery keeps in worker memory). Promotion reads
@@ -13,20 +13,18 @@ from typing import cast
 import redis
 
 from imunban.connection import server_time_ms, translated
-from imunban.keys import Keys, split_request_id
-from imunban.scripts import GroupArgs, register, script_keys
+from imunban.keys import Keys
+from imunban.scripts import register, script_keys
 from imunban.settings import DEFAULT_VERSION_MEMORY_S, LingerPolicy
 
 #: Requests moved per promote script call: small enough that one call never stalls Redis.
 PROMOTE_CHUNK = 1_000
-#: Expired leases returned per reap script call.
-REAP_CHUNK = 1_000
 #: Versions forgotten per forget_versions script call.
 FORGET_CHUNK = 1_000
 
 
 class Scheduler:
-    """Promotion of due scheduled requests and return of expired leases."""
+    """Promotion of due scheduled requests, and forgetting the versions of requests ended long ago."""
 
     def __init__(
         self,
@@ -41,7 +39,6 @@ class Scheduler:
         self.linger_arg = (linger or LingerPolicy()).script_arg
         self.version_memory_ms = version_memory_ms
         self._promote = register(client, "promote")
-        self._reap = register(client, "reap")
         self._forget = register(client, "forget_versions")
 
     def promote(self, *, limit: int = PROMOTE_CHUNK) -> int:
@@ -73,23 +70,6 @@ class Scheduler:
             if not more:
                 break
         return total
-
-    def reap(self, *, limit: int = REAP_CHUNK) -> int:
-        """Return requests whose lease expired to the schedule, due at once; returns how many."""
-        k = self.keys
-        now_ms = server_time_ms(self.client)
-        with translated("reap"):
-            rids = cast(list[str], self.client.zrange(k.inflight, "-inf", now_ms, byscore=True, offset=0, num=limit))
-            if not rids:
-                return 0
-            packed = GroupArgs()
-            for rid in rids:
-                group_id, member = split_request_id(rid)
-                packed.add(group_id, [member])
-            # Each group's ready and sched sets are passed (see reap.lua): the reaped request goes to
-            # sched:{group}, and a newer pending copy is seen and never duplicated.
-            reaped = self._reap(keys=script_keys(k, "reap", packed.groups), args=packed.argv())
-        return int(reaped)
 
     def forget_versions(self, *, limit: int = FORGET_CHUNK, max_rounds: int = 10) -> int:
         """Forget versions of requests that ended more than the version memory ago; returns how many.

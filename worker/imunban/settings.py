@@ -119,7 +119,7 @@ class Settings:
     log_format: str = "text"
     log_level: str = "INFO"
     outcome_stream_maxlen: int = 100_000
-    #: How long the version of an ended (or cancelled) request is remembered (SPEC §2, order between producers).
+    #: How long the version of an ended (or cancelled) request is remembered (docs/semantics.md, "Requests").
     version_memory_s: int = DEFAULT_VERSION_MEMORY_S
     data_dir: str | None = None
     #: imunban web: who may look (viewer) and who may also act (operator); neither set = loopback only.

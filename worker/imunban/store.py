@@ -15,7 +15,7 @@ import redis
 
 from imunban.connection import is_redis_full, server_time_ms, translated
 from imunban.errors import RedisFullError
-from imunban.keys import MAX_MEMBERS, Keys
+from imunban.keys import MAX_MEMBERS, Keys, split_request_id
 from imunban.pipelines import run_scripts
 from imunban.scripts import GroupArgs, ScriptKeys, register, script_keys
 from imunban.settings import Durability, LingerPolicy
@@ -25,6 +25,8 @@ from imunban.validation import UnbanRequest
 ENQUEUE_CHUNK = 1_000
 #: Enqueue script calls per pipeline round trip (bulk throughput).
 PIPELINE_DEPTH = 8
+#: Expired leases returned per reap script call.
+REAP_CHUNK = 1_000
 #: How many times :meth:`Store.claim_next` follows the claim script to another group before giving up.
 CLAIM_REDIRECTS = 2
 #: How long a claim/ack/requeue/dispatch reply is kept for a replay of the same call. redis-py's Retry
@@ -136,6 +138,7 @@ class Store:
         self._claim = register(client, "claim")
         self._ack = register(client, "ack")
         self._requeue = register(client, "requeue")
+        self._reap = register(client, "reap")
         self._group_gone = register(client, "group_gone")
         self._stats_incr = register(client, "stats_incr")
         # The KEYS of the scripts each delivered batch runs, their named keys built once.
@@ -232,11 +235,22 @@ class Store:
             counts = pipe.execute()
         return [(g, int(c)) for g, c in zip(groups, counts, strict=True) if c]
 
-    def index_head(self) -> tuple[str, bool] | None:
-        """The group served next (oldest claimable time first) and whether it holds a high member."""
-        with translated("index_head"):
-            head = cast(list[tuple[str, float]], self.client.zrange(self.keys.groups, 0, 0, withscores=True))
-        return (head[0][0], head[0][1] < 0) if head else None
+    def reap(self, *, limit: int = REAP_CHUNK) -> int:
+        """Return requests whose lease expired to the schedule, due at once; returns how many."""
+        k = self.keys
+        now_ms = server_time_ms(self.client)
+        with translated("reap"):
+            rids = cast(list[str], self.client.zrange(k.inflight, "-inf", now_ms, byscore=True, offset=0, num=limit))
+            if not rids:
+                return 0
+            packed = GroupArgs()
+            for rid in rids:
+                group_id, member = split_request_id(rid)
+                packed.add(group_id, [member])
+            # Each group's ready and sched sets are passed (see reap.lua): the reaped request goes to
+            # sched:{group}, and a newer pending copy is seen and never duplicated.
+            reaped = self._reap(keys=script_keys(k, "reap", packed.groups), args=packed.argv())
+        return int(reaped)
 
     def claim(self, group_id: str, *, probe: bool = False, max_members: int = MAX_MEMBERS) -> Batch | Held | None:
         """Lease up to ``max_members`` ready members of the group; None if nothing is claimable."""

@@ -1,6 +1,6 @@
 """UserSig v2 (HMAC-SHA256): generation, verification and a renewing cache for the admin sig.
 
-The algorithm is the one of Tencent's TLSSigAPIv2 libraries (SPEC §1):
+The algorithm is the one of Tencent's TLSSigAPIv2 libraries (docs/semantics.md#the-api):
 
 1. content = ``TLS.identifier:{id}\\nTLS.sdkappid:{appid}\\nTLS.time:{t}\\nTLS.expire:{expire}\\n``
 2. ``TLS.sig`` = standard base64 of HMAC-SHA256(key = the secret key's UTF-8 bytes, content)

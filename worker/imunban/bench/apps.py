@@ -1,4 +1,4 @@
-"""The "apps" scenario of ``imunban bench`` (issue 13, SPEC §4 "several apps").
+"""The "apps" scenario of ``imunban bench`` (docs/semantics.md#several-apps and #targets).
 
 Two apps, A and B, each with its own SDKAppID, key, limit (``cfg.rate_limit``) and simulator limit
 (``cfg.api_limit`` per sliding second), served by the same workers from one apps file:

@@ -1,4 +1,4 @@
-"""Verdict rows of the latency, scattered-expiries, idle-CPU and CPU-hog scenarios (SPEC §4, issue 12)."""
+"""Verdict rows of the latency, scattered-expiries, idle-CPU and CPU-hog scenarios (docs/semantics.md#targets)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ from typing import Any
 
 from imunban.bench.verdict import INFO, MISS, Row, check, cpu_text, num
 
-#: SPEC §4: due -> delivered p99 at 10 % load, for every source.
+#: Target (docs/semantics.md#targets): due -> delivered p99 at 10 % load, for every source.
 LATENCY_P99_MS = 100.0
 #: The load the latency target applies to (the other loads are reported for information).
 TARGET_LOAD = 0.10
-#: SPEC §4: scattered expiries, p99 lateness at most this multiple of the oldest-first bound.
+#: Target (docs/semantics.md#targets): scattered expiries, p99 lateness at most this multiple of the oldest-first bound.
 SCATTERED_RATIO = 1.25
-#: SPEC §4: an idle worker (its whole process tree) uses at most this % of one core.
+#: Target (docs/semantics.md#targets): an idle worker (its whole process tree) uses at most this % of one core.
 IDLE_PCT = 0.5
-#: SPEC §4: the drain beside a CPU hog, as a fraction of 20 x the configured limit.
+#: Target (docs/semantics.md#targets): the drain beside a CPU hog, as a fraction of 20 x the configured limit.
 HOG_RATIO = 0.95
 
 
@@ -95,7 +95,7 @@ def hog_rows(h: dict[str, Any], limit: float) -> list[Row]:
     ]  # fmt: skip
 
 
-#: SPEC §4 "several apps": B's due -> delivered p99 while A drains, in ms.
+#: Target (docs/semantics.md#targets, several apps): B's due -> delivered p99 while A drains, in ms.
 APPS_TRICKLE_P99_MS = 1_000.0
 #: Each app's drain as a fraction of 20 x its own limit (A beside B's trickle; B while A is held).
 APPS_RATIO = 0.95

@@ -22,7 +22,7 @@ from imunban.bench.verdict import num as _num
 
 #: "Unchanged from an empty store" read as: at least this fraction of the empty-store rate.
 UNCHANGED = 0.85
-#: SPEC §4: worker CPU (the whole worker process tree) per API call during a drain.
+#: Target (docs/semantics.md#targets): worker CPU (the whole worker process tree) per API call during a drain.
 CPU_PER_CALL_S = 0.0015
 
 

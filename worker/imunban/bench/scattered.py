@@ -1,4 +1,4 @@
-"""Scattered scheduled expiries, where calls and not members are the limit (SPEC §4, issue 12).
+"""Scattered scheduled expiries, where calls and not members are the limit (docs/semantics.md#targets).
 
 Many groups, each with a trickle of single-member expiries (Poisson arrivals): too few members per
 group to fill batches, too many groups to give each due member its own call. An oldest-first

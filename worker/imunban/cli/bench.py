@@ -1,4 +1,4 @@
-"""``imunban bench``: the benchmark and chaos suite against the local simulator (SPEC §4 targets)."""
+"""``imunban bench``: the benchmark and chaos suite against the local simulator (targets: docs/semantics.md)."""
 
 from __future__ import annotations
 

@@ -306,7 +306,7 @@ def _codes(sim: dict[str, Any]) -> str:
 
 
 def _lateness(cluster: LocalCluster, plan: Plan, limit: float) -> str:
-    """Percentiles of delivered minus due for the scheduled expiries, beside SPEC section 4's bound W.
+    """Percentiles of delivered minus due for the scheduled expiries, beside the oldest-first bound W.
 
     W is what an oldest-first policy can do at best when calls, not members, are the limit: the
     smallest wait per group with sum over groups of (1 - e^(-λW)) / W <= the limit (λ: each group's

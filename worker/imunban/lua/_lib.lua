@@ -67,7 +67,7 @@ end
 -- equal). While the limiter has calls to spare, nothing: lingering would only add latency. As the
 -- calls near the limit, the wait grows toward one oldest-first round, `waiting` groups x the interval:
 -- the time the limiter needs to give every waiting group one call, which is the wait an oldest-first
--- queue at the limit settles on anyway (SPEC section 4's bound). Never more than `bound_ms`.
+-- queue at the limit settles on anyway (the oldest-first bound W of docs/semantics.md#targets). Never more than `bound_ms`.
 local function linger_ms(use, waiting, interval_ms, bound_ms)
   if use <= SPARE_USE then return 0 end
   local ramp = math.min(1, (use - SPARE_USE) / (FULL_USE - SPARE_USE))
@@ -170,7 +170,7 @@ local function proceed_when_full(hash_key)
   redis.call('HDEL', hash_key, '')
 end
 
--- Versions (SPEC §2, order between producers). A version is a decimal integer in int64 range, as
+-- Versions (docs/semantics.md, "Order between producers"). A version is a decimal integer in int64 range, as
 -- text: compared as text (length first) because a Lua number loses precision above 2^53.
 -- Returns -1, 0 or 1.
 local function compare_versions(a, b)

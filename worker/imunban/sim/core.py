@@ -1,6 +1,6 @@
 """The simulator's logic: request checks, fault injection, rate limit and counters; no sockets here.
 
-:class:`Simulator` answers ``handle(method, target, body)`` the way the real API would (SPEC §1)
+:class:`Simulator` answers ``handle(method, target, body)`` the way the real API would (docs/semantics.md#the-api)
 and records what happened. :mod:`imunban.sim.server` serves it over HTTP. Keeping the two apart lets
 unit tests drive the logic directly and keeps the HTTP handler lean.
 """
