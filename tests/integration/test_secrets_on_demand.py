@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from helpers import Run, cli_runner
 from imunban.deployment import open_deployment
 from imunban.errors import ConfigError
+from imunban.runtime import prepare_worker
 from imunban.settings import Settings
 from imunban.web.app import create_app
 
@@ -98,3 +99,15 @@ def test_delivery_reads_the_key_when_first_used(redis_url: str, apps_file: Path,
     assert deployment.app("intl").deliverer.api is not None
     with pytest.raises(ConfigError, match="field 'secret_key_file'"):
         deployment.app("cn").deliverer  # noqa: B018
+
+
+def test_a_worker_builds_every_apps_delivery_half_at_start(redis_url: str, apps_file: Path, r: redis.Redis) -> None:
+    """prepare_worker reads the keys and builds each app's limiter and API client before the first task runs."""
+    keys = apps_file.parent / "keys"
+    keys.mkdir()
+    for name in ("cn", "intl"):
+        (keys / f"{name}.key").write_text(f"{name}-key\n", encoding="utf-8")
+    settings = Settings.from_env({"IMUNBAN_REDIS_URL": redis_url, "IMUNBAN_APPS_FILE": str(apps_file)})
+    deployment = open_deployment(settings, client=r)
+    prepare_worker(deployment)
+    assert all(app.built_delivery for app in deployment)

@@ -8,20 +8,26 @@ newer instruction revokes an in-flight copy by removing its lease record; the te
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 
 import pytest
 import redis
+import urllib3
+from urllib3.exceptions import NewConnectionError
 
 from helpers import server_ms
+from imunban.api import ApiClient
+from imunban.apps import AppConfig
 from imunban.delivery import Deliverer
 from imunban.hold import Hold
 from imunban.keys import Keys, request_id
 from imunban.limiter import RedisRateLimiter
 from imunban.retry import RetryPolicy
 from imunban.schedule import Scheduler
+from imunban.secret import Secret
 from imunban.settings import LingerPolicy, Settings
 from imunban.stats import status
 from imunban.store import Batch, Store
@@ -187,3 +193,55 @@ def test_unexpected_exception_is_retried_with_an_attempt_then_dead(
     assert info["dead"] == 1 and info["in_flight"] == 0
     dead = r.hget(keys.dead_info, request_id("g", "a"))
     assert dead is not None and "internal error: ValueError" in dead
+
+
+# -- region failover: a new reservation (and lease check) before the backup domain is tried ---------
+
+OK_BODY = b'{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}'
+PRIMARY, BACKUP = "https://primary.invalid", "https://backup.invalid"
+
+
+class TwoDomains:
+    """A transport whose primary domain refuses connections (after ``on_connect`` ran); the backup answers OK."""
+
+    def __init__(self, on_connect: Callable[[], object]) -> None:
+        self.on_connect = on_connect
+        self.sent: list[bytes] = []
+
+    def urlopen(self, method: str, url: str, **kw: object) -> urllib3.BaseHTTPResponse:
+        if url.startswith(PRIMARY):
+            self.on_connect()  # the connect attempt takes seconds; a cancel lands meanwhile
+            raise NewConnectionError(None, "connection refused")  # type: ignore[arg-type]
+        body = kw["body"]
+        assert isinstance(body, bytes)
+        self.sent.append(body)
+        return urllib3.HTTPResponse(body=OK_BODY, status=200, preload_content=True)
+
+
+def two_domain_client(transport: TwoDomains) -> ApiClient:
+    app = AppConfig("default", APP, secret_key=Secret("k" * 32), base_url=PRIMARY)
+    return ApiClient(app, base_urls=[PRIMARY, BACKUP], transport=transport)
+
+
+def test_a_copy_cancelled_while_the_primary_failed_is_not_sent_to_the_backup(
+    store: Store, r: redis.Redis, keys: Keys
+) -> None:
+    """A cancel that returned while the primary's connect failed stops the call: the leases are checked again."""
+    store.enqueue([build_request("g", ["m"])])
+    transport = TwoDomains(lambda: revoke(r, keys, "g", "m"))
+    report = deliverer(store, two_domain_client(transport)).deliver_group("g")  # type: ignore[arg-type]
+    assert transport.sent == []
+    assert report.revoked == 1 and report.delivered == 0
+
+
+def test_the_backup_gets_only_the_members_still_leased_and_is_preferred_after(
+    store: Store, r: redis.Redis, keys: Keys
+) -> None:
+    """After the primary fails, one new reservation narrows the batch; the backup is then used first."""
+    store.enqueue([build_request("g", ["a", "b"])])
+    transport = TwoDomains(lambda: revoke(r, keys, "g", "a"))
+    client = two_domain_client(transport)
+    report = deliverer(store, client).deliver_group("g")  # type: ignore[arg-type]
+    assert [json.loads(body)["Members_Account"] for body in transport.sent] == [["b"]]
+    assert report.delivered == 1 and report.revoked == 1
+    assert client.active_base_url == BACKUP

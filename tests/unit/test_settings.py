@@ -233,3 +233,44 @@ def test_secret_equality_and_hash() -> None:
     """Secrets compare and hash by value without revealing it."""
     assert Secret("a") == Secret("a") and Secret("a") != Secret("b") and Secret("a") != "a"
     assert hash(Secret("a")) == hash(Secret("a"))
+
+
+# -- malformed Redis URLs: one line naming the variable and the problem, never a traceback later ---------------
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis://127.0.0.1:63x9/0", "port"),
+        ("redis://127.0.0.1:99999/0", "port"),
+        ("redis://127.0.0.1:0/0", "port"),
+        ("redis://:s3cret@127.0.0.1:6379/1x", "database"),
+        ("redis://127.0.0.1:6379/-1", "database"),
+        ("redis://127.0.0.1:6379/0/extra", "database"),
+        ("redis://127.0.0.1:6379/0?socket_timeout=soon", "socket_timeout"),
+        ("redis://127.0.0.1:6379/0?colour=blue", "colour"),
+        ("redis:///0", "host"),
+        ("unix://", "path"),
+    ],
+)
+def test_a_malformed_redis_url_is_refused_naming_the_variable(url: str, problem: str) -> None:
+    """IMUNBAN_REDIS_URL and IMUNBAN_BROKER_URL are checked at start: the variable, the problem, no password."""
+    for variable in ("IMUNBAN_REDIS_URL", "IMUNBAN_BROKER_URL"):
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env({variable: url})
+        message = str(info.value)
+        assert message.startswith(variable) and problem in message and "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "redis://:pw@redis.internal:6380/15?socket_timeout=2.5&health_check_interval=10",
+        "rediss://user:pw@h/3",
+        "redis://h",
+        "unix:///run/redis.sock?db=2",
+    ],
+)
+def test_well_formed_redis_urls_pass(url: str) -> None:
+    assert Settings.from_env({"IMUNBAN_REDIS_URL": url}).redis_url == url

@@ -96,6 +96,11 @@ class AppEngine:
     # -- delivery: built on first use (it reads the app's secret key) ------------------------------
 
     @property
+    def built_delivery(self) -> bool:
+        """Whether the delivery half exists yet (a worker builds it at start: imunban.runtime.prepare_worker)."""
+        return self._delivery is not None
+
+    @property
     def deliverer(self) -> Deliverer:
         return self._delivering().deliverer
 

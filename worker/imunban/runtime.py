@@ -16,6 +16,10 @@ def prepare_worker(deployment: Deployment) -> None:
     the app, the file and the field, not at its first call.
     """
     deployment.require_delivery()
+    for app in deployment:
+        # Built now, not by the first delivery run of each app: building it inside a run stalled that
+        # app's first runs while another app drained (bench apps: 0.85 of the limit instead of 0.99).
+        app.deliverer  # noqa: B018
     # An evicting Redis could drop queued unbans without a trace: refuse it before any work starts.
     check_memory_policy(deployment.client)
     prefix = deployment.settings.key_prefix
