@@ -19,6 +19,7 @@ from imunban.api import ApiClient
 from imunban.apps import AppConfig
 from imunban.errors import (
     ConnectError,
+    FailoverError,
     GroupGoneError,
     HoldError,
     IsolateError,
@@ -209,21 +210,28 @@ def test_read_timeout(server: SimulatorServer, sim: Simulator) -> None:
 
 
 def test_failover_to_backup_and_back(server: SimulatorServer, dead_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    """A refused connect to the primary fails over to the backup, which stays first for failover_s."""
+    """A refused connect raises FailoverError (nothing sent); the backup is then first for failover_s.
+
+    The client never tries the backup within the same call: the caller reserves again first, which
+    re-checks the leases (Deliverer._call), so a cancel that returned meanwhile holds.
+    """
     mono = Clock(1000.0)
     caplog.set_level(logging.WARNING, logger="imunban.api")
     with make_client(base_urls=[dead_url, server.url], monotonic=mono, failover_s=60) as api:
-        api.unban(GROUP, ["u1"])
+        with pytest.raises(FailoverError, match=f"next call to {server.url}"):
+            api.unban(GROUP, ["u1"])
         assert api.active_base_url == server.url
-        failures = [r for r in caplog.records if "connect to" in r.getMessage()]
+        api.unban(GROUP, ["u1"])  # the caller's second try goes to the backup
+        failures = [r for r in caplog.records if "cannot connect" in r.getMessage()]
         assert len(failures) == 1
         mono.now += 59
         api.unban(GROUP, ["u2"])  # straight to the backup: no new connect failure
-        assert len([r for r in caplog.records if "connect to" in r.getMessage()]) == 1
+        assert len([r for r in caplog.records if "cannot connect" in r.getMessage()]) == 1
         mono.now += 2
         assert api.active_base_url == dead_url
-        api.unban(GROUP, ["u3"])  # primary tried again, fails, backup used again
-        assert len([r for r in caplog.records if "connect to" in r.getMessage()]) == 2
+        with pytest.raises(FailoverError):  # primary tried again, fails: the backup is preferred again
+            api.unban(GROUP, ["u3"])
+        assert len([r for r in caplog.records if "cannot connect" in r.getMessage()]) == 2
         assert api.active_base_url == server.url
 
 
@@ -251,6 +259,8 @@ def test_fresh_random_per_attempt(server: SimulatorServer, dead_url: str) -> Non
         return drawn[-1]
 
     with make_client(base_urls=[dead_url, server.url], rng=rng) as api:
+        with pytest.raises(FailoverError):
+            api.unban(GROUP, ["u1"])
         api.unban(GROUP, ["u1"])
         api.unban(GROUP, ["u2"])
     assert drawn == [7, 8, 9]

@@ -245,3 +245,17 @@ def test_the_backup_gets_only_the_members_still_leased_and_is_preferred_after(
     assert [json.loads(body)["Members_Account"] for body in transport.sent] == [["b"]]
     assert report.delivered == 1 and report.revoked == 1
     assert client.active_base_url == BACKUP
+
+
+def test_when_neither_domain_connects_the_batch_is_retried_with_backoff(store: Store) -> None:
+    """Primary then backup refuse: one failover only, then the members go back for a retry (nothing sent)."""
+    store.enqueue([build_request("g", ["m"])])
+
+    class Nowhere(TwoDomains):
+        def urlopen(self, method: str, url: str, **kw: object) -> urllib3.BaseHTTPResponse:
+            raise NewConnectionError(None, "connection refused")  # type: ignore[arg-type]
+
+    transport = Nowhere(lambda: None)
+    report = deliverer(store, two_domain_client(transport)).deliver_group("g")  # type: ignore[arg-type]
+    assert transport.sent == [] and report.retried >= 1
+    assert report.calls == 2 * report.batches  # each batch: the primary, one failover to the backup, no more

@@ -34,7 +34,15 @@ from urllib3.util.retry import Retry
 
 from imunban.apps import AppConfig
 from imunban.classify import classify
-from imunban.errors import ApiError, ConfigError, ConnectError, RetryableError, TransportError, ValidationError
+from imunban.errors import (
+    ApiError,
+    ConfigError,
+    ConnectError,
+    FailoverError,
+    RetryableError,
+    TransportError,
+    ValidationError,
+)
 from imunban.keys import MAX_MEMBERS
 from imunban.logredact import scrub_exception
 from imunban.settings import CONNECT_TIMEOUT_S, READ_TIMEOUT_S
@@ -228,21 +236,15 @@ class ApiClient:
         body = json.dumps({"GroupId": group_id, "Members_Account": unique}, separators=(",", ":")).encode()
 
         order = self._url_order()
-        for position, index in enumerate(order):
-            try:
-                self._call(index, body, group_id, len(unique))
-            except ConnectError:
-                if position == len(order) - 1:
-                    raise
-                log.warning(
-                    "connect to %s failed; trying %s",
-                    self.base_urls[index],
-                    self.base_urls[order[position + 1]],
-                )
-                continue
-            if position > 0:
-                self._prefer(index)
-            return
+        try:
+            self._call(order[0], body, group_id, len(unique))
+        except ConnectError as exc:
+            if len(order) == 1:
+                raise
+            # Nothing was sent. The next domain is not tried here: the caller reserves a new slot first,
+            # which re-checks the leases, so a cancel that returned while this connect failed still holds.
+            self._prefer(order[1])
+            raise FailoverError(exc.code, f"{exc.info}; next call to {self.base_urls[order[1]]}") from exc
 
     def _url_order(self) -> list[int]:
         with self._lock:
@@ -253,7 +255,7 @@ class ApiClient:
         with self._lock:
             self._preferred = index
             self._preferred_until = self._monotonic() + self._failover_s
-        log.warning("using %s for the next %.0f s", self.base_urls[index], self._failover_s)
+        log.warning("cannot connect; using %s for the next %.0f s", self.base_urls[index], self._failover_s)
 
     def _query(self) -> str:
         """The query string: sdkappid, identifier, usersig (encoded once per UserSig), a fresh random, contenttype."""

@@ -84,6 +84,14 @@ def is_redis_full(exc: BaseException) -> bool:
     return isinstance(exc, redis.exceptions.OutOfMemoryError) or "OOM command not allowed" in str(exc)
 
 
+def require_reachable(client: redis.Redis, variable: str = "IMUNBAN_REDIS_URL") -> None:
+    """At a command's or a worker's start: one line naming ``variable`` when Redis cannot be reached, no traceback."""
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as exc:
+        raise StoreError(f"{variable}: cannot reach Redis: {exc}") from None
+
+
 def server_time_ms(client: redis.Redis) -> int:
     """The one clock: the Redis server's ``TIME`` in epoch milliseconds, never a host's."""
     with translated("time"):

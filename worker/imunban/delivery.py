@@ -13,13 +13,14 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from imunban.classify import AMBIGUOUS_GLOBAL_CODE
 from imunban.errors import (
     ApiError,
+    ConnectError,
+    FailoverError,
     GroupGoneError,
     HoldError,
     InternalError,
@@ -33,9 +34,12 @@ from imunban.errors import (
 from imunban.hold import Hold
 from imunban.limiter import PENALTY_MS, LeaseCheck, RateLimiter
 from imunban.observe import Observer
+from imunban.report import Report, UnbanApi
 from imunban.retry import RetryPolicy, backoff_ms, exhausted, halves, overlap_ms
 from imunban.settings import Settings
 from imunban.store import Batch, Held, Store
+
+__all__ = ["DELIVER_BUDGET_S", "Deliverer", "Report", "UnbanApi"]
 
 log = logging.getLogger(__name__)
 
@@ -54,41 +58,6 @@ class _Live:
     """The part of a batch still leased to this run: each reservation's lease check narrows it."""
 
     batch: Batch
-
-
-class UnbanApi(Protocol):
-    def unban(self, group_id: str, members: Sequence[str]) -> None:
-        """Unban ``members`` of ``group_id``; raise the classified ApiError on failure."""
-        ...
-
-    def renew_sig(self) -> None:
-        """Forget the cached UserSig so the next call signs afresh."""
-        ...
-
-
-@dataclass
-class Report:
-    """What one :meth:`Deliverer.deliver_group` run did."""
-
-    batches: int = 0
-    calls: int = 0
-    delivered: int = 0
-    retried: int = 0
-    dead: int = 0
-    group_gone: int = 0
-    held: bool = False
-    #: Members not sent because their lease was gone at the reservation (cancelled, superseded, lost).
-    revoked: int = 0
-    codes: dict[int, int] = field(default_factory=dict)
-    #: Calls made but not yet added to the store's ``calls`` counter: the next ack or requeue adds them.
-    uncounted_calls: int = 0
-    #: The run ended early to hand its thread to another app's waiting run (fairness.FairShare).
-    gave_way: bool = False
-
-    def take_calls(self) -> int:
-        """The calls to count with the next ack or requeue (each is counted once)."""
-        n, self.uncounted_calls = self.uncounted_calls, 0
-        return n
 
 
 class Deliverer:
@@ -213,15 +182,28 @@ class Deliverer:
             self._release_hold()
 
     def _call(self, live: _Live, report: Report, *, probe: bool = False) -> None:
-        try:
-            self._call_once(live, report, probe=probe)
-        except RenewSigError:
-            # The cached UserSig expired or was invalidated: sign afresh and try exactly once more.
-            self.api.renew_sig()
+        """One call for the batch, made again at once after a renewed UserSig or a region failover (once each).
+
+        Each try is a new reservation, so its lease check runs again: nothing leaves more than
+        limiter.LEASE_CHECK_HORIZON_MS after the leases were last confirmed, on any path.
+        """
+        renewed = failed_over = False
+        while True:
             try:
                 self._call_once(live, report, probe=probe)
-            except RenewSigError as again:
-                raise HoldError(again.code, f"UserSig rejected again after renewal: {again.info}") from again
+                return
+            except RenewSigError as exc:
+                if renewed:
+                    raise HoldError(exc.code, f"UserSig rejected again after renewal: {exc.info}") from exc
+                # The cached UserSig expired or was invalidated: sign afresh and try exactly once more.
+                renewed = True
+                self.api.renew_sig()
+            except FailoverError as exc:
+                if failed_over:
+                    raise ConnectError(exc.code, exc.info) from exc  # neither domain: retry with backoff
+                failed_over = True  # nothing was sent; the client now prefers the backup domain
+            if not live.batch.items:
+                return
 
     def _call_once(self, live: _Live, report: Report, *, probe: bool = False) -> None:
         """Reserve a slot for the members still leased to this run, then call for them alone.

@@ -12,6 +12,7 @@
         ├── RetryableError ......... RETRY the members with backoff
         │   ├── TransportError ..... network failure, timeout or HTTP != 200 (code is 0 or -status)
         │   │   └── ConnectError ... failed before the request was sent: the only case that fails over
+        │   │       └── FailoverError  the next domain is now preferred: reserve again (leases checked), call again
         │   └── RateLimitedError ... 60007/60011/60018/60019/10006: also push the shared limiter back
         ├── RenewSigError .......... 70001/70052: regenerate the UserSig, retry once, then treat as HoldError
         ├── HoldError .............. configuration error for the whole app: HOLD delivery, dead-letter nothing
@@ -94,6 +95,11 @@ class TransportError(RetryableError):
 
 class ConnectError(TransportError):
     """Failed before the request was sent (DNS, TCP connect, TLS certificate, proxy connect); the backup may help."""
+
+
+class FailoverError(ConnectError):
+    """Nothing was sent; the client now prefers the next domain. Reserve a slot again (which re-checks the
+    leases: a cancel that returned meanwhile stops the call) and call again at once."""
 
 
 class RateLimitedError(RetryableError):

@@ -6,13 +6,20 @@ sentinels' own password is ``IMUNBAN_SENTINEL_PASSWORD``.
 
 ``redis+cluster://[[user]:password@]host:port[,host:port...]``: seed nodes of a Redis Cluster (state
 only: the Celery broker then lives on ``IMUNBAN_BROKER_URL``). A cluster has one database, so no path.
-Pure text handling, so :mod:`imunban.settings` can refuse a malformed URL before anything connects.
+``redis://``, ``rediss://`` and ``unix://`` URLs are checked too (:func:`check_plain_url`). Pure text
+handling, so :mod:`imunban.settings` can refuse a malformed URL before anything connects.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import unquote
+from typing import cast
+from urllib.parse import parse_qsl, unquote
+
+import redis
+from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 
 from imunban.errors import ConfigError
 
@@ -147,3 +154,44 @@ def _bad(reason: str, variable: str = _VARIABLE, form: str = _FORM) -> ConfigErr
 
 
 _bad_url = _bad
+
+
+#: What IMUNBAN_REDIS_URL and IMUNBAN_BROKER_URL look like without Sentinel or Cluster.
+_PLAIN_FORM = "redis://[[user]:password@]host[:port][/DB][?option=value...], rediss://... or unix:///path"
+#: Options a plain URL may carry: redis-py's own URL options and the keyword arguments of a connection.
+_URL_OPTIONS = frozenset(URL_QUERY_ARGUMENT_PARSERS) | frozenset(
+    name for name in inspect.signature(redis.Redis.__init__).parameters if name not in ("self", "host", "port")
+)
+
+
+def check_plain_url(url: str, *, variable: str = _VARIABLE) -> None:
+    """Refuse a ``redis://``, ``rediss://`` or ``unix://`` URL that redis-py would read otherwise or refuse late.
+
+    redis-py takes ``/1x`` as database 0, and a bad port or option only fails at the first command,
+    with a traceback; here each is one ConfigError naming ``variable`` and the problem (never the URL,
+    which may carry a password).
+    """
+    scheme, _, rest = url.partition("://")
+    rest, _, query = rest.partition("#")[0].partition("?")
+    if scheme == "unix":
+        if len(rest) < 2 or not rest.startswith("/"):
+            raise _bad("needs the socket's path, e.g. unix:///run/redis/redis.sock", variable, _PLAIN_FORM)
+    else:
+        netloc, _, path = rest.partition("/")
+        _, _, hostport = _credentials(netloc, variable, _PLAIN_FORM)
+        if not hostport or hostport.startswith(":"):
+            raise _bad("names no host", variable, _PLAIN_FORM)
+        if "," in hostport:
+            raise _bad("names several hosts (use redis+sentinel:// or redis+cluster://)", variable, _PLAIN_FORM)
+        _host_port(hostport, variable=variable, form=_PLAIN_FORM, default_port=6379, what="server")
+        if path and not (path.isdigit() and path.isascii()):
+            raise _bad(f"database must be a number >= 0 after the host, got {path!r}", variable, _PLAIN_FORM)
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in _URL_OPTIONS:
+            raise _bad(f"has an unknown option {name!r}", variable, _PLAIN_FORM)
+        parser = cast(Callable[[str], object] | None, URL_QUERY_ARGUMENT_PARSERS.get(name))
+        if parser is not None:
+            try:
+                parser(value)
+            except (TypeError, ValueError):
+                raise _bad(f"option {name!r} has a bad value {value!r}", variable, _PLAIN_FORM) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from imunban.connection import require_reachable
 from imunban.deployment import Deployment
 from imunban.errors import ConfigError
 from imunban.ha import check_memory_policy
@@ -16,6 +17,7 @@ def prepare_worker(deployment: Deployment) -> None:
     the app, the file and the field, not at its first call.
     """
     deployment.require_delivery()
+    require_reachable(deployment.client)
     for app in deployment:
         # Built now, not by the first delivery run of each app: building it inside a run stalled that
         # app's first runs while another app drained (bench apps: 0.85 of the limit instead of 0.99).

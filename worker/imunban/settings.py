@@ -32,7 +32,7 @@ from imunban.apps import (
 )
 from imunban.errors import ConfigError
 from imunban.keys import DEFAULT_APP
-from imunban.redis_url import CLUSTER_SCHEME, SENTINEL_SCHEME, parse_cluster_url, parse_sentinel_url
+from imunban.redis_url import CLUSTER_SCHEME, SENTINEL_SCHEME, check_plain_url, parse_cluster_url, parse_sentinel_url
 from imunban.secret import Secret, read_secret_file
 
 __all__ = ["API_LIMIT_PER_S", "PREFIX", "REGIONS", "Durability", "LingerPolicy", "Secret", "Settings"]
@@ -139,9 +139,13 @@ class Settings:
             parse_sentinel_url(redis_url)  # a malformed URL stops the process here, naming the variable
         if redis_url is not None and redis_url.startswith(CLUSTER_SCHEME):
             parse_cluster_url(redis_url)
+        elif redis_url is not None and not redis_url.startswith(SENTINEL_SCHEME):
+            check_plain_url(redis_url)
         broker_url = env.url("BROKER_URL", BROKER_SCHEMES)
         if broker_url is not None and broker_url.startswith(SENTINEL_SCHEME):
             parse_sentinel_url(broker_url, variable=PREFIX + "BROKER_URL")
+        elif broker_url is not None:
+            check_plain_url(broker_url, variable=PREFIX + "BROKER_URL")
         sentinel_password = env.text("SENTINEL_PASSWORD")
         key_prefix = env.ascii_name("KEY_PREFIX", d.key_prefix, max_bytes=64)
         if any(c in key_prefix for c in HASH_TAG_CHARS):

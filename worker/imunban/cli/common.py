@@ -12,7 +12,7 @@ import redis
 
 from imunban import deployment
 from imunban.apps import Apps
-from imunban.connection import connect
+from imunban.connection import connect, require_reachable
 from imunban.errors import ValidationError
 from imunban.ha import failover_retry
 from imunban.local import embedded
@@ -36,6 +36,7 @@ def open_client(settings: Settings) -> redis.Redis:
             )
     client = connect(settings, url=url)
     client.set_retry(failover_retry(cap_s=0.5, retries=4))
+    require_reachable(client, "IMUNBAN_REDIS_URL" if settings.redis_url else "the embedded Redis")
     return client
 
 
