@@ -366,6 +366,43 @@ def test_dead_replay_all(cli: Run, r: redis.Redis) -> None:
     assert status(r, KEYS)["dead"] == 0
 
 
+def test_dead_replay_of_nothing_dead_says_so_and_exits_1(cli: Run, r: redis.Redis) -> None:
+    """dead replay G M where no given pair is a dead letter: no silent "replayed 0", exit 1; --all on none says so."""
+    end_as(r, "g", "a", "dead", 60003, "bad")
+    rc, out, err = cli("dead", "replay", "g", "nobody", "else")
+    assert (rc, out) == (1, "")
+    assert err == "imunban: no dead letter matched: none of the 2 requests given is a dead letter; nothing replayed\n"
+    assert status(r, KEYS)["dead"] == 1
+    assert cli("dead", "replay", "g", "a", "nobody") == (
+        0, "replayed 1 dead letter (due now); 1 of those given was not a dead letter\n", "",
+    )  # fmt: skip
+    assert cli("dead", "replay", "--all") == (0, "no dead letters to replay\n", "")
+
+
+def test_dead_replay_says_what_it_skipped_and_why(cli: Run, r: redis.Redis) -> None:
+    """A dead letter cancelled or superseded since it died is not replayed: the CLI counts the skipped and says why."""
+    for member in ("old", "again", "fine"):
+        cli("enqueue", "g", member, "--instruction-version", "100")
+        store = Store(r, KEYS, linger=LingerPolicy(0))
+        batch = store.claim("g")
+        assert isinstance(batch, Batch)
+        store.ack(batch, "dead", code=60003, info="bad")
+    cli("enqueue", "g", "old", "--instruction-version", "300")  # a newer instruction, then delivered
+    end_batch = Store(r, KEYS, linger=LingerPolicy(0)).claim("g")
+    assert isinstance(end_batch, Batch)
+    Store(r, KEYS).ack(end_batch, "delivered")
+    cli("enqueue", "g", "again", "--at", AT_ISO)  # pending again: that instruction stands
+    rc, out, _ = cli("dead", "replay", "--all")
+    assert rc == 0
+    assert out == (
+        "replayed 1 dead letter (due now)\n"
+        "skipped 2: 1 cancelled or superseded by a higher version since they died; "
+        "1 pending or in flight again (the newer instruction stands)\n"
+    )
+    assert trace(r, KEYS, "g", "old")["state"] == "not_pending"
+    assert trace(r, KEYS, "g", "again")["due_ms"] == AT_MS
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -15,7 +15,7 @@ from imunban.keys import HIGH_BAND_MS, Keys, request_id
 COUNTERS = (
     "enqueued", "deduplicated", "cancelled", "promoted", "delivered", "dead", "group_gone", "retried",
     "rate_limited", "reaped", "stale_acks", "replayed", "calls", "rejected_messages", "revoked", "internal_errors",
-    "stale_instructions",
+    "stale_instructions", "replay_skipped", "rescheduled",
 )  # fmt: skip
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -220,15 +221,31 @@ def run_dead_replay(args: argparse.Namespace) -> int:
         raise ValidationError("replay", "give either --all or GROUP_ID MEMBER [MEMBER ...]")
     if args.all:
         settings, client, keys = _connect(args.app)
-        replayed = DeadLetters(client, keys, durability=settings.durability).replay_all()
+        result = DeadLetters(client, keys, durability=settings.durability).replay_all()
+        if not result.matched:
+            print("no dead letters to replay")
+            return 0
     else:
         if not args.members:
             raise ValidationError("MEMBER", "give at least one MEMBER after GROUP_ID")
         group_id = validate_group_id(args.group_id)
         members = validate_members(args.members)
         settings, client, keys = _connect(args.app)
-        replayed = DeadLetters(client, keys, durability=settings.durability).replay([(group_id, m) for m in members])
-    print(f"replayed {replayed} dead letter{'s' if replayed != 1 else ''} (due now)")
+        result = DeadLetters(client, keys, durability=settings.durability).replay([(group_id, m) for m in members])
+        if not result.matched:
+            # Nothing of what was named is a dead letter: a typo, or replayed or purged already.
+            given = f"{len(members)} request{'s' if len(members) != 1 else ''} given"
+            print(
+                f"imunban: no dead letter matched: none of the {given} is a dead letter; nothing replayed",
+                file=sys.stderr,
+            )
+            return 1
+    line = f"replayed {result.replayed} dead letter{'s' if result.replayed != 1 else ''} (due now)"
+    if result.not_dead:
+        line += f"; {result.not_dead} of those given {'was' if result.not_dead == 1 else 'were'} not a dead letter"
+    print(line)
+    if result.skipped:
+        print(result.skipped_text())
     return 0
 
 

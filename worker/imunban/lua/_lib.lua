@@ -170,6 +170,15 @@ local function proceed_when_full(hash_key)
   redis.call('HDEL', hash_key, '')
 end
 
+-- The earliest time the next probe of a hold may go: the last probe (or the answer that set the
+-- hold) plus the hold's minimum interval (70050: 60 s), 0 without one. A hold written before the last
+-- probe was recorded keeps its planned next probe. (imunban.hold.HoldState.probe_allowed_ms is the twin.)
+local function probe_floor(next_probe, last, min_probe)
+  if not min_probe or min_probe <= 0 then return 0 end
+  if last then return last + min_probe end
+  return next_probe or 0
+end
+
 -- Versions (SPEC §2, order between producers). A version is a decimal integer in int64 range, as
 -- text: compared as text (length first) because a Lua number loses precision above 2^53.
 -- Returns -1, 0 or 1.
