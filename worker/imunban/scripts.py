@@ -78,6 +78,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "evidence_10007": ("meta", "ok_groups"),
     "limiter_reserve": ("stats", "inflight", "leases", "hold", "limiter"),  # lease check, hold check, pace
     "limiter_penalize": ("limiter",),
+    "migrate": ("stats",),  # then (old name, new name) pairs of the keys it moves: migrate.py builds them
 }  # fmt: skip
 
 

@@ -24,6 +24,12 @@ local function group_keys(common, gi)
   return KEYS[common + 2 * gi - 1], KEYS[common + 2 * gi]
 end
 
+-- migrate.lua takes, after its `common` named keys, pairs of keys: the old name and the new name of
+-- each key it moves. Returns those of pair `i` (1-based), as group_keys does for groups.
+local function moved_keys(common, i)
+  return KEYS[common + 2 * i - 1], KEYS[common + 2 * i]
+end
+
 -- "linger_ms:max_linger_ms" (as Store passes it) -> two numbers.
 local function parse_linger(arg)
   local linger, max_linger = string.match(tostring(arg), '^(%d+):?(%d*)$')
