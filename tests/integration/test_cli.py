@@ -7,13 +7,17 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from helpers import Run, server_ms
 from imunban.cli import main
+from imunban.deadletter import DeadLetters
+from imunban.errors import RedisFullError
 from imunban.hold import Hold
 from imunban.keys import Keys
 from imunban.settings import LingerPolicy
@@ -401,6 +405,27 @@ def test_dead_replay_says_what_it_skipped_and_why(cli: Run, r: redis.Redis) -> N
     )
     assert trace(r, KEYS, "g", "old")["state"] == "not_pending"
     assert trace(r, KEYS, "g", "again")["due_ms"] == AT_MS
+
+
+def test_dead_replay_all_stopped_part_way_says_what_it_replayed(
+    cli: Run, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--all replays in rounds; a Redis error in a later round is reported with what the rounds before replayed."""
+    for member in ("a", "b"):
+        end_as(r, "g", member, "dead", 60003, "bad")
+    real = DeadLetters.replay
+    rounds: list[int] = []
+
+    def one_then_full(self: DeadLetters, pairs: Sequence[tuple[str, str]] = (), *, limit: int = 10_000) -> Any:
+        rounds.append(1)
+        if len(rounds) == 2:
+            raise RedisFullError("dead letters")
+        return real(self, pairs, limit=1)
+
+    monkeypatch.setattr(DeadLetters, "replay", one_then_full)
+    rc, out, err = cli("dead", "replay", "--all")
+    assert (rc, out) == (2, "")
+    assert "Redis is full" in err and "stopped part way: 1 dead letter replayed (0 skipped) before the error" in err
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ from rich.table import Table
 from imunban.apps import load_apps
 from imunban.cli.common import fmt_ms, fmt_relative, open_client
 from imunban.connection import server_time_ms
-from imunban.deadletter import DeadLetters
-from imunban.errors import ValidationError
+from imunban.deadletter import DeadLetters, ReplayResult
+from imunban.errors import StoreError, ValidationError
 from imunban.keys import Keys
 from imunban.settings import Settings
 from imunban.stats import status, status_of_apps, trace
@@ -221,7 +221,7 @@ def run_dead_replay(args: argparse.Namespace) -> int:
         raise ValidationError("replay", "give either --all or GROUP_ID MEMBER [MEMBER ...]")
     if args.all:
         settings, client, keys = _connect(args.app)
-        result = DeadLetters(client, keys, durability=settings.durability).replay_all()
+        result = _replay_all(DeadLetters(client, keys, durability=settings.durability))
         if not result.matched:
             print("no dead letters to replay")
             return 0
@@ -247,6 +247,18 @@ def run_dead_replay(args: argparse.Namespace) -> int:
     if result.skipped:
         print(result.skipped_text())
     return 0
+
+
+def _replay_all(dead: DeadLetters) -> ReplayResult:
+    """Every dead letter, round by round; a Redis error part way says what the rounds before it did."""
+    total = ReplayResult()
+    try:
+        for step in dead.replay_rounds():
+            total += step
+    except StoreError as exc:
+        done = f"{total.replayed} dead letter{'s' if total.replayed != 1 else ''} replayed ({total.skipped} skipped)"
+        raise StoreError(f"{exc}; stopped part way: {done} before the error") from exc
+    return total
 
 
 def run_dead_purge(args: argparse.Namespace) -> int:
