@@ -75,7 +75,8 @@ def test_cli_and_python_api_through_sentinel(
     assert _cli(capsys, "trace", "g1", "alice")[0] == 0
     code, out, _ = _cli(capsys, "cancel", "g1", "bob")
     assert code == 0 and "cancelled 1" in out
-    assert _cli(capsys, "dead", "replay", "g1", "nobody")[0] == 0
+    code, _, err = _cli(capsys, "dead", "replay", "g1", "nobody")
+    assert code == 1 and "no dead letter matched" in err  # the replay ran through Sentinel and found nothing
     producer = Producer.from_env()
     assert producer.enqueue("g2", ["carol"]).stored == 1
     assert producer.bulk({"group_id": f"g{i % 7}", "member": f"m{i}"} for i in range(5_000)).stored == 5_000

@@ -7,13 +7,17 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from helpers import Run, server_ms
 from imunban.cli import main
+from imunban.deadletter import DeadLetters
+from imunban.errors import RedisFullError
 from imunban.hold import Hold
 from imunban.keys import Keys
 from imunban.settings import LingerPolicy
@@ -364,6 +368,64 @@ def test_dead_replay_all(cli: Run, r: redis.Redis) -> None:
         end_as(r, "g", member, "dead", 60003, "bad")
     assert cli("dead", "replay", "--all")[1] == "replayed 2 dead letters (due now)\n"
     assert status(r, KEYS)["dead"] == 0
+
+
+def test_dead_replay_of_nothing_dead_says_so_and_exits_1(cli: Run, r: redis.Redis) -> None:
+    """dead replay G M where no given pair is a dead letter: no silent "replayed 0", exit 1; --all on none says so."""
+    end_as(r, "g", "a", "dead", 60003, "bad")
+    rc, out, err = cli("dead", "replay", "g", "nobody", "else")
+    assert (rc, out) == (1, "")
+    assert err == "imunban: no dead letter matched: none of the 2 requests given is a dead letter; nothing replayed\n"
+    assert status(r, KEYS)["dead"] == 1
+    assert cli("dead", "replay", "g", "a", "nobody") == (
+        0, "replayed 1 dead letter (due now); 1 of those given was not a dead letter\n", "",
+    )  # fmt: skip
+    assert cli("dead", "replay", "--all") == (0, "no dead letters to replay\n", "")
+
+
+def test_dead_replay_says_what_it_skipped_and_why(cli: Run, r: redis.Redis) -> None:
+    """A dead letter cancelled or superseded since it died is not replayed: the CLI counts the skipped and says why."""
+    for member in ("old", "again", "fine"):
+        cli("enqueue", "g", member, "--instruction-version", "100")
+        store = Store(r, KEYS, linger=LingerPolicy(0))
+        batch = store.claim("g")
+        assert isinstance(batch, Batch)
+        store.ack(batch, "dead", code=60003, info="bad")
+    cli("enqueue", "g", "old", "--instruction-version", "300")  # a newer instruction, then delivered
+    end_batch = Store(r, KEYS, linger=LingerPolicy(0)).claim("g")
+    assert isinstance(end_batch, Batch)
+    Store(r, KEYS).ack(end_batch, "delivered")
+    cli("enqueue", "g", "again", "--at", AT_ISO)  # pending again: that instruction stands
+    rc, out, _ = cli("dead", "replay", "--all")
+    assert rc == 0
+    assert out == (
+        "replayed 1 dead letter (due now)\n"
+        "skipped 2: 1 cancelled or superseded by a higher version since they died; "
+        "1 pending or in flight again (the newer instruction stands)\n"
+    )
+    assert trace(r, KEYS, "g", "old")["state"] == "not_pending"
+    assert trace(r, KEYS, "g", "again")["due_ms"] == AT_MS
+
+
+def test_dead_replay_all_stopped_part_way_says_what_it_replayed(
+    cli: Run, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--all replays in rounds; a Redis error in a later round is reported with what the rounds before replayed."""
+    for member in ("a", "b"):
+        end_as(r, "g", member, "dead", 60003, "bad")
+    real = DeadLetters.replay
+    rounds: list[int] = []
+
+    def one_then_full(self: DeadLetters, pairs: Sequence[tuple[str, str]] = (), *, limit: int = 10_000) -> Any:
+        rounds.append(1)
+        if len(rounds) == 2:
+            raise RedisFullError("dead letters")
+        return real(self, pairs, limit=1)
+
+    monkeypatch.setattr(DeadLetters, "replay", one_then_full)
+    rc, out, err = cli("dead", "replay", "--all")
+    assert (rc, out) == (2, "")
+    assert "Redis is full" in err and "stopped part way: 1 dead letter replayed (0 skipped) before the error" in err
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import redis
 
 from helpers import KEYS, run_in_threads, server_ms
@@ -14,8 +15,8 @@ from imunban.validation import build_request
 
 
 def make_probe_due(r: redis.Redis) -> None:
-    """Pretend the backoff has passed (the probe time is server-clock state, not ours to wait for)."""
-    r.hset(KEYS.hold, "next_probe_ms", 0)
+    """Pretend the backoff (and the last probe's floor) has passed: server-clock state, not ours to wait for."""
+    r.hset(KEYS.hold, mapping={"next_probe_ms": 0, "last_probe_ms": 0})
 
 
 def waiting(r: redis.Redis, *groups: str) -> None:
@@ -47,6 +48,7 @@ def test_set_records_code_info_and_since(r: redis.Redis) -> None:
         "since_ms": state.since_ms,
         "next_probe_ms": state.next_probe_ms,
         "probes": 0,
+        "probe_allowed_ms": 0,  # no minimum interval between probes (only 70050 has one)
     }
 
 
@@ -257,3 +259,57 @@ def test_70050_floor_survives_a_later_code(r: redis.Redis) -> None:
     assert state is not None
     assert state.code == 70009
     assert int(r.hget(Keys("t").hold, "min_probe_ms")) == 60_000
+
+
+# -- "probe now" keeps the hold's floor (issue 18, item 7) --------------------------------------------
+
+
+def test_probe_now_during_a_70050_hold_never_brings_the_probe_before_the_floor(r: redis.Redis) -> None:
+    """Three presses of "probe now" within milliseconds of a 70050: the next probe stays a minute after the answer."""
+    hold = Hold(r, KEYS)
+    waiting(r, "g")
+    before = server_ms(r)
+    hold.set(70050, "too many failed signature checks")
+    presses = [hold.probe_now() for _ in range(3)]
+    state = hold.get()
+    assert state is not None
+    assert state.next_probe_ms >= before + 60_000
+    assert presses == [state.next_probe_ms] * 3  # each press answers when the probe goes
+    assert state.probe_allowed_ms == state.next_probe_ms
+    assert hold.try_probe() is None  # no probe yet
+
+
+def test_probe_now_after_a_probe_waits_for_the_last_probe_plus_the_floor(r: redis.Redis) -> None:
+    """Once a probe went out, "probe now" makes the next one due the last probe plus 60 s, not sooner."""
+    hold = Hold(r, KEYS, probe_base_ms=600_000)
+    waiting(r, "g")
+    hold.set(70050, "too many failed signature checks")
+    make_probe_due(r)
+    before = server_ms(r)
+    assert hold.try_probe() == "g"
+    after = server_ms(r)
+    due = hold.probe_now()
+    assert due is not None and before + 60_000 <= due <= after + 60_000  # not the 600 s backoff: the floor
+    assert (hold.get() or pytest.fail("no hold")).next_probe_ms == due
+
+
+def test_a_probe_is_refused_before_the_floor_whoever_moved_the_next_probe(r: redis.Redis) -> None:
+    """The probe turn itself keeps the floor: a next probe time set to now (an older console) sends nothing early."""
+    hold = Hold(r, KEYS)
+    waiting(r, "g")
+    hold.set(70050, "too many failed signature checks")
+    make_probe_due(r)
+    assert hold.try_probe() == "g"
+    r.hset(KEYS.hold, "next_probe_ms", 0)  # what an older "probe now" did
+    assert hold.try_probe() is None
+
+
+def test_probe_now_without_a_floor_is_due_at_once(r: redis.Redis) -> None:
+    """A hold without a minimum interval (not 70050): "probe now" makes the probe due now; no hold: None."""
+    hold = Hold(r, KEYS, probe_base_ms=600_000)
+    assert hold.probe_now() is None
+    waiting(r, "g")
+    hold.set(70001, "sig expired")
+    due = hold.probe_now()
+    assert due is not None and due <= server_ms(r)
+    assert hold.try_probe() == "g"

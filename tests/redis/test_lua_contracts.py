@@ -32,6 +32,7 @@ KEY_ARGS = {
     "ZADD": 1, "ZREM": 1, "ZSCORE": 1, "ZCARD": 1, "ZRANGE": 1, "ZPOPMIN": 1,
     "ZREMRANGEBYSCORE": 1, "ZREMRANGEBYRANK": 1,
     "XADD": 1, "LPUSH": 1, "LTRIM": 1,
+    "TYPE": 1, "RENAME": 2, "HGETALL": 1, "HSETNX": 1,  # migrate.lua
 }  # fmt: skip
 #: _lib.lua helpers -> how many leading arguments are key names.
 LIB_KEY_ARGS = {
@@ -54,6 +55,8 @@ HEADER_GROUP_KEYS = re.compile(r"KEYS\[(\d+)\.\.[^\]]*\] per group[^:\n]*:((?:\s
 KEY_LOCALS = re.compile(r"^local ((?:K_\w+, )*K_\w+) = ((?:KEYS\[\d+\], )*KEYS\[\d+\])[ \t]*$", re.MULTILINE)
 #: The per-group keys of a script over many groups: "local ready_key, sched_key = group_keys(5, gi)".
 GROUP_KEY_LOCALS = re.compile(r"^\s*local ([\w, ]+) = group_keys\((\d+), \w+\)[ \t]*$", re.MULTILINE)
+#: The (old, new) names of a key migrate.lua moves: "local old, new = moved_keys(1, i)".
+MOVED_KEY_LOCALS = re.compile(r"^\s*local ([\w, ]+) = moved_keys\((\d+), \w+\)[ \t]*$", re.MULTILINE)
 
 
 def header(text: str) -> str:
@@ -122,8 +125,12 @@ def key_locals(code: str) -> list[tuple[int, str]]:
 def key_aliases(code: str) -> set[str]:
     """Locals that hold a key: the K_* names taken from KEYS, and what group_keys() returns."""
     aliases = {name for _, name in key_locals(code)}
-    for line in GROUP_KEY_LOCALS.finditer(code):
+    for line in [*GROUP_KEY_LOCALS.finditer(code), *MOVED_KEY_LOCALS.finditer(code)]:
         aliases |= {name.strip() for name in line[1].split(",")} - {"_"}
+    # migrate.lua's helpers take the keys moved_keys() gave as parameters of their own.
+    for helper in re.finditer(r"^local function \w+\(([\w, ]+)\)", code, re.MULTILINE):
+        if MOVED_KEY_LOCALS.search(code):
+            aliases |= {name.strip() for name in helper[1].split(",")} & {"old", "new", "sibling"}
     return aliases
 
 
@@ -159,6 +166,9 @@ def test_script_names_its_keys_in_locals_as_its_header_does(path: Path) -> None:
     assert not re.search(r"\bKEYS\b", rest), f"{path.name} indexes KEYS outside its opening locals"
     commons = {int(c) for c in re.findall(r"\bgroup_keys\((\d+),", rest)}
     assert commons == ({len(named)} if per_group else set()), "group_keys(common, gi) must skip the named keys"
+    moved = {int(c) for c in re.findall(r"\bmoved_keys\((\d+),", rest)}
+    assert moved <= {len(named)}, "moved_keys(common, i) must skip the named keys"
+    assert len(re.findall(r"\bmoved_keys\(", rest)) == len(MOVED_KEY_LOCALS.findall(rest))
     assert len(re.findall(r"\bgroup_keys\(", rest)) == len(GROUP_KEY_LOCALS.findall(rest))
 
 

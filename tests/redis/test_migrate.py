@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import redis
 
 from imunban.apps import AppConfig
 from imunban.deployment import open_deployment
-from imunban.keys import Keys
+from imunban.keys import Keys, request_id
 from imunban.migrate import has_legacy_keys, migrate_single_app_layout
 from imunban.runtime import prepare_worker
 from imunban.schedule import Scheduler
@@ -54,7 +55,8 @@ def load_fixture(client: redis.Redis) -> int:
 def drain(store: Store) -> dict[str, set[str]]:
     """Reap expired leases, then claim every claimable batch (acking it): what would be delivered, by group."""
     sched = Scheduler(store.client, store.keys, linger=LingerPolicy(0))
-    store.client.zadd(store.keys.inflight, {m: 0 for m in store.client.zrange(store.keys.inflight, 0, -1)}, xx=True)
+    if leased := store.client.zrange(store.keys.inflight, 0, -1):
+        store.client.zadd(store.keys.inflight, dict.fromkeys(leased, 0), xx=True)
     store.reap()
     sched.promote_all()  # reaped requests come back through their group's schedule, due at once
     got: dict[str, set[str]] = {}
@@ -123,3 +125,77 @@ def test_a_worker_start_migrates_and_logs_it(r: redis.Redis, redis_url: str, cap
         prepare_worker(open_deployment(settings))
     assert f"{written} key(s) renamed" in caplog.text and "to app 'default'" in caplog.text
     assert list(r.scan_iter("imunban:*")) == []
+
+
+# -- a merge keeps the gauges and the versions right (issue 18, item 9) ----------------------------------
+
+OLD = Keys.single_app_layout("imunban")
+NEW = Keys("imunban")
+LATER_MS = 4_102_444_800_000
+
+
+def true_gauges(r: redis.Redis, keys: Keys) -> tuple[int, int]:
+    """(ready, scheduled) counted from the sets themselves."""
+    ready = sum(int(r.zcard(k)) for k in r.scan_iter(match=keys.ready_pattern()))
+    scheduled = sum(int(r.zcard(k)) for k in r.scan_iter(match=keys.sched_pattern()))
+    return ready, scheduled
+
+
+def gauges(r: redis.Redis, keys: Keys) -> tuple[int, int]:
+    return int(r.hget(keys.stats, "ready") or 0), int(r.hget(keys.stats, "scheduled") or 0)
+
+
+def test_a_member_both_layouts_hold_is_counted_once(r: redis.Redis) -> None:
+    """Pending in both layouts (the same set, or ready in one and scheduled in the other): the gauges equal the
+    sets after the merge, and nothing is left queued once everything due was delivered."""
+    old, new = Store(r, OLD, linger=LingerPolicy(0)), Store(r, NEW, linger=LingerPolicy(0))
+    old.enqueue([build_request("@TGS#g", ["both", "cross", "only_old"], None, None)])
+    old.enqueue([build_request("@TGS#g", ["later_both"], LATER_MS / 1000, None)])
+    new.enqueue([build_request("@TGS#g", ["both", "only_new"], None, None)])
+    new.enqueue([build_request("@TGS#g", ["cross", "later_both"], LATER_MS / 1000, None)])
+    migrate_single_app_layout(r, "imunban")
+    assert gauges(r, NEW) == true_gauges(r, NEW) == (3, 2)
+    # "cross" keeps the new layout's instruction (scheduled for later): it is not also ready.
+    assert r.zscore(NEW.ready("@TGS#g"), "cross") is None and r.zscore(NEW.sched_group("@TGS#g"), "cross") == LATER_MS
+    assert drain(new) == {"@TGS#g": {"both", "only_old", "only_new"}}
+    counts = status(r, NEW)
+    assert (counts["queued"], counts["scheduled"]) == (0, 2)
+    assert gauges(r, NEW) == true_gauges(r, NEW)
+
+
+def test_versions_merge_by_maximum_and_a_cancel_wins_a_tie(r: redis.Redis) -> None:
+    """An applied cancel beats a stale lower version of the other layout (whichever layout had it); a higher
+    version of the old layout keeps its due time; a tie between a cancel and an enqueue is the cancel's."""
+    old, new = Store(r, OLD, linger=LingerPolicy(0)), Store(r, NEW, linger=LingerPolicy(0))
+
+    def put(store: Store, member: str, version: int, at_s: float | None = None) -> None:
+        store.enqueue([build_request("@TGS#g", [member], at_s, None, version=version)])
+
+    put(old, "cancelled_old", 100)
+    old.cancel("@TGS#g", ["cancelled_old"], version=200)  # the old layout applied a cancel v200 ...
+    put(new, "cancelled_old", 150)  # ... the new layout got a stale v150 before the merge
+    put(old, "cancelled_new", 100)  # pending in the old layout at v100 ...
+    new.cancel("@TGS#g", ["cancelled_new"], version=200)  # ... cancelled at v200 in the new one
+    put(old, "tie", 100)
+    old.cancel("@TGS#g", ["tie"], version=150)
+    put(new, "tie", 150)
+    put(old, "higher_old", 300, LATER_MS / 1000)  # v300 says: later ...
+    put(new, "higher_old", 100)  # ... a stale v100 in the new layout says: now
+    migrate_single_app_layout(r, "imunban")
+    versions = r.hgetall(NEW.versions)
+    rid = partial(request_id, "@TGS#g")
+    assert versions[rid("cancelled_old")] == "200c" and versions[rid("cancelled_new")] == "200c"
+    assert versions[rid("tie")] == "150c" and versions[rid("higher_old")] == "300"
+    assert drain(new) == {}  # nothing cancelled is delivered, and v300 is not due yet
+    assert r.zscore(NEW.sched_group("@TGS#g"), "higher_old") == LATER_MS
+    assert gauges(r, NEW) == true_gauges(r, NEW) == (0, 1)
+    # The merged versions govern what comes next: a v150 enqueue is stale against the cancel v200.
+    assert new.enqueue([build_request("@TGS#g", ["cancelled_old"], None, None, version=150)]).stale == 1
+
+
+def test_the_migration_script_is_a_lua_file_with_the_standard_header() -> None:
+    """The move lives in lua/migrate.lua (header naming KEYS and ARGV), not inline in migrate.py."""
+    import imunban.migrate as module
+
+    assert not hasattr(module, "MIGRATE_LUA")
+    assert (Path(module.__file__).parent / "lua" / "migrate.lua").read_text(encoding="utf-8").startswith("-- migrate: ")

@@ -244,7 +244,7 @@ def test_scheduled_gauge_and_index_stay_exact_through_every_operation(r: redis.R
     ready = store.claim("g1")
     assert isinstance(ready, Batch)
     store.ack(ready, "dead", code=10004, info="bad")
-    assert dead.replay() == 1
+    assert dead.replay().replayed == 1
     check()  # a replayed dead letter is scheduled due now
     assert sched.promote_all() == 1
     check()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -34,6 +34,56 @@ class DeadLetter:
             "attempts": self.attempts,
             "at_ms": self.at_ms,
         }
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What a replay did with the dead letters it was given.
+
+    ``skipped_pending``: the request is pending or in flight again (its newer instruction stands);
+    ``skipped_ended``: a later cancel or a higher version ended it since it died. Both kinds are dropped
+    from the dead letters without a copy. ``not_dead``: given pairs that were no dead letter (any more).
+    """
+
+    replayed: int = 0
+    skipped_pending: int = 0
+    skipped_ended: int = 0
+    not_dead: int = 0
+
+    @property
+    def skipped(self) -> int:
+        return self.skipped_pending + self.skipped_ended
+
+    @property
+    def matched(self) -> int:
+        """Dead letters found among those given: replayed or skipped."""
+        return self.replayed + self.skipped
+
+    def __add__(self, other: ReplayResult) -> ReplayResult:
+        return ReplayResult(
+            self.replayed + other.replayed,
+            self.skipped_pending + other.skipped_pending,
+            self.skipped_ended + other.skipped_ended,
+            self.not_dead + other.not_dead,
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "replayed": self.replayed,
+            "skipped": self.skipped,
+            "skipped_pending": self.skipped_pending,
+            "skipped_ended": self.skipped_ended,
+            "not_dead": self.not_dead,
+        }
+
+    def skipped_text(self) -> str:
+        """Why dead letters were skipped, for people ('' when none was)."""
+        parts = []
+        if self.skipped_ended:
+            parts.append(f"{self.skipped_ended} cancelled or superseded by a higher version since they died")
+        if self.skipped_pending:
+            parts.append(f"{self.skipped_pending} pending or in flight again (the newer instruction stands)")
+        return f"skipped {self.skipped}: " + "; ".join(parts) if parts else ""
 
 
 class DeadLetters:
@@ -73,34 +123,49 @@ class DeadLetters:
             )
         return out
 
-    def replay(self, pairs: Sequence[tuple[str, str]] = (), *, limit: int = 10_000) -> int:
-        """Schedule dead letters again, due now (the given (group, member) pairs, else the oldest)."""
+    def replay(self, pairs: Sequence[tuple[str, str]] = (), *, limit: int = 10_000) -> ReplayResult:
+        """Schedule dead letters again, due now (the given (group, member) pairs, else the oldest).
+
+        A dead letter whose request is pending again, or that a later cancel or higher version ended,
+        is dropped and counted as skipped instead (dead_replay.lua): nothing ended comes back.
+        """
         k = self.keys
         with translated("dead letters"):
             if pairs:
                 chosen = list(pairs)
             elif limit <= 0:
-                return 0  # ZRANGE 0 -1 would mean "everything"
+                return ReplayResult()  # ZRANGE 0 -1 would mean "everything"
             else:
                 rids = cast(list[str], self.client.zrange(k.dead, 0, limit - 1))
                 chosen = [split_request_id(rid) for rid in rids]
             if not chosen:
-                return 0
+                return ReplayResult()
             packed = GroupArgs()
             for group_id, member in chosen:
                 packed.add(group_id, [member])
         # Each group's ready and sched sets are passed (see dead_replay.lua): a replayed request
         # goes to sched:{group}, and one pending again is never duplicated.
         call = (self._replay, script_keys(k, "dead_replay", packed.groups), packed.argv())
-        (replayed,) = run_scripts(self.client, [call], operation="dead letters", durability=self.durability)
-        return int(replayed)
+        ((replayed, pending, ended),) = run_scripts(
+            self.client, [call], operation="dead letters", durability=self.durability
+        )
+        done = int(replayed) + int(pending) + int(ended)
+        return ReplayResult(int(replayed), int(pending), int(ended), len(chosen) - done)
 
-    def replay_all(self) -> int:
-        """Replay every dead letter; returns how many were scheduled again."""
-        total = 0
+    def replay_rounds(self, limit: int = 10_000) -> Iterator[ReplayResult]:
+        """Replay every dead letter, the oldest ``limit`` per round (one script call each); yields each round's result.
+
+        Each round is atomic on its own: a caller that meets an error part way knows what the rounds before applied.
+        """
         while self.count():
-            total += self.replay()
-        return total
+            step = self.replay(limit=limit)
+            yield step
+            if not step.matched:
+                return  # purged under us between the read and the script: nothing left to take
+
+    def replay_all(self) -> ReplayResult:
+        """Replay every dead letter; returns how many were scheduled again and how many skipped."""
+        return sum(self.replay_rounds(), ReplayResult())
 
     def purge(self) -> int:
         """Delete every dead letter; returns how many there were."""

@@ -72,6 +72,19 @@ class HoldState:
     since_ms: int
     next_probe_ms: int
     probes: int
+    #: The last probe (or the answer that set the hold), 0 if not recorded; the shortest time between probes.
+    last_probe_ms: int = 0
+    min_probe_ms: int = 0
+
+    @property
+    def probe_allowed_ms(self) -> int:
+        """The earliest a probe may go, "probe now" or not: the last probe plus the minimum interval (0: any time).
+
+        The twin of _lib.lua's probe_floor: a hold written before the last probe was recorded keeps its plan.
+        """
+        if self.min_probe_ms <= 0:
+            return 0
+        return self.last_probe_ms + self.min_probe_ms if self.last_probe_ms else self.next_probe_ms
 
     def as_dict(self) -> dict[str, int | str]:
         return {
@@ -80,6 +93,7 @@ class HoldState:
             "since_ms": self.since_ms,
             "next_probe_ms": self.next_probe_ms,
             "probes": self.probes,
+            "probe_allowed_ms": self.probe_allowed_ms,
         }
 
 
@@ -103,6 +117,7 @@ class Hold:
         self._set = register(client, "hold_set")
         self._probe = register(client, "hold_probe")
         self._release = register(client, "hold_release")
+        self._probe_now = register(client, "probe_now")
         self._evidence = register(client, "evidence_10007")
 
     def set(self, code: int, info: str) -> None:
@@ -122,6 +137,8 @@ class Hold:
             since_ms=int(raw.get("since_ms", 0)),
             next_probe_ms=int(raw.get("next_probe_ms", 0)),
             probes=int(raw.get("probes", 0)),
+            last_probe_ms=int(raw.get("last_probe_ms", 0)),
+            min_probe_ms=int(raw.get("min_probe_ms", 0)),
         )
 
     def active(self) -> bool:
@@ -139,6 +156,13 @@ class Hold:
                 keys=script_keys(self.keys, "hold_probe"), args=[self.probe_base_ms, self.probe_cap_ms, scan]
             )
         return raw if isinstance(raw, str) else None
+
+    def probe_now(self) -> int | None:
+        """An operator's "probe now": the next probe due at once, or when the hold's floor allows (70050: the
+        last probe plus 60 s); returns when it is due, None when there is no hold."""
+        with translated("hold"):
+            due = int(self._probe_now(keys=script_keys(self.keys, "probe_now")))
+        return due or None
 
     def release(self) -> bool:
         """End the hold and add it to the history; False if there was none (released meanwhile)."""

@@ -8,12 +8,17 @@ counted (``migrated_keys`` in the app's stats) and logged.
 
 A key whose new name is still free is renamed: exact. A new name that already holds data (a producer
 of the new version wrote before any worker migrated) is merged, never overwritten, so no pending
-request is lost: a member in the same set of both keeps the newer instruction (the new layout's),
-group indexes keep the earlier time, counters add up; a hold, a limiter or an outcome stream of the
-new layout wins over the old one. Only in that merge case can a member be ready in one layout and
-scheduled in the other: it then stays in both (an unban sent twice is harmless) and the
-``ready``/``scheduled`` gauges count it twice. Stop old workers and producers before upgrading and
-this case never arises.
+request is lost (lua/migrate.lua, one atomic call per chunk of keys): group indexes keep the earlier
+time, counters add up; a hold, a limiter or an outcome stream of the new layout wins over the old
+one. A request pending in both layouts (in the same set, or ready in one and scheduled in the other)
+keeps one copy, the new layout's, and the ``ready``/``scheduled`` gauges are corrected in the same
+call, so they stay equal to the sets. Versions merge by maximum, a cancel winning a tie; then each
+request both layouts versioned is settled by the merged version (:func:`_settle`): a merged cancel
+ends whatever copy is still pending (a stale instruction of the other layout does not survive an
+applied cancel), and where the old layout's higher version lost its pending copy to a stale one of
+the new layout, its own due time is applied again. Left as it is: a pending copy of the old layout
+whose request the new layout ended with a higher version that was then delivered (an unban sent
+again). Stop old workers and producers before upgrading and no merge case arises.
 
 The old layout never lived on a Redis Cluster (it could not: its keys had no hash tag), so on a
 cluster there is nothing to migrate and nothing is scanned.
@@ -24,12 +29,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
 from imunban.connection import is_cluster, translated
-from imunban.keys import DEFAULT_APP, Keys
+from imunban.keys import DEFAULT_APP, HIGH_BAND_MS, Keys, request_id, split_request_id
+from imunban.scripts import register
+from imunban.settings import LingerPolicy
+from imunban.store import Store
+from imunban.validation import UnbanRequest
 
 log = logging.getLogger("imunban.migrate")
 
@@ -40,46 +49,16 @@ SCAN_COUNT = 1_000
 #: How long a worker waits for another one's migration before it goes on (it then migrates what is left).
 LOCK_MS = 120_000
 
-#: Fixed keys -> how a key already present under the new name is merged ("keep": the new one wins).
+#: Fixed keys -> how a key already present under the new name is merged (lua/migrate.lua; "keep": the new one wins).
 MERGE_MODES: dict[str, str] = {
     "schedidx": "min", "groups": "min", "inflight": "nx", "leases": "nx", "meta": "nx", "high": "nx",
     "dead": "nx", "dead_info": "nx", "outcomes": "keep", "stats": "sum", "hold": "keep", "dispatch": "nx",
-    "probed": "keep", "holds": "nx", "ok_groups": "keep", "versions": "nx", "version_ends": "nx",
+    "probed": "keep", "holds": "nx", "ok_groups": "keep", "versions": "version", "version_ends": "nx",
     "replies": "nx", "reply_expiry": "nx",
 }  # fmt: skip
 
-#: KEYS: old1, new1, old2, new2, ...; ARGV[i]: the merge mode of pair i. Returns {renamed, merged}.
-MIGRATE_LUA = """
-local renamed, merged = 0, 0
-for i = 1, #KEYS, 2 do
-  local old, new, mode = KEYS[i], KEYS[i + 1], ARGV[(i + 1) / 2]
-  local kind = redis.call('TYPE', old)['ok']
-  if kind ~= 'none' then
-    if redis.call('EXISTS', new) == 0 then
-      redis.call('RENAME', old, new)
-      renamed = renamed + 1
-    else
-      if mode ~= 'keep' and kind == 'zset' then
-        local flag = mode == 'min' and 'LT' or 'NX'
-        local items = redis.call('ZRANGE', old, 0, -1, 'WITHSCORES')
-        for j = 1, #items, 2 do redis.call('ZADD', new, flag, items[j + 1], items[j]) end
-      elseif mode ~= 'keep' and kind == 'hash' then
-        local items = redis.call('HGETALL', old)
-        for j = 1, #items, 2 do
-          if mode == 'sum' and tonumber(items[j + 1]) and not string.find(items[j + 1], '[.eE]') then
-            redis.call('HINCRBY', new, items[j], items[j + 1])
-          else
-            redis.call('HSETNX', new, items[j], items[j + 1])
-          end
-        end
-      end
-      redis.call('DEL', old)
-      merged = merged + 1
-    end
-  end
-end
-return {renamed, merged}
-"""
+#: One move: (old key, new key, merge mode).
+Pair = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -90,24 +69,29 @@ class MigrationReport:
     renamed: int = 0
     merged: int = 0
     group_keys: int = 0
+    #: Requests both layouts versioned whose merged instruction was applied again (_settle).
+    settled: int = 0
 
     @property
     def moved(self) -> int:
         return self.renamed + self.merged
 
 
-def legacy_pairs(client: redis.Redis, prefix: str, app: str = DEFAULT_APP) -> Iterator[tuple[str, str, str]]:
-    """(old key, new key, merge mode) of every key of the single-app layout that exists now."""
+def legacy_pairs(client: redis.Redis, prefix: str, app: str = DEFAULT_APP) -> Iterator[list[Pair]]:
+    """The keys of the single-app layout to move, as units that go into one script call together:
+    each fixed key alone, each group's ready and scheduled sets together (lua/migrate.lua), each limiter alone."""
     old, new = Keys.single_app_layout(prefix), Keys(prefix, app)
     for name, mode in MERGE_MODES.items():
-        yield getattr(old, name), getattr(new, name), mode
-    for pattern, start, build, mode in (
-        (old.sched_pattern(), len(old.sched_group("")), new.sched_group, "nx"),
-        (old.ready_pattern(), len(old.ready("")), new.ready, "nx"),
-        (old.limiter_pattern(), len(old.limiter("")), new.limiter, "keep"),
-    ):
+        yield [(getattr(old, name), getattr(new, name), mode)]
+    groups: dict[str, None] = {}  # ordered, without repeats: a group may have both sets
+    for pattern, start in ((old.ready_pattern(), len(old.ready(""))), (old.sched_pattern(), len(old.sched_group("")))):
         for key in client.scan_iter(match=pattern, count=SCAN_COUNT):
-            yield key, build(key[start:]), mode
+            groups.setdefault(key[start:])
+    for group in groups:
+        yield [(old.ready(group), new.ready(group), "ready"), (old.sched_group(group), new.sched_group(group), "sched")]
+    start = len(old.limiter(""))
+    for key in client.scan_iter(match=old.limiter_pattern(), count=SCAN_COUNT):
+        yield [(key, new.limiter(key[start:]), "keep")]
 
 
 def has_legacy_keys(client: redis.Redis, prefix: str) -> bool:
@@ -144,8 +128,9 @@ def migrate_single_app_layout(client: redis.Redis, prefix: str, app: str = DEFAU
             client.hincrby(new.stats, "migrated_keys", report.moved)
             log.warning(
                 "moved the single-app layout of prefix %r to app %r: %d key(s) renamed, %d merged into keys "
-                "already there (%d of them a group's ready or scheduled members)",
-                prefix, app, report.renamed, report.merged, report.group_keys,
+                "already there (%d of them a group's ready or scheduled members); %d request(s) both layouts "
+                "versioned settled by the merged version",
+                prefix, app, report.renamed, report.merged, report.group_keys, report.settled,
             )  # fmt: skip
     return report
 
@@ -160,26 +145,68 @@ def _wait_for_lock(client: redis.Redis, lock: str, token: str) -> None:
         time.sleep(0.2)
 
 
+@dataclass
+class _Moved:
+    """What the script calls of one run said: counts, and the requests to settle by version afterwards."""
+
+    renamed: int = 0
+    merged: int = 0
+    group_keys: int = 0
+    #: request id -> (merged version record, whether the old layout's version won)
+    decided: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    #: request id -> (the old copy's set, "ready" or "sched", and its score) where both layouts held it pending
+    collisions: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+
 def _move_all(client: redis.Redis, prefix: str, app: str) -> MigrationReport:
-    script = client.register_script(MIGRATE_LUA)
-    renamed = merged = group_keys = 0
-    chunk: list[tuple[str, str, str]] = []
+    script = register(client, "migrate")
+    moved = _Moved()
+    chunk: list[Pair] = []
     old = Keys.single_app_layout(prefix)
-    per_group = (old.sched_group(""), old.ready(""))
+    stats = Keys(prefix, app).stats
 
     def flush() -> None:
-        nonlocal renamed, merged
-        keys = [key for old, new, _ in chunk for key in (old, new)]
-        got = script(keys=keys, args=[mode for _, _, mode in chunk])
-        renamed += int(got[0])
-        merged += int(got[1])
+        keys = [stats, *(key for old_key, new_key, _ in chunk for key in (old_key, new_key))]
+        renamed, merged, group_keys, decided, collisions = script(keys=keys, args=[mode for _, _, mode in chunk])
+        moved.renamed += int(renamed)
+        moved.merged += int(merged)
+        moved.group_keys += int(group_keys)
+        for i in range(0, len(decided), 3):
+            moved.decided[decided[i]] = (decided[i + 1], int(decided[i + 2]) == 1)
+        for i in range(0, len(collisions), 3):
+            old_key, _, mode = chunk[int(collisions[i]) - 1]
+            group = old_key[len(old.ready("") if mode == "ready" else old.sched_group("")) :]
+            moved.collisions[request_id(group, collisions[i + 1])] = (mode, float(collisions[i + 2]))
         chunk.clear()
 
-    for pair in legacy_pairs(client, prefix, app):
-        chunk.append(pair)
-        group_keys += pair[0].startswith(per_group)
+    for unit in legacy_pairs(client, prefix, app):
+        chunk += unit  # a group's two sets always go into one call: each sees the other (migrate.lua)
         if len(chunk) >= CHUNK_PAIRS:
             flush()
     if chunk:
         flush()
-    return MigrationReport(app, renamed, merged, group_keys)
+    settled = _settle(client, Keys(prefix, app), moved)
+    return MigrationReport(app, moved.renamed, moved.merged, moved.group_keys, settled)
+
+
+def _settle(client: redis.Redis, keys: Keys, moved: _Moved) -> int:
+    """Apply the merged version of each request both layouts versioned, through the normal scripts.
+
+    A merged cancel ends every copy still pending (cancel.lua at that version: a cancel wins the tie).
+    Where the old layout's higher version won but its pending copy gave way to the new layout's (the
+    merge keeps the new copy), that instruction's own due time comes back (enqueue.lua at that version).
+    """
+    store = Store(client, keys, linger=LingerPolicy(0))
+    settled = 0
+    for rid, (record, old_won) in moved.decided.items():
+        group, member = split_request_id(rid)
+        version = int(record.rstrip("c"))
+        if record.endswith("c"):
+            settled += store.cancel(group, [member], version=version)
+        elif old_won and rid in moved.collisions:
+            mode, score = moved.collisions[rid]
+            high = score < 0 if mode == "ready" else bool(client.hexists(keys.high, rid))
+            due_ms = int(score + HIGH_BAND_MS if score < 0 else score)
+            priority = "high" if high else "normal"
+            settled += store.enqueue([UnbanRequest(group, (member,), due_ms, priority, version=version)]).stored
+    return settled

@@ -164,7 +164,8 @@ class Pump:
         hold = self.hold.get()
         if hold is not None:
             submitted = self._probe()
-            self.next_tick_s = IDLE_TICK_S if submitted else self._until_ms(hold.next_probe_ms)
+            due_ms = max(hold.next_probe_ms, hold.probe_allowed_ms)  # hold_probe.lua keeps the floor too
+            self.next_tick_s = IDLE_TICK_S if submitted else self._until_ms(due_ms)
             return submitted
         submitted = self.dispatch()
         self.next_tick_s = self._next_due_s()

@@ -45,7 +45,11 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
         *PER_GROUP,
     ),  # per group, many groups
     "cancel": (
-        "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", *PER_GROUP,
+        "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", "dead",
+        "dead_info", *PER_GROUP,
+    ),
+    "reschedule": (
+        "schedidx", "groups", "stats", "high", "meta", "versions", "version_ends", "wake", *PER_GROUP,
     ),
     "claim": ("groups", "stats", "high", "meta", "inflight", "leases", "hold", "replies", "reply_expiry", "ready"),
     "ack": (
@@ -59,7 +63,9 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "group_gone": ("schedidx", "groups", "stats", "high", "meta", "versions", "version_ends", "outcomes", *PER_GROUP),
     "promote": ("schedidx", "groups", "stats", "high", *PER_GROUP),  # many groups
     "reap": ("schedidx", "stats", "high", "inflight", "leases", *PER_GROUP),  # many groups
-    "dead_replay": ("schedidx", "stats", "high", "inflight", "version_ends", "dead", "dead_info", *PER_GROUP),  # many
+    "dead_replay": (
+        "schedidx", "stats", "high", "inflight", "versions", "version_ends", "dead", "dead_info", *PER_GROUP,
+    ),  # many groups
     "dispatch": ("dispatch", "hold", "replies", "reply_expiry"),
     "dispatch_touch": ("dispatch",),
     "dispatch_finish": ("dispatch", "wake"),
@@ -68,9 +74,11 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "hold_set": ("hold",),
     "hold_probe": ("groups", "hold", "probed"),
     "hold_release": ("hold", "probed", "holds"),
+    "probe_now": ("hold",),
     "evidence_10007": ("meta", "ok_groups"),
     "limiter_reserve": ("stats", "inflight", "leases", "hold", "limiter"),  # lease check, hold check, pace
     "limiter_penalize": ("limiter",),
+    "migrate": ("stats",),  # then (old name, new name) pairs of the keys it moves: migrate.py builds them
 }  # fmt: skip
 
 

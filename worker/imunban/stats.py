@@ -16,7 +16,7 @@ from imunban.keys import HIGH_BAND_MS, Keys, request_id
 COUNTERS = (
     "enqueued", "deduplicated", "cancelled", "promoted", "delivered", "dead", "group_gone", "retried",
     "rate_limited", "reaped", "stale_acks", "stale_requeues", "replayed", "calls", "revoked", "internal_errors",
-    "stale_instructions",
+    "stale_instructions", "replay_skipped", "rescheduled",
 )  # fmt: skip
 #: Counters of the deployment (``Keys.deployment_stats``), reported with the totals.
 DEPLOYMENT_COUNTERS = ("rejected_messages",)

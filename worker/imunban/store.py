@@ -88,6 +88,14 @@ class EnqueueResult:
         )
 
 
+@dataclass(frozen=True)
+class RescheduleResult:
+    """What a reschedule moved, and how many members it ignored because a higher version was applied."""
+
+    rescheduled: int = 0
+    stale: int = 0
+
+
 class EnqueueRefusedError(RedisFullError):
     """Redis reached ``maxmemory`` during an enqueue; ``result`` is what was stored before the refusal.
 
@@ -135,6 +143,7 @@ class Store:
         self.outcome_maxlen = outcome_maxlen
         self._enqueue = register(client, "enqueue")
         self._cancel = register(client, "cancel")
+        self._reschedule = register(client, "reschedule")
         self._claim = register(client, "claim")
         self._ack = register(client, "ack")
         self._requeue = register(client, "requeue")
@@ -216,6 +225,22 @@ class Store:
             self.client, [(self._cancel, keys, args)], operation="cancel", durability=self.durability
         )
         return int(removed)
+
+    def reschedule(
+        self, group_id: str, members: Sequence[str], at_ms: int, *, version: int | None = None
+    ) -> RescheduleResult:
+        """Move members still pending (ready or scheduled) to ``at_ms``, keeping their priority.
+
+        The check and the move are one script (reschedule.lua): a request cancelled or delivered
+        meanwhile is never brought back. With ``version``, as any instruction (``stale`` when lower).
+        """
+        keys = script_keys(self.keys, "reschedule", [group_id])
+        args: list[str | int] = [self.linger_arg, group_id, int(at_ms), "" if version is None else str(version)]
+        args += members
+        ((moved, stale),) = run_scripts(
+            self.client, [(self._reschedule, keys, args)], operation="reschedule", durability=self.durability
+        )
+        return RescheduleResult(int(moved), int(stale))
 
     # -- delivery --------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -11,7 +12,8 @@ from rich.table import Table
 
 from imunban.cli.common import fmt_ms, fmt_relative, open_app, open_deployment
 from imunban.connection import server_time_ms
-from imunban.errors import ValidationError
+from imunban.deadletter import DeadLetters, ReplayResult
+from imunban.errors import StoreError, ValidationError
 from imunban.stats import status, status_of_apps, trace
 from imunban.validation import validate_group_id, validate_member, validate_members
 
@@ -204,15 +206,43 @@ def run_dead_replay(args: argparse.Namespace) -> int:
     if args.all == (args.group_id is not None):
         raise ValidationError("replay", "give either --all or GROUP_ID MEMBER [MEMBER ...]")
     if args.all:
-        replayed = open_app(args.app).dead.replay_all()
+        result = _replay_all(open_app(args.app).dead)
+        if not result.matched:
+            print("no dead letters to replay")
+            return 0
     else:
         if not args.members:
             raise ValidationError("MEMBER", "give at least one MEMBER after GROUP_ID")
         group_id = validate_group_id(args.group_id)
         members = validate_members(args.members)
-        replayed = open_app(args.app).dead.replay([(group_id, m) for m in members])
-    print(f"replayed {replayed} dead letter{'s' if replayed != 1 else ''} (due now)")
+        result = open_app(args.app).dead.replay([(group_id, m) for m in members])
+        if not result.matched:
+            # Nothing of what was named is a dead letter: a typo, or replayed or purged already.
+            given = f"{len(members)} request{'s' if len(members) != 1 else ''} given"
+            print(
+                f"imunban: no dead letter matched: none of the {given} is a dead letter; nothing replayed",
+                file=sys.stderr,
+            )
+            return 1
+    line = f"replayed {result.replayed} dead letter{'s' if result.replayed != 1 else ''} (due now)"
+    if result.not_dead:
+        line += f"; {result.not_dead} of those given {'was' if result.not_dead == 1 else 'were'} not a dead letter"
+    print(line)
+    if result.skipped:
+        print(result.skipped_text())
     return 0
+
+
+def _replay_all(dead: DeadLetters) -> ReplayResult:
+    """Every dead letter, round by round; a Redis error part way says what the rounds before it did."""
+    total = ReplayResult()
+    try:
+        for step in dead.replay_rounds():
+            total += step
+    except StoreError as exc:
+        done = f"{total.replayed} dead letter{'s' if total.replayed != 1 else ''} replayed ({total.skipped} skipped)"
+        raise StoreError(f"{exc}; stopped part way: {done} before the error") from exc
+    return total
 
 
 def run_dead_purge(args: argparse.Namespace) -> int:

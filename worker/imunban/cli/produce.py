@@ -60,7 +60,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=run_enqueue)
 
     c = sub.add_parser("cancel", help="cancel unbans", description="End requests: pending (ready or scheduled) "
-                       "ones are removed; a copy in flight is not sent unless its call is on the wire.")  # fmt: skip
+                       "ones are removed; a copy in flight is not sent unless its call is on the wire; a dead "
+                       "letter of the request is removed, so no replay brings it back.")  # fmt: skip
     c.add_argument("group_id", metavar="GROUP_ID")
     c.add_argument("members", nargs="+", metavar="MEMBER")
     _app_option(c)

@@ -24,11 +24,15 @@ local function group_keys(common, gi)
   return KEYS[common + 2 * gi - 1], KEYS[common + 2 * gi]
 end
 
--- linger_ms (as Store passes it) -> two numbers.
+-- migrate.lua takes, after its `common` named keys, pairs of keys: the old name and the new name of
+-- each key it moves. Returns those of pair `i` (1-based), as group_keys does for groups.
+local function moved_keys(common, i)
+  return KEYS[common + 2 * i - 1], KEYS[common + 2 * i]
+end
+
+-- The linger bound in ms (as Store passes it, LingerPolicy.script_arg) -> a number.
 local function parse_linger(arg)
-  local linger, max_linger = string.match(tostring(arg), '^(%d+):?(%d*)$')
-  linger = tonumber(linger)
-  return linger, tonumber(max_linger) or linger
+  return tonumber(arg) or 0
 end
 
 -- The limiter's recent pace, kept by limiter_reserve.lua in the stats hash: `pace` is a count of
@@ -168,6 +172,15 @@ end
 -- Draining the backlog is what frees memory.
 local function proceed_when_full(hash_key)
   redis.call('HDEL', hash_key, '')
+end
+
+-- The earliest time the next probe of a hold may go: the last probe (or the answer that set the
+-- hold) plus the hold's minimum interval (70050: 60 s), 0 without one. A hold written before the last
+-- probe was recorded keeps its planned next probe. (imunban.hold.HoldState.probe_allowed_ms is the twin.)
+local function probe_floor(next_probe, last, min_probe)
+  if not min_probe or min_probe <= 0 then return 0 end
+  if last then return last + min_probe end
+  return next_probe or 0
 end
 
 -- Versions (docs/semantics.md, "Order between producers"). A version is a decimal integer in int64 range, as

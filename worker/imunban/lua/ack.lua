@@ -31,10 +31,13 @@ for i = 10, #ARGV do
     version_ended(K_VERSIONS, K_VERSION_ENDS, rid, now)
     emit_outcome(K_OUTCOMES, ARGV[6], group, member, outcome, ARGV[4], ARGV[5], attempts, due, now)
     if outcome == 'dead' then
+      -- The version applied when it died ('' for none; text: a Lua number loses int64 precision):
+      -- dead_replay.lua skips the dead letter if a later cancel or a higher version ended it since.
+      local version = string.match(redis.call('HGET', K_VERSIONS, rid) or '', '^(%d*)')
       redis.call('ZADD', K_DEAD, now, rid)
       redis.call('HSET', K_DEAD_INFO, rid, cjson.encode({
         code = tonumber(ARGV[4]), info = ARGV[5], attempts = attempts, at_ms = now,
-        due_ms = tonumber(due), high = high == '1'}))
+        due_ms = tonumber(due), high = high == '1', version = version}))
     end
     acked = acked + 1
     out[#out + 1] = now - tonumber(due)

@@ -1,18 +1,25 @@
--- cancel: end requests of one group: remove pending copies (ready or scheduled) and revoke in-flight ones.
+-- cancel: end requests of one group: remove pending copies (ready or scheduled), revoke in-flight ones
+-- and end their dead letters.
 -- An in-flight copy is revoked by removing its lease (the contract: a copy is live iff `leases` holds
 -- its token), so the pre-call lease check skips it and requeue, reap and ack treat it as stale.
+-- A dead letter of the request is removed with its info: a cancel after the request died sticks, and
+-- no later dead-letter replay can bring it back (docs/durability.md, "Nothing ended comes back").
 -- With a version, a cancel lower than the version applied to a request is ignored (stale_instructions).
 -- KEYS[1] schedidx   KEYS[2] groups   KEYS[3] stats   KEYS[4] high   KEYS[5] meta   KEYS[6] inflight
--- KEYS[7] leases     KEYS[8] versions   KEYS[9] version_ends   KEYS[10] ready:{group}   KEYS[11] sched:{group}
+-- KEYS[7] leases     KEYS[8] versions   KEYS[9] version_ends   KEYS[10] dead   KEYS[11] dead_info
+-- KEYS[12] ready:{group}   KEYS[13] sched:{group}
 -- ARGV[1] linger_ms   ARGV[2] group id   ARGV[3] version, or '' for none   ARGV[4..] members
--- Returns the number of requests cancelled (pending removed plus in-flight revoked).
+-- Returns the number of requests cancelled (pending removed, in-flight revoked or dead letter ended).
 local K_SCHEDIDX, K_GROUPS, K_STATS, K_HIGH, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 refuse_if_full(K_STATS, 'cancelled')  -- first write: a full Redis refuses here (see _lib.lua)
 local K_INFLIGHT, K_LEASES, K_VERSIONS, K_VERSION_ENDS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local K_READY, K_SCHED = KEYS[10], KEYS[11]
+local K_DEAD, K_DEAD_INFO = KEYS[10], KEYS[11]
+local K_READY, K_SCHED = KEYS[12], KEYS[13]
 local group, version = ARGV[2], ARGV[3]
 local now = now_ms()
 local removed, ready_removed, sched_removed, stale = 0, 0, 0, 0
+-- Checked once per call: a cancel into a store without dead letters skips the per-member lookups.
+local any_dead = redis.call('ZCARD', K_DEAD) > 0
 for i = 4, #ARGV do
   local rid = group .. SEP .. ARGV[i]
   if admit_version(K_VERSIONS, K_VERSION_ENDS, rid, version, true, now) then
@@ -24,7 +31,9 @@ for i = 4, #ARGV do
     -- The in-flight copy is revoked: not sent if not sent yet, never given back by requeue or reap.
     local in_flight = redis.call('HDEL', K_LEASES, rid) == 1
     if in_flight then redis.call('ZREM', K_INFLIGHT, rid) end
-    if in_ready or in_sched or in_flight then
+    local was_dead = any_dead and redis.call('ZREM', K_DEAD, rid) == 1
+    if was_dead then redis.call('HDEL', K_DEAD_INFO, rid) end
+    if in_ready or in_sched or in_flight or was_dead then
       removed = removed + 1
       redis.call('HDEL', K_HIGH, rid)
       redis.call('HDEL', K_META, rid)

@@ -1,5 +1,6 @@
 -- hold_set: hold delivery for the whole app after a configuration error (or extend the hold).
--- KEYS[1] hold   HASH code, info, since_ms, next_probe_ms, probes, min_probe_ms
+-- KEYS[1] hold   HASH code, info, since_ms, next_probe_ms, probes, min_probe_ms, last_probe_ms (the answer
+--                that set or extended the hold was a call: the minimum interval counts from it)
 -- ARGV[1] ErrorCode   ARGV[2] ErrorInfo   ARGV[3] first probe delay, ms
 -- ARGV[4] the shortest delay between probes for this code, ms (60000 after 70050)
 -- Returns the hold's since_ms.
@@ -17,5 +18,5 @@ end
 local next_probe = tonumber(redis.call('HGET', K_HOLD, 'next_probe_ms') or 0)
 if next_probe < now + delay then next_probe = now + delay end
 redis.call('HSET', K_HOLD, 'code', ARGV[1], 'info', ARGV[2], 'next_probe_ms', next_probe,
-  'min_probe_ms', min_probe)
+  'min_probe_ms', min_probe, 'last_probe_ms', now)
 return tonumber(since)

@@ -1,29 +1,56 @@
 """What an operator may do, each through the engine's normal path, each recorded in the outcome stream.
 
-Cancel and reschedule go through :class:`~imunban.store.Store` (cancel / enqueue: "latest instruction
-wins"), replays through :meth:`~imunban.deadletter.DeadLetters.replay` (due now, then the pump and
-the global limiter as usual), "probe now" makes the hold's next probe due so the pump sends it on
-its next tick. Every action appends an audit entry (``outcome`` = ``audit``, docs/outcomes.md).
+Cancel and reschedule go through :class:`~imunban.store.Store` (cancel; reschedule checks "still
+pending?" and moves in one script, so nothing cancelled or delivered meanwhile comes back; both take a
+version like any intake), replays through :meth:`~imunban.deadletter.DeadLetters.replay` (due now,
+then the pump and the global limiter as usual; a dead letter a later instruction ended is skipped),
+"probe now" makes the hold's next probe due as soon as the hold allows (never before the last probe
+plus its minimum interval). Every action appends an audit entry (``outcome`` = ``audit``,
+docs/outcomes.md); one that stops part way on a Redis error is audited with what it applied
+(:class:`StoppedPartWay`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from imunban.connection import server_time_ms, translated
-from imunban.errors import ValidationError
+from imunban.deadletter import ReplayResult
+from imunban.errors import ImunbanError, StoreError, ValidationError
 from imunban.keys import request_id
 from imunban.scripts import register
-from imunban.validation import UnbanRequest, parse_at, validate_group_id, validate_member
+from imunban.validation import parse_at, validate_group_id, validate_member, validate_version
 from imunban.web.auth import Principal
 from imunban.web.context import AppContext
 from imunban.web.data import DeadFilter, dead_matching
+
+log = logging.getLogger("imunban.web")
 
 #: Requests per engine call when an action covers many (replay or purge "all that match").
 CHUNK = 1_000
 
 Pair = tuple[str, str]
+
+
+class StoppedPartWay(ImunbanError):
+    """An action over many requests met a Redis error after ``applied`` of them were done (each step is atomic)."""
+
+    def __init__(self, applied: int, error: StoreError) -> None:
+        self.applied = applied
+        self.error = error
+        super().__init__(f"stopped part way: {applied} applied before the error, the rest not: {error}")
+
+
+@contextmanager
+def _stopping(applied: Callable[[], int]) -> Iterator[None]:
+    """Turn a Redis error inside an action into :class:`StoppedPartWay` with what ``applied()`` says was done."""
+    try:
+        yield
+    except StoreError as exc:
+        raise StoppedPartWay(applied(), exc) from exc
 
 
 def audit(ctx: AppContext, who: Principal, action: str, count: int, detail: str = "", client: str = "") -> None:
@@ -40,6 +67,26 @@ def audit(ctx: AppContext, who: Principal, action: str, count: int, detail: str 
     }  # fmt: skip
     with translated("audit"):
         ctx.client.xadd(ctx.keys.outcomes, fields, maxlen=ctx.settings.outcome_stream_maxlen, approximate=True)
+
+
+def audit_stopped(ctx: AppContext, who: Principal, action: str, stop: StoppedPartWay, client: str = "") -> None:
+    """Audit what an action applied before it stopped, with the error; an audit that fails too is logged, and the
+    action's own error still reaches the caller."""
+    try:
+        audit(ctx, who, action, stop.applied, f"stopped part way: {stop.error}", client)
+    except ImunbanError as exc:
+        log.warning("could not audit %s (%d applied before: %s): %s", action, stop.applied, stop.error, exc)
+
+
+def form_version(text: str, field: str = "version") -> int | None:
+    """A version typed in a form ('' for none): a decimal int64; errors name the field."""
+    if not text.strip():
+        return None
+    try:
+        value = int(text.strip(), 10)
+    except ValueError:
+        raise ValidationError(field, f"must be an integer, got {text!r}") from None
+    return validate_version(value, field)
 
 
 def parse_pairs(items: Sequence[Any]) -> list[Pair]:
@@ -68,64 +115,69 @@ def _by_group(pairs: Sequence[Pair]) -> dict[str, list[str]]:
     return groups
 
 
-def cancel(ctx: AppContext, pairs: Sequence[Pair]) -> int:
-    """Cancel pending requests (and revoke in-flight copies) through Store.cancel."""
-    return sum(ctx.store.cancel(group, members) for group, members in _by_group(pairs).items())
+def cancel(ctx: AppContext, pairs: Sequence[Pair], version: int | None = None) -> int:
+    """End requests (pending, in flight or dead letters) through Store.cancel; with ``version``, as any cancel."""
+    done = 0
+    with _stopping(lambda: done):
+        for group, members in _by_group(pairs).items():
+            done += ctx.store.cancel(group, members, version=version)
+    return done
 
 
-def reschedule(ctx: AppContext, pairs: Sequence[Pair], at: str | float) -> int:
-    """Schedule requests again at ``at`` (Unix seconds or ISO-8601), keeping each one's priority.
+def reschedule(ctx: AppContext, pairs: Sequence[Pair], at: str | float, version: int | None = None) -> int:
+    """Schedule requests still pending again at ``at`` (Unix seconds or ISO-8601), keeping each one's priority.
 
-    Only requests still pending are rescheduled: an enqueue would otherwise bring back one that ended.
+    Store.reschedule checks and moves in one script: a request cancelled or delivered meanwhile is left ended.
     """
     at_ms = parse_at(at, "at")
     if at_ms is None:
         raise ValidationError("at", "give the new due time (Unix seconds or ISO-8601)")
-    with translated("reschedule"):
-        pipe = ctx.client.pipeline(transaction=False)
-        for group, member in pairs:
-            pipe.zscore(ctx.keys.ready(group), member)
-            pipe.zscore(ctx.keys.sched_group(group), member)
-            pipe.hexists(ctx.keys.high, request_id(group, member))
-        found = pipe.execute()
-    requests = []
-    for i, (group, member) in enumerate(pairs):
-        ready, sched, high = found[3 * i : 3 * i + 3]
-        if ready is not None or sched is not None:
-            requests.append(UnbanRequest(group, (member,), at_ms=at_ms, priority="high" if high else "normal"))
-    return ctx.store.enqueue(requests).stored if requests else 0
+    done = 0
+    with _stopping(lambda: done):
+        for group, members in _by_group(pairs).items():
+            done += ctx.store.reschedule(group, members, at_ms, version=version).rescheduled
+    return done
 
 
-def replay(ctx: AppContext, pairs: Sequence[Pair]) -> int:
+def replay(ctx: AppContext, pairs: Sequence[Pair]) -> ReplayResult:
     """Replay the given dead letters (due now, through the normal path and the global limiter)."""
-    return sum(ctx.dead.replay(pairs[i : i + CHUNK]) for i in range(0, len(pairs), CHUNK))
+    total = ReplayResult()
+    with _stopping(lambda: total.replayed):
+        for i in range(0, len(pairs), CHUNK):
+            total += ctx.dead.replay(pairs[i : i + CHUNK])
+    return total
 
 
-def replay_matching(ctx: AppContext, flt: DeadFilter) -> int:
-    if not flt.active:
-        return ctx.dead.replay_all()
-    return replay(ctx, dead_matching(ctx, flt))
+def replay_matching(ctx: AppContext, flt: DeadFilter) -> ReplayResult:
+    if flt.active:
+        return replay(ctx, dead_matching(ctx, flt))
+    total = ReplayResult()
+    with _stopping(lambda: total.replayed):
+        for step in ctx.dead.replay_rounds(limit=CHUNK):
+            total += step
+    return total
 
 
 def purge(ctx: AppContext, pairs: Sequence[Pair]) -> int:
     """Delete the given dead letters."""
     script = register(ctx.client, "dead_purge", package="imunban.web")
     total = 0
-    for i in range(0, len(pairs), CHUNK):
-        rids = [request_id(group, member) for group, member in pairs[i : i + CHUNK]]
-        with translated("dead letters"):
-            total += int(script(keys=[ctx.keys.dead, ctx.keys.dead_info], args=rids))
+    with _stopping(lambda: total):
+        for i in range(0, len(pairs), CHUNK):
+            rids = [request_id(group, member) for group, member in pairs[i : i + CHUNK]]
+            with translated("dead letters"):
+                total += int(script(keys=[ctx.keys.dead, ctx.keys.dead_info], args=rids))
     return total
 
 
 def purge_matching(ctx: AppContext, flt: DeadFilter) -> int:
     if not flt.active:
-        return ctx.dead.purge()
+        with _stopping(lambda: 0):
+            return ctx.dead.purge()
     return purge(ctx, dead_matching(ctx, flt))
 
 
-def probe_now(ctx: AppContext) -> bool:
-    """Make the hold's next probe due now; False when there is no hold."""
-    script = register(ctx.client, "probe_now", package="imunban.web")
-    with translated("hold"):
-        return bool(script(keys=[ctx.keys.hold]))
+def probe_now(ctx: AppContext) -> int | None:
+    """Make the hold's next probe due as soon as the hold allows; returns when it is due (ms), None without a hold."""
+    with _stopping(lambda: 0):
+        return ctx.hold.probe_now()

@@ -18,11 +18,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from imunban.deadletter import ReplayResult
 from imunban.errors import ImunbanError
 from imunban.stats import status, status_of_apps
-from imunban.validation import validate_group_id, validate_member
+from imunban.validation import validate_group_id, validate_member, validate_version
 from imunban.web import actions, data
-from imunban.web.common import app_ctx, check_action, client_address, console, int_param, read_json
+from imunban.web.common import app_ctx, check_action, client_address, console, fmt_ms, int_param, read_json
 from imunban.web.context import AppContext
 from imunban.web.pages import dead_filter
 
@@ -103,65 +104,97 @@ def _pairs(body: dict[str, Any]) -> list[actions.Pair]:
     return actions.parse_pairs(items)
 
 
-async def _act(
-    request: Request, action: str, run: Callable[[AppContext, dict[str, Any]], tuple[int, str]], key: str
-) -> Response:
+#: An action's work: (count for the audit, what the audit says was chosen, the JSON answer).
+ActionRun = Callable[[AppContext, dict[str, Any]], tuple[int, str, dict[str, Any]]]
+
+
+async def _act(request: Request, action: str, run: ActionRun) -> Response:
     who = check_action(request)  # a cookie session needs X-CSRF-Token; bearer callers do not
     body = await read_json(request)
     ctx = app_ctx(request, body.get("app") if isinstance(body.get("app"), str) else None)
     try:
-        n, detail = await run_in_threadpool(run, ctx, body)
+        n, detail, answer = await run_in_threadpool(run, ctx, body)
+    except actions.StoppedPartWay as exc:
+        # What was applied before the error is audited with it: the stream says what really changed.
+        await run_in_threadpool(actions.audit_stopped, ctx, who, action, exc, client_address(request))
+        raise HTTPException(503, str(exc)) from None
     except ImunbanError as exc:
         raise HTTPException(400, str(exc)) from None
     await run_in_threadpool(actions.audit, ctx, who, action, n, detail, client_address(request))
-    return _ok({key: n})
+    return _ok(answer)
 
 
-def _dead_run(verb: str) -> Callable[[AppContext, dict[str, Any]], tuple[int, str]]:
-    def run(ctx: AppContext, body: dict[str, Any]) -> tuple[int, str]:
+def _version(body: dict[str, Any]) -> tuple[int | None, str]:
+    """The optional ``version`` of a cancel or reschedule (validated, 400 naming it), and its audit text."""
+    version = validate_version(body.get("version"), "version")
+    return version, "" if version is None else f", version {version}"
+
+
+def _dead_run(verb: str) -> ActionRun:
+    def run(ctx: AppContext, body: dict[str, Any]) -> tuple[int, str, dict[str, Any]]:
         if body.get("all") is True:
             code = body.get("code")
             flt = dead_filter(None if code is None else str(code), body.get("group_id"))
-            matching = actions.replay_matching if verb == "replay" else actions.purge_matching
-            return matching(ctx, flt), f"all matching code={flt.code} group={flt.group_id or ''}"
+            chosen = f"all matching code={flt.code} group={flt.group_id or ''}"
+            if verb == "purge":
+                purged = actions.purge_matching(ctx, flt)
+                return purged, chosen, {"purged": purged}
+            return _replayed(actions.replay_matching(ctx, flt), chosen)
         pairs = _pairs(body)
-        return (actions.replay if verb == "replay" else actions.purge)(ctx, pairs), f"{len(pairs)} selected"
+        if verb == "purge":
+            purged = actions.purge(ctx, pairs)
+            return purged, f"{len(pairs)} selected", {"purged": purged}
+        return _replayed(actions.replay(ctx, pairs), f"{len(pairs)} selected")
 
     return run
 
 
+def _replayed(result: ReplayResult, chosen: str) -> tuple[int, str, dict[str, Any]]:
+    skipped = f"; {result.skipped_text()}" if result.skipped else ""
+    return result.replayed, chosen + skipped, result.as_dict()
+
+
 async def api_replay(request: Request) -> Response:
-    return await _act(request, "dead.replay", _dead_run("replay"), "replayed")
+    return await _act(request, "dead.replay", _dead_run("replay"))
 
 
 async def api_purge(request: Request) -> Response:
-    return await _act(request, "dead.purge", _dead_run("purge"), "purged")
+    return await _act(request, "dead.purge", _dead_run("purge"))
 
 
 async def api_cancel(request: Request) -> Response:
-    def run(ctx: AppContext, body: dict[str, Any]) -> tuple[int, str]:
+    def run(ctx: AppContext, body: dict[str, Any]) -> tuple[int, str, dict[str, Any]]:
         pairs = _pairs(body)
-        return actions.cancel(ctx, pairs), f"{len(pairs)} selected"
+        version, said = _version(body)
+        cancelled = actions.cancel(ctx, pairs, version)
+        return cancelled, f"{len(pairs)} selected{said}", {"cancelled": cancelled}
 
-    return await _act(request, "cancel", run, "cancelled")
+    return await _act(request, "cancel", run)
 
 
 async def api_reschedule(request: Request) -> Response:
-    def run(ctx: AppContext, body: dict[str, Any]) -> tuple[int, str]:
+    def run(ctx: AppContext, body: dict[str, Any]) -> tuple[int, str, dict[str, Any]]:
         pairs = _pairs(body)
         at = body.get("at")
         if not isinstance(at, str | int | float) or isinstance(at, bool):
             raise HTTPException(400, 'give "at": Unix seconds or ISO-8601 text')
-        return actions.reschedule(ctx, pairs, at), f"{len(pairs)} selected, at {at}"
+        version, said = _version(body)
+        moved = actions.reschedule(ctx, pairs, at, version)
+        return moved, f"{len(pairs)} selected, at {at}{said}", {"rescheduled": moved}
 
-    return await _act(request, "reschedule", run, "rescheduled")
+    return await _act(request, "reschedule", run)
 
 
 async def api_probe(request: Request) -> Response:
-    def run(ctx: AppContext, body: dict[str, Any]) -> tuple[int, str]:
-        return int(actions.probe_now(ctx)), "probe now"
+    def run(ctx: AppContext, body: dict[str, Any]) -> tuple[int, str, dict[str, Any]]:
+        due_ms = actions.probe_now(ctx)
+        if due_ms is None:
+            return 0, "probe now: no hold", {"probe": 0, "message": "there is no hold to probe"}
+        at = fmt_ms(due_ms)
+        answer = {"probe": 1, "next_probe_ms": due_ms, "next_probe_at": at, "message": f"next probe allowed at {at}"}
+        return 1, f"probe now: next probe allowed at {at}", answer
 
-    return await _act(request, "probe", run, "probe")
+    return await _act(request, "probe", run)
 
 
 # -- server-sent events -------------------------------------------------------------------------

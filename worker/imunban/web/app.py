@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,18 +21,11 @@ from starlette.templating import Jinja2Templates
 from imunban.deployment import Deployment
 from imunban.web import api, pages
 from imunban.web.auth import Authority
-from imunban.web.common import Console, Guard
+from imunban.web.common import Console, Guard, fmt_ms
 from imunban.web.context import app_contexts
 from imunban.web.sampler import SamplerThread
 
 HERE = Path(str(resources.files("imunban.web")))
-
-
-def fmt_ms(ms: Any) -> str:
-    """Epoch ms as ``2026-01-01 08:00:00Z``; '-' for nothing."""
-    if not ms or ms == "0":  # None, 0, "" and a field the document lacks (jinja2's Undefined)
-        return "-"
-    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def fmt_span(ms: Any) -> str:

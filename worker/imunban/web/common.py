@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -166,6 +167,13 @@ def check_action(request: Request, form_token: str | None = None) -> Principal:
     if not same_origin(request) or not csrf_ok(who, request, form_token):
         raise HTTPException(403, "missing or wrong CSRF token")
     return who
+
+
+def fmt_ms(ms: Any) -> str:
+    """Epoch ms as ``2026-01-01 08:00:00Z``; '-' for nothing (the pages' ``ms`` filter, and action answers)."""
+    if not ms or ms == "0":  # None, 0, "" and a field the document lacks (jinja2's Undefined)
+        return "-"
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def first(form: dict[str, list[str]], name: str, default: str = "") -> str:

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from imunban.deadletter import ReplayResult
 from imunban.errors import ImunbanError
 from imunban.stats import status_of_apps
 from imunban.validation import validate_group_id, validate_member
@@ -25,6 +26,7 @@ from imunban.web.common import (
     client_address,
     console,
     first,
+    fmt_ms,
     form_token,
     int_param,
     principal_of,
@@ -38,9 +40,12 @@ DONE = {
     "purge": "purged {n} dead letter(s)",
     "cancel": "cancelled {n} request(s)",
     "reschedule": "rescheduled {n} request(s)",
-    "probe": "a probe goes out on the pump's next tick",
+    "probe": "next probe allowed at {at}: the pump sends it then (never sooner than the last probe plus the "
+    "hold's minimum interval)",
     "noprobe": "there is no hold to probe",
 }
+#: Added to the replay's flash when dead letters were skipped (``skipped`` in the query, a number).
+SKIPPED = "; skipped {k}: cancelled, superseded or pending again since they died (nothing ended comes back)"
 PAGE = 50
 
 
@@ -72,13 +77,23 @@ def render(request: Request, template: str, ctx: AppContext, page: str, **contex
             "csrf": csrf,
             "page": page,
             "hold": ctx.hold.get(),
-            "flash": DONE[done].format(n=n) if done in DONE else None,
+            "flash": _flash(request, done, n),
             **context,
         },
     )
     if new_cookie:
         _cookie(response, request, new_cookie)
     return response
+
+
+def _flash(request: Request, done: str | None, n: int) -> str | None:
+    """The fixed text of a finished action, with numbers from the query only (nothing else is echoed)."""
+    if done not in DONE:
+        return None
+    q = request.query_params
+    text = DONE[done].format(n=n, at=fmt_ms(int_param(q.get("at"), 0)))
+    skipped = int_param(q.get("skipped"), 0)
+    return text + SKIPPED.format(k=skipped) if done == "replay" and skipped else text
 
 
 async def overview_page(request: Request) -> Response:
@@ -210,6 +225,15 @@ def _back(path: str, done: str, n: int, **params: str) -> RedirectResponse:
     return RedirectResponse(f"{path}?{query}", status_code=303)
 
 
+def _dead_verb(
+    ctx: AppContext, verb: str, flt: data.DeadFilter, pairs: list[actions.Pair] | None
+) -> ReplayResult | int:
+    """Replay or purge the selected dead letters, or (``pairs`` None) all that match ``flt``."""
+    if verb == "replay":
+        return actions.replay_matching(ctx, flt) if pairs is None else actions.replay(ctx, pairs)
+    return actions.purge_matching(ctx, flt) if pairs is None else actions.purge(ctx, pairs)
+
+
 async def dead_action(request: Request) -> Response:
     form = await read_form(request)
     who = check_action(request, form_token(form))
@@ -218,21 +242,30 @@ async def dead_action(request: Request) -> Response:
     if verb not in ("replay", "purge"):
         raise HTTPException(404)
     flt = dead_filter(first(form, "code") or None, first(form, "group_id") or None)
+    skipped = ""
     try:
+        pairs: list[actions.Pair] | None = None
         if first(form, "scope") == "matching" and not form.get("one"):
-            run = actions.replay_matching if verb == "replay" else actions.purge_matching
-            n = await run_in_threadpool(run, ctx, flt)
             detail = f"all matching code={flt.code} group={flt.group_id or ''}"
         else:
             pairs = _selected(form)
-            run_pairs = actions.replay if verb == "replay" else actions.purge
-            n = await run_in_threadpool(run_pairs, ctx, pairs)
             detail = "selected " + ", ".join(f"{g}/{m}" for g, m in pairs[:5]) + (" ..." if len(pairs) > 5 else "")
+        done = await run_in_threadpool(_dead_verb, ctx, verb, flt, pairs)
+    except actions.StoppedPartWay as exc:
+        await run_in_threadpool(actions.audit_stopped, ctx, who, f"dead.{verb}", exc, client_address(request))
+        raise HTTPException(503, str(exc)) from None
     except ImunbanError as exc:
         raise HTTPException(400, str(exc)) from None
+    if isinstance(done, ReplayResult):
+        n = done.replayed
+        if done.skipped:
+            detail += f"; {done.skipped_text()}"
+            skipped = str(done.skipped)
+    else:
+        n = done
     await run_in_threadpool(actions.audit, ctx, who, f"dead.{verb}", n, detail, client_address(request))
     code = "" if flt.code is None else str(flt.code)
-    return _back("/dead", verb, n, app=first(form, "app"), code=code, group_id=flt.group_id or "")
+    return _back("/dead", verb, n, app=first(form, "app"), code=code, group_id=flt.group_id or "", skipped=skipped)
 
 
 async def scheduled_action(request: Request) -> Response:
@@ -245,14 +278,19 @@ async def scheduled_action(request: Request) -> Response:
     try:
         group = validate_group_id(first(form, "group_id"))
         pairs = _selected(form, group)
+        version = actions.form_version(first(form, "version"))
         if verb == "cancel":
-            n = await run_in_threadpool(actions.cancel, ctx, pairs)
+            n = await run_in_threadpool(actions.cancel, ctx, pairs, version)
         else:
-            n = await run_in_threadpool(actions.reschedule, ctx, pairs, first(form, "at"))
+            n = await run_in_threadpool(actions.reschedule, ctx, pairs, first(form, "at"), version)
+    except actions.StoppedPartWay as exc:
+        await run_in_threadpool(actions.audit_stopped, ctx, who, verb, exc, client_address(request))
+        raise HTTPException(503, str(exc)) from None
     except ImunbanError as exc:
         raise HTTPException(400, str(exc)) from None
+    said = "" if version is None else f", version {version}"
     await run_in_threadpool(
-        actions.audit, ctx, who, verb, n, f"group {group}: {len(pairs)} selected", client_address(request)
+        actions.audit, ctx, who, verb, n, f"group {group}: {len(pairs)} selected{said}", client_address(request)
     )
     return _back("/scheduled", verb, n, app=first(form, "app"), group_id=group)
 
@@ -261,9 +299,16 @@ async def probe_action(request: Request) -> Response:
     form = await read_form(request)
     who = check_action(request, form_token(form))
     ctx = app_ctx(request, first(form, "app") or None)
-    held = await run_in_threadpool(actions.probe_now, ctx)
-    await run_in_threadpool(actions.audit, ctx, who, "probe", int(held), "probe now", client_address(request))
-    return _back("/holds", "probe" if held else "noprobe", int(held), app=first(form, "app"))
+    try:
+        due_ms = await run_in_threadpool(actions.probe_now, ctx)
+    except actions.StoppedPartWay as exc:
+        await run_in_threadpool(actions.audit_stopped, ctx, who, "probe", exc, client_address(request))
+        raise HTTPException(503, str(exc)) from None
+    held = due_ms is not None
+    said = f"probe now: next probe allowed at {fmt_ms(due_ms)}" if held else "probe now: no hold"
+    await run_in_threadpool(actions.audit, ctx, who, "probe", int(held), said, client_address(request))
+    at = str(due_ms) if held else ""
+    return _back("/holds", "probe" if held else "noprobe", int(held), app=first(form, "app"), at=at)
 
 
 ROUTES = [

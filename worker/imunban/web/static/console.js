@@ -98,7 +98,8 @@
     var info = document.createElement("p");
     info.textContent = hold.info;
     var dl = document.createElement("dl");
-    [["since", fmt.time(hold.since_ms)], ["next probe", fmt.time(hold.next_probe_ms)], ["probes", String(hold.probes)]]
+    [["since", fmt.time(hold.since_ms)], ["next probe", fmt.time(hold.next_probe_ms)], ["probes", String(hold.probes)],
+     ["probe allowed from", hold.probe_allowed_ms ? fmt.time(hold.probe_allowed_ms) : "any time"]]
       .forEach(function (kv) {
         var dt = document.createElement("dt"), dd = document.createElement("dd");
         dt.textContent = kv[0];
