@@ -34,7 +34,9 @@ SECURITY_HEADERS = {
 }
 #: Reachable without signing in (the sign-in page itself, its assets, a liveness probe that says nothing).
 PUBLIC = ("/login", "/healthz")
+#: The largest request body the console reads (forms and JSON actions are a few kB).
 MAX_BODY = 1_000_000
+TOO_LARGE = f"request body too large: the console reads at most 1 MB ({MAX_BODY:,} bytes)"
 
 
 @dataclass
@@ -126,18 +128,34 @@ def forbidden(request: Request, reason: str) -> Response:
     return PlainTextResponse(reason, status_code=403)
 
 
+async def read_body(request: Request) -> bytes:
+    """The request body, refused with 413 once it is over :data:`MAX_BODY` (1 MB).
+
+    Refused on a Content-Length over the limit before a byte is read, and while streaming (a chunked
+    body has none): at most the limit plus one chunk is ever held, whatever the client sends.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise HTTPException(400, "Content-Length: not a number of bytes")
+        if int(declared) > MAX_BODY:
+            raise HTTPException(413, TOO_LARGE)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise HTTPException(413, TOO_LARGE)
+    return bytes(body)
+
+
 async def read_form(request: Request) -> dict[str, list[str]]:
     """An urlencoded body as {name: [values]} (the console's forms are urlencoded; no multipart)."""
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise HTTPException(413, "body too large")
+    body = await read_body(request)
     return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise HTTPException(413, "body too large")
+    body = await read_body(request)
     if not body:
         return {}
     try:
