@@ -13,16 +13,14 @@ from functools import partial
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from imunban.errors import ImunbanError
 from imunban.stats import status, status_of_apps
-from imunban.validation import validate_group_id, validate_member
-from imunban.web import actions, data
-from imunban.web.common import app_ctx, check_action, client_address, console, int_param, read_json
+from imunban.web import actions, data, params
+from imunban.web.common import app_ctx, check_action, client_address, console, read_json
 from imunban.web.context import AppContext
 from imunban.web.pages import dead_filter
 
@@ -37,7 +35,7 @@ def _ok(payload: Any) -> JSONResponse:
 async def api_status(request: Request) -> Response:
     """Exactly the document ``imunban status --json`` prints: the totals with each app's under ``apps``;
     with ``?app=NAME``, that app's alone (``imunban status --app NAME --json``)."""
-    if request.query_params.get("app"):
+    if params.raw(request, "app"):
         ctx = app_ctx(request)
         return _ok(await run_in_threadpool(status, ctx.client, ctx.keys))
     apps = console(request).apps
@@ -51,29 +49,28 @@ async def api_overview(request: Request) -> Response:
 
 async def api_trace(request: Request) -> Response:
     ctx = app_ctx(request)
-    q = request.query_params
-    try:
-        group, member = validate_group_id(q.get("group_id")), validate_member(q.get("member"))
-    except ImunbanError as exc:
-        raise HTTPException(400, str(exc)) from None
-    deep = q.get("deep") == "1"  # search 10,000 outcome entries instead of the newest 1,000
+    group, member = params.group_id(request), params.member(request)
+    if group is None or member is None:
+        raise params.BadParam("group_id" if group is None else "member", "required")
+    deep = params.flag(request, "deep")  # search 10,000 outcome entries instead of the newest 500
     return _ok(await run_in_threadpool(partial(data.member_trace, deep=deep), ctx, group, member))
 
 
 async def api_scheduled(request: Request) -> Response:
     ctx = app_ctx(request)
-    q = request.query_params
-    offset, limit = int_param(q.get("offset"), 0), int_param(q.get("limit"), 50, low=1, high=data.PAGE_MAX)
-    if q.get("group_id"):
-        return _ok(await run_in_threadpool(data.group_page, ctx, validate_group_id(q.get("group_id")), offset, limit))
+    offset = params.integer(request, "offset", 0)
+    limit = params.integer(request, "limit", 50, low=1, high=data.PAGE_MAX)
+    group = params.group_id(request)
+    if group:
+        return _ok(await run_in_threadpool(data.group_page, ctx, group, offset, limit))
     return _ok(await run_in_threadpool(data.scheduled_groups, ctx, offset, limit))
 
 
 async def api_dead(request: Request) -> Response:
     ctx = app_ctx(request)
-    q = request.query_params
-    flt = dead_filter(q.get("code"), q.get("group_id"))
-    cursor, limit = int_param(q.get("cursor"), 0), int_param(q.get("limit"), 100, low=1, high=data.PAGE_MAX)
+    flt = dead_filter(params.raw(request, "code"), params.raw(request, "group_id"))
+    cursor = params.integer(request, "cursor", 0)
+    limit = params.integer(request, "limit", 100, low=1, high=data.PAGE_MAX)
     return _ok(await run_in_threadpool(data.dead_page, ctx, flt, cursor, limit))
 
 
@@ -82,9 +79,9 @@ async def api_holds(request: Request) -> Response:
 
 
 async def api_outcomes(request: Request) -> Response:
-    q = request.query_params
-    limit = int_param(q.get("limit"), 100, low=1, high=data.PAGE_MAX)
-    return _ok(await run_in_threadpool(data.outcomes, app_ctx(request), q.get("after") or None, limit))
+    ctx = app_ctx(request)
+    after, limit = params.stream_id(request), params.integer(request, "limit", 100, low=1, high=data.PAGE_MAX)
+    return _ok(await run_in_threadpool(data.outcomes, ctx, after, limit))
 
 
 # -- actions ------------------------------------------------------------------------------------
@@ -100,7 +97,9 @@ def _pairs(body: dict[str, Any]) -> list[actions.Pair]:
             [{"group_id": body.get("group_id"), "member": m} for m in members] if isinstance(members, list) else None
         )
     if not isinstance(items, list) or not items:
-        raise HTTPException(400, 'give "requests": [{"group_id": ..., "member": ...}] (or "all": true where allowed)')
+        raise params.BadParam(
+            "requests", 'give "requests": [{"group_id": ..., "member": ...}] (or "all": true where allowed)'
+        )
     return actions.parse_pairs(items)
 
 
@@ -109,11 +108,11 @@ async def _act(
 ) -> Response:
     who = check_action(request)  # a cookie session needs X-CSRF-Token; bearer callers do not
     body = await read_json(request)
-    ctx = app_ctx(request, body.get("app") if isinstance(body.get("app"), str) else None)
+    ctx = app_ctx(request, body.get("app"))
     try:
         n, detail = await run_in_threadpool(run, ctx, body)
     except ImunbanError as exc:
-        raise HTTPException(400, str(exc)) from None
+        raise params.bad_request(exc) from None
     await run_in_threadpool(actions.audit, ctx, who, action, n, detail, client_address(request))
     return _ok({key: n})
 
@@ -121,8 +120,7 @@ async def _act(
 def _dead_run(verb: str) -> Callable[[AppContext, dict[str, Any]], tuple[int, str]]:
     def run(ctx: AppContext, body: dict[str, Any]) -> tuple[int, str]:
         if body.get("all") is True:
-            code = body.get("code")
-            flt = dead_filter(None if code is None else str(code), body.get("group_id"))
+            flt = dead_filter(body.get("code"), body.get("group_id"))
             matching = actions.replay_matching if verb == "replay" else actions.purge_matching
             return matching(ctx, flt), f"all matching code={flt.code} group={flt.group_id or ''}"
         pairs = _pairs(body)
@@ -152,7 +150,7 @@ async def api_reschedule(request: Request) -> Response:
         pairs = _pairs(body)
         at = body.get("at")
         if not isinstance(at, str | int | float) or isinstance(at, bool):
-            raise HTTPException(400, 'give "at": Unix seconds or ISO-8601 text')
+            raise params.BadParam("at", "give Unix seconds or ISO-8601 text")
         return actions.reschedule(ctx, pairs, at), f"{len(pairs)} selected, at {at}"
 
     return await _act(request, "reschedule", run, "rescheduled")
@@ -178,7 +176,7 @@ def _stream(events: AsyncIterator[str]) -> StreamingResponse:
 
 async def events_overview(request: Request) -> Response:
     ctx = app_ctx(request)
-    limit = int_param(request.query_params.get("limit"), 0)  # 0: until the client goes away
+    limit = params.integer(request, "limit", 0)  # 0: until the client goes away
 
     async def gen() -> AsyncIterator[str]:
         sent = 0
@@ -194,8 +192,7 @@ async def events_overview(request: Request) -> Response:
 
 async def events_outcomes(request: Request) -> Response:
     ctx = app_ctx(request)
-    limit = int_param(request.query_params.get("limit"), 0)
-    after = request.query_params.get("after") or None
+    limit, after = params.integer(request, "limit", 0), params.stream_id(request)
 
     async def gen() -> AsyncIterator[str]:
         last, sent = after, 0

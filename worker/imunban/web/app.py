@@ -20,11 +20,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from imunban.errors import ValidationError
 from imunban.settings import Settings
 from imunban.web import api, pages
 from imunban.web.auth import Authority
 from imunban.web.common import Console, Guard
 from imunban.web.context import Apps
+from imunban.web.params import BadParam
 from imunban.web.sampler import SamplerThread
 
 HERE = Path(str(resources.files("imunban.web")))
@@ -66,10 +68,19 @@ def templates() -> Jinja2Templates:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """JSON ``{error[, field]}`` for the API and the streams, the message alone for htmx, else a styled page."""
+    if isinstance(exc, ValidationError):  # raised by the engine under a route that did not catch it
+        exc = BadParam(exc.field, exc.reason)
     assert isinstance(exc, HTTPException)
-    if request.url.path.startswith("/api/"):
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-    return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
+    field = exc.field if isinstance(exc, BadParam) else None
+    if request.url.path.startswith(("/api/", "/events/")):
+        body = {"error": exc.detail} if field is None else {"error": exc.detail, "field": field}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    if request.headers.get("hx-request"):  # console.js shows it as text above the page
+        return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
+    context = {"status": exc.status_code, "message": exc.detail, "field": field}
+    templates: Jinja2Templates = request.app.state.console.templates
+    return templates.TemplateResponse(request, "error.html", context, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _healthz(request: Request) -> Response:
@@ -98,7 +109,7 @@ def create_app(apps: Apps, authority: Authority, *, sample: bool = True) -> Star
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
         ],
         middleware=[Middleware(Guard, authority=authority)],
-        exception_handlers={HTTPException: _http_error},
+        exception_handlers={HTTPException: _http_error, ValidationError: _http_error},
         lifespan=lifespan,
     )
     app.state.console = Console(apps, authority, templates())

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from imunban.web import params
 from imunban.web.auth import CSRF_FIELD, Authority, Principal, csrf_ok, same_origin
 from imunban.web.context import AppContext, Apps
 
@@ -60,11 +61,13 @@ def principal_of(request: Request) -> Principal:
     return found
 
 
-def app_ctx(request: Request, name: str | None = None) -> AppContext:
-    """The app this request is about (``?app=NAME``, default the first); 404 for an unknown name."""
-    ctx = console(request).apps.get(name if name is not None else request.query_params.get("app"))
+def app_ctx(request: Request, name: object = None) -> AppContext:
+    """The app this request is about: ``name`` (a form or JSON body's ``app``), else ``?app=NAME``, else the
+    first; 400 for a malformed name, 404 for one this console does not serve."""
+    given = params.app_name(name) if name not in (None, "") else params.app_name(params.raw(request, "app"))
+    ctx = console(request).apps.get(given)
     if ctx is None:
-        raise HTTPException(404, "no such app")
+        raise params.BadParam("app", "this console serves no such app", status_code=404)
     return ctx
 
 
@@ -180,14 +183,6 @@ def check_action(request: Request, form_token: str | None = None) -> Principal:
 def first(form: dict[str, list[str]], name: str, default: str = "") -> str:
     values = form.get(name)
     return values[0] if values else default
-
-
-def int_param(value: str | None, default: int, *, low: int = 0, high: int = 10**9) -> int:
-    try:
-        number = int(value) if value not in (None, "") else default
-    except ValueError:
-        raise HTTPException(400, f"not an integer: {value!r}") from None
-    return min(max(number, low), high)
 
 
 def client_address(request: Request) -> str:

@@ -16,8 +16,8 @@ from starlette.routing import Route
 
 from imunban.errors import ImunbanError
 from imunban.stats import status_of_apps
-from imunban.validation import validate_group_id, validate_member
-from imunban.web import actions, data
+from imunban.validation import validate_group_id
+from imunban.web import actions, data, params
 from imunban.web.auth import COOKIE, LOCAL, SESSION_S, csrf_ok, same_origin
 from imunban.web.common import (
     app_ctx,
@@ -26,7 +26,6 @@ from imunban.web.common import (
     console,
     first,
     form_token,
-    int_param,
     principal_of,
     read_form,
 )
@@ -58,8 +57,8 @@ def render(request: Request, template: str, ctx: AppContext, page: str, **contex
     if who.via == "loopback":
         # No tokens configured: give the browser a session so its actions carry a CSRF token too.
         new_cookie, csrf = con.authority.new_session(LOCAL)
-    done = request.query_params.get("done")
-    n = int_param(request.query_params.get("n"), 0)
+    done = params.choice(request, "done", tuple(DONE))
+    n = params.integer(request, "n", 0)
     response = con.templates.TemplateResponse(
         request,
         template,
@@ -93,44 +92,36 @@ async def overview_page(request: Request) -> Response:
 
 async def trace_page(request: Request) -> Response:
     ctx = app_ctx(request)
-    group, member = request.query_params.get("group_id", ""), request.query_params.get("member", "")
-    result, error = None, None
+    group, member, deep = params.group_id(request), params.member(request), params.flag(request, "deep")
+    result = None
     if group or member:
-        try:
-            deep = request.query_params.get("deep") == "1"
-            found = partial(data.member_trace, deep=deep)
-            result = await run_in_threadpool(found, ctx, validate_group_id(group), validate_member(member))
-        except ImunbanError as exc:
-            error = str(exc)
+        if group is None or member is None:
+            raise params.BadParam("member" if group else "group_id", "give both group_id and member")
+        result = await run_in_threadpool(partial(data.member_trace, deep=deep), ctx, group, member)
     template = "trace_result.html" if request.headers.get("hx-request") else "trace.html"
-    return render(request, template, ctx, "trace", group_id=group, member=member, result=result, error=error)
+    return render(request, template, ctx, "trace", group_id=group or "", member=member or "", result=result)
 
 
 async def scheduled_page(request: Request) -> Response:
     ctx = app_ctx(request)
-    q = request.query_params
-    offset = int_param(q.get("offset"), 0)
-    group = q.get("group_id", "")
+    offset, group = params.integer(request, "offset", 0), params.group_id(request)
     if group:
-        page = await run_in_threadpool(data.group_page, ctx, validate_group_id(group), offset, PAGE)
+        page = await run_in_threadpool(data.group_page, ctx, group, offset, PAGE)
         return render(request, "group.html", ctx, "scheduled", view=page, offset=offset, size=PAGE)
     groups = await run_in_threadpool(data.scheduled_groups, ctx, offset, PAGE)
     return render(request, "scheduled.html", ctx, "scheduled", view=groups, offset=offset, size=PAGE)
 
 
-def dead_filter(code: str | None, group: str | None) -> data.DeadFilter:
-    try:
-        parsed = int(code) if code else None
-    except ValueError:
-        raise HTTPException(400, f"code must be an integer, got {code!r}") from None
-    return data.DeadFilter(parsed, validate_group_id(group) if group else None)
+def dead_filter(code: object, group: object) -> data.DeadFilter:
+    """The dead-letter filter of a query, a form or a JSON body (``code``, ``group_id``; empty: any)."""
+    group_id = None if group in (None, "") else params.checked(validate_group_id, group, "group_id")
+    return data.DeadFilter(params.code(code), group_id)
 
 
 async def dead_page(request: Request) -> Response:
     ctx = app_ctx(request)
-    q = request.query_params
-    flt = dead_filter(q.get("code"), q.get("group_id"))
-    cursor = int_param(q.get("cursor"), 0)
+    flt = dead_filter(params.raw(request, "code"), params.raw(request, "group_id"))
+    cursor = params.integer(request, "cursor", 0)
     view = await run_in_threadpool(data.dead_page, ctx, flt, cursor, PAGE)
     template = "dead_table.html" if request.headers.get("hx-request") else "dead.html"
     return render(request, template, ctx, "dead", view=view, flt=flt)
@@ -160,13 +151,13 @@ async def login(request: Request) -> Response:
         role = con.authority.role_for_token(first(form, "token")) if same_origin(request) else None
         if role is not None:
             target = first(form, "next", "/")
-            response = RedirectResponse(target if target.startswith("/") and not target.startswith("//") else "/", 303)
+            response = RedirectResponse(target if params.local_path(target) else "/", 303)
             cookie, _ = con.authority.new_session(role)
             _cookie(response, request, cookie)
             return response
         await asyncio.sleep(0.5)  # a wrong token costs time: guessing stays slow
         error = "That token is not valid for this console."
-    context = {"error": error, "next": request.query_params.get("next", "/"), "open": con.authority.open}
+    context = {"error": error, "next": params.next_path(request), "open": con.authority.open}
     return templates.TemplateResponse(request, "login.html", context, status_code=401 if error else 200)
 
 
@@ -198,9 +189,9 @@ def _selected(form: dict[str, list[str]], group: str | None = None) -> list[acti
         try:
             pair = json.loads(value)
         except ValueError:
-            raise HTTPException(400, "bad selection") from None
+            raise params.BadParam("sel", "each selected row is a JSON [group_id, member]") from None
         if not (isinstance(pair, list) and len(pair) == 2):
-            raise HTTPException(400, "bad selection")
+            raise params.BadParam("sel", "each selected row is a JSON [group_id, member]")
         items.append({"group_id": pair[0], "member": pair[1]})
     return actions.parse_pairs(items)
 
@@ -229,7 +220,7 @@ async def dead_action(request: Request) -> Response:
             n = await run_in_threadpool(run_pairs, ctx, pairs)
             detail = "selected " + ", ".join(f"{g}/{m}" for g, m in pairs[:5]) + (" ..." if len(pairs) > 5 else "")
     except ImunbanError as exc:
-        raise HTTPException(400, str(exc)) from None
+        raise params.bad_request(exc) from None
     await run_in_threadpool(actions.audit, ctx, who, f"dead.{verb}", n, detail, client_address(request))
     code = "" if flt.code is None else str(flt.code)
     return _back("/dead", verb, n, app=first(form, "app"), code=code, group_id=flt.group_id or "")
@@ -250,7 +241,7 @@ async def scheduled_action(request: Request) -> Response:
         else:
             n = await run_in_threadpool(actions.reschedule, ctx, pairs, first(form, "at"))
     except ImunbanError as exc:
-        raise HTTPException(400, str(exc)) from None
+        raise params.bad_request(exc) from None
     await run_in_threadpool(
         actions.audit, ctx, who, verb, n, f"group {group}: {len(pairs)} selected", client_address(request)
     )
