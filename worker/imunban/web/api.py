@@ -6,7 +6,6 @@ events under ``/events/`` push the overview every 2 s and new outcome entries ev
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from functools import partial
@@ -14,18 +13,16 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from imunban.errors import ImunbanError
 from imunban.stats import status, status_of_apps
 from imunban.web import actions, data, params
-from imunban.web.common import app_ctx, check_action, client_address, console, read_json
+from imunban.web.common import app_ctx, check_action, client_address, console, read_json, stream_owner
 from imunban.web.context import AppContext
 from imunban.web.pages import dead_filter
-
-OVERVIEW_EVERY_S = 2.0
-OUTCOMES_EVERY_S = 1.0
+from imunban.web.streams import EventStream
 
 
 def _ok(payload: Any) -> JSONResponse:
@@ -170,44 +167,45 @@ def _event(name: str, payload: Any) -> str:
     return f"event: {name}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
 
-def _stream(events: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(events, media_type="text/event-stream", headers={"x-accel-buffering": "no"})
+def _admit(request: Request) -> Callable[[], None]:
+    """A stream slot for the caller's session (429 with Retry-After past a cap)."""
+    return console(request).streams.admit(stream_owner(request))
 
 
 async def events_overview(request: Request) -> Response:
+    """The app's overview document every 2 s (the newest at once), from the app's one overview reader."""
     ctx = app_ctx(request)
     limit = params.integer(request, "limit", 0)  # 0: until the client goes away
+    release = _admit(request)
+    listener = console(request).streams.overview(ctx.name, lambda: data.overview(ctx)).listen()
 
     async def gen() -> AsyncIterator[str]:
         sent = 0
-        while not await request.is_disconnected():
-            yield _event("overview", await run_in_threadpool(data.overview, ctx))
+        while not limit or sent < limit:
+            yield _event("overview", await listener.next())
             sent += 1
-            if limit and sent >= limit:
-                return
-            await asyncio.sleep(OVERVIEW_EVERY_S)
 
-    return _stream(gen())
+    return EventStream(gen(), listener.close, release)
 
 
 async def events_outcomes(request: Request) -> Response:
+    """New outcome entries every second (after ``?after=ID``, else from now), from the app's one outcome tail."""
     ctx = app_ctx(request)
     limit, after = params.integer(request, "limit", 0), params.stream_id(request)
+    release = _admit(request)
+    listener = console(request).streams.outcomes(ctx.name, partial(_outcomes, ctx)).listen(after)
 
     async def gen() -> AsyncIterator[str]:
-        last, sent = after, 0
-        if last is None:
-            last = (await run_in_threadpool(data.outcomes, ctx, None, 1))["last_id"] or "0-0"
-        while not await request.is_disconnected():
-            page = await run_in_threadpool(data.outcomes, ctx, last, 200)
-            last = page["last_id"]
-            yield _event("outcomes", page["entries"])
+        sent = 0
+        while not limit or sent < limit:
+            yield _event("outcomes", await listener.next())
             sent += 1
-            if limit and sent >= limit:
-                return
-            await asyncio.sleep(OUTCOMES_EVERY_S)
 
-    return _stream(gen())
+    return EventStream(gen(), listener.close, release)
+
+
+def _outcomes(ctx: AppContext, after: str | None, limit: int) -> dict[str, Any]:
+    return data.outcomes(ctx, after, limit)
 
 
 ROUTES = [

@@ -28,6 +28,7 @@ from imunban.web.common import Console, Guard
 from imunban.web.context import Apps
 from imunban.web.params import BadParam
 from imunban.web.sampler import SamplerThread
+from imunban.web.streams import StreamHub
 
 HERE = Path(str(resources.files("imunban.web")))
 
@@ -87,8 +88,9 @@ async def _healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
-def create_app(apps: Apps, authority: Authority, *, sample: bool = True) -> Starlette:
-    """The console for ``apps``; ``sample`` runs the background sampler of the rate chart."""
+def create_app(apps: Apps, authority: Authority, *, sample: bool = True, streams: StreamHub | None = None) -> Starlette:
+    """The console for ``apps``; ``sample`` runs the background sampler of the rate chart; ``streams`` counts
+    and feeds the live streams (tests pass one with their own caps and clock)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -112,7 +114,7 @@ def create_app(apps: Apps, authority: Authority, *, sample: bool = True) -> Star
         exception_handlers={HTTPException: _http_error, ValidationError: _http_error},
         lifespan=lifespan,
     )
-    app.state.console = Console(apps, authority, templates())
+    app.state.console = Console(apps, authority, templates(), streams or StreamHub())
     return app
 
 

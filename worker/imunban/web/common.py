@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from imunban.web import params
 from imunban.web.auth import CSRF_FIELD, Authority, Principal, csrf_ok, same_origin
 from imunban.web.context import AppContext, Apps
+from imunban.web.streams import StreamHub
 
 #: No inline script or style anywhere (htmx's own indicator style is switched off in base.html),
 #: no framing, nothing loaded from elsewhere: the console works offline and cannot be embedded.
@@ -47,6 +48,7 @@ class Console:
     apps: Apps
     authority: Authority
     templates: Jinja2Templates
+    streams: StreamHub
 
 
 def console(request: Request) -> Console:
@@ -187,6 +189,14 @@ def first(form: dict[str, list[str]], name: str, default: str = "") -> str:
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
+
+
+def stream_owner(request: Request) -> str:
+    """Whose streams a request's count against: its browser session, else its token's role from its address."""
+    who = principal_of(request)
+    if who.via == "session":
+        return f"session:{who.csrf}"  # one per sign-in, random
+    return f"{who.via}:{who.role}:{client_address(request)}"
 
 
 def form_token(form: dict[str, list[str]]) -> str:
