@@ -29,6 +29,7 @@ from imunban.web.context import Apps
 from imunban.web.params import BadParam
 from imunban.web.sampler import SamplerThread
 from imunban.web.streams import StreamHub
+from imunban.web.throttle import Throttle
 
 HERE = Path(str(resources.files("imunban.web")))
 
@@ -88,12 +89,21 @@ async def _healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
-def create_app(apps: Apps, authority: Authority, *, sample: bool = True, streams: StreamHub | None = None) -> Starlette:
-    """The console for ``apps``; ``sample`` runs the background sampler of the rate chart; ``streams`` counts
-    and feeds the live streams (tests pass one with their own caps and clock)."""
+def create_app(
+    apps: Apps,
+    authority: Authority,
+    *,
+    sample: bool = True,
+    streams: StreamHub | None = None,
+    throttle: Throttle | None = None,
+) -> Starlette:
+    """The console for ``apps``; ``sample`` runs the background sampler of the rate chart. ``streams`` counts
+    and feeds the live streams, ``throttle`` counts failed sign-ins (tests pass their own caps and clocks)."""
+    throttle = throttle or Throttle()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        authority.warn_weak_tokens()  # once, as the console starts
         sampler = SamplerThread([ctx.sampler for ctx in apps]) if sample else None
         if sampler:
             sampler.start()
@@ -110,11 +120,11 @@ def create_app(apps: Apps, authority: Authority, *, sample: bool = True, streams
             Route("/healthz", _healthz),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
         ],
-        middleware=[Middleware(Guard, authority=authority)],
+        middleware=[Middleware(Guard, authority=authority, throttle=throttle)],
         exception_handlers={HTTPException: _http_error, ValidationError: _http_error},
         lifespan=lifespan,
     )
-    app.state.console = Console(apps, authority, templates(), streams or StreamHub())
+    app.state.console = Console(apps, authority, templates(), streams or StreamHub(), throttle)
     return app
 
 

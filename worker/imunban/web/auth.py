@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -37,6 +38,14 @@ VIEWER, OPERATOR, LOCAL = "viewer", "operator", "local"
 #: Roles that may act (POST).
 ACTORS = (OPERATOR, LOCAL)
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+TOKEN_VARIABLES = {OPERATOR: f"{PREFIX}WEB_OPERATOR_TOKEN", VIEWER: f"{PREFIX}WEB_VIEWER_TOKEN"}
+#: A token shorter than this, or with fewer distinct characters than TOKEN_VARIETY, is warned about at start
+#: (Settings refuses under 16; `openssl rand -hex 24` makes 48 characters of 16 kinds).
+STRONG_TOKEN_CHARS = 32
+TOKEN_VARIETY = 10
+GUESSABLE = "anyone who can reach the console may guess it; use a random one, e.g. `openssl rand -hex 24`"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,26 @@ class Authority:
             if secret is not None and hmac.compare_digest(given_bytes, secret.reveal().encode()) and found is None:
                 found = role
         return found
+
+    def weak_token_warnings(self) -> list[str]:
+        """What is weak about the configured tokens, naming their variables (never a token)."""
+        found = []
+        for role, secret in self._tokens:
+            if secret is None:
+                continue
+            token, name = secret.reveal(), TOKEN_VARIABLES[role]
+            if len(token) < STRONG_TOKEN_CHARS:
+                found.append(
+                    f"{name} is {len(token)} characters (at least {STRONG_TOKEN_CHARS} recommended): {GUESSABLE}"
+                )
+            elif len(set(token)) < TOKEN_VARIETY:
+                found.append(f"{name} has little variety ({len(set(token))} distinct characters): {GUESSABLE}")
+        return found
+
+    def warn_weak_tokens(self) -> None:
+        """Log :meth:`weak_token_warnings` (the console does it once, when it starts)."""
+        for warning in self.weak_token_warnings():
+            log.warning("%s", warning)
 
     # -- sessions ----------------------------------------------------------------------------
 

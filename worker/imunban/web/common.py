@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from imunban.web import params
 from imunban.web.auth import CSRF_FIELD, Authority, Principal, csrf_ok, same_origin
 from imunban.web.context import AppContext, Apps
 from imunban.web.streams import StreamHub
+from imunban.web.throttle import Throttle
 
 #: No inline script or style anywhere (htmx's own indicator style is switched off in base.html),
 #: no framing, nothing loaded from elsewhere: the console works offline and cannot be embedded.
@@ -49,6 +51,7 @@ class Console:
     authority: Authority
     templates: Jinja2Templates
     streams: StreamHub
+    throttle: Throttle
 
 
 def console(request: Request) -> Console:
@@ -74,11 +77,13 @@ def app_ctx(request: Request, name: object = None) -> AppContext:
 
 
 class Guard:
-    """ASGI middleware: host check, who is asking, sign-in gate, viewer/cross-site refusal, headers, timing."""
+    """ASGI middleware: host check, who is asking (bearer guesses throttled), sign-in gate, viewer/cross-site
+    refusal, headers, timing."""
 
-    def __init__(self, app: ASGIApp, authority: Authority) -> None:
+    def __init__(self, app: ASGIApp, authority: Authority, throttle: Throttle) -> None:
         self.app = app
         self.authority = authority
+        self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -108,7 +113,13 @@ class Guard:
         path = request.url.path
         if not self.authority.host_allowed(request):
             return PlainTextResponse("this console answers to localhost / 127.0.0.1 only", status_code=421)
+        address = client_address(request)
+        bearer = request.headers.get("authorization", "")[:7].lower() == "bearer "
+        if bearer and (wait_s := self.throttle.blocked_for(address)) > 0:
+            return throttled(request, wait_s)  # before the token is compared: a blocked guess learns nothing
         who = self.authority.principal(request)
+        if bearer and who is None:
+            self.throttle.failed(address)
         request.scope.setdefault("state", {})["principal"] = who
         public = path in PUBLIC or path.startswith("/static/")
         if who is None and not public:
@@ -125,6 +136,16 @@ class Guard:
             if who is not None and not who.may_act and path not in ("/logout", "/login"):
                 return forbidden(request, "this action needs the operator token (you are signed in as a viewer)")
         return None
+
+
+def throttled(request: Request, wait_s: float) -> Response:
+    """429 for a client that may not try a token now (see :mod:`imunban.web.throttle`)."""
+    retry_after = str(math.ceil(wait_s))
+    reason = f"too many failed sign-ins from this address or on this console: try again in {retry_after} s"
+    headers = {"retry-after": retry_after}
+    if request.url.path.startswith(("/api/", "/events/")):
+        return JSONResponse({"error": reason}, status_code=429, headers=headers)
+    return PlainTextResponse(reason, status_code=429, headers=headers)
 
 
 def forbidden(request: Request, reason: str) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from functools import partial
 from typing import Any
 from urllib.parse import urlencode
@@ -41,6 +42,7 @@ DONE = {
     "noprobe": "there is no hold to probe",
 }
 PAGE = 50
+FAILED_SIGN_IN_DELAY_S = 0.5
 
 
 def _cookie(response: Response, request: Request, value: str) -> None:
@@ -145,20 +147,30 @@ async def outcomes_page(request: Request) -> Response:
 async def login(request: Request) -> Response:
     con = console(request)
     templates = con.templates
-    error = None
-    if request.method == "POST":
-        form = await read_form(request)
-        role = con.authority.role_for_token(first(form, "token")) if same_origin(request) else None
-        if role is not None:
-            target = first(form, "next", "/")
-            response = RedirectResponse(target if params.local_path(target) else "/", 303)
-            cookie, _ = con.authority.new_session(role)
-            _cookie(response, request, cookie)
-            return response
-        await asyncio.sleep(0.5)  # a wrong token costs time: guessing stays slow
-        error = "That token is not valid for this console."
-    context = {"error": error, "next": params.next_path(request), "open": con.authority.open}
-    return templates.TemplateResponse(request, "login.html", context, status_code=401 if error else 200)
+    context = {"error": None, "next": params.next_path(request), "open": con.authority.open}
+    if request.method != "POST":
+        return templates.TemplateResponse(request, "login.html", context)
+    address = client_address(request)
+    if (wait_s := con.throttle.blocked_for(address)) > 0:  # before reading the form: a blocked guess learns nothing
+        retry_after = str(math.ceil(wait_s))
+        context["error"] = (
+            f"Too many failed sign-ins from this address or on this console: try again in {retry_after} s."
+        )
+        return templates.TemplateResponse(request, "login.html", context, 429, {"retry-after": retry_after})
+    form = await read_form(request)
+    cross_site = not same_origin(request)
+    role = None if cross_site else con.authority.role_for_token(first(form, "token"))
+    if role is not None:
+        target = first(form, "next", "/")
+        response = RedirectResponse(target if params.local_path(target) else "/", 303)
+        cookie, _ = con.authority.new_session(role)
+        _cookie(response, request, cookie)
+        return response
+    if not cross_site:  # another site's form posted through a visitor's browser is not this address guessing
+        con.throttle.failed(address)
+    await asyncio.sleep(FAILED_SIGN_IN_DELAY_S)  # a wrong token costs time as well
+    context["error"] = "That token is not valid for this console."
+    return templates.TemplateResponse(request, "login.html", context, status_code=401)
 
 
 async def logout(request: Request) -> Response:
