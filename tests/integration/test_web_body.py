@@ -10,7 +10,7 @@ import redis
 from starlette.applications import Starlette
 
 from imunban.web.common import MAX_BODY
-from web_helpers import BASE, OPERATOR, console_client
+from web_helpers import BASE, OPERATOR, console_app, console_client
 
 CHUNK = 64 * 1024
 
@@ -55,8 +55,7 @@ def call(app: Starlette, path: str, headers: dict[str, str], body: CountingBody)
 
 @pytest.fixture
 def app(r: redis.Redis, redis_url: str) -> Starlette:
-    app: Starlette = console_client(r, redis_url).app  # type: ignore[assignment]
-    return app
+    return console_app(r, redis_url)
 
 
 def test_declared_large_body_is_refused_before_reading(app: Starlette) -> None:

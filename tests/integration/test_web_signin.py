@@ -6,6 +6,7 @@ import logging
 
 import pytest
 import redis
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from imunban.web import pages
@@ -29,8 +30,8 @@ def _no_sign_in_delay(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pages, "FAILED_SIGN_IN_DELAY_S", 0)
 
 
-def _client(app: object, address: str) -> TestClient:
-    return TestClient(app, base_url=BASE, follow_redirects=False, client=(address, 50000))  # type: ignore[arg-type]
+def _client(app: Starlette, address: str) -> TestClient:
+    return TestClient(app, base_url=BASE, follow_redirects=False, client=(address, 50000))
 
 
 def test_login_guesses_are_throttled_per_address(r: redis.Redis, redis_url: str) -> None:

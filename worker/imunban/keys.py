@@ -36,6 +36,7 @@ key                       type    content
 ``d:workers``             HASH    worker id -> ms of its pump's last tick (heartbeat.py; silent ones pruned)
 ``d:migrate``             STRING  lock of the one-time move from the single-app layout (migrate.py)
 ``d:migrating``           STRING  app a move of the single-app layout is going to; deleted when it finished
+``d:web:revoked:<id>``    STRING  "1": console session ``<id>`` signed out; expires with the session (web/sessions.py)
 ========================  ======  ===========================================================
 
 ``d`` is the deployment's own tag ``{p}``: keys shared by every app, never passed to a script with
@@ -233,3 +234,7 @@ class Keys:
     @property
     def workers(self) -> str:
         return f"{self._d}:workers"
+
+    def web_revoked(self, session_id: str) -> str:
+        """The record that console session ``session_id`` signed out (the deployment's, not an app's)."""
+        return f"{self._d}:web:revoked:{session_id}"

@@ -7,6 +7,7 @@ events under ``/events/`` push the overview every 2 s and new outcome entries ev
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
@@ -19,7 +20,15 @@ from starlette.routing import Route
 from imunban.errors import ImunbanError
 from imunban.stats import status, status_of_apps
 from imunban.web import actions, data, params
-from imunban.web.common import app_ctx, check_action, client_address, console, read_json, stream_owner
+from imunban.web.common import (
+    app_ctx,
+    check_action,
+    client_address,
+    console,
+    principal_of,
+    read_json,
+    stream_owner,
+)
 from imunban.web.context import AppContext
 from imunban.web.pages import dead_filter
 from imunban.web.streams import EventStream
@@ -172,6 +181,14 @@ def _admit(request: Request) -> Callable[[], None]:
     return console(request).streams.admit(stream_owner(request))
 
 
+def _signed_in(request: Request) -> Callable[[], bool]:
+    """Whether the stream's session still holds (not signed out here, not expired), asked before each event."""
+    who, revocations = principal_of(request), console(request).revocations
+    if who.via != "session":
+        return lambda: True
+    return lambda: who.expires_s > time.time() and not revocations.revoked_here(who.session_id)
+
+
 async def events_overview(request: Request) -> Response:
     """The app's overview document every 2 s (the newest at once), from the app's one overview reader."""
     ctx = app_ctx(request)
@@ -179,10 +196,15 @@ async def events_overview(request: Request) -> Response:
     release = _admit(request)
     listener = console(request).streams.overview(ctx.name, lambda: data.overview(ctx)).listen()
 
+    signed_in = _signed_in(request)
+
     async def gen() -> AsyncIterator[str]:
         sent = 0
         while not limit or sent < limit:
-            yield _event("overview", await listener.next())
+            document = await listener.next()
+            if not signed_in():
+                return
+            yield _event("overview", document)
             sent += 1
 
     return EventStream(gen(), listener.close, release)
@@ -195,10 +217,15 @@ async def events_outcomes(request: Request) -> Response:
     release = _admit(request)
     listener = console(request).streams.outcomes(ctx.name, partial(_outcomes, ctx)).listen(after)
 
+    signed_in = _signed_in(request)
+
     async def gen() -> AsyncIterator[str]:
         sent = 0
         while not limit or sent < limit:
-            yield _event("outcomes", await listener.next())
+            entries = await listener.next()
+            if not signed_in():
+                return
+            yield _event("outcomes", entries)
             sent += 1
 
     return EventStream(gen(), listener.close, release)

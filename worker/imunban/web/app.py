@@ -23,11 +23,12 @@ from starlette.templating import Jinja2Templates
 from imunban.errors import ValidationError
 from imunban.settings import Settings
 from imunban.web import api, pages
-from imunban.web.auth import Authority
+from imunban.web.auth import SESSION_S, Authority
 from imunban.web.common import Console, Guard
 from imunban.web.context import Apps
 from imunban.web.params import BadParam
 from imunban.web.sampler import SamplerThread
+from imunban.web.sessions import Revocations
 from imunban.web.streams import StreamHub
 from imunban.web.throttle import Throttle
 
@@ -100,6 +101,8 @@ def create_app(
     """The console for ``apps``; ``sample`` runs the background sampler of the rate chart. ``streams`` counts
     and feeds the live streams, ``throttle`` counts failed sign-ins (tests pass their own caps and clocks)."""
     throttle = throttle or Throttle()
+    # Sign-outs are deployment keys: any app's client and keys reach them (the first app's here).
+    revocations = Revocations(apps.default.client, apps.default.keys, SESSION_S)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -120,11 +123,11 @@ def create_app(
             Route("/healthz", _healthz),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
         ],
-        middleware=[Middleware(Guard, authority=authority, throttle=throttle)],
+        middleware=[Middleware(Guard, authority=authority, throttle=throttle, revocations=revocations)],
         exception_handlers={HTTPException: _http_error, ValidationError: _http_error},
         lifespan=lifespan,
     )
-    app.state.console = Console(apps, authority, templates(), streams or StreamHub(), throttle)
+    app.state.console = Console(apps, authority, templates(), streams or StreamHub(), throttle, revocations)
     return app
 
 

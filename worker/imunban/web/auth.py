@@ -55,6 +55,9 @@ class Principal:
     role: str
     via: str  # "session", "bearer" or "loopback"
     csrf: str = ""
+    #: A cookie session's id (what signing out revokes) and its expiry, Unix seconds.
+    session_id: str = ""
+    expires_s: int = 0
 
     @property
     def may_act(self) -> bool:
@@ -106,9 +109,9 @@ class Authority:
     # -- sessions ----------------------------------------------------------------------------
 
     def new_session(self, role: str, now: float | None = None) -> tuple[str, str]:
-        """(cookie value, csrf token) for a fresh session of ``role``."""
+        """(cookie value, csrf token) for a fresh session of ``role``, with an id of its own to revoke it by."""
         csrf = secrets.token_urlsafe(24)
-        payload = {"r": role, "c": csrf, "e": int((now or time.time()) + SESSION_S)}
+        payload = {"r": role, "c": csrf, "i": secrets.token_urlsafe(16), "e": int((now or time.time()) + SESSION_S)}
         body = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
         return f"{body}.{self._sign(body)}", csrf
 
@@ -121,13 +124,14 @@ class Authority:
         try:
             payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
             role, csrf, expires = str(payload["r"]), str(payload["c"]), int(payload["e"])
+            session_id = str(payload["i"])
         except (ValueError, KeyError, TypeError):
             return None
         if expires < (now or time.time()) or role not in (VIEWER, OPERATOR, LOCAL):
             return None
         if role == LOCAL and not self.open:
             return None  # a session from a token-less run does not survive tokens being configured
-        return Principal(role, "session", csrf)
+        return Principal(role, "session", csrf, session_id, expires)
 
     def _sign(self, body: str) -> str:
         return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()

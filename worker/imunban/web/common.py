@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -17,8 +18,9 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imunban.web import params
-from imunban.web.auth import CSRF_FIELD, Authority, Principal, csrf_ok, same_origin
+from imunban.web.auth import CSRF_FIELD, LOCAL, Authority, Principal, csrf_ok, same_origin
 from imunban.web.context import AppContext, Apps
+from imunban.web.sessions import Revocations
 from imunban.web.streams import StreamHub
 from imunban.web.throttle import Throttle
 
@@ -52,6 +54,7 @@ class Console:
     templates: Jinja2Templates
     streams: StreamHub
     throttle: Throttle
+    revocations: Revocations
 
 
 def console(request: Request) -> Console:
@@ -80,10 +83,11 @@ class Guard:
     """ASGI middleware: host check, who is asking (bearer guesses throttled), sign-in gate, viewer/cross-site
     refusal, headers, timing."""
 
-    def __init__(self, app: ASGIApp, authority: Authority, throttle: Throttle) -> None:
+    def __init__(self, app: ASGIApp, authority: Authority, throttle: Throttle, revocations: Revocations) -> None:
         self.app = app
         self.authority = authority
         self.throttle = throttle
+        self.revocations = revocations
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,13 +107,13 @@ class Guard:
                 headers["server-timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
             await send(message)
 
-        refusal = self._refusal(request)
+        refusal = await self._refusal(request)
         if refusal is not None:
             await refusal(scope, receive, send_with_headers)
             return
         await self.app(scope, receive, send_with_headers)
 
-    def _refusal(self, request: Request) -> Response | None:
+    async def _refusal(self, request: Request) -> Response | None:
         path = request.url.path
         if not self.authority.host_allowed(request):
             return PlainTextResponse("this console answers to localhost / 127.0.0.1 only", status_code=421)
@@ -120,6 +124,9 @@ class Guard:
         who = self.authority.principal(request)
         if bearer and who is None:
             self.throttle.failed(address)
+        session = who.session_id if who is not None and who.via == "session" else None
+        if session is not None and await run_in_threadpool(self.revocations.revoked, session):
+            who = Principal(LOCAL, "loopback") if self.authority.open else None  # signed out: a copied cookie
         request.scope.setdefault("state", {})["principal"] = who
         public = path in PUBLIC or path.startswith("/static/")
         if who is None and not public:

@@ -174,8 +174,12 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
+    """Sign out: the session is revoked on the server (a copy of the cookie stops working), then forgotten."""
     form = await read_form(request)
     check_action_or_viewer(request, form)
+    who = principal_of(request)
+    if who.via == "session":
+        await run_in_threadpool(console(request).revocations.revoke, who.session_id)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response
