@@ -14,6 +14,7 @@ record) and says so in its log; if Redis cannot be read, only this console's rec
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -38,12 +39,15 @@ class Revocations:
         self._clock = clock
         #: session id -> when its cookie expires (then the record is no longer needed).
         self._here: dict[str, float] = {}
+        self._lock = threading.Lock()  # sign-outs run in the thread pool
 
     def revoke(self, session_id: str) -> bool:
         """Record that ``session_id`` signed out; False when only this console could record it."""
         now = self._clock()
-        self._here = {sid: until for sid, until in self._here.items() if until > now}
-        self._here[session_id] = now + self.lifetime_s
+        with self._lock:
+            kept = {sid: until for sid, until in self._here.items() if until > now}
+            kept[session_id] = now + self.lifetime_s
+            self._here = kept  # one assignment: a reader sees the old records or the new, never a half
         try:
             with translated("sign-out"):
                 self.client.set(self.keys.web_revoked(session_id), "1", ex=self.lifetime_s)
