@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import anyio
@@ -10,7 +11,7 @@ import redis
 from starlette.applications import Starlette
 
 from imunban.web.common import MAX_BODY
-from web_helpers import BASE, OPERATOR, console_app, console_client
+from web_helpers import BASE, OPERATOR, console_app, console_client, serving
 
 CHUNK = 64 * 1024
 
@@ -93,3 +94,19 @@ def test_bodies_under_the_limit_still_work(r: redis.Redis, redis_url: str) -> No
     assert client.post("/api/probe", json={"pad": padding}, headers={"authorization": f"Bearer {OPERATOR}"}).json() == {
         "probe": 0
     }
+
+
+def test_over_a_socket_the_connection_is_closed_after_the_413(r: redis.Redis, redis_url: str) -> None:
+    """Under uvicorn a 300 MB upload gets 413 and the server closes the connection: the client cannot keep sending."""
+    with serving(console_app(r, redis_url)) as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            head = (
+                f"POST /login HTTP/1.1\r\nHost: {host}:{port}\r\nOrigin: {base}\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 300000000\r\n\r\n"
+            )
+            sock.sendall(head.encode() + b"t" * CHUNK)
+            answer = b""
+            while chunk := sock.recv(65536):  # b"": the server closed the connection
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"connection: close" in answer.lower()

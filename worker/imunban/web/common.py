@@ -43,6 +43,8 @@ PUBLIC = ("/login", "/healthz")
 #: The largest request body the console reads (forms and JSON actions are a few kB).
 MAX_BODY = 1_000_000
 TOO_LARGE = f"request body too large: the console reads at most 1 MB ({MAX_BODY:,} bytes)"
+#: Sent with a 413: the server then closes the connection instead of draining the rest of the body.
+CLOSE = {"connection": "close"}
 
 
 @dataclass
@@ -172,12 +174,12 @@ async def read_body(request: Request) -> bytes:
         if not declared.isdigit():
             raise HTTPException(400, "Content-Length: not a number of bytes")
         if int(declared) > MAX_BODY:
-            raise HTTPException(413, TOO_LARGE)
+            raise HTTPException(413, TOO_LARGE, headers=CLOSE)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
-            raise HTTPException(413, TOO_LARGE)
+            raise HTTPException(413, TOO_LARGE, headers=CLOSE)
     return bytes(body)
 
 
