@@ -43,7 +43,7 @@ PUBLIC = ("/login", "/healthz")
 #: The largest request body the console reads (forms and JSON actions are a few kB).
 MAX_BODY = 1_000_000
 TOO_LARGE = f"request body too large: the console reads at most 1 MB ({MAX_BODY:,} bytes)"
-#: Sent with a 413: the server then closes the connection instead of draining the rest of the body.
+#: Sent with a 413: the connection ends there (the rest of the body is never read).
 CLOSE = {"connection": "close"}
 
 
