@@ -26,7 +26,7 @@ from imunban.hold import Hold
 from imunban.keys import Keys
 from imunban.producer import Producer
 from imunban.web.sampler import Sample
-from web_helpers import OPERATOR, bearer, console_app, console_settings, make_dead, serving
+from web_helpers import OPERATOR, bearer, console_app, make_dead, serving
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -105,7 +105,7 @@ def _no_csp_violations(driver: WebDriver) -> None:
 def test_console_in_a_browser(r: redis.Redis, redis_url: str, browser: WebDriver, tmp_path: Path) -> None:
     """Sign in; the live overview matches the CLI; replay one dead letter by clicking; every page renders."""
     _seed(r)
-    app = console_app(r, console_settings(redis_url), sample=True)
+    app = console_app(r, redis_url, sample=True)
     # The throughput chart plots the console's own samples; give it 15 minutes of a drain that just ended.
     sampler = app.state.console.apps["default"].sampler
     now_ms = int(r.time()[0]) * 1000
@@ -170,3 +170,36 @@ def test_console_in_a_browser(r: redis.Redis, redis_url: str, browser: WebDriver
         browser.save_screenshot(str(tmp_path / "console-overview-held.png"))
         _no_csp_violations(browser)
     print(f"screenshots: {DOCS} and {tmp_path}")
+
+
+def test_bad_input_and_sign_out_in_a_browser(
+    r: redis.Redis, redis_url: str, browser: WebDriver, tmp_path: Path
+) -> None:
+    """A bad filter shows its message above the page (htmx); a bad URL a styled page; after "Sign out" the old
+    cookie, put back into the browser, no longer signs it in."""
+    make_dead(r, "@TGS#2Bdead01", ["ghost_1"], code=10004, info="member ghost does not exist")
+    with serving(console_app(r, redis_url, sample=True)) as base:
+        browser.get(base + "/login")
+        browser.find_element(By.NAME, "token").send_keys(OPERATOR)
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _wait(browser, ec.url_to_be(base + "/"))
+        browser.get(base + "/dead")
+        browser.find_element(By.NAME, "code").send_keys("abc")
+        browser.find_element(By.CSS_SELECTOR, "form.toolbar button").click()
+        shown = _wait(browser, ec.visibility_of_element_located((By.ID, "request-error")))
+        assert shown.text.startswith("code: must be an integer")  # type: ignore[attr-defined]
+        assert "member ghost does not exist" in browser.page_source  # the table is still there
+
+        browser.get(base + "/scheduled?group_id=" + "g" * 49)
+        assert "The parameter group_id is not valid." in browser.find_element(By.TAG_NAME, "body").text
+        browser.save_screenshot(str(tmp_path / "console-bad-parameter.png"))
+
+        browser.get(base + "/holds")
+        cookie = browser.get_cookie("imunban_session")
+        assert cookie is not None
+        browser.find_element(By.CSS_SELECTOR, "form[action='/logout'] button").click()
+        _wait(browser, ec.url_contains("/login"))
+        browser.add_cookie({"name": "imunban_session", "value": cookie["value"], "path": "/"})
+        browser.get(base + "/holds")
+        assert "/login" in browser.current_url
+        _no_csp_violations(browser)

@@ -185,7 +185,7 @@ def test_pages_render(r: redis.Redis, redis_url: str) -> None:
 @pytest.fixture
 def served(r: redis.Redis, redis_url: str) -> Iterator[str]:
     """The console under uvicorn on a loopback port, as `imunban web` serves it."""
-    with serving(console_app(r, console_settings(redis_url), sample=True)) as base:
+    with serving(console_app(r, redis_url, sample=True)) as base:
         yield base
 
 

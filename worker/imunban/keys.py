@@ -37,6 +37,7 @@ key                       type    content
 ``d:stats``               HASH    deployment counters: ``rejected_messages`` (a message's app is not known)
 ``d:migrate``             STRING  lock of the one-time move from the single-app layout (migrate.py)
 ``d:migrating``           STRING  app a move of the single-app layout is going to; deleted when it finished
+``d:web:revoked:<id>``    STRING  "1": console session ``<id>`` signed out; expires with the session (web/sessions.py)
 ========================  ======  ===========================================================
 
 ``d`` is the deployment's own tag ``{p}``: keys shared by every app, never passed to a script with
@@ -239,3 +240,7 @@ class Keys:
     def deployment_stats(self) -> str:
         """Counters of the deployment rather than of one app (a message rejected before its app was known)."""
         return f"{self._d}:stats"
+
+    def web_revoked(self, session_id: str) -> str:
+        """The record that console session ``session_id`` signed out (the deployment's, not an app's)."""
+        return f"{self._d}:web:revoked:{session_id}"

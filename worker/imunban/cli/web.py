@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from imunban.cli.common import bounded_int, open_deployment
+from imunban.logs import setup_logging
 from imunban.settings import Settings
 
 DEFAULT_HOST = "127.0.0.1"
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     check_bind(args.host, settings)  # before anything listens
+    setup_logging(settings)  # the console's warnings (weak tokens at start, failed stream reads) in the log format
     app = create_app(open_deployment(settings))
     roles = "open on loopback (no token set)" if settings.web_operator_token is None and \
         settings.web_viewer_token is None else "token sign-in"  # fmt: skip

@@ -6,8 +6,8 @@ events under ``/events/`` push the overview every 2 s and new outcome entries ev
 
 from __future__ import annotations
 
-import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
@@ -15,20 +15,27 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from imunban.deadletter import ReplayResult
 from imunban.errors import ImunbanError
 from imunban.stats import status, status_of_apps
-from imunban.validation import validate_group_id, validate_member, validate_version
-from imunban.web import actions, data
-from imunban.web.common import app_ctx, check_action, client_address, console, fmt_ms, int_param, read_json
+from imunban.validation import validate_version
+from imunban.web import actions, data, params
+from imunban.web.common import (
+    app_ctx,
+    check_action,
+    client_address,
+    console,
+    fmt_ms,
+    principal_of,
+    read_json,
+    stream_owner,
+)
 from imunban.web.context import AppContext
 from imunban.web.pages import dead_filter
-
-OVERVIEW_EVERY_S = 2.0
-OUTCOMES_EVERY_S = 1.0
+from imunban.web.streams import EventStream
 
 
 def _ok(payload: Any) -> JSONResponse:
@@ -38,7 +45,7 @@ def _ok(payload: Any) -> JSONResponse:
 async def api_status(request: Request) -> Response:
     """Exactly the document ``imunban status --json`` prints: the totals with each app's under ``apps``;
     with ``?app=NAME``, that app's alone (``imunban status --app NAME --json``)."""
-    if request.query_params.get("app"):
+    if params.raw(request, "app"):
         ctx = app_ctx(request)
         return _ok(await run_in_threadpool(status, ctx.client, ctx.keys))
     deployment = console(request).deployment
@@ -51,29 +58,28 @@ async def api_overview(request: Request) -> Response:
 
 async def api_trace(request: Request) -> Response:
     ctx = app_ctx(request)
-    q = request.query_params
-    try:
-        group, member = validate_group_id(q.get("group_id")), validate_member(q.get("member"))
-    except ImunbanError as exc:
-        raise HTTPException(400, str(exc)) from None
-    deep = q.get("deep") == "1"  # search 10,000 outcome entries instead of the newest 1,000
+    group, member = params.group_id(request), params.member(request)
+    if group is None or member is None:
+        raise params.BadParam("group_id" if group is None else "member", "required")
+    deep = params.flag(request, "deep")  # search 10,000 outcome entries instead of the newest 500
     return _ok(await run_in_threadpool(partial(data.member_trace, deep=deep), ctx, group, member))
 
 
 async def api_scheduled(request: Request) -> Response:
     ctx = app_ctx(request)
-    q = request.query_params
-    offset, limit = int_param(q.get("offset"), 0), int_param(q.get("limit"), 50, low=1, high=data.PAGE_MAX)
-    if q.get("group_id"):
-        return _ok(await run_in_threadpool(data.group_page, ctx, validate_group_id(q.get("group_id")), offset, limit))
+    offset = params.integer(request, "offset", 0)
+    limit = params.integer(request, "limit", 50, low=1, high=data.PAGE_MAX)
+    group = params.group_id(request)
+    if group:
+        return _ok(await run_in_threadpool(data.group_page, ctx, group, offset, limit))
     return _ok(await run_in_threadpool(data.scheduled_groups, ctx, offset, limit))
 
 
 async def api_dead(request: Request) -> Response:
     ctx = app_ctx(request)
-    q = request.query_params
-    flt = dead_filter(q.get("code"), q.get("group_id"))
-    cursor, limit = int_param(q.get("cursor"), 0), int_param(q.get("limit"), 100, low=1, high=data.PAGE_MAX)
+    flt = dead_filter(params.raw(request, "code"), params.raw(request, "group_id"))
+    cursor = params.integer(request, "cursor", 0)
+    limit = params.integer(request, "limit", 100, low=1, high=data.PAGE_MAX)
     return _ok(await run_in_threadpool(data.dead_page, ctx, flt, cursor, limit))
 
 
@@ -82,9 +88,9 @@ async def api_holds(request: Request) -> Response:
 
 
 async def api_outcomes(request: Request) -> Response:
-    q = request.query_params
-    limit = int_param(q.get("limit"), 100, low=1, high=data.PAGE_MAX)
-    return _ok(await run_in_threadpool(data.outcomes, app_ctx(request), q.get("after") or None, limit))
+    ctx = app_ctx(request)
+    after, limit = params.stream_id(request), params.integer(request, "limit", 100, low=1, high=data.PAGE_MAX)
+    return _ok(await run_in_threadpool(data.outcomes, ctx, after, limit))
 
 
 # -- actions ------------------------------------------------------------------------------------
@@ -100,7 +106,9 @@ def _pairs(body: dict[str, Any]) -> list[actions.Pair]:
             [{"group_id": body.get("group_id"), "member": m} for m in members] if isinstance(members, list) else None
         )
     if not isinstance(items, list) or not items:
-        raise HTTPException(400, 'give "requests": [{"group_id": ..., "member": ...}] (or "all": true where allowed)')
+        raise params.BadParam(
+            "requests", 'give "requests": [{"group_id": ..., "member": ...}] (or "all": true where allowed)'
+        )
     return actions.parse_pairs(items)
 
 
@@ -111,7 +119,7 @@ ActionRun = Callable[[AppContext, dict[str, Any]], tuple[int, str, dict[str, Any
 async def _act(request: Request, action: str, run: ActionRun) -> Response:
     who = check_action(request)  # a cookie session needs X-CSRF-Token; bearer callers do not
     body = await read_json(request)
-    ctx = app_ctx(request, body.get("app") if isinstance(body.get("app"), str) else None)
+    ctx = app_ctx(request, body.get("app"))
     try:
         n, detail, answer = await run_in_threadpool(run, ctx, body)
     except actions.StoppedPartWay as exc:
@@ -119,7 +127,7 @@ async def _act(request: Request, action: str, run: ActionRun) -> Response:
         await run_in_threadpool(actions.audit_stopped, ctx, who, action, exc, client_address(request))
         raise HTTPException(503, str(exc)) from None
     except ImunbanError as exc:
-        raise HTTPException(400, str(exc)) from None
+        raise params.bad_request(exc) from None
     await run_in_threadpool(actions.audit, ctx, who, action, n, detail, client_address(request))
     return _ok(answer)
 
@@ -133,8 +141,7 @@ def _version(body: dict[str, Any]) -> tuple[int | None, str]:
 def _dead_run(verb: str) -> ActionRun:
     def run(ctx: AppContext, body: dict[str, Any]) -> tuple[int, str, dict[str, Any]]:
         if body.get("all") is True:
-            code = body.get("code")
-            flt = dead_filter(None if code is None else str(code), body.get("group_id"))
+            flt = dead_filter(body.get("code"), body.get("group_id"))
             chosen = f"all matching code={flt.code} group={flt.group_id or ''}"
             if verb == "purge":
                 purged = actions.purge_matching(ctx, flt)
@@ -177,7 +184,7 @@ async def api_reschedule(request: Request) -> Response:
         pairs = _pairs(body)
         at = body.get("at")
         if not isinstance(at, str | int | float) or isinstance(at, bool):
-            raise HTTPException(400, 'give "at": Unix seconds or ISO-8601 text')
+            raise params.BadParam("at", "give Unix seconds or ISO-8601 text")
         version, said = _version(body)
         moved = actions.reschedule(ctx, pairs, at, version)
         return moved, f"{len(pairs)} selected, at {at}{said}", {"rescheduled": moved}
@@ -204,45 +211,63 @@ def _event(name: str, payload: Any) -> str:
     return f"event: {name}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
 
-def _stream(events: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(events, media_type="text/event-stream", headers={"x-accel-buffering": "no"})
+def _admit(request: Request) -> Callable[[], None]:
+    """A stream slot for the caller's session (429 with Retry-After past a cap)."""
+    return console(request).streams.admit(stream_owner(request))
+
+
+def _signed_in(request: Request) -> Callable[[], bool]:
+    """Whether the stream's session still holds (not signed out here, not expired), asked before each event."""
+    who, revocations = principal_of(request), console(request).revocations
+    if who.via != "session":
+        return lambda: True
+    return lambda: who.expires_s > time.time() and not revocations.revoked_here(who.session_id)
 
 
 async def events_overview(request: Request) -> Response:
+    """The app's overview document every 2 s (the newest at once), from the app's one overview reader."""
     ctx = app_ctx(request)
-    limit = int_param(request.query_params.get("limit"), 0)  # 0: until the client goes away
+    limit = params.integer(request, "limit", 0)  # 0: until the client goes away
+    release = _admit(request)
+    listener = console(request).streams.overview(ctx.name, lambda: data.overview(ctx)).listen()
+
+    signed_in = _signed_in(request)
 
     async def gen() -> AsyncIterator[str]:
         sent = 0
-        while not await request.is_disconnected():
-            yield _event("overview", await run_in_threadpool(data.overview, ctx))
-            sent += 1
-            if limit and sent >= limit:
+        while not limit or sent < limit:
+            document = await listener.next()
+            if not signed_in():
                 return
-            await asyncio.sleep(OVERVIEW_EVERY_S)
+            yield _event("overview", document)
+            sent += 1
 
-    return _stream(gen())
+    return EventStream(gen(), listener.close, release)
 
 
 async def events_outcomes(request: Request) -> Response:
+    """New outcome entries every second (after ``?after=ID``, else from now), from the app's one outcome tail."""
     ctx = app_ctx(request)
-    limit = int_param(request.query_params.get("limit"), 0)
-    after = request.query_params.get("after") or None
+    limit, after = params.integer(request, "limit", 0), params.stream_id(request)
+    release = _admit(request)
+    listener = console(request).streams.outcomes(ctx.name, partial(_outcomes, ctx)).listen(after)
+
+    signed_in = _signed_in(request)
 
     async def gen() -> AsyncIterator[str]:
-        last, sent = after, 0
-        if last is None:
-            last = (await run_in_threadpool(data.outcomes, ctx, None, 1))["last_id"] or "0-0"
-        while not await request.is_disconnected():
-            page = await run_in_threadpool(data.outcomes, ctx, last, 200)
-            last = page["last_id"]
-            yield _event("outcomes", page["entries"])
-            sent += 1
-            if limit and sent >= limit:
+        sent = 0
+        while not limit or sent < limit:
+            entries = await listener.next()
+            if not signed_in():
                 return
-            await asyncio.sleep(OUTCOMES_EVERY_S)
+            yield _event("outcomes", entries)
+            sent += 1
 
-    return _stream(gen())
+    return EventStream(gen(), listener.close, release)
+
+
+def _outcomes(ctx: AppContext, after: str | None, limit: int) -> dict[str, Any]:
+    return data.outcomes(ctx, after, limit)
 
 
 ROUTES = [

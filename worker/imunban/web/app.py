@@ -19,11 +19,17 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from imunban.deployment import Deployment
+from imunban.errors import ValidationError
+from imunban.keys import Keys
 from imunban.web import api, pages
-from imunban.web.auth import Authority
+from imunban.web.auth import SESSION_S, Authority
 from imunban.web.common import Console, Guard, fmt_ms
 from imunban.web.context import app_contexts
+from imunban.web.params import BadParam
 from imunban.web.sampler import SamplerThread
+from imunban.web.sessions import Revocations
+from imunban.web.streams import StreamHub
+from imunban.web.throttle import Throttle
 
 HERE = Path(str(resources.files("imunban.web")))
 
@@ -57,26 +63,47 @@ def templates() -> Jinja2Templates:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """JSON ``{error[, field]}`` for the API and the streams, the message alone for htmx, else a styled page."""
+    if isinstance(exc, ValidationError):  # raised by the engine under a route that did not catch it
+        exc = BadParam(exc.field, exc.reason)
     assert isinstance(exc, HTTPException)
-    if request.url.path.startswith("/api/"):
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-    return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
+    field = exc.field if isinstance(exc, BadParam) else None
+    if request.url.path.startswith(("/api/", "/events/")):
+        body = {"error": exc.detail} if field is None else {"error": exc.detail, "field": field}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    if request.headers.get("hx-request"):  # console.js shows it as text above the page
+        return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
+    context = {"status": exc.status_code, "message": exc.detail, "field": field}
+    templates: Jinja2Templates = request.app.state.console.templates
+    return templates.TemplateResponse(request, "error.html", context, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
-def create_app(deployment: Deployment, authority: Authority | None = None, *, sample: bool = True) -> Starlette:
+def create_app(
+    deployment: Deployment,
+    authority: Authority | None = None,
+    *,
+    sample: bool = True,
+    streams: StreamHub | None = None,
+    throttle: Throttle | None = None,
+) -> Starlette:
     """The console for the apps of ``deployment``; ``sample`` runs the background sampler of the rate chart.
 
-    ``authority`` (who may look, who may act) defaults to the deployment's web tokens.
+    ``authority`` (who may look, who may act) defaults to the deployment's web tokens. ``streams`` counts
+    and feeds the live streams, ``throttle`` counts failed sign-ins (tests pass their own caps and clocks).
     """
     apps = app_contexts(deployment)
     authority = authority or Authority.from_settings(deployment.settings)
+    throttle = throttle or Throttle()
+    # Sign-outs are deployment keys (the deployment's hash tag, no app's).
+    revocations = Revocations(deployment.client, Keys(deployment.settings.key_prefix), SESSION_S)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        authority.warn_weak_tokens()  # once, as the console starts
         sampler = SamplerThread([ctx.sampler for ctx in apps.values()]) if sample else None
         if sampler:
             sampler.start()
@@ -93,9 +120,9 @@ def create_app(deployment: Deployment, authority: Authority | None = None, *, sa
             Route("/healthz", _healthz),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
         ],
-        middleware=[Middleware(Guard, authority=authority)],
-        exception_handlers={HTTPException: _http_error},
+        middleware=[Middleware(Guard, authority=authority, throttle=throttle, revocations=revocations)],
+        exception_handlers={HTTPException: _http_error, ValidationError: _http_error},
         lifespan=lifespan,
     )
-    app.state.console = Console(deployment, apps, authority, templates())
+    app.state.console = Console(deployment, apps, authority, templates(), streams or StreamHub(), throttle, revocations)
     return app

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -37,6 +38,14 @@ VIEWER, OPERATOR, LOCAL = "viewer", "operator", "local"
 #: Roles that may act (POST).
 ACTORS = (OPERATOR, LOCAL)
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+TOKEN_VARIABLES = {OPERATOR: f"{PREFIX}WEB_OPERATOR_TOKEN", VIEWER: f"{PREFIX}WEB_VIEWER_TOKEN"}
+#: A token shorter than this, or with fewer distinct characters than TOKEN_VARIETY, is warned about at start
+#: (Settings refuses under 16; `openssl rand -hex 24` makes 48 characters of 16 kinds).
+STRONG_TOKEN_CHARS = 32
+TOKEN_VARIETY = 10
+GUESSABLE = "anyone who can reach the console may guess it; use a random one, e.g. `openssl rand -hex 24`"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,9 @@ class Principal:
     role: str
     via: str  # "session", "bearer" or "loopback"
     csrf: str = ""
+    #: A cookie session's id (what signing out revokes) and its expiry, Unix seconds.
+    session_id: str = ""
+    expires_s: int = 0
 
     @property
     def may_act(self) -> bool:
@@ -74,12 +86,32 @@ class Authority:
                 found = role
         return found
 
+    def weak_token_warnings(self) -> list[str]:
+        """What is weak about the configured tokens, naming their variables (never a token)."""
+        found = []
+        for role, secret in self._tokens:
+            if secret is None:
+                continue
+            token, name = secret.reveal(), TOKEN_VARIABLES[role]
+            if len(token) < STRONG_TOKEN_CHARS:
+                found.append(
+                    f"{name} is {len(token)} characters (at least {STRONG_TOKEN_CHARS} recommended): {GUESSABLE}"
+                )
+            elif len(set(token)) < TOKEN_VARIETY:
+                found.append(f"{name} has little variety ({len(set(token))} distinct characters): {GUESSABLE}")
+        return found
+
+    def warn_weak_tokens(self) -> None:
+        """Log :meth:`weak_token_warnings` (the console does it once, when it starts)."""
+        for warning in self.weak_token_warnings():
+            log.warning("%s", warning)
+
     # -- sessions ----------------------------------------------------------------------------
 
     def new_session(self, role: str, now: float | None = None) -> tuple[str, str]:
-        """(cookie value, csrf token) for a fresh session of ``role``."""
+        """(cookie value, csrf token) for a fresh session of ``role``, with an id of its own to revoke it by."""
         csrf = secrets.token_urlsafe(24)
-        payload = {"r": role, "c": csrf, "e": int((now or time.time()) + SESSION_S)}
+        payload = {"r": role, "c": csrf, "i": secrets.token_urlsafe(16), "e": int((now or time.time()) + SESSION_S)}
         body = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
         return f"{body}.{self._sign(body)}", csrf
 
@@ -92,13 +124,14 @@ class Authority:
         try:
             payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
             role, csrf, expires = str(payload["r"]), str(payload["c"]), int(payload["e"])
+            session_id = str(payload["i"])
         except (ValueError, KeyError, TypeError):
             return None
         if expires < (now or time.time()) or role not in (VIEWER, OPERATOR, LOCAL):
             return None
         if role == LOCAL and not self.open:
             return None  # a session from a token-less run does not survive tokens being configured
-        return Principal(role, "session", csrf)
+        return Principal(role, "session", csrf, session_id, expires)
 
     def _sign(self, body: str) -> str:
         return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()

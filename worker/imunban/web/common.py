@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -17,8 +19,12 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imunban.deployment import Deployment
-from imunban.web.auth import CSRF_FIELD, Authority, Principal, csrf_ok, same_origin
+from imunban.web import params
+from imunban.web.auth import CSRF_FIELD, LOCAL, Authority, Principal, csrf_ok, same_origin
 from imunban.web.context import AppContext
+from imunban.web.sessions import Revocations
+from imunban.web.streams import StreamHub
+from imunban.web.throttle import Throttle
 
 #: No inline script or style anywhere (htmx's own indicator style is switched off in base.html),
 #: no framing, nothing loaded from elsewhere: the console works offline and cannot be embedded.
@@ -36,7 +42,11 @@ SECURITY_HEADERS = {
 }
 #: Reachable without signing in (the sign-in page itself, its assets, a liveness probe that says nothing).
 PUBLIC = ("/login", "/healthz")
+#: The largest request body the console reads (forms and JSON actions are a few kB).
 MAX_BODY = 1_000_000
+TOO_LARGE = f"request body too large: the console reads at most 1 MB ({MAX_BODY:,} bytes)"
+#: Sent with a 413: the connection ends there (the rest of the body is never read).
+CLOSE = {"connection": "close"}
 
 
 @dataclass
@@ -48,6 +58,9 @@ class Console:
     apps: dict[str, AppContext]
     authority: Authority
     templates: Jinja2Templates
+    streams: StreamHub
+    throttle: Throttle
+    revocations: Revocations
 
 
 def console(request: Request) -> Console:
@@ -62,26 +75,30 @@ def principal_of(request: Request) -> Principal:
     return found
 
 
-def app_ctx(request: Request, name: str | None = None) -> AppContext:
-    """The app this request is about (``?app=NAME``); 404 for an unknown name.
+def app_ctx(request: Request, name: object = None) -> AppContext:
+    """The app this request is about: ``name`` (a form or JSON body's ``app``), else ``?app=NAME``; 400 for a
+    malformed name, 404 for one this console does not serve.
 
-    Without a name, the page shows the deployment's first app (the switcher in the header offers
-    the others); the JSON API resolves through the deployment and asks for ``app`` when it matters.
+    Without a name, the page shows the deployment's first app (the switcher in the header offers the
+    others).
     """
     con = console(request)
-    wanted = name if name is not None else request.query_params.get("app")
-    ctx = con.apps.get(wanted or con.deployment.names[0])
+    given = params.app_name(name) if name not in (None, "") else params.app_name(params.raw(request, "app"))
+    ctx = con.apps.get(given or con.deployment.names[0])
     if ctx is None:
-        raise HTTPException(404, "no such app")
+        raise params.BadParam("app", "this console serves no such app", status_code=404)
     return ctx
 
 
 class Guard:
-    """ASGI middleware: host check, who is asking, sign-in gate, viewer/cross-site refusal, headers, timing."""
+    """ASGI middleware: host check, who is asking (bearer guesses throttled), sign-in gate, viewer/cross-site
+    refusal, headers, timing."""
 
-    def __init__(self, app: ASGIApp, authority: Authority) -> None:
+    def __init__(self, app: ASGIApp, authority: Authority, throttle: Throttle, revocations: Revocations) -> None:
         self.app = app
         self.authority = authority
+        self.throttle = throttle
+        self.revocations = revocations
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,17 +118,26 @@ class Guard:
                 headers["server-timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
             await send(message)
 
-        refusal = self._refusal(request)
+        refusal = await self._refusal(request)
         if refusal is not None:
             await refusal(scope, receive, send_with_headers)
             return
         await self.app(scope, receive, send_with_headers)
 
-    def _refusal(self, request: Request) -> Response | None:
+    async def _refusal(self, request: Request) -> Response | None:
         path = request.url.path
         if not self.authority.host_allowed(request):
             return PlainTextResponse("this console answers to localhost / 127.0.0.1 only", status_code=421)
+        address = client_address(request)
+        bearer = request.headers.get("authorization", "")[:7].lower() == "bearer "
+        if bearer and (wait_s := self.throttle.blocked_for(address)) > 0:
+            return throttled(request, wait_s)  # before the token is compared: a blocked guess learns nothing
         who = self.authority.principal(request)
+        if bearer and who is None:
+            self.throttle.failed(address)
+        session = who.session_id if who is not None and who.via == "session" else None
+        if session is not None and await run_in_threadpool(self.revocations.revoked, session):
+            who = Principal(LOCAL, "loopback") if self.authority.open else None  # signed out: a copied cookie
         request.scope.setdefault("state", {})["principal"] = who
         public = path in PUBLIC or path.startswith("/static/")
         if who is None and not public:
@@ -130,24 +156,50 @@ class Guard:
         return None
 
 
+def throttled(request: Request, wait_s: float) -> Response:
+    """429 for a client that may not try a token now (see :mod:`imunban.web.throttle`)."""
+    retry_after = str(math.ceil(wait_s))
+    reason = f"too many failed sign-ins from this address or on this console: try again in {retry_after} s"
+    headers = {"retry-after": retry_after}
+    if request.url.path.startswith(("/api/", "/events/")):
+        return JSONResponse({"error": reason}, status_code=429, headers=headers)
+    return PlainTextResponse(reason, status_code=429, headers=headers)
+
+
 def forbidden(request: Request, reason: str) -> Response:
     if request.url.path.startswith("/api/"):
         return JSONResponse({"error": reason}, status_code=403)
     return PlainTextResponse(reason, status_code=403)
 
 
+async def read_body(request: Request) -> bytes:
+    """The request body, refused with 413 once it is over :data:`MAX_BODY` (1 MB).
+
+    Refused on a Content-Length over the limit before a byte is read, and while streaming (a chunked
+    body has none): at most the limit plus one chunk is ever held, whatever the client sends.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise HTTPException(400, "Content-Length: not a number of bytes")
+        if int(declared) > MAX_BODY:
+            raise HTTPException(413, TOO_LARGE, headers=CLOSE)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise HTTPException(413, TOO_LARGE, headers=CLOSE)
+    return bytes(body)
+
+
 async def read_form(request: Request) -> dict[str, list[str]]:
     """An urlencoded body as {name: [values]} (the console's forms are urlencoded; no multipart)."""
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise HTTPException(413, "body too large")
+    body = await read_body(request)
     return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise HTTPException(413, "body too large")
+    body = await read_body(request)
     if not body:
         return {}
     try:
@@ -181,16 +233,16 @@ def first(form: dict[str, list[str]], name: str, default: str = "") -> str:
     return values[0] if values else default
 
 
-def int_param(value: str | None, default: int, *, low: int = 0, high: int = 10**9) -> int:
-    try:
-        number = int(value) if value not in (None, "") else default
-    except ValueError:
-        raise HTTPException(400, f"not an integer: {value!r}") from None
-    return min(max(number, low), high)
-
-
 def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
+
+
+def stream_owner(request: Request) -> str:
+    """Whose streams a request's count against: its browser session, else its token's role from its address."""
+    who = principal_of(request)
+    if who.via == "session":
+        return f"session:{who.csrf}"  # one per sign-in, random
+    return f"{who.via}:{who.role}:{client_address(request)}"
 
 
 def form_token(form: dict[str, list[str]]) -> str:

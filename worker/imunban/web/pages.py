@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from functools import partial
 from typing import Any
 from urllib.parse import urlencode
@@ -17,8 +18,8 @@ from starlette.routing import Route
 from imunban.deadletter import ReplayResult
 from imunban.errors import ImunbanError
 from imunban.stats import status_of_apps
-from imunban.validation import validate_group_id, validate_member
-from imunban.web import actions, data
+from imunban.validation import validate_group_id
+from imunban.web import actions, data, params
 from imunban.web.auth import COOKIE, LOCAL, SESSION_S, csrf_ok, same_origin
 from imunban.web.common import (
     app_ctx,
@@ -28,11 +29,11 @@ from imunban.web.common import (
     first,
     fmt_ms,
     form_token,
-    int_param,
     principal_of,
     read_form,
 )
 from imunban.web.context import AppContext
+from imunban.web.params import MAX_EPOCH_MS
 
 #: What a finished action says on the page it returns to (fixed texts: nothing from the query is echoed).
 DONE = {
@@ -47,6 +48,7 @@ DONE = {
 #: Added to the replay's flash when dead letters were skipped (``skipped`` in the query, a number).
 SKIPPED = "; skipped {k}: cancelled, superseded or pending again since they died (nothing ended comes back)"
 PAGE = 50
+FAILED_SIGN_IN_DELAY_S = 0.5
 
 
 def _cookie(response: Response, request: Request, value: str) -> None:
@@ -63,8 +65,8 @@ def render(request: Request, template: str, ctx: AppContext, page: str, **contex
     if who.via == "loopback":
         # No tokens configured: give the browser a session so its actions carry a CSRF token too.
         new_cookie, csrf = con.authority.new_session(LOCAL)
-    done = request.query_params.get("done")
-    n = int_param(request.query_params.get("n"), 0)
+    done = params.choice(request, "done", tuple(DONE))
+    n = params.integer(request, "n", 0)
     response = con.templates.TemplateResponse(
         request,
         template,
@@ -90,9 +92,8 @@ def _flash(request: Request, done: str | None, n: int) -> str | None:
     """The fixed text of a finished action, with numbers from the query only (nothing else is echoed)."""
     if done not in DONE:
         return None
-    q = request.query_params
-    text = DONE[done].format(n=n, at=fmt_ms(int_param(q.get("at"), 0)))
-    skipped = int_param(q.get("skipped"), 0)
+    text = DONE[done].format(n=n, at=fmt_ms(params.integer(request, "at", 0, high=MAX_EPOCH_MS)))
+    skipped = params.integer(request, "skipped", 0)
     return text + SKIPPED.format(k=skipped) if done == "replay" and skipped else text
 
 
@@ -108,44 +109,36 @@ async def overview_page(request: Request) -> Response:
 
 async def trace_page(request: Request) -> Response:
     ctx = app_ctx(request)
-    group, member = request.query_params.get("group_id", ""), request.query_params.get("member", "")
-    result, error = None, None
+    group, member, deep = params.group_id(request), params.member(request), params.flag(request, "deep")
+    result = None
     if group or member:
-        try:
-            deep = request.query_params.get("deep") == "1"
-            found = partial(data.member_trace, deep=deep)
-            result = await run_in_threadpool(found, ctx, validate_group_id(group), validate_member(member))
-        except ImunbanError as exc:
-            error = str(exc)
+        if group is None or member is None:
+            raise params.BadParam("member" if group else "group_id", "give both group_id and member")
+        result = await run_in_threadpool(partial(data.member_trace, deep=deep), ctx, group, member)
     template = "trace_result.html" if request.headers.get("hx-request") else "trace.html"
-    return render(request, template, ctx, "trace", group_id=group, member=member, result=result, error=error)
+    return render(request, template, ctx, "trace", group_id=group or "", member=member or "", result=result)
 
 
 async def scheduled_page(request: Request) -> Response:
     ctx = app_ctx(request)
-    q = request.query_params
-    offset = int_param(q.get("offset"), 0)
-    group = q.get("group_id", "")
+    offset, group = params.integer(request, "offset", 0), params.group_id(request)
     if group:
-        page = await run_in_threadpool(data.group_page, ctx, validate_group_id(group), offset, PAGE)
+        page = await run_in_threadpool(data.group_page, ctx, group, offset, PAGE)
         return render(request, "group.html", ctx, "scheduled", view=page, offset=offset, size=PAGE)
     groups = await run_in_threadpool(data.scheduled_groups, ctx, offset, PAGE)
     return render(request, "scheduled.html", ctx, "scheduled", view=groups, offset=offset, size=PAGE)
 
 
-def dead_filter(code: str | None, group: str | None) -> data.DeadFilter:
-    try:
-        parsed = int(code) if code else None
-    except ValueError:
-        raise HTTPException(400, f"code must be an integer, got {code!r}") from None
-    return data.DeadFilter(parsed, validate_group_id(group) if group else None)
+def dead_filter(code: object, group: object) -> data.DeadFilter:
+    """The dead-letter filter of a query, a form or a JSON body (``code``, ``group_id``; empty: any)."""
+    group_id = None if group in (None, "") else params.checked(validate_group_id, group, "group_id")
+    return data.DeadFilter(params.code(code), group_id)
 
 
 async def dead_page(request: Request) -> Response:
     ctx = app_ctx(request)
-    q = request.query_params
-    flt = dead_filter(q.get("code"), q.get("group_id"))
-    cursor = int_param(q.get("cursor"), 0)
+    flt = dead_filter(params.raw(request, "code"), params.raw(request, "group_id"))
+    cursor = params.integer(request, "cursor", 0)
     view = await run_in_threadpool(data.dead_page, ctx, flt, cursor, PAGE)
     template = "dead_table.html" if request.headers.get("hx-request") else "dead.html"
     return render(request, template, ctx, "dead", view=view, flt=flt)
@@ -169,25 +162,39 @@ async def outcomes_page(request: Request) -> Response:
 async def login(request: Request) -> Response:
     con = console(request)
     templates = con.templates
-    error = None
-    if request.method == "POST":
-        form = await read_form(request)
-        role = con.authority.role_for_token(first(form, "token")) if same_origin(request) else None
-        if role is not None:
-            target = first(form, "next", "/")
-            response = RedirectResponse(target if target.startswith("/") and not target.startswith("//") else "/", 303)
-            cookie, _ = con.authority.new_session(role)
-            _cookie(response, request, cookie)
-            return response
-        await asyncio.sleep(0.5)  # a wrong token costs time: guessing stays slow
-        error = "That token is not valid for this console."
-    context = {"error": error, "next": request.query_params.get("next", "/"), "open": con.authority.open}
-    return templates.TemplateResponse(request, "login.html", context, status_code=401 if error else 200)
+    context = {"error": None, "next": params.next_path(request), "open": con.authority.open}
+    if request.method != "POST":
+        return templates.TemplateResponse(request, "login.html", context)
+    address = client_address(request)
+    if (wait_s := con.throttle.blocked_for(address)) > 0:  # before reading the form: a blocked guess learns nothing
+        retry_after = str(math.ceil(wait_s))
+        context["error"] = (
+            f"Too many failed sign-ins from this address or on this console: try again in {retry_after} s."
+        )
+        return templates.TemplateResponse(request, "login.html", context, 429, {"retry-after": retry_after})
+    form = await read_form(request)
+    cross_site = not same_origin(request)
+    role = None if cross_site else con.authority.role_for_token(first(form, "token"))
+    if role is not None:
+        target = first(form, "next", "/")
+        response = RedirectResponse(target if params.local_path(target) else "/", 303)
+        cookie, _ = con.authority.new_session(role)
+        _cookie(response, request, cookie)
+        return response
+    if not cross_site:  # another site's form posted through a visitor's browser is not this address guessing
+        con.throttle.failed(address)
+    await asyncio.sleep(FAILED_SIGN_IN_DELAY_S)  # a wrong token costs time as well
+    context["error"] = "That token is not valid for this console."
+    return templates.TemplateResponse(request, "login.html", context, status_code=401)
 
 
 async def logout(request: Request) -> Response:
+    """Sign out: the session is revoked on the server (a copy of the cookie stops working), then forgotten."""
     form = await read_form(request)
     check_action_or_viewer(request, form)
+    who = principal_of(request)
+    if who.via == "session":
+        await run_in_threadpool(console(request).revocations.revoke, who.session_id)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response
@@ -213,9 +220,9 @@ def _selected(form: dict[str, list[str]], group: str | None = None) -> list[acti
         try:
             pair = json.loads(value)
         except ValueError:
-            raise HTTPException(400, "bad selection") from None
+            raise params.BadParam("sel", "each selected row is a JSON [group_id, member]") from None
         if not (isinstance(pair, list) and len(pair) == 2):
-            raise HTTPException(400, "bad selection")
+            raise params.BadParam("sel", "each selected row is a JSON [group_id, member]")
         items.append({"group_id": pair[0], "member": pair[1]})
     return actions.parse_pairs(items)
 
@@ -255,7 +262,7 @@ async def dead_action(request: Request) -> Response:
         await run_in_threadpool(actions.audit_stopped, ctx, who, f"dead.{verb}", exc, client_address(request))
         raise HTTPException(503, str(exc)) from None
     except ImunbanError as exc:
-        raise HTTPException(400, str(exc)) from None
+        raise params.bad_request(exc) from None
     if isinstance(done, ReplayResult):
         n = done.replayed
         if done.skipped:
@@ -287,7 +294,7 @@ async def scheduled_action(request: Request) -> Response:
         await run_in_threadpool(actions.audit_stopped, ctx, who, verb, exc, client_address(request))
         raise HTTPException(503, str(exc)) from None
     except ImunbanError as exc:
-        raise HTTPException(400, str(exc)) from None
+        raise params.bad_request(exc) from None
     said = "" if version is None else f", version {version}"
     await run_in_threadpool(
         actions.audit, ctx, who, verb, n, f"group {group}: {len(pairs)} selected{said}", client_address(request)

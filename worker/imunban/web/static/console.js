@@ -51,6 +51,20 @@
     form.querySelectorAll("input[type=checkbox][name=sel]").forEach(function (box) { box.checked = ev.target.checked; });
   });
 
+  // An htmx request the console refused (a bad filter or lookup: 400 with the message as text):
+  // show the message above the page, as text, instead of leaving the old result in place silently.
+  document.addEventListener("htmx:responseError", function (ev) {
+    var box = document.getElementById("request-error"), xhr = ev.detail.xhr;
+    if (!box || !xhr) { return; }
+    var type = xhr.getResponseHeader("content-type") || "";
+    box.textContent = type.indexOf("text/plain") === 0 ? xhr.responseText : "request failed (" + xhr.status + ")";
+    box.classList.remove("hidden");
+  });
+  document.addEventListener("htmx:beforeRequest", function () {
+    var box = document.getElementById("request-error");
+    if (box) { box.classList.add("hidden"); }
+  });
+
   // -- overview ----------------------------------------------------------------------------------
 
   function td(text, cls) {
