@@ -390,7 +390,7 @@ def test_every_key_carries_the_app_tag_or_the_deployment_tag() -> None:
     """Every key of an app starts with its hash tag '{prefix:app}:'; the few deployment keys with '{prefix}:'."""
     k = Keys("p1", "cn")
     built = built_by(k)
-    deployment = {k.workers, k.migrate_lock, k.migrating, k.deployment_stats}
+    deployment = {k.workers, k.migrate_lock, k.migrating, k.deployment_stats, k.apps_seen}
     assert len(built) >= 15
     assert all(key.startswith("{p1:cn}:") for key in built if key not in deployment)
     assert all(key.startswith("{p1}:") for key in deployment)

@@ -92,8 +92,16 @@ def require_reachable(client: redis.Redis, variable: str = "IMUNBAN_REDIS_URL") 
         raise StoreError(f"{variable}: cannot reach Redis: {exc}") from None
 
 
-def server_time_ms(client: redis.Redis) -> int:
-    """The one clock: the Redis server's ``TIME`` in epoch milliseconds, never a host's."""
+def server_time_ms(client: redis.Redis, key: str | None = None) -> int:
+    """The one clock: the Redis server's ``TIME`` in epoch milliseconds, never a host's.
+
+    On a Redis Cluster each node has its own clock: pass a ``key`` of the app (or deployment) whose
+    due times are compared, and its node's clock is read, the one its scripts use.
+    """
     with translated("time"):
-        seconds, micros = client.time()
+        if key is not None and is_cluster(client):
+            cluster = cast(RedisCluster, client)
+            seconds, micros = cluster.time(target_nodes=cluster.get_node_from_key(key))  # type: ignore[no-untyped-call]
+        else:
+            seconds, micros = client.time()
     return int(seconds) * 1000 + int(micros) // 1000

@@ -66,7 +66,7 @@ class Heartbeat:
             return False
         self._last = now
         try:
-            now_ms = server_time_ms(self.client)
+            now_ms = server_time_ms(self.client, self.keys.workers)
             with translated("heartbeat"):
                 self.client.hset(self.keys.workers, self.worker_id, now_ms)
                 self._beats += 1

@@ -35,6 +35,7 @@ key                       type    content
 ``t:alarm:<pump>``        LIST    one pump's own alarm token at its next due time (a BLPOP timeout is served late)
 ``d:workers``             HASH    worker id -> ms of its pump's last tick (heartbeat.py; silent ones pruned)
 ``d:stats``               HASH    deployment counters: ``rejected_messages`` (a message's app is not known)
+``d:apps``                SET     every app name that ran here (a removed or renamed app's backlog is found)
 ``d:migrate``             STRING  lock of the one-time move from the single-app layout (migrate.py)
 ``d:migrating``           STRING  app a move of the single-app layout is going to; deleted when it finished
 ``d:web:revoked:<id>``    STRING  "1": console session ``<id>`` signed out; expires with the session (web/sessions.py)
@@ -235,6 +236,22 @@ class Keys:
     @property
     def workers(self) -> str:
         return f"{self._d}:workers"
+
+    @property
+    def apps_seen(self) -> str:
+        """Every app name that ever ran in this deployment (workers add theirs at start): finds orphaned backlogs."""
+        return f"{self._d}:apps"
+
+    def stats_pattern_of_every_app(self) -> str:
+        """SCAN MATCH pattern of the ``stats`` key of every app under this prefix."""
+        return "{" + glob_escape(self.prefix) + ":*}:stats"
+
+    def app_of_stats_key(self, key: str) -> str | None:
+        """The app whose ``stats`` key ``key`` is (from :meth:`stats_pattern_of_every_app`), else None."""
+        head, tail = "{" + self.prefix + ":", "}:stats"
+        if key.startswith(head) and key.endswith(tail) and len(key) > len(head) + len(tail):
+            return key[len(head) : -len(tail)]
+        return None
 
     @property
     def deployment_stats(self) -> str:

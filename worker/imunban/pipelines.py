@@ -24,7 +24,7 @@ import redis
 from redis.commands.core import Script
 
 from imunban.connection import is_cluster, translated
-from imunban.errors import DurabilityError
+from imunban.errors import ConfigError, DurabilityError
 from imunban.settings import Durability
 
 log = logging.getLogger("imunban.redis")
@@ -33,6 +33,22 @@ log = logging.getLogger("imunban.redis")
 ScriptCall = tuple[Script, Sequence[str], Sequence[str | int]]
 #: Reloads before giving up: a cache emptied again right after a reload means something is wrong.
 NOSCRIPT_RELOADS = 3
+
+
+def require_durability_support(client: redis.Redis, durability: Durability | None) -> Durability:
+    """``durability`` (default: none), or ConfigError if ``client`` cannot honour it.
+
+    WAIT counts one connection's writes; a cluster client spreads an app's scripts over its own
+    connections, so ``replicas > 0`` on a Redis Cluster would skip WAIT silently: refuse instead
+    (as :meth:`imunban.settings.Settings.from_env` does for IMUNBAN_DURABLE_REPLICAS).
+    """
+    durability = durability or Durability()
+    if durability.replicas and is_cluster(client):
+        raise ConfigError(
+            f"durability with {durability.replicas} replica(s) (IMUNBAN_DURABLE_REPLICAS) is not supported on a "
+            "Redis Cluster client: WAIT cannot confirm writes spread over the cluster's connections"
+        )
+    return durability
 
 
 def run_scripts(

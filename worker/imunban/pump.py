@@ -173,7 +173,7 @@ class Pump:
 
     def _until_ms(self, at_ms: int) -> float:
         """Seconds from the server clock's now to ``at_ms``, within [MIN_TICK_S, IDLE_TICK_S]."""
-        return min(IDLE_TICK_S, max(MIN_TICK_S, (at_ms - server_time_ms(self.client)) / 1000))
+        return min(IDLE_TICK_S, max(MIN_TICK_S, (at_ms - server_time_ms(self.client, self.keys.wake)) / 1000))
 
     def _next_due_s(self) -> float:
         """How long the pump may sleep: until the next claimable or scheduled time (one round trip; two while busy)."""
@@ -186,7 +186,11 @@ class Pump:
             pipe.zrange(self.keys.groups, 0, 0, withscores=True)
             pipe.zrange(self.keys.schedidx, 0, 0, withscores=True)
             *clock, groups, sched = pipe.execute()
-        now_ms = server_time_ms(self.client) if on_cluster else int(clock[0][0]) * 1000 + int(clock[0][1]) // 1000
+        now_ms = (
+            server_time_ms(self.client, self.keys.wake)
+            if on_cluster
+            else int(clock[0][0]) * 1000 + int(clock[0][1]) // 1000
+        )
         heads = [float(head[0][1]) for head in (groups, sched) if head]
         if not heads:
             return IDLE_TICK_S

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from imunban.connection import require_reachable
 from imunban.deployment import Deployment
 from imunban.errors import ConfigError
 from imunban.ha import check_memory_policy
 from imunban.keys import DEFAULT_APP
 from imunban.migrate import has_legacy_keys, migrate_single_app_layout
+from imunban.orphans import orphaned_apps, record_apps
+
+log = logging.getLogger(__name__)
 
 
 def prepare_worker(deployment: Deployment) -> None:
@@ -25,6 +30,14 @@ def prepare_worker(deployment: Deployment) -> None:
     # An evicting Redis could drop queued unbans without a trace: refuse it before any work starts.
     check_memory_policy(deployment.client)
     prefix = deployment.settings.key_prefix
+    record_apps(deployment.client, prefix, deployment.names)
+    for name, counts in orphaned_apps(deployment.client, prefix, deployment.names).items():
+        log.warning(
+            "app %r still has requests in Redis (%s) but this deployment does not serve it (removed or renamed in "
+            "the apps file?): nothing will deliver them until it is served again",
+            name,
+            ", ".join(f"{state} {n:,}" for state, n in counts.items() if n),
+        )
     if DEFAULT_APP in deployment.apps:
         migrate_single_app_layout(deployment.client, prefix, DEFAULT_APP)
     elif has_legacy_keys(deployment.client, prefix):

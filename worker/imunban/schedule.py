@@ -48,7 +48,7 @@ class Scheduler:
     def _promote_chunk(self, limit: int) -> tuple[bool, int]:
         """One promote round: (whether more may be due, requests moved)."""
         k = self.keys
-        now_ms = server_time_ms(self.client)
+        now_ms = server_time_ms(self.client, self.keys.schedidx)
         with translated("promote"):
             groups = cast(list[str], self.client.zrange(k.schedidx, "-inf", now_ms, byscore=True, offset=0, num=limit))
             if not groups:

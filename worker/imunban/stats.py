@@ -11,6 +11,7 @@ import redis
 from imunban.connection import server_time_ms, translated
 from imunban.hold import Hold
 from imunban.keys import HIGH_BAND_MS, Keys, request_id
+from imunban.orphans import orphaned_apps
 
 #: Counters kept in each app's stats hash, reported by ``status``.
 COUNTERS = (
@@ -28,7 +29,7 @@ OVERDUE_GROUPS = 10_000
 
 def status(client: redis.Redis, keys: Keys) -> dict[str, Any]:
     """Counts for ``imunban status``: queued (due now), scheduled (later), in flight, outcomes, hold."""
-    now_ms = server_time_ms(client)
+    now_ms = server_time_ms(client, keys.stats)
     with translated("status"):
         # Groups with a scheduled request already due but not promoted yet (usually none: the pump
         # promotes every tick). Their overdue requests count as queued, not scheduled.
@@ -175,4 +176,7 @@ def status_of_apps(client: redis.Redis, keys: Sequence[Keys]) -> dict[str, Any]:
         totals["counters"].update({name: int(deployment.get(name, 0)) for name in DEPLOYMENT_COUNTERS})
     totals["server_time_ms"] = max(int(s["server_time_ms"]) for s in snapshots)
     totals["apps"] = per_app
+    if keys:
+        # Apps that ran here once and still hold requests, but that this deployment does not serve.
+        totals["orphaned_apps"] = orphaned_apps(client, keys[0].prefix, per_app)
     return totals

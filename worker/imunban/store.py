@@ -16,7 +16,7 @@ import redis
 from imunban.connection import is_redis_full, server_time_ms, translated
 from imunban.errors import RedisFullError
 from imunban.keys import MAX_MEMBERS, Keys, split_request_id
-from imunban.pipelines import run_scripts
+from imunban.pipelines import require_durability_support, run_scripts
 from imunban.scripts import GroupArgs, ScriptKeys, register, script_keys
 from imunban.settings import Durability, LingerPolicy
 from imunban.validation import UnbanRequest
@@ -136,8 +136,8 @@ class Store:
         self.client = client
         self.keys = keys
         #: What enqueue and cancel wait for before they report success (WAIT; see imunban.pipelines).
-        self.durability = durability or Durability()
-        #: What the scripts take: linger after the newest arrival, capped after the oldest due member.
+        self.durability = require_durability_support(client, durability)
+        #: What the scripts take: the linger bound (see imunban.linger).
         self.linger_arg = (linger or LingerPolicy()).script_arg
         self.lease_ms = lease_ms
         self.outcome_maxlen = outcome_maxlen
@@ -246,7 +246,7 @@ class Store:
 
     def claimable_groups(self, limit: int) -> list[tuple[str, int]]:
         """Groups whose batch may be claimed now, oldest first, with their ready counts."""
-        now_ms = server_time_ms(self.client)
+        now_ms = server_time_ms(self.client, self.keys.groups)
         with translated("claimable_groups"):
             groups = cast(
                 list[str],
@@ -263,7 +263,7 @@ class Store:
     def reap(self, *, limit: int = REAP_CHUNK) -> int:
         """Return requests whose lease expired to the schedule, due at once; returns how many."""
         k = self.keys
-        now_ms = server_time_ms(self.client)
+        now_ms = server_time_ms(self.client, self.keys.groups)
         with translated("reap"):
             rids = cast(list[str], self.client.zrange(k.inflight, "-inf", now_ms, byscore=True, offset=0, num=limit))
             if not rids:

@@ -99,6 +99,14 @@ def run_status(args: argparse.Namespace) -> int:
         console.print(status_table(snapshot, f"imunban status: all {len(apps)} apps"))
     else:
         console.print(status_table(snapshot))
+    for name, counts in (snapshot.get("orphaned_apps") or {}).items():
+        waiting = ", ".join(f"{state.replace('_', ' ')} {n:,}" for state, n in counts.items() if n)
+        console.print(
+            f"[bold red]app {name!r} is not served by this deployment but still holds requests ({waiting})[/]: "
+            "removed or renamed in the apps file? Nothing delivers them until it is served again.",
+            markup=True,
+            highlight=False,
+        )
     return 0
 
 
@@ -148,7 +156,7 @@ def run_trace(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(info)
         return 0
-    now = server_time_ms(client)
+    now = server_time_ms(client, engine.keys.stats)
     table = Table(title=f"trace {group_id} {member}", show_header=False, title_justify="left")
     table.add_column("field")
     table.add_column("value")

@@ -19,6 +19,7 @@ from imunban.cli.durations import parse_duration
 from imunban.cli.jsonl import Validated, read_all
 from imunban.connection import server_time_ms
 from imunban.errors import ValidationError
+from imunban.keys import Keys
 from imunban.producer import Producer
 from imunban.settings import Settings
 from imunban.store import ENQUEUE_CHUNK, PIPELINE_DEPTH, EnqueueRefusedError, EnqueueResult
@@ -105,8 +106,13 @@ def _default_at_ms(args: argparse.Namespace, producer: Producer | None) -> int |
     if args.delay is not None:
         seconds = parse_duration(args.delay, "--in")
         assert producer is not None
-        # The Redis server's clock is the one due times are compared with, so --in counts from it.
-        now_ms = server_time_ms(producer.deployment.client)
+        # The Redis server's clock is the one due times are compared with, so --in counts from it (on a
+        # cluster, the clock of the node holding the app named, else of the deployment's own keys).
+        deployment = producer.deployment
+        keys = (
+            deployment.app(args.app).keys if args.app or len(deployment) == 1 else Keys(deployment.settings.key_prefix)
+        )
+        now_ms = server_time_ms(deployment.client, keys.stats)
         return parse_at((now_ms + round(seconds * 1000)) / 1000, "--in")
     return None
 

@@ -59,7 +59,7 @@ def audit(ctx: AppContext, who: Principal, action: str, count: int, detail: str 
     It carries every field an outcome entry has (empty group and member, code 0), so a consumer
     written for outcomes does not break on it; ``outcome`` = ``audit`` tells it apart.
     """
-    now = server_time_ms(ctx.client)
+    now = server_time_ms(ctx.client, ctx.keys.stats)
     fields: dict[Any, Any] = {
         "group_id": "", "member": "", "outcome": "audit", "code": 0, "info": detail, "attempts": 0,
         "due_ms": now, "at_ms": now, "app": ctx.keys.app,

@@ -246,7 +246,7 @@ def dead_matching(ctx: AppContext, flt: DeadFilter, chunk: int = 1_000) -> list[
 
 
 def holds(ctx: AppContext) -> dict[str, Any]:
-    now = server_time_ms(ctx.client)
+    now = server_time_ms(ctx.client, ctx.keys.stats)
     current = ctx.hold.get()
     history = [vars(record) for record in reversed(ctx.hold.history())]
     return {"server_time_ms": now, "hold": current.as_dict() if current else None, "history": history}

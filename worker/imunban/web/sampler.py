@@ -46,7 +46,7 @@ class RateSampler:
     def sample(self) -> Sample | None:
         """Read the counters once and keep them; None if Redis did not answer."""
         try:
-            now = server_time_ms(self.client)
+            now = server_time_ms(self.client, self.keys.stats)
             with translated("rate sample"):
                 delivered, calls = self.client.hmget(self.keys.stats, ["delivered", "calls"])
         except StoreError as exc:
@@ -66,7 +66,7 @@ class RateSampler:
             self.sample()
             return
         try:
-            now = server_time_ms(self.client)
+            now = server_time_ms(self.client, self.keys.stats)
         except StoreError:
             return
         if now - newest >= min_gap_ms:
