@@ -18,7 +18,7 @@ from imunban.cli.common import check_app, open_deployment
 from imunban.cli.durations import parse_duration
 from imunban.cli.jsonl import Validated, read_all
 from imunban.connection import server_time_ms
-from imunban.errors import ValidationError
+from imunban.errors import StoreError, ValidationError
 from imunban.keys import Keys
 from imunban.producer import Producer
 from imunban.settings import Settings
@@ -245,19 +245,26 @@ def _store(producer: Producer, validated: Validated, progress: Progress | None) 
 def _store_round(
     producer: Producer, batch: list[UnbanRequest], done: EnqueueResult, validated: Validated
 ) -> EnqueueResult:
-    """One store round; if Redis fills up, the error counts everything the file stored so far."""
+    """One store round; if Redis refuses part way, the error counts everything the file stored so far."""
     total = EnqueueResult()
+    lines = f"{validated.lines} line{'s' if validated.lines != 1 else ''}"
     try:
         for app in dict.fromkeys(request.app for request in batch):
             store = producer.deployment.app(app).store
             total += store.enqueue([request for request in batch if request.app == app])
         return total
     except EnqueueRefusedError as exc:
-        lines = f"{validated.lines} line{'s' if validated.lines != 1 else ''}"
         raise EnqueueRefusedError(
             done + total + exc.result,
             requested=validated.members,
             source=f" from the file's {lines}",
+        ) from exc
+    except StoreError as exc:  # Redis away, or WAIT unconfirmed (DurabilityError): say how far the file got
+        stored = (done + total).stored
+        raise type(exc)(
+            f"{exc}; {stored:,} of {validated.members:,} requests from the file's {lines} were stored and "
+            "confirmed before it (the round that failed may or may not be stored); sending the file again is "
+            "safe (a pending request is replaced, not duplicated)"
         ) from exc
 
 
