@@ -71,6 +71,8 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "evidence_10007": ("meta", "ok_groups"),
     "limiter_reserve": ("stats", "inflight", "leases", "hold", "limiter"),  # lease check, hold check, pace
     "limiter_penalize": ("limiter",),
+    "trace": ("high", "meta", "inflight", "leases", "versions", "dead", "dead_info", *PER_GROUP),  # one group
+    "dead_clear": ("dead", "dead_info"),
 }  # fmt: skip
 
 
