@@ -127,12 +127,22 @@ class LingerPolicy:
         return f"{self.linger_ms}:{self.cap_ms}"
 
 
+#: Intake stops at this share of Redis's maxmemory unless told otherwise (IMUNBAN_INTAKE_MEMORY_FRACTION).
+DEFAULT_INTAKE_MEMORY_FRACTION = 0.9
+
+
 @dataclass(frozen=True)
 class Durability:
-    """When an intake may report success: after ``WAIT replicas timeout_ms`` confirmed it (0 = at once)."""
+    """What an intake needs before it reports success.
+
+    ``WAIT replicas timeout_ms`` confirmed it (0 = at once), and room in Redis: an enqueue is refused
+    once ``intake_memory_fraction`` of ``maxmemory`` is used, so what delivery and the Celery broker
+    write always has room (1.0: only Redis's own limit refuses; see imunban.memory).
+    """
 
     replicas: int = 0
     timeout_ms: int = 1_000
+    intake_memory_fraction: float = DEFAULT_INTAKE_MEMORY_FRACTION
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,8 @@ class Settings:
     sentinel_password: Secret | None = field(default=None, repr=False)
     durable_replicas: int = Durability().replicas
     durable_timeout_ms: int = Durability().timeout_ms
+    #: Intake stops at this share of maxmemory; the rest is delivery's and the broker's (Durability).
+    intake_memory_fraction: float = DEFAULT_INTAKE_MEMORY_FRACTION
     sdkappid: int | None = None
     identifier: str = "administrator"
     secret_key: Secret | None = field(default=None, repr=False)
@@ -213,6 +225,9 @@ class Settings:
             durable_replicas=durable_replicas,
             # WAIT with timeout 0 would block forever.
             durable_timeout_ms=env.integer("DURABLE_TIMEOUT_MS", d.durable_timeout_ms, minimum=1),
+            intake_memory_fraction=env.number(
+                "INTAKE_MEMORY_FRACTION", d.intake_memory_fraction, above=0.0, maximum=1.0
+            ),
             sdkappid=env.optional_integer("SDKAPPID", minimum=1),
             identifier=env.ascii_name("IDENTIFIER", d.identifier, max_bytes=32),
             secret_key=env.secret(),
@@ -251,8 +266,8 @@ class Settings:
 
     @property
     def durability(self) -> Durability:
-        """What an intake waits for before it reports success (see :class:`Durability`)."""
-        return Durability(self.durable_replicas, self.durable_timeout_ms)
+        """What an intake needs before it reports success: replicas, room in Redis (see :class:`Durability`)."""
+        return Durability(self.durable_replicas, self.durable_timeout_ms, self.intake_memory_fraction)
 
     def api_urls(self) -> tuple[str, ...]:
         """Base URLs to try in order: the override alone, or the region's primary then backup."""

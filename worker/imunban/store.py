@@ -16,6 +16,7 @@ import redis
 from imunban.connection import is_redis_full, server_time_ms, translated
 from imunban.errors import RedisFullError
 from imunban.keys import MAX_MEMBERS, Keys
+from imunban.memory import MemoryGauge
 from imunban.pipelines import run_scripts
 from imunban.scripts import GroupArgs, ScriptKeys, register, script_keys
 from imunban.settings import Durability, LingerPolicy
@@ -92,14 +93,23 @@ class EnqueueRefusedError(RedisFullError):
     Each script call (one chunk) is stored whole or refused whole, so ``result`` is exact.
     """
 
-    def __init__(self, result: EnqueueResult, *, requested: int | None = None, source: str = "") -> None:
+    def __init__(
+        self,
+        result: EnqueueResult,
+        *,
+        requested: int | None = None,
+        source: str = "",
+        reason: str = "maxmemory reached",
+    ) -> None:
         self.result = result
+        self.reason = reason
         of = f" of {requested}" if requested is not None else ""
         super().__init__(
             "the enqueue",
             f": {result.stored}{of} requests{source} were stored before the refusal "
             f"({result.ready} ready, {result.scheduled} scheduled) and nothing more; sending them all again "
             "later is safe (a pending request is replaced, not duplicated)",
+            reason=reason,
         )
 
 
@@ -122,11 +132,15 @@ class Store:
         lease_ms: int = 30_000,
         outcome_maxlen: int = 100_000,
         durability: Durability | None = None,
+        memory: MemoryGauge | None = None,
     ) -> None:
         self.client = client
         self.keys = keys
-        #: What enqueue and cancel wait for before they report success (WAIT; see imunban.pipelines).
+        #: What enqueue and cancel wait for before they report success (WAIT; see imunban.pipelines),
+        #: and the share of maxmemory past which an enqueue is refused (the rest is delivery's).
         self.durability = durability or Durability()
+        #: How full Redis is, for that refusal (imunban.memory).
+        self.memory = memory or MemoryGauge(client, keys.stats)
         #: What the scripts take: linger after the newest arrival, capped after the oldest due member.
         self.linger_arg = (linger or LingerPolicy()).script_arg
         self.lease_ms = lease_ms
@@ -145,18 +159,39 @@ class Store:
 
     # -- producers -------------------------------------------------------------------------
 
-    def enqueue(self, requests: Iterable[UnbanRequest]) -> EnqueueResult:
-        """Store validated requests; chunks are pipelined, each chunk is atomic on its own."""
+    def enqueue(self, requests: Iterable[UnbanRequest], *, into_reserve: bool = False) -> EnqueueResult:
+        """Store validated requests; chunks are pipelined, each chunk is atomic on its own.
+
+        Refused (EnqueueRefusedError) once Redis is past the intake's share of maxmemory, unless
+        ``into_reserve``: the requests already take more room in this Redis than they will (a Celery
+        message on a broker that shares it), so storing them frees memory; only maxmemory refuses them.
+        """
         total = EnqueueResult()
         calls: list[tuple[list[str], list[str | int]]] = []
         for call in self._enqueue_calls(requests):
             calls.append(call)
             if len(calls) >= PIPELINE_DEPTH:
-                total += self._run_enqueue(calls, total)
+                total += self._run_enqueue(calls, total, into_reserve)
                 calls = []
         if calls:
-            total += self._run_enqueue(calls, total)
+            total += self._run_enqueue(calls, total, into_reserve)
         return total
+
+    def _check_room(self, done: EnqueueResult, *, fresh: bool) -> None:
+        """Refuse the next chunks when Redis is past the intake's share of maxmemory (see Durability)."""
+        fraction = self.durability.intake_memory_fraction
+        if fraction >= 1.0:
+            return
+        with translated("enqueue"):
+            reading = self.memory.reading(fresh=fresh)
+        if reading is not None and reading.over(fraction):
+            if reading.over(1.0):
+                raise EnqueueRefusedError(done)  # Redis itself would refuse: "maxmemory reached"
+            raise EnqueueRefusedError(
+                done,
+                reason=f"{reading.used_bytes / reading.max_bytes:.0%} of maxmemory used; intake stops at "
+                f"{fraction:.0%} (IMUNBAN_INTAKE_MEMORY_FRACTION) so that delivery always has room",
+            )
 
     def _enqueue_calls(self, requests: Iterable[UnbanRequest]) -> Iterable[tuple[list[str], list[str | int]]]:
         packed = GroupArgs()
@@ -173,8 +208,13 @@ class Store:
     def _enqueue_args(self, packed: GroupArgs) -> tuple[list[str], list[str | int]]:
         return script_keys(self.keys, "enqueue", packed.groups), [self.linger_arg, *packed.argv()]
 
-    def _run_enqueue(self, calls: Sequence[tuple[list[str], list[str | int]]], done: EnqueueResult) -> EnqueueResult:
+    def _run_enqueue(
+        self, calls: Sequence[tuple[list[str], list[str | int]]], done: EnqueueResult, into_reserve: bool
+    ) -> EnqueueResult:
         """Run the calls; if Redis is full, raise EnqueueRefusedError with ``done`` plus what these stored."""
+        if not into_reserve:
+            # A single request may use a reading a fraction of a second old; a bulk pipeline reads afresh.
+            self._check_room(done, fresh=len(calls) > 1)
         failed: list[Exception] = []
         try:
             with translated("enqueue"):
