@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from helpers import KEYS, fill_redis, overfill_redis, req, server_ms, set_maxmemory, wait_server_ms
+from helpers import KEYS, fill_redis, req, server_ms, set_maxmemory, wait_server_ms
 from imunban.deadletter import DeadLetters
 from imunban.delivery import Deliverer
 from imunban.errors import RedisFullError, TransportError
@@ -25,7 +25,7 @@ from imunban.producer import Producer
 from imunban.retry import RetryPolicy
 from imunban.schedule import Scheduler
 from imunban.settings import Durability, LingerPolicy, Settings
-from imunban.store import Batch, EnqueueRefusedError, Store
+from imunban.store import MOVING_OVERSHOOT, Batch, EnqueueRefusedError, Store
 from imunban.validation import UnbanRequest
 
 #: What one script call may add after passing the check just under the limit: one enqueue chunk
@@ -197,17 +197,22 @@ def test_intake_stops_at_the_reserve_and_leaves_the_rest_to_delivery(fr: redis.R
     assert reserve_store(fr, 0.9).enqueue([req("g", "b")]).stored == 1  # 60 % is below 90 %
 
 
-def test_an_intake_that_frees_more_than_it_takes_may_use_the_reserve(fr: redis.Redis) -> None:
-    """into_reserve (a Celery message on the same Redis becomes a request) passes the reserve, not maxmemory."""
+def test_a_request_moved_from_a_message_in_the_same_redis_passes_a_full_redis(fr: redis.Redis) -> None:
+    """moving (a Celery message on a broker sharing the Redis): past the reserve and at maxmemory it is stored
+    (storing and acknowledging it frees memory); only MOVING_OVERSHOOT past maxmemory refuses it."""
     Store(fr, KEYS, linger=LingerPolicy(0)).enqueue([req("g", "a")])
     fr.config_set("maxmemory", int(used(fr) / 0.6))
-    store = reserve_store(fr, 0.5)
     with pytest.raises(EnqueueRefusedError):
-        store.enqueue([req("g", "b")])
-    assert store.enqueue([req("g", "b")], into_reserve=True).stored == 1
-    overfill_redis(fr)
+        reserve_store(fr, 0.5).enqueue([req("g", "b")])
+    assert reserve_store(fr, 0.5).enqueue([req("g", "b")], moving=True).stored == 1
+    fr.config_set("maxmemory", used(fr) - 16 * 1024)  # just past maxmemory: every deny-oom write is refused
     with pytest.raises(EnqueueRefusedError, match=r"maxmemory reached"):
-        store.enqueue([req("g", "c")], into_reserve=True)
+        reserve_store(fr, 1.0).enqueue([req("g", "c")])
+    assert reserve_store(fr, 0.5).enqueue([req("g", "c")], moving=True).stored == 1
+    fr.config_set("maxmemory", int(used(fr) / (1 + MOVING_OVERSHOOT) - 16 * 1024))
+    with pytest.raises(EnqueueRefusedError, match=r"maxmemory reached"):
+        reserve_store(fr, 0.5).enqueue([req("g", "d")], moving=True)
+    assert pending(fr) == 3
 
 
 def test_the_memory_reading_is_reused_for_a_while_and_a_bulk_reads_afresh(fr: redis.Redis) -> None:

@@ -126,3 +126,19 @@ def test_dispatch_markers_work_on_a_full_redis(fr: redis.Redis) -> None:
     assert pump.touch("g", 0)
     pump.finish("g", 0)
     assert not pump.touch("g", 0)
+
+
+def test_expired_replies_are_forgotten_when_delivery_stops(fr: redis.Redis) -> None:
+    """Replies kept for replayed calls are forgotten by the pump's maintenance once expired, with no call to do it."""
+    store = Store(fr, KEYS, linger=LingerPolicy(0))
+    store.enqueue([req("g", "a", "b")])
+    batch = store.claim("g")
+    assert isinstance(batch, Batch)
+    store.ack(batch, "delivered")  # the claim and the ack each keep a reply for a replay
+    assert fr.hlen(KEYS.replies) == 2
+    fr.zadd(KEYS.reply_expiry, {call: 1 for call in fr.hkeys(KEYS.replies)})  # long expired
+    fr.hset(KEYS.replies, "fresh", "n1\x1f")
+    fr.zadd(KEYS.reply_expiry, {"fresh": 2**50})
+    overfill_redis(fr)
+    assert Scheduler(fr, KEYS).forget_replies() == 2
+    assert fr.hkeys(KEYS.replies) == ["fresh"] and fr.zrange(KEYS.reply_expiry, 0, -1) == ["fresh"]

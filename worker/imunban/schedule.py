@@ -43,6 +43,7 @@ class Scheduler:
         self._promote = register(client, "promote")
         self._reap = register(client, "reap")
         self._forget = register(client, "forget_versions")
+        self._forget_replies = register(client, "forget_replies")
 
     def promote(self, *, limit: int = PROMOTE_CHUNK) -> int:
         """Move up to ``limit`` due scheduled requests to ready; returns how many moved."""
@@ -90,6 +91,17 @@ class Scheduler:
             # sched:{group}, and a newer pending copy is seen and never duplicated.
             reaped = self._reap(keys=script_keys(k, "reap", packed.groups), args=packed.argv())
         return int(reaped)
+
+    def forget_replies(self, *, limit: int = FORGET_CHUNK, max_rounds: int = 10) -> int:
+        """Forget expired replies of replayable calls (see forget_replies.lua); returns how many."""
+        total = 0
+        for _ in range(max_rounds):
+            with translated("forget_replies"):
+                forgotten = int(self._forget_replies(keys=script_keys(self.keys, "forget_replies"), args=[limit]))
+            total += forgotten
+            if forgotten < limit:
+                break
+        return total
 
     def forget_versions(self, *, limit: int = FORGET_CHUNK, max_rounds: int = 10) -> int:
         """Forget versions of requests that ended more than the version memory ago; returns how many.

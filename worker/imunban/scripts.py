@@ -65,6 +65,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "dispatch_finish": ("dispatch", "wake"),
     "stats_incr": ("stats",),
     "forget_versions": ("versions", "version_ends"),
+    "forget_replies": ("replies", "reply_expiry"),
     "hold_set": ("hold",),
     "hold_probe": ("groups", "hold", "probed"),
     "hold_release": ("hold", "probed", "holds"),

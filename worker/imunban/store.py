@@ -26,6 +26,8 @@ from imunban.validation import UnbanRequest
 ENQUEUE_CHUNK = 1_000
 #: Enqueue script calls per pipeline round trip (bulk throughput).
 PIPELINE_DEPTH = 8
+#: How far past maxmemory a request moved from a message in the same Redis is still stored (Store.enqueue).
+MOVING_OVERSHOOT = 0.05
 #: How many times :meth:`Store.claim_next` follows the claim script to another group before giving up.
 CLAIM_REDIRECTS = 2
 #: How long a claim/ack/requeue/dispatch reply is kept for a replay of the same call. redis-py's Retry
@@ -159,39 +161,47 @@ class Store:
 
     # -- producers -------------------------------------------------------------------------
 
-    def enqueue(self, requests: Iterable[UnbanRequest], *, into_reserve: bool = False) -> EnqueueResult:
+    def enqueue(self, requests: Iterable[UnbanRequest], *, moving: bool = False) -> EnqueueResult:
         """Store validated requests; chunks are pipelined, each chunk is atomic on its own.
 
-        Refused (EnqueueRefusedError) once Redis is past the intake's share of maxmemory, unless
-        ``into_reserve``: the requests already take more room in this Redis than they will (a Celery
-        message on a broker that shares it), so storing them frees memory; only maxmemory refuses them.
+        Refused (EnqueueRefusedError) once Redis is past the intake's share of maxmemory. ``moving``:
+        the requests come from a message held in this same Redis (a Celery message on a broker that
+        shares it), so storing and acknowledging it frees memory: neither the intake's share nor
+        maxmemory refuses it, up to MOVING_OVERSHOOT past maxmemory (a broker queue that filled Redis
+        by itself still drains; a message of many members cannot grow Redis without bound).
         """
         total = EnqueueResult()
         calls: list[tuple[list[str], list[str | int]]] = []
         for call in self._enqueue_calls(requests):
             calls.append(call)
             if len(calls) >= PIPELINE_DEPTH:
-                total += self._run_enqueue(calls, total, into_reserve)
+                total += self._run_enqueue(calls, total, moving)
                 calls = []
         if calls:
-            total += self._run_enqueue(calls, total, into_reserve)
+            total += self._run_enqueue(calls, total, moving)
         return total
 
-    def _check_room(self, done: EnqueueResult, *, fresh: bool) -> None:
-        """Refuse the next chunks when Redis is past the intake's share of maxmemory (see Durability)."""
-        fraction = self.durability.intake_memory_fraction
-        if fraction >= 1.0:
-            return
+    def _room(self, done: EnqueueResult, *, moving: bool, fresh: bool) -> bool:
+        """Refuse the next chunks when Redis is past the intake's share of maxmemory (see Durability).
+
+        Returns whether a full Redis may let them through (``moving``, and Redis not too far past its limit).
+        """
+        fraction = 1.0 + MOVING_OVERSHOOT if moving else self.durability.intake_memory_fraction
+        if fraction >= 1.0 and not moving:
+            return False  # no reserve: Redis's own limit alone refuses (the script's first write)
         with translated("enqueue"):
             reading = self.memory.reading(fresh=fresh)
-        if reading is not None and reading.over(fraction):
-            if reading.over(1.0):
-                raise EnqueueRefusedError(done)  # Redis itself would refuse: "maxmemory reached"
-            raise EnqueueRefusedError(
-                done,
-                reason=f"{reading.used_bytes / reading.max_bytes:.0%} of maxmemory used; intake stops at "
-                f"{fraction:.0%} (IMUNBAN_INTAKE_MEMORY_FRACTION) so that delivery always has room",
-            )
+        if reading is None:
+            return False  # INFO refused: Redis's own limit alone refuses, moving or not
+        if not reading.over(fraction):
+            return moving
+        if moving or reading.over(1.0):
+            raise EnqueueRefusedError(done)  # Redis itself refuses there: "maxmemory reached"
+        raise EnqueueRefusedError(
+            done,
+            reason=f"{reading.used_bytes / reading.max_bytes:.0%} of maxmemory used; intake stops at "
+            f"{fraction:.0%} (IMUNBAN_INTAKE_MEMORY_FRACTION) so that delivery always has room",
+        )
 
     def _enqueue_calls(self, requests: Iterable[UnbanRequest]) -> Iterable[tuple[list[str], list[str | int]]]:
         packed = GroupArgs()
@@ -206,15 +216,16 @@ class Store:
             yield self._enqueue_args(packed)
 
     def _enqueue_args(self, packed: GroupArgs) -> tuple[list[str], list[str | int]]:
-        return script_keys(self.keys, "enqueue", packed.groups), [self.linger_arg, *packed.argv()]
+        # ARGV[2] (whether a full Redis lets the chunk through) is set when the pipeline runs (_run_enqueue).
+        return script_keys(self.keys, "enqueue", packed.groups), [self.linger_arg, "0", *packed.argv()]
 
     def _run_enqueue(
-        self, calls: Sequence[tuple[list[str], list[str | int]]], done: EnqueueResult, into_reserve: bool
+        self, calls: Sequence[tuple[list[str], list[str | int]]], done: EnqueueResult, moving: bool
     ) -> EnqueueResult:
         """Run the calls; if Redis is full, raise EnqueueRefusedError with ``done`` plus what these stored."""
-        if not into_reserve:
-            # A single request may use a reading a fraction of a second old; a bulk pipeline reads afresh.
-            self._check_room(done, fresh=len(calls) > 1)
+        # A single request may use a reading a fraction of a second old; a bulk pipeline reads afresh.
+        if self._room(done, moving=moving, fresh=len(calls) > 1):
+            calls = [(keys, [args[0], "1", *args[2:]]) for keys, args in calls]
         failed: list[Exception] = []
         try:
             with translated("enqueue"):

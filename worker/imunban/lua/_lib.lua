@@ -158,8 +158,15 @@ end
 
 -- Intake (enqueue, cancel, dead replay) calls this first: HINCRBY by 0 is a deny-oom write that
 -- changes nothing, so a full Redis fails the script with OOM here, before anything is stored.
-local function refuse_if_full(stats_key, counter)
-  redis.call('HINCRBY', stats_key, counter, 0)
+-- `moving`: the requests come from a message held in this same Redis (a Celery message on a broker
+-- that shares it); storing and acknowledging it frees memory, so a full Redis lets it through
+-- (Store.enqueue bounds how far past maxmemory).
+local function refuse_if_full(stats_key, counter, moving)
+  if moving then
+    redis.call('HDEL', stats_key, '')  -- as proceed_when_full (below), on the stats hash
+  else
+    redis.call('HINCRBY', stats_key, counter, 0)
+  end
 end
 
 -- Every other script (delivery, maintenance, holds, operators) calls this first, unconditionally,
