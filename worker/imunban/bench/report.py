@@ -99,7 +99,8 @@ def _full_rows(f: dict[str, Any]) -> list[Row]:
     late = f"{_num(f.get('late_worker_first_delivery_s'), '.1f')} s, {_num(f.get('late_worker_delivered'))} delivered"
     return [
         Row("full", "accepted (stored / Celery)", f"{_num(f.get('accepted'))} ({stored} / {celery})", "", INFO),
-        Row("full", "Redis used / maxmemory after each fill", peaks, "", INFO),
+        Row("full", "Redis used / maxmemory after each fill; peak while draining", f"{peaks}; "
+            f"{_num(f.get('peak_use_while_full'), '.0%')}", "", INFO),
         Row("full", "delivered while intake was refused", f"{_num(f.get('delivered_while_full'))} in "
             f"{_num(f.get('seconds_full'), '.1f')} s", "> 0", _check(f.get("delivered_while_full"), lambda n: n > 0)),
         Row("full", "worker started on the full Redis: first delivery", late, "delivers",

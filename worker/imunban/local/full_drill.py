@@ -83,6 +83,9 @@ class FullDrillReport:
     #: Members delivered between Redis filling up and intake being accepted again (step 3).
     delivered_while_full: int = 0
     seconds_full: float = 0.0
+    #: The most used_memory / maxmemory seen meanwhile: delivery's own records (outcomes, replay records
+    #: kept a minute) may pass maxmemory, by what the intake's reserve is meant to hold.
+    peak_use_while_full: float = 0.0
     #: used_memory / maxmemory after each fill (>= 1: Redis refused writes).
     fill_peaks: list[float] = field(default_factory=list)
     #: Step 4: used_memory / maxmemory when the worker started, and what it delivered while intake was refused.
@@ -223,6 +226,7 @@ def run_full_drill(
         full_since, before = time.monotonic(), _delivered(cluster)
         while time.monotonic() - full_since < cfg.full_watch_s and _over(gauge, fraction) and _pending(cluster):
             _count_deaths(cluster, report)
+            report.peak_use_while_full = max(report.peak_use_while_full, intake.use())
             time.sleep(0.1)
         report.seconds_full = time.monotonic() - full_since
         report.delivered_while_full = _delivered(cluster) - before
