@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         base_conf(settings),
         # Ack after the task ran: a worker killed while a task runs leaves its message in kombu's
         # `unacked` record, and it is delivered again after visibility_timeout. Not in one window:
-        # kombu pops (BRPOP), then writes that record, one round trip later (about 0.15 ms); a worker
+        # kombu pops (BRPOP), then writes that record, one round trip later (0.15-0.5 ms); a worker
         # killed in between loses the message it popped (docs/durability.md, "Celery messages").
         task_acks_late=True,
         task_reject_on_worker_lost=True,

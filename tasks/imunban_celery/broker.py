@@ -43,6 +43,8 @@ log = logging.getLogger("imunban.tasks")
 
 #: How long a worker takes no public message after Redis refused one for being full.
 PAUSE_S = 1.0
+#: Waits before re-sending the record of a popped message after a connection error (1.5 s in all).
+RECORD_RETRY_S = (0.1, 0.2, 0.4, 0.8)
 
 
 class IntakeGate:
@@ -94,10 +96,19 @@ class FullSafeQoS(kombu_redis.QoS):
     def append(self, message: Any, delivery_tag: str) -> None:
         delivery = message.delivery_info
         entry = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
-        with self.channel.conn_or_acquire() as client:
-            _script(client, "unacked_add")(
-                keys=[self.unacked_index_key, self.unacked_key], args=[delivery_tag, time.time(), entry]
-            )
+        args = [delivery_tag, time.time(), entry]
+        # The popped message is only in this process until the record is written: a dropped connection
+        # must not lose it, so the (idempotent) record is sent again for a moment before giving up.
+        for delay_s in (*RECORD_RETRY_S, None):
+            try:
+                with self.channel.conn_or_acquire() as client:
+                    _script(client, "unacked_add")(keys=[self.unacked_index_key, self.unacked_key], args=args)
+                break
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                if delay_s is None:
+                    raise
+                log.warning("recording a popped message failed (connection); again in %.1f s", delay_s)
+                time.sleep(delay_s)
         virtual.QoS.append(self, message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:

@@ -180,3 +180,32 @@ def consume_from(conn: Connection, queues: list[Queue], count: int) -> list[Any]
     for message in got:
         message.ack()
     return got
+
+
+def test_a_popped_message_survives_a_dropped_connection_before_it_is_recorded(
+    fr: redis.Redis, small_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record of a popped message is sent again after a connection error: the message is not lost."""
+    real = broker._script
+    failures = [redis.exceptions.ConnectionError("connection reset by peer")]
+
+    def flaky(client: redis.Redis, name: str) -> Any:
+        script = real(client, name)
+        if name != "unacked_add":
+            return script
+
+        def call(**kwargs: Any) -> Any:
+            if failures:
+                raise failures.pop()
+            return script(**kwargs)
+
+        return call
+
+    monkeypatch.setattr(broker, "_script", flaky)
+    monkeypatch.setattr(broker, "RECORD_RETRY_S", (0.0,))
+    with connect(small_server) as conn:
+        publish(conn, PUBLIC, "a")
+        got = consume(conn, PUBLIC, 1)
+        assert not failures and fr.hlen("unacked") == 1 and fr.llen(PUBLIC_QUEUE) == 0
+        got[0].ack()
+    assert fr.hlen("unacked") == 0
