@@ -184,7 +184,7 @@ class FullSafeChannel(kombu_redis.Channel):
                 raise
             tables = [self.keyprefix_queue % (exchange,)]
             permanent = getattr(self, "keyprefix_binding_permanent", None)  # kombu >= 5.7 keeps a second table
-            if permanent is not None and queue not in self._expires:
+            if permanent is not None and queue not in getattr(self, "_expires", {}):
                 tables.append(permanent % (exchange,))
             member = self.sep.join([routing_key or "", pattern or "", queue or ""])
             with self.conn_or_acquire() as client:
@@ -192,7 +192,7 @@ class FullSafeChannel(kombu_redis.Channel):
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
         internal = queue == INTERNAL_QUEUE or queue.startswith(INTERNAL_QUEUE + ".")
-        if not internal or kwargs.get("_publish_batch") is not None or queue in self._expires:
+        if not internal or kwargs.get("_publish_batch") is not None or queue in getattr(self, "_expires", {}):
             super()._put(queue, message, **kwargs)
             return
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))

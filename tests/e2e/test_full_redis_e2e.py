@@ -21,8 +21,8 @@ def test_a_full_redis_loses_nothing_and_kills_no_worker(tmp_path: Path) -> None:
     """Intake fills Redis with Celery messages in flight: backlog drained while full, 0 lost, 0 workers died."""
     report = run_full_drill(tmp_path, FullDrillConfig(headroom_bytes=2 * 1024 * 1024), log=print)
     print(f"\nfull-Redis drill: {report}")  # the figures, for -s runs and the bench write-up
-    assert len(report.fill_peaks) == 2 and min(report.fill_peaks) >= 0.99, "Redis was not full"
-    assert report.celery_accepted > 300 and report.refused_celery > 0 and report.refused_enqueues > 0
+    assert len(report.fill_refusals) == 2 and min(report.fill_refusals) > 0, "Redis never refused a write: not full"
+    assert report.celery_accepted > 300 and report.refused_enqueues == 2
     assert report.workers_died == 0
     assert report.delivered_while_full >= 1_000, "the stored backlog did not drain while intake was refused"
     assert report.late_worker_start_use >= 0.99, "the late worker did not start on a full Redis"

@@ -86,8 +86,10 @@ class FullDrillReport:
     #: The most used_memory / maxmemory seen meanwhile: delivery's own records (outcomes, replay records
     #: kept a minute) may pass maxmemory, by what the intake's reserve is meant to hold.
     peak_use_while_full: float = 0.0
-    #: used_memory / maxmemory after each fill (>= 1: Redis refused writes).
+    #: used_memory / maxmemory after each fill (running workers free some at once), and how many Celery
+    #: messages Redis refused at the end of each fill (> 0: Redis was at maxmemory).
     fill_peaks: list[float] = field(default_factory=list)
+    fill_refusals: list[int] = field(default_factory=list)
     #: Step 4: used_memory / maxmemory when the worker started, and what it delivered while intake was refused.
     late_worker_start_use: float = 0.0
     late_worker_delivered: int = 0
@@ -182,7 +184,9 @@ class _Intake:
     def fill(self) -> float:
         """Fill Redis by intake: bulk enqueues until refused, then Celery messages until Redis refuses them."""
         self.enqueue_until_refused()
+        refused = self.report.refused_celery
         self.publish(1_000_000)
+        self.report.fill_refusals.append(self.report.refused_celery - refused)
         return self.use()
 
     def use(self) -> float:
