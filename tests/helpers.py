@@ -143,6 +143,18 @@ def fill_redis(r: redis.Redis, headroom: int = 256 * 1024) -> int:
     raise AssertionError(f"Redis never refused a write under maxmemory {limit}")
 
 
+def overfill_redis(r: redis.Redis, over: int = 64 * 1024) -> int:
+    """Make Redis full for certain: :func:`fill_redis`, then a limit ``over`` bytes below use; returns it.
+
+    Just filled, Redis is only a few bytes over its limit, and a client buffer freed meanwhile can
+    take it back under: a test that must meet a full Redis uses this.
+    """
+    fill_redis(r)
+    limit = int(r.info("memory")["used_memory"]) - over
+    r.config_set("maxmemory", limit)
+    return limit
+
+
 #: ``cli("enqueue", "g", "a")`` -> (exit status, stdout, stderr)
 Run = Callable[..., tuple[int, str, str]]
 

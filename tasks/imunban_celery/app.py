@@ -36,7 +36,10 @@ def create_celery(settings: Settings | None = None) -> Celery:
     context = Context(celery, settings)
     celery.conf.update(
         base_conf(settings),
-        # Ack after the task ran; a killed worker's message is redelivered, not lost.
+        # Ack after the task ran: a worker killed while a task runs leaves its message in kombu's
+        # `unacked` record, and it is delivered again after visibility_timeout. Not in one window:
+        # kombu pops (BRPOP), then writes that record, one round trip later (0.15-0.5 ms); a worker
+        # killed in between loses the message it popped (docs/durability.md, "Celery messages").
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

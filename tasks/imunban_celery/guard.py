@@ -36,6 +36,7 @@ from celery.worker.strategy import default as default_strategy
 from kombu.transport import redis as kombu_redis
 
 from imunban.ha import FollowingConnection
+from imunban_celery.broker import FullSafeChannel
 from imunban_celery.context import Context, context_of
 
 log = logging.getLogger("imunban.tasks")
@@ -105,7 +106,9 @@ def transport_problem(raw: object) -> str | None:
     return None
 
 
-class GuardedRedisChannel(kombu_redis.Channel):
+class GuardedRedisChannel(FullSafeChannel):
+    """kombu's Redis channel with the guard, and its bookkeeping safe on a full Redis (imunban_celery.broker)."""
+
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         if self.connection.client is None:
             # The consumer closed this connection (a failover, a Redis restart) while a pool thread
@@ -127,7 +130,13 @@ class GuardedRedisChannel(kombu_redis.Channel):
 
 #: A READONLY reply means the Redis we talk to was demoted by a failover: reconnect (and, through
 #: Sentinel, find the new primary) instead of treating it as an unrecoverable error (celery #7946).
-CONNECTION_ERRORS = (*kombu_redis.Transport.connection_errors, redis.exceptions.ReadOnlyError)
+#: An OOM reply means Redis is full: the consumer's own writes are made safe there (imunban_celery.broker),
+#: so one that still meets it makes the consumer reconnect and carry on, never stop the worker.
+CONNECTION_ERRORS = (
+    *kombu_redis.Transport.connection_errors,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+)
 
 
 def _deliver_guarded(transport: kombu_redis.Transport, message: Any, queue: str) -> None:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 from celery import Celery
 from celery.exceptions import Reject
 
-from imunban.errors import StoreError, ValidationError
+from imunban.errors import RedisFullError, StoreError, ValidationError
 from imunban.validation import build_request, validate_group_id, validate_members, validate_version
+from imunban_celery import broker
 from imunban_celery.context import context_of
 from imunban_celery.guard import count_rejection
 from imunban_celery.names import CANCEL_TASK, DELIVER_TASK, UNBAN_TASK
@@ -49,6 +50,17 @@ def _reject(celery: Celery, task: str, exc: ValidationError) -> dict[str, Any]:
     return {"rejected": str(exc)}
 
 
+def _refused(exc: StoreError) -> NoReturn:
+    """Redis refused an intake: hand the message back to the broker rather than acknowledging a loss.
+
+    When Redis is full this worker also takes no public message for a moment (it would be refused too)
+    and keeps taking delivery runs, which free memory (imunban_celery.broker.INTAKE_GATE).
+    """
+    if isinstance(exc, RedisFullError):
+        broker.INTAKE_GATE.refused()
+    raise Reject(str(exc), requeue=True) from exc
+
+
 def unban(celery: Celery, /, *args: Any, **kwargs: Any) -> dict[str, Any]:  # `/`: a message's "app" is a kwarg
     try:
         _check_fields(kwargs, args, UNBAN_FIELDS)
@@ -59,14 +71,17 @@ def unban(celery: Celery, /, *args: Any, **kwargs: Any) -> dict[str, Any]:  # `/
             kwargs.get("priority"),
             version=kwargs.get("version"),
         )
-        target = context_of(celery).deployment.app(kwargs.get("app"))
+        context = context_of(celery)
+        target = context.deployment.app(kwargs.get("app"))
     except ValidationError as exc:
         return _reject(celery, UNBAN_TASK, exc)
+    # With the broker on the same Redis the message is in that Redis already, and bigger than the request
+    # it becomes: storing it (then acknowledging it) frees memory, so a full Redis takes it (Store.enqueue).
+    same_redis = context.settings.broker_url is None
     try:
-        result = target.store.enqueue([request])
+        result = target.store.enqueue([request], moving=same_redis)
     except StoreError as exc:
-        # Redis refused: hand the message back to the broker rather than acknowledging a loss.
-        raise Reject(str(exc), requeue=True) from exc
+        _refused(exc)
     return {"ready": result.ready, "scheduled": result.scheduled, "replaced": result.replaced, "stale": result.stale}
 
 
@@ -82,7 +97,7 @@ def cancel(celery: Celery, /, *args: Any, **kwargs: Any) -> dict[str, Any]:
     try:
         return {"cancelled": target.store.cancel(group_id, list(members), version=version)}
     except StoreError as exc:
-        raise Reject(str(exc), requeue=True) from exc
+        _refused(exc)
 
 
 def deliver(

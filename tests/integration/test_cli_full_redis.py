@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from helpers import set_maxmemory
+from helpers import overfill_redis, set_maxmemory
 from imunban.cli import main
 from imunban.keys import Keys
 from imunban.local.redis_server import RedisServer
+from imunban.settings import LingerPolicy
+from imunban.store import Batch, Store
+from imunban.validation import UnbanRequest
 
 KEYS = Keys("imunban")
 #: What one enqueue script call may add after passing the maxmemory check just under the limit.
@@ -69,3 +72,22 @@ def test_enqueue_into_a_full_redis_exits_non_zero_saying_nothing_was_stored(
     assert "Redis is full (maxmemory reached)" in err and "0 requests were stored" in err
     small_redis.config_set("maxmemory", 0)
     assert stored_members(small_redis) == 0
+
+
+def test_status_trace_and_dead_purge_work_on_a_full_redis(
+    small_redis: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At maxmemory: `imunban status --json` and `trace` answer, `dead purge --yes` deletes the dead letters."""
+    store = Store(small_redis, KEYS, linger=LingerPolicy(0))
+    store.enqueue([UnbanRequest("@TGS#g", ("a", "b"))])
+    batch = store.claim("@TGS#g", max_members=1)
+    assert isinstance(batch, Batch)
+    store.ack(batch, "dead", code=10004, info="bad member")
+    overfill_redis(small_redis)
+    assert main(["status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dead"] == 1
+    assert main(["trace", "@TGS#g", "b", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "ready"
+    assert main(["dead", "purge", "--yes"]) == 0
+    assert "purged 1 dead letter" in capsys.readouterr().out
+    assert small_redis.zcard(KEYS.dead) == 0

@@ -20,11 +20,12 @@ from imunban.errors import RedisFullError, TransportError
 from imunban.hold import Hold
 from imunban.limiter import RedisRateLimiter
 from imunban.local.redis_server import RedisServer
+from imunban.memory import MEMORY_MAX_AGE_S, MemoryGauge
 from imunban.producer import Producer
 from imunban.retry import RetryPolicy
 from imunban.schedule import Scheduler
-from imunban.settings import LingerPolicy, Settings
-from imunban.store import Batch, EnqueueRefusedError, Store
+from imunban.settings import Durability, LingerPolicy, Settings
+from imunban.store import MOVING_OVERSHOOT, Batch, EnqueueRefusedError, Store
 from imunban.validation import UnbanRequest
 
 #: What one script call may add after passing the check just under the limit: one enqueue chunk
@@ -72,7 +73,7 @@ def test_enqueue_into_a_full_redis_is_refused_and_stores_nothing(fr: redis.Redis
     store.enqueue([req("g0", "a", "b")])
     limit = fill_redis(fr)
     fillers = len(list(fr.scan_iter(match="filler:*")))
-    with pytest.raises(EnqueueRefusedError, match=r"Redis is full \(maxmemory reached\)") as caught:
+    with pytest.raises(EnqueueRefusedError, match=r"Redis is full \(") as caught:
         store.enqueue(many(20, 1_000))
     assert caught.value.result.stored == 0
     assert "0 requests were stored before the refusal" in str(caught.value)
@@ -171,3 +172,69 @@ def test_a_full_redis_still_reaps_an_expired_lease(fr: redis.Redis) -> None:
     assert pending(fr) == 1
     fr.delete(*fr.scan_iter(match="filler:*"))
     assert store.enqueue([req("g", "f")]).stored == 1
+
+
+# -- the intake reserve (IMUNBAN_INTAKE_MEMORY_FRACTION) ------------------------------------------
+
+
+def reserve_store(fr: redis.Redis, fraction: float, clock: list[float] | None = None) -> Store:
+    ticks = clock if clock is not None else [0.0]
+    gauge = MemoryGauge(fr, KEYS.stats, clock=lambda: ticks[0])
+    return Store(fr, KEYS, linger=LingerPolicy(0), durability=Durability(intake_memory_fraction=fraction), memory=gauge)
+
+
+def test_intake_stops_at_the_reserve_and_leaves_the_rest_to_delivery(fr: redis.Redis) -> None:
+    """Above the intake fraction of maxmemory enqueue is refused (naming the setting) while Redis itself has room."""
+    Store(fr, KEYS, linger=LingerPolicy(0)).enqueue([req("g", "a")])
+    fr.config_set("maxmemory", int(used(fr) / 0.6))  # 60 % used: past the intake's half, far from maxmemory
+    store = reserve_store(fr, 0.5)
+    with pytest.raises(EnqueueRefusedError, match="IMUNBAN_INTAKE_MEMORY_FRACTION") as caught:
+        store.enqueue([req("g", "b")])
+    assert caught.value.result.stored == 0
+    assert "Redis is full" in str(caught.value)
+    assert pending(fr) == 1
+    fr.set("plain-write", "x")  # Redis still takes writes: the reserve is delivery's and the broker's
+    assert reserve_store(fr, 0.9).enqueue([req("g", "b")]).stored == 1  # 60 % is below 90 %
+
+
+def test_a_request_moved_from_a_message_in_the_same_redis_passes_a_full_redis(fr: redis.Redis) -> None:
+    """moving (a Celery message on a broker sharing the Redis): past the reserve and at maxmemory it is stored
+    (storing and acknowledging it frees memory); only MOVING_OVERSHOOT past maxmemory refuses it."""
+    Store(fr, KEYS, linger=LingerPolicy(0)).enqueue([req("g", "a")])
+    fr.config_set("maxmemory", int(used(fr) / 0.6))
+    with pytest.raises(EnqueueRefusedError):
+        reserve_store(fr, 0.5).enqueue([req("g", "b")])
+    assert reserve_store(fr, 0.5).enqueue([req("g", "b")], moving=True).stored == 1
+    fr.config_set("maxmemory", used(fr) - 16 * 1024)  # just past maxmemory: every deny-oom write is refused
+    with pytest.raises(EnqueueRefusedError, match=r"maxmemory reached"):
+        reserve_store(fr, 1.0).enqueue([req("g", "c")])
+    assert reserve_store(fr, 0.5).enqueue([req("g", "c")], moving=True).stored == 1
+    fr.config_set("maxmemory", int(used(fr) / (1 + MOVING_OVERSHOOT) - 16 * 1024))
+    with pytest.raises(EnqueueRefusedError, match=r"maxmemory reached"):
+        reserve_store(fr, 0.5).enqueue([req("g", "d")], moving=True)
+    assert pending(fr) == 3
+
+
+def test_the_memory_reading_is_reused_for_a_while_and_a_bulk_reads_afresh(fr: redis.Redis) -> None:
+    """One INFO per MEMORY_MAX_AGE_S for single enqueues (injected clock); a pipeline of several chunks reads anew."""
+    clock = [0.0]
+    store = reserve_store(fr, 0.5, clock)
+    store.enqueue([req("g", "a")])  # reads INFO: far below the reserve
+    fr.config_set("maxmemory", int(used(fr) / 0.6))
+    assert store.enqueue([req("g", "b")]).stored == 1  # the reading is younger than its max age: reused
+    clock[0] += MEMORY_MAX_AGE_S
+    with pytest.raises(EnqueueRefusedError):
+        store.enqueue([req("g", "c")])  # old enough: read again, past the reserve
+    fr.config_set("maxmemory", 0)
+    fresh = reserve_store(fr, 0.5, [0.0])
+    fresh.enqueue([req("g", "d")])
+    fr.config_set("maxmemory", int(used(fr) / 0.6))
+    with pytest.raises(EnqueueRefusedError):
+        fresh.enqueue(many(3, 1_000, prefix="bulk"))  # three chunks in one pipeline: read afresh first
+
+
+def test_no_maxmemory_or_a_fraction_of_one_means_no_reserve(fr: redis.Redis) -> None:
+    """Without maxmemory nothing is refused; with fraction 1 only Redis's own limit refuses."""
+    assert reserve_store(fr, 0.01).enqueue([req("g", "a")]).stored == 1
+    fr.config_set("maxmemory", int(used(fr) / 0.95))
+    assert reserve_store(fr, 1.0).enqueue([req("g", "b")]).stored == 1

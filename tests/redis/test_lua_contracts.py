@@ -27,12 +27,12 @@ ALL_SCRIPTS = [LUA / f"{n}.lua" for n in SCRIPTS] + [DEMO_LUA / f"{n}.lua" for n
 #: Redis commands the scripts may use -> how many leading arguments are key names.
 KEY_ARGS = {
     "TIME": 0, "DBSIZE": 0, "FLUSHDB": 0,
-    "GET": 1, "GETEX": 1, "SET": 1, "DEL": 2, "EXISTS": 1, "PEXPIRE": 1,
+    "GET": 1, "GETEX": 1, "SET": 1, "DEL": 2, "EXISTS": 1, "PEXPIRE": 1, "TYPE": 1,
     "HGET": 1, "HMGET": 1, "HSET": 1, "HDEL": 1, "HEXISTS": 1, "HINCRBY": 1,
     "ZADD": 1, "ZREM": 1, "ZSCORE": 1, "ZCARD": 1, "ZRANGE": 1, "ZPOPMIN": 1,
     "ZREMRANGEBYSCORE": 1, "ZREMRANGEBYRANK": 1,
     "XADD": 1, "LPUSH": 1, "LTRIM": 1,
-    "TYPE": 1, "RENAME": 2, "HGETALL": 1, "HSETNX": 1,  # migrate.lua
+    "RENAME": 2, "HGETALL": 1, "HSETNX": 1,  # migrate.lua (and TYPE, above)
 }  # fmt: skip
 #: _lib.lua helpers -> how many leading arguments are key names.
 LIB_KEY_ARGS = {
@@ -204,7 +204,7 @@ def test_every_redis_call_takes_its_keys_from_KEYS(path: Path) -> None:
     """No script builds a key name: every key argument of redis.call comes from KEYS (or _lib's parameters)."""
     code = body(path.read_text(encoding="utf-8"))
     assert CALL.search(code), f"{path.name} makes no redis.call"
-    lib_params = {"groups_key", "ready_key", "schedidx_key", "sched_key", "outcomes_key", "stats_key", "hash_key"}
+    lib_params = {"groups_key", "ready_key", "schedidx_key", "sched_key", "outcomes_key", "stats_key", "key"}
     lib_params |= {"versions_key", "ends_key", "replies_key", "expiry_key", "wake_key"}
     params = frozenset(lib_params) if path.stem == LIB else frozenset()
     assert built_keys(code, params) == [], path.name
@@ -240,6 +240,62 @@ def test_lib_constants_match_python() -> None:
     assert band is not None and int(band[1]) == HIGH_BAND_MS
     full = re.search(r"local FULL_BATCH = (\d+)", lib)
     assert full is not None and int(full[1]) == MAX_MEMBERS
+
+
+#: Commands that change data (the scripts use no others that write).
+WRITES = {
+    "SET", "GETEX", "DEL", "PEXPIRE", "HSET", "HDEL", "HINCRBY", "ZADD", "ZREM", "ZPOPMIN", "ZREMRANGEBYSCORE",
+    "ZREMRANGEBYRANK", "XADD", "LPUSH", "LTRIM", "FLUSHDB",
+}  # fmt: skip
+#: _lib.lua helpers that write.
+WRITING_HELPERS = (
+    "reindex", "reindex_sched", "emit_outcome", "admit_version", "version_ended", "reply_put", "pace_count", "wake",
+)  # fmt: skip
+#: Intake: a full Redis refuses these before they store anything (SPEC §2).
+INTAKE_SCRIPTS = {"enqueue", "cancel", "dead_replay", "reschedule"}
+FIRST_WRITE = re.compile(
+    rf"^(?P<indent>[ \t]*)(?:local [^=]*= *|return )?(?:redis\.p?call\(\s*'(?P<cmd>\w+)'|"
+    rf"(?P<helper>refuse_if_full|proceed_when_full|{'|'.join(WRITING_HELPERS)})\()",
+    re.MULTILINE,
+)
+
+
+def first_write(code: str) -> tuple[str, bool] | None:
+    """The script's first write (a write command, or a writing _lib helper) and whether it is unconditional."""
+    for found in FIRST_WRITE.finditer(code):
+        name = found["helper"] or found["cmd"].upper()
+        if found["helper"] or name in WRITES:
+            return name, found["indent"] == ""
+    return None
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_a_full_redis_refuses_intake_and_lets_everything_else_through(name: str) -> None:
+    """Redis checks maxmemory only at a script's first write: intake's first write is refuse_if_full, every other
+    script's (delivery, maintenance, holds, operators) is an unconditional proceed_when_full, or it writes nothing."""
+    found = first_write(body((LUA / f"{name}.lua").read_text(encoding="utf-8")))
+    if name in INTAKE_SCRIPTS:
+        assert found == ("refuse_if_full", True), f"{name}.lua must call refuse_if_full before any other write"
+    else:
+        assert found in (None, ("proceed_when_full", True)), f"{name}.lua: first write {found}, not proceed_when_full"
+
+
+def test_first_write_check_sees_conditional_and_helper_writes() -> None:
+    """The check above finds the first write, also through a helper or inside a branch."""
+    assert first_write("local x = redis.call('HGET', K, 'f')\nif x then\n  redis.call('ZREM', K, x)\nend\n") == (
+        "ZREM",
+        False,
+    )
+    assert first_write("local n = redis.call('ZCARD', K)\nreply_put(K_R, K_E, id, out, 1, now)\n") == (
+        "reply_put",
+        True,
+    )
+    assert first_write("proceed_when_full(K_STATS)\nredis.call('HSET', K_STATS, 'a', 1)\n") == (
+        "proceed_when_full",
+        True,
+    )
+    assert first_write("return redis.call('ZADD', K, 'XX', 1, m)\n") == ("ZADD", True)
+    assert first_write("return redis.call('ZRANGE', K, 0, -1)\n") is None
 
 
 def test_lib_touches_no_key_of_its_own() -> None:

@@ -56,6 +56,7 @@ def test_every_variable_is_parsed() -> None:
         "IMUNBAN_LOG_LEVEL": "debug",
         "IMUNBAN_OUTCOME_STREAM_MAXLEN": "5000",
         "IMUNBAN_DATA_DIR": "/var/lib/imunban",
+        "IMUNBAN_INTAKE_MEMORY_FRACTION": "0.8",
     }
     s = Settings.from_env(env)
     assert s == Settings(
@@ -85,8 +86,10 @@ def test_every_variable_is_parsed() -> None:
         log_level="DEBUG",
         outcome_stream_maxlen=5_000,
         data_dir="/var/lib/imunban",
+        intake_memory_fraction=0.8,
     )
     assert s.single_app.api_urls() == ("http://127.0.0.1:8080",)
+    assert s.durability.intake_memory_fraction == 0.8
 
 
 def test_blank_values_count_as_unset() -> None:
@@ -136,6 +139,9 @@ def test_variables_without_the_prefix_are_ignored() -> None:
         ("LOG_FORMAT", "xml"),
         ("LOG_LEVEL", "verbose"),
         ("OUTCOME_STREAM_MAXLEN", "0"),
+        ("INTAKE_MEMORY_FRACTION", "0"),
+        ("INTAKE_MEMORY_FRACTION", "1.5"),
+        ("INTAKE_MEMORY_FRACTION", "90%"),
     ],
 )
 def test_bad_value_error_names_the_variable(name: str, value: str) -> None:

@@ -95,6 +95,7 @@ class DeadLetters:
         #: What a replay waits for before it reports success (WAIT; see imunban.pipelines).
         self.durability = require_durability_support(client, durability)
         self._replay = register(client, "dead_replay")
+        self._clear = register(client, "dead_clear")
 
     def count(self) -> int:
         with translated("dead letters"):
@@ -170,8 +171,6 @@ class DeadLetters:
     def purge(self) -> int:
         """Delete every dead letter; returns how many there were."""
         with translated("dead letters"):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.zcard(self.keys.dead)
-            pipe.delete(self.keys.dead, self.keys.dead_info)
-            count, _ = pipe.execute()
+            # A script, not MULTI: purging frees memory, so it must work on a full Redis (see dead_clear.lua).
+            count = self._clear(keys=script_keys(self.keys, "dead_clear"))
         return int(count)

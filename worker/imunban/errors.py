@@ -7,7 +7,7 @@
     ├── ValidationError ............ bad request input: reject, name the field, store nothing
     ├── StoreError ................. Redis unreachable or refused a command (redis-py errors, translated)
     │   ├── DurabilityError ........ IMUNBAN_DURABLE_REPLICAS not confirmed in time: maybe stored, re-send
-    │   └── RedisFullError ......... Redis is at maxmemory: intake refused, nothing more stored; delivery drains
+    │   └── RedisFullError ......... Redis is full (maxmemory, or intake's share): intake refused; delivery drains
     └── ApiError(code, info) ....... an unban call did not succeed; the subclass is the action
         ├── RetryableError ......... RETRY the members with backoff
         │   ├── TransportError ..... network failure, timeout or HTTP != 200 (code is 0 or -status)
@@ -61,16 +61,18 @@ class DurabilityError(StoreError):
 
 
 class RedisFullError(StoreError):
-    """Redis is at ``maxmemory`` and refused new data (enqueue, cancel, dead-letter replay).
+    """Redis is full and refused new data (enqueue, cancel, dead-letter replay).
 
-    The refusal comes before the script writes anything, so the refused call stored nothing; a
-    Celery message that meets it is not acknowledged. Delivery still runs and frees memory.
+    Full is ``maxmemory`` itself, or for an enqueue the intake's share of it
+    (IMUNBAN_INTAKE_MEMORY_FRACTION, ``reason`` says which). The refusal comes before anything is
+    written, so the refused call stored nothing; a Celery message that meets it is not acknowledged.
+    Delivery still runs and frees memory.
     """
 
-    def __init__(self, operation: str, detail: str = "") -> None:
+    def __init__(self, operation: str, detail: str = "", *, reason: str = "maxmemory reached") -> None:
         self.operation = operation
         super().__init__(
-            f"Redis is full (maxmemory reached): it refused {operation}{detail or ' and nothing was stored'}. "
+            f"Redis is full ({reason}): it refused {operation}{detail or ' and nothing was stored'}. "
             "Delivery keeps draining the backlog; free memory or raise maxmemory, then try again"
         )
 

@@ -161,6 +161,8 @@ class Pump:
                 log.warning("returned %d request(s) whose lease expired (a worker died or stalled)", reaped)
             # Versions of requests ended longer ago than IMUNBAN_VERSION_MEMORY_S: keeps that memory bounded.
             self.scheduler.forget_versions()
+            # Replies kept for replayed calls, left behind once delivery stops: the memory of a drain comes back.
+            self.scheduler.forget_replies()
         hold = self.hold.get()
         if hold is not None:
             submitted = self._probe()

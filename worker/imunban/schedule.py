@@ -40,6 +40,7 @@ class Scheduler:
         self.version_memory_ms = version_memory_ms
         self._promote = register(client, "promote")
         self._forget = register(client, "forget_versions")
+        self._forget_replies = register(client, "forget_replies")
 
     def promote(self, *, limit: int = PROMOTE_CHUNK) -> int:
         """Move up to ``limit`` due scheduled requests to ready; returns how many moved."""
@@ -68,6 +69,17 @@ class Scheduler:
             more, moved = self._promote_chunk(PROMOTE_CHUNK)
             total += moved
             if not more:
+                break
+        return total
+
+    def forget_replies(self, *, limit: int = FORGET_CHUNK, max_rounds: int = 10) -> int:
+        """Forget expired replies of replayable calls (see forget_replies.lua); returns how many."""
+        total = 0
+        for _ in range(max_rounds):
+            with translated("forget_replies"):
+                forgotten = int(self._forget_replies(keys=script_keys(self.keys, "forget_replies"), args=[limit]))
+            total += forgotten
+            if forgotten < limit:
                 break
         return total
 

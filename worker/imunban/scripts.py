@@ -71,6 +71,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "dispatch_finish": ("dispatch", "wake"),
     "stats_incr": ("stats",),
     "forget_versions": ("versions", "version_ends"),
+    "forget_replies": ("replies", "reply_expiry"),
     "hold_set": ("hold",),
     "hold_probe": ("groups", "hold", "probed"),
     "hold_release": ("hold", "probed", "holds"),
@@ -79,6 +80,8 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "limiter_reserve": ("stats", "inflight", "leases", "hold", "limiter"),  # lease check, hold check, pace
     "limiter_penalize": ("limiter",),
     "migrate": ("stats",),  # then (old name, new name) pairs of the keys it moves: migrate.py builds them
+    "trace": ("high", "meta", "inflight", "leases", "versions", "dead", "dead_info", *PER_GROUP),  # one group
+    "dead_clear": ("dead", "dead_info"),
 }  # fmt: skip
 
 

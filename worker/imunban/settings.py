@@ -79,12 +79,22 @@ class LingerPolicy:
         return str(self.linger_ms)
 
 
+#: Intake stops at this share of Redis's maxmemory unless told otherwise (IMUNBAN_INTAKE_MEMORY_FRACTION).
+DEFAULT_INTAKE_MEMORY_FRACTION = 0.9
+
+
 @dataclass(frozen=True)
 class Durability:
-    """When an intake may report success: after ``WAIT replicas timeout_ms`` confirmed it (0 = at once)."""
+    """What an intake needs before it reports success.
+
+    ``WAIT replicas timeout_ms`` confirmed it (0 = at once), and room in Redis: an enqueue is refused
+    once ``intake_memory_fraction`` of ``maxmemory`` is used, so what delivery and the Celery broker
+    write always has room (1.0: only Redis's own limit refuses; see imunban.memory).
+    """
 
     replicas: int = 0
     timeout_ms: int = 1_000
+    intake_memory_fraction: float = DEFAULT_INTAKE_MEMORY_FRACTION
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,8 @@ class Settings:
     durable_timeout_ms: int = Durability().timeout_ms
     #: App ``default`` as the single-app variables define it; the deployment's one app without an apps file.
     single_app: AppConfig = field(default_factory=functools.partial(AppConfig, DEFAULT_APP))
+    #: Intake stops at this share of maxmemory; the rest is delivery's and the broker's (Durability).
+    intake_memory_fraction: float = DEFAULT_INTAKE_MEMORY_FRACTION
     key_prefix: str = "imunban"
     linger_ms: int = DEFAULT_LINGER_MS
     lease_ms: int = 30_000
@@ -163,6 +175,9 @@ class Settings:
             # WAIT with timeout 0 would block forever.
             durable_timeout_ms=env.integer("DURABLE_TIMEOUT_MS", d.durable_timeout_ms, minimum=1),
             single_app=env.single_app(),
+            intake_memory_fraction=env.number(
+                "INTAKE_MEMORY_FRACTION", d.intake_memory_fraction, above=0.0, maximum=1.0
+            ),
             key_prefix=key_prefix,
             linger_ms=linger_ms,
             lease_ms=env.integer("LEASE_MS", d.lease_ms, minimum=1_000),
@@ -193,8 +208,8 @@ class Settings:
 
     @property
     def durability(self) -> Durability:
-        """What an intake waits for before it reports success (see :class:`Durability`)."""
-        return Durability(self.durable_replicas, self.durable_timeout_ms)
+        """What an intake needs before it reports success: replicas, room in Redis (see :class:`Durability`)."""
+        return Durability(self.durable_replicas, self.durable_timeout_ms, self.intake_memory_fraction)
 
     def apps(self) -> Apps:
         """The apps this deployment serves: the apps file's (read now), else :attr:`single_app` alone."""

@@ -12,6 +12,7 @@ from imunban.connection import server_time_ms, translated
 from imunban.hold import Hold
 from imunban.keys import HIGH_BAND_MS, Keys, request_id
 from imunban.orphans import orphaned_apps
+from imunban.scripts import register, script_keys
 
 #: Counters kept in each app's stats hash, reported by ``status``.
 COUNTERS = (
@@ -36,7 +37,9 @@ def status(client: redis.Redis, keys: Keys) -> dict[str, Any]:
         due_groups = cast(
             list[str], client.zrange(keys.schedidx, "-inf", now_ms, byscore=True, offset=0, num=OVERDUE_GROUPS)
         )
-        pipe = client.pipeline(transaction=True)
+        # Not MULTI: at maxmemory Redis refuses every command queued inside MULTI, reads too, and status is
+        # what an operator reads then. The counts are gauges, each exact when read, in one round trip.
+        pipe = client.pipeline(transaction=False)
         pipe.hgetall(keys.stats)
         pipe.zcard(keys.inflight)
         pipe.zcard(keys.dead)
@@ -98,17 +101,9 @@ def trace(
     """Where one request is now: ready, scheduled, in flight, dead or not pending; plus its history."""
     rid = request_id(group_id, member)
     with translated("trace"):
-        pipe = client.pipeline(transaction=True)
-        pipe.zscore(keys.ready(group_id), member)
-        pipe.zscore(keys.sched_group(group_id), member)
-        pipe.zscore(keys.inflight, rid)
-        pipe.hget(keys.leases, rid)
-        pipe.zscore(keys.dead, rid)
-        pipe.hget(keys.dead_info, rid)
-        pipe.hget(keys.meta, rid)
-        pipe.hexists(keys.high, rid)
-        pipe.hget(keys.versions, rid)
-        ready, sched, inflight, lease, dead, dead_info, meta, high, version = pipe.execute()
+        # One read-only script: a consistent view (see trace.lua), also on a full Redis.
+        raw = register(client, "trace")(keys=script_keys(keys, "trace", [group_id]), args=[member, rid])
+    ready, sched, inflight, lease, dead, dead_info, meta, high, version = cast(list[Any], raw)
     out: dict[str, Any] = {"group_id": group_id, "member": member, "state": "not_pending"}
     if ready is not None:
         score = int(ready)

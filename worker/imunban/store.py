@@ -1,6 +1,7 @@
 """The request store in Redis: enqueue, cancel, claim under a lease, acknowledge, requeue.
 
-Every multi-step change is one Lua script in ``worker/lua``; see :mod:`imunban.keys` for the data
+Every multi-step change is one Lua script in ``imunban/lua/``; the values it hands out (batches, results)
+are in :mod:`imunban.batch`; see :mod:`imunban.keys` for the data
 model. Clients must be created with ``decode_responses=True``.
 """
 
@@ -8,18 +9,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
 
+from imunban.batch import HELD, Batch, Claimed, EnqueueRefusedError, EnqueueResult, Held, RescheduleResult
 from imunban.connection import is_redis_full, server_time_ms, translated
 from imunban.errors import RedisFullError
 from imunban.keys import MAX_MEMBERS, Keys, split_request_id
+from imunban.memory import MemoryGauge
 from imunban.pipelines import require_durability_support, run_scripts
 from imunban.scripts import GroupArgs, ScriptKeys, register, script_keys
 from imunban.settings import Durability, LingerPolicy
 from imunban.validation import UnbanRequest
+
+__all__ = [
+    "CLAIM_REDIRECTS", "ENQUEUE_CHUNK", "HELD", "PIPELINE_DEPTH", "REAP_CHUNK", "REPLY_TTL_MS",
+    "Batch", "Claimed", "EnqueueRefusedError", "EnqueueResult", "Held", "RescheduleResult", "Store",
+]  # fmt: skip
 
 #: Members per enqueue script call (bulk throughput).
 ENQUEUE_CHUNK = 1_000
@@ -27,97 +34,14 @@ ENQUEUE_CHUNK = 1_000
 PIPELINE_DEPTH = 8
 #: Expired leases returned per reap script call.
 REAP_CHUNK = 1_000
+#: How far past maxmemory a request moved from a message in the same Redis is still stored (Store.enqueue).
+MOVING_OVERSHOOT = 0.05
 #: How many times :meth:`Store.claim_next` follows the claim script to another group before giving up.
 CLAIM_REDIRECTS = 2
 #: How long a claim/ack/requeue/dispatch reply is kept for a replay of the same call. redis-py's Retry
 #: re-sends a script after a connection error although the first send may have run; its retries
 #: (connection.connect) end well within this.
 REPLY_TTL_MS = 60_000
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """One leased request: who, when it was due, its priority and the attempts it already had."""
-
-    member: str
-    due_ms: int
-    high: bool
-    attempts: int
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Up to 20 leased members of one group, owned by ``token`` until the lease deadline."""
-
-    group_id: str
-    token: str
-    claimed_at_ms: int
-    items: tuple[Claimed, ...]
-
-    @property
-    def members(self) -> list[str]:
-        return [item.member for item in self.items]
-
-    def subset(self, members: Iterable[str]) -> Batch:
-        wanted = set(members)
-        return Batch(self.group_id, self.token, self.claimed_at_ms, tuple(i for i in self.items if i.member in wanted))
-
-
-@dataclass(frozen=True)
-class EnqueueResult:
-    """What an enqueue stored: members now ready, members scheduled later, pending ones replaced.
-
-    ``stale`` counts members ignored because a higher version was already applied to them.
-    """
-
-    ready: int = 0
-    scheduled: int = 0
-    replaced: int = 0
-    stale: int = 0
-
-    @property
-    def stored(self) -> int:
-        return self.ready + self.scheduled
-
-    def __add__(self, other: EnqueueResult) -> EnqueueResult:
-        return EnqueueResult(
-            self.ready + other.ready,
-            self.scheduled + other.scheduled,
-            self.replaced + other.replaced,
-            self.stale + other.stale,
-        )
-
-
-@dataclass(frozen=True)
-class RescheduleResult:
-    """What a reschedule moved, and how many members it ignored because a higher version was applied."""
-
-    rescheduled: int = 0
-    stale: int = 0
-
-
-class EnqueueRefusedError(RedisFullError):
-    """Redis reached ``maxmemory`` during an enqueue; ``result`` is what was stored before the refusal.
-
-    Each script call (one chunk) is stored whole or refused whole, so ``result`` is exact.
-    """
-
-    def __init__(self, result: EnqueueResult, *, requested: int | None = None, source: str = "") -> None:
-        self.result = result
-        of = f" of {requested}" if requested is not None else ""
-        super().__init__(
-            "the enqueue",
-            f": {result.stored}{of} requests{source} were stored before the refusal "
-            f"({result.ready} ready, {result.scheduled} scheduled) and nothing more; sending them all again "
-            "later is safe (a pending request is replaced, not duplicated)",
-        )
-
-
-class Held:
-    """Returned by :meth:`Store.claim` while delivery is held."""
-
-
-HELD = Held()
 
 
 class Store:
@@ -132,11 +56,15 @@ class Store:
         lease_ms: int = 30_000,
         outcome_maxlen: int = 100_000,
         durability: Durability | None = None,
+        memory: MemoryGauge | None = None,
     ) -> None:
         self.client = client
         self.keys = keys
-        #: What enqueue and cancel wait for before they report success (WAIT; see imunban.pipelines).
+        #: What enqueue and cancel wait for before they report success (WAIT; see imunban.pipelines),
+        #: and the share of maxmemory past which an enqueue is refused (the rest is delivery's).
         self.durability = require_durability_support(client, durability)
+        #: How full Redis is, for that refusal (imunban.memory).
+        self.memory = memory or MemoryGauge(client, keys.stats)
         #: What the scripts take: the linger bound (see imunban.linger).
         self.linger_arg = (linger or LingerPolicy()).script_arg
         self.lease_ms = lease_ms
@@ -157,18 +85,47 @@ class Store:
 
     # -- producers -------------------------------------------------------------------------
 
-    def enqueue(self, requests: Iterable[UnbanRequest]) -> EnqueueResult:
-        """Store validated requests; chunks are pipelined, each chunk is atomic on its own."""
+    def enqueue(self, requests: Iterable[UnbanRequest], *, moving: bool = False) -> EnqueueResult:
+        """Store validated requests; chunks are pipelined, each chunk is atomic on its own.
+
+        Refused (EnqueueRefusedError) once Redis is past the intake's share of maxmemory. ``moving``:
+        the requests come from a message held in this same Redis (a Celery message on a broker that
+        shares it), so storing and acknowledging it frees memory: neither the intake's share nor
+        maxmemory refuses it, up to MOVING_OVERSHOOT past maxmemory (a broker queue that filled Redis
+        by itself still drains; a message of many members cannot grow Redis without bound).
+        """
         total = EnqueueResult()
         calls: list[tuple[list[str], list[str | int]]] = []
         for call in self._enqueue_calls(requests):
             calls.append(call)
             if len(calls) >= PIPELINE_DEPTH:
-                total += self._run_enqueue(calls, total)
+                total += self._run_enqueue(calls, total, moving)
                 calls = []
         if calls:
-            total += self._run_enqueue(calls, total)
+            total += self._run_enqueue(calls, total, moving)
         return total
+
+    def _room(self, done: EnqueueResult, *, moving: bool, fresh: bool) -> bool:
+        """Refuse the next chunks when Redis is past the intake's share of maxmemory (see Durability).
+
+        Returns whether a full Redis may let them through (``moving``, and Redis not too far past its limit).
+        """
+        fraction = 1.0 + MOVING_OVERSHOOT if moving else self.durability.intake_memory_fraction
+        if fraction >= 1.0 and not moving:
+            return False  # no reserve: Redis's own limit alone refuses (the script's first write)
+        with translated("enqueue"):
+            reading = self.memory.reading(fresh=fresh)
+        if reading is None:
+            return False  # INFO refused: Redis's own limit alone refuses, moving or not
+        if not reading.over(fraction):
+            return moving
+        if moving or reading.over(1.0):
+            raise EnqueueRefusedError(done)  # Redis itself refuses there: "maxmemory reached"
+        raise EnqueueRefusedError(
+            done,
+            reason=f"{reading.used_bytes / reading.max_bytes:.0%} of maxmemory used; intake stops at "
+            f"{fraction:.0%} (IMUNBAN_INTAKE_MEMORY_FRACTION) so that delivery always has room",
+        )
 
     def _enqueue_calls(self, requests: Iterable[UnbanRequest]) -> Iterable[tuple[list[str], list[str | int]]]:
         packed = GroupArgs()
@@ -183,10 +140,16 @@ class Store:
             yield self._enqueue_args(packed)
 
     def _enqueue_args(self, packed: GroupArgs) -> tuple[list[str], list[str | int]]:
-        return script_keys(self.keys, "enqueue", packed.groups), [self.linger_arg, *packed.argv()]
+        # ARGV[2] (whether a full Redis lets the chunk through) is set when the pipeline runs (_run_enqueue).
+        return script_keys(self.keys, "enqueue", packed.groups), [self.linger_arg, "0", *packed.argv()]
 
-    def _run_enqueue(self, calls: Sequence[tuple[list[str], list[str | int]]], done: EnqueueResult) -> EnqueueResult:
+    def _run_enqueue(
+        self, calls: Sequence[tuple[list[str], list[str | int]]], done: EnqueueResult, moving: bool
+    ) -> EnqueueResult:
         """Run the calls; if Redis is full, raise EnqueueRefusedError with ``done`` plus what these stored."""
+        # A single request may use a reading a fraction of a second old; a bulk pipeline reads afresh.
+        if self._room(done, moving=moving, fresh=len(calls) > 1):
+            calls = [(keys, [args[0], "1", *args[2:]]) for keys, args in calls]
         failed: list[Exception] = []
         try:
             with translated("enqueue"):

@@ -17,7 +17,8 @@ from imunban.sim.config import SimConfig
 
 #: Every scenario, in the order they run (one at a time: the machine may have only two cores).
 SCENARIOS = (
-    "drain", "naive", "latency", "scattered", "idle", "hog", "bulk", "scale", "chaos", "failover", "web", "apps",
+    "drain", "naive", "latency", "scattered", "idle", "hog", "bulk", "scale", "chaos", "full", "failover", "web",
+    "apps",
 )  # fmt: skip
 
 
@@ -58,6 +59,8 @@ class BenchConfig:
     chaos_groups: int = 200
     chaos_members: int = 100
     chaos_timeout_s: float = 300.0
+    # 6b. full: maxmemory this far above what Redis uses when the full-Redis drill starts (local/full_drill.py)
+    full_headroom_bytes: int = 8 * 1024 * 1024
     # 7. failover: members waiting when the drill starts (the drain the SIGKILL interrupts)
     failover_backlog: int = 20_000
     # 8. web console: `scheduled` scheduled requests (above), these dead letters, requests per call measured
@@ -92,6 +95,7 @@ class BenchConfig:
             chaos_groups=100,
             chaos_members=60,
             chaos_timeout_s=120.0,
+            full_headroom_bytes=2 * 1024 * 1024,
             failover_backlog=5_000,
             web_dead=10_000,
             web_requests=20,

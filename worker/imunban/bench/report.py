@@ -93,6 +93,28 @@ def _chaos_rows(c: dict[str, Any]) -> list[Row]:
     ]  # fmt: skip
 
 
+def _full_rows(f: dict[str, Any]) -> list[Row]:
+    stored, celery = _num(f.get("stored")), _num(f.get("celery_accepted"))
+    peaks = " / ".join(f"{p:.0%}" for p in f.get("fill_peaks") or [])
+    late = f"{_num(f.get('late_worker_first_delivery_s'), '.1f')} s, {_num(f.get('late_worker_delivered'))} delivered"
+    return [
+        Row("full", "accepted (stored / Celery)", f"{_num(f.get('accepted'))} ({stored} / {celery})", "", INFO),
+        Row("full", "Redis used / maxmemory after each fill; peak while draining", f"{peaks}; "
+            f"{_num(f.get('peak_use_while_full'), '.0%')}", "", INFO),
+        Row("full", "delivered while intake was refused", f"{_num(f.get('delivered_while_full'))} in "
+            f"{_num(f.get('seconds_full'), '.1f')} s", "> 0", _check(f.get("delivered_while_full"), lambda n: n > 0)),
+        Row("full", "worker started on the full Redis: first delivery", late, "delivers",
+            _check(f.get("late_worker_delivered"), lambda n: n > 0)),
+        Row("full", "accepted, neither delivered nor queued (while full)", _num(f.get("unaccounted")), "0",
+            _check(f.get("unaccounted"), lambda n: n == 0)),
+        Row("full", "delivered (after maxmemory was raised)", _num(f.get("delivered")), "all accepted",
+            _check(f.get("drained"), bool)),
+        Row("full", "lost", _num(f.get("lost")), "0", _check(f.get("lost"), lambda n: n == 0)),
+        Row("full", "workers that died", _num(f.get("workers_died")), "0",
+            _check(f.get("workers_died"), lambda n: n == 0)),
+    ]  # fmt: skip
+
+
 def _failover_rows(f: dict[str, Any]) -> list[Row]:
     after = f"{_num(f.get('kill_to_delivery_s'), '.1f')} s (promotion {_num(f.get('kill_to_promotion_s'), '.1f')} s)"
     return [
@@ -140,6 +162,7 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         "bulk": _bulk_rows,
         "scale": _scale_rows,
         "chaos": _chaos_rows,
+        "full": _full_rows,
         "failover": _failover_rows,
         "web": _web_rows,
         "apps": apps_rows,

@@ -12,6 +12,8 @@ Scenarios (see :mod:`imunban.bench.scenarios`, :mod:`imunban.bench.naive`, :mod:
 4. ``bulk``    Producer.bulk members/s against one ``apply_async`` per member;
 5. ``scale``   N scheduled requests: Redis bytes each, enqueue and promotion rates empty vs full;
 6. ``chaos``   API faults, worker SIGKILLs and a Redis restart: lost, duplicates, time to drain;
+   ``full``    intake fills Redis with Celery messages in flight: accepted, delivered, lost, workers that
+   died, delivered while full, a worker started on the full Redis (:mod:`imunban.bench.full`);
 7. ``failover`` the Sentinel failover drill during a drain, and bulk enqueue with and without WAIT;
 8. ``web``     the console's pages on a big store; ``apps`` two apps: A's backlog beside B's Celery
    trickle, then A held while B drains (:mod:`imunban.bench.apps`).
@@ -36,6 +38,7 @@ from imunban.bench.apps import apps
 from imunban.bench.config import BenchConfig, machine_info
 from imunban.bench.cpu import hog, idle
 from imunban.bench.failover import failover
+from imunban.bench.full import full
 from imunban.bench.latency import latency
 from imunban.bench.naive import naive
 from imunban.bench.redis_scenarios import bulk, scale
@@ -57,6 +60,7 @@ RUNNERS: dict[str, Scenario] = {
     "bulk": bulk,
     "scale": scale,
     "chaos": chaos,
+    "full": full,
     "failover": failover,
     "web": web,
     "apps": apps,

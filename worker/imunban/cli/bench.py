@@ -39,10 +39,10 @@ def register(sub: Any) -> None:
             "the naive one-task-per-member design, latency p50/p99/p99.9 at 10/50/100 % load from Celery, "
             "Python and scheduled requests, scattered expiries against the oldest-first bound, idle worker "
             "CPU, the drain beside a CPU hog, bulk enqueue against apply_async, N scheduled requests, a chaos "
-            "run and the Sentinel failover drill; against the simulator enforcing 200 calls per sliding second "
-            "with 30 ms latency. Prints a table with each target (see BENCHMARKS.md) and writes results.json, "
-            "results.md and a drain plot into --out. --profile instead records a py-spy profile of one worker "
-            "during a drain and prints its top entries."
+            "run, the full-Redis drill and the Sentinel failover drill; against the simulator enforcing 200 calls "
+            "per sliding second with 30 ms latency. Prints a table with each target (see BENCHMARKS.md) and "
+            "writes results.json, results.md and a drain plot into --out. --profile instead records a py-spy "
+            "profile of one worker during a drain and prints its top entries."
         ),
     )
     p.add_argument("--quick", action="store_true", help="smaller loads and shorter windows (under ~2 minutes)")

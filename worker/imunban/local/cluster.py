@@ -225,6 +225,30 @@ class LocalCluster:
             proc.wait()
             self.workers[index] = None
 
+    def stop_worker(self, index: int, timeout_s: float = 30.0) -> int | None:
+        """TERM one worker (Celery's warm shutdown: running tasks finish, prefetched messages go back).
+
+        Returns its exit status, or None if it had to be SIGKILLed after ``timeout_s``.
+        """
+        proc = self.workers[index]
+        if proc is None:
+            return None
+        proc.send_signal(signal.SIGTERM)
+        try:
+            status: int | None = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            status = None
+        self.workers[index] = None
+        return status
+
+    def exited(self) -> dict[int, int]:
+        """Workers that ended by themselves (nobody stopped or killed them): index -> exit status."""
+        return {
+            i: proc.returncode for i, proc in enumerate(self.workers) if proc is not None and proc.poll() is not None
+        }
+
     def restart_redis(self, down_s: float = 0.5) -> None:
         """Shut Redis down (AOF flushed), wait, start it again on the same port and data."""
         assert self.redis_server is not None, "an external Redis is not ours to restart"

@@ -162,16 +162,34 @@ end
 
 -- Intake (enqueue, cancel, dead replay) calls this first: HINCRBY by 0 is a deny-oom write that
 -- changes nothing, so a full Redis fails the script with OOM here, before anything is stored.
-local function refuse_if_full(stats_key, counter)
-  redis.call('HINCRBY', stats_key, counter, 0)
+-- `moving`: the requests come from a message held in this same Redis (a Celery message on a broker
+-- that shares it); storing and acknowledging it frees memory, so a full Redis lets it through
+-- (Store.enqueue bounds how far past maxmemory).
+local function refuse_if_full(stats_key, counter, moving)
+  if moving then
+    redis.call('HDEL', stats_key, '')  -- as proceed_when_full (below), on the stats hash
+  else
+    redis.call('HINCRBY', stats_key, counter, 0)
+  end
 end
 
--- Delivery that would otherwise start with a deny-oom write (promote and the limiter start with
--- ZADD or SET) calls this first with one of its hash keys: HDEL of a field that never exists is a
--- write that cannot grow memory and is not checked, so the rest of the script runs at maxmemory.
--- Draining the backlog is what frees memory.
-local function proceed_when_full(hash_key)
-  redis.call('HDEL', hash_key, '')
+-- Every other script (delivery, maintenance, holds, operators) calls this first, unconditionally,
+-- with one of its keys: a write that cannot grow memory and that Redis does not check (HDEL of a
+-- field that never exists, ZREM of a member that never exists, GETEX without options, LTRIM 0 -1),
+-- so the rest of the script runs at maxmemory. Draining the backlog is what frees memory, a hold must
+-- be recorded and lifted, and what these write is bounded (tests/redis/test_lua_contracts.py checks
+-- that every script starts this way).
+local function proceed_when_full(key)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind == 'zset' then
+    redis.call('ZREM', key, '')
+  elseif kind == 'string' then
+    redis.call('GETEX', key)
+  elseif kind == 'list' then
+    redis.call('LTRIM', key, 0, -1)
+  else
+    redis.call('HDEL', key, '')  -- a hash, or no key yet (then nothing is created)
+  end
 end
 
 -- The earliest time the next probe of a hold may go: the last probe (or the answer that set the

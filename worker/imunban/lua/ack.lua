@@ -13,6 +13,7 @@ local K_STATS, K_META, K_INFLIGHT, K_LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_VERSIONS, K_VERSION_ENDS = KEYS[5], KEYS[6]
 local K_OUTCOMES, K_DEAD, K_DEAD_INFO, K_OK_GROUPS = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local K_REPLIES, K_REPLY_EXPIRY = KEYS[11], KEYS[12]
+proceed_when_full(K_STATS)  -- first write: delivery drains a full Redis (see _lib.lua)
 local replayed = reply_get(K_REPLIES, ARGV[7])
 if replayed then return replayed end
 local token, group, outcome = ARGV[1], ARGV[2], ARGV[3]

@@ -16,6 +16,7 @@
 local K_GROUPS, K_STATS, K_HIGH, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_INFLIGHT, K_LEASES, K_HOLD, K_REPLIES = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local K_REPLY_EXPIRY, K_READY = KEYS[9], KEYS[10]
+proceed_when_full(K_STATS)  -- first write: delivery drains a full Redis (see _lib.lua)
 local replayed = reply_get(K_REPLIES, ARGV[4])
 if replayed then return replayed end
 if ARGV[6] ~= '1' and redis.call('EXISTS', K_HOLD) == 1 then return {'hold'} end

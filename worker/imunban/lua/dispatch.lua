@@ -6,6 +6,7 @@
 -- ARGV[3] call id (fresh per call; the same in a replay)   ARGV[4..] pairs: group id, slots wanted for it
 -- Returns a flat list {group, slot, group, slot, ...} of newly marked slots: send one task for each.
 local K_DISPATCH, K_HOLD, K_REPLIES, K_REPLY_EXPIRY = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+proceed_when_full(K_DISPATCH)  -- first write: delivery drains a full Redis (see _lib.lua)
 local replayed = reply_get(K_REPLIES, ARGV[3])
 if replayed then return replayed end
 if redis.call('EXISTS', K_HOLD) == 1 then return {} end

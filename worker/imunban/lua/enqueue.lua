@@ -13,23 +13,25 @@
 -- KEYS[11..10+2n] per group, in the order of the group ids in ARGV: ready:{group} sched:{group}
 --               (both ZSET member -> due ms)
 -- ARGV[1] linger_ms
--- ARGV[2] n, the number of groups; ARGV[3..2+n] the group ids
--- ARGV[3+n..] 5-tuples: group index (1-based), member, due ms or '' for now, '1' if high else '0',
+-- ARGV[2] '1' when the requests move from a message held in this Redis (a Celery message on a broker
+--         that shares it): a full Redis lets them through (see refuse_if_full in _lib.lua); else '0'
+-- ARGV[3] n, the number of groups; ARGV[4..3+n] the group ids
+-- ARGV[4+n..] 5-tuples: group index (1-based), member, due ms or '' for now, '1' if high else '0',
 --             version or '' for none
 -- Returns {ready_added, scheduled_added, replaced, stale (ignored: a higher version was applied)}
 local K_SCHEDIDX, K_GROUPS, K_STATS, K_HIGH, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-refuse_if_full(K_STATS, 'enqueued')  -- first write: a full Redis refuses here (see _lib.lua)
+refuse_if_full(K_STATS, 'enqueued', ARGV[2] == '1')  -- first write: a full Redis refuses here (see _lib.lua)
 local K_INFLIGHT, K_LEASES, K_VERSIONS, K_VERSION_ENDS, K_WAKE = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local linger = ARGV[1]
-local n = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
 local now = now_ms()
 local dirty, sched_dirty = {}, {}
 local ready_added, sched_added, replaced, ready_delta, sched_delta, stale = 0, 0, 0, 0, 0, 0
 -- Checked once per call: a bulk import into an idle store skips the per-member lease lookups.
 local any_in_flight = redis.call('ZCARD', K_INFLIGHT) > 0
-for i = 3 + n, #ARGV, 5 do
+for i = 4 + n, #ARGV, 5 do
   local gi = tonumber(ARGV[i])
-  local group, member = ARGV[2 + gi], ARGV[i + 1]
+  local group, member = ARGV[3 + gi], ARGV[i + 1]
   local ready_key, sched_key = group_keys(10, gi)
   local rid = group .. SEP .. member
   local due = now
@@ -74,11 +76,11 @@ for i = 3 + n, #ARGV, 5 do
 end
 for gi, _ in pairs(dirty) do
   local ready_key = group_keys(10, gi)
-  reindex(K_GROUPS, ready_key, ARGV[2 + gi], linger, K_STATS)
+  reindex(K_GROUPS, ready_key, ARGV[3 + gi], linger, K_STATS)
 end
 for gi, _ in pairs(sched_dirty) do
   local _, sched_key = group_keys(10, gi)
-  reindex_sched(K_SCHEDIDX, sched_key, ARGV[2 + gi])
+  reindex_sched(K_SCHEDIDX, sched_key, ARGV[3 + gi])
 end
 -- A request due now should not wait for the pump's next timer: wake one (pump.py).
 if ready_added > 0 then wake(K_WAKE) end

@@ -5,6 +5,7 @@
 -- ARGV[1] the version memory, ms   ARGV[2] the most versions to forget in this call
 -- Returns the number of versions forgotten.
 local K_VERSIONS, K_VERSION_ENDS = KEYS[1], KEYS[2]
+proceed_when_full(K_VERSIONS)  -- first write: maintenance runs on a full Redis (see _lib.lua)
 local old = redis.call('ZRANGE', K_VERSION_ENDS, '-inf', now_ms() - tonumber(ARGV[1]), 'BYSCORE',
   'LIMIT', 0, tonumber(ARGV[2]))
 if #old > 0 then

@@ -7,6 +7,7 @@
 -- Returns the number of pending members ended.
 local K_SCHEDIDX, K_GROUPS, K_STATS, K_HIGH, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_VERSIONS, K_VERSION_ENDS, K_OUTCOMES, K_READY, K_SCHED = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+proceed_when_full(K_STATS)  -- first write: delivery drains a full Redis (see _lib.lua)
 local group = ARGV[1]
 local now = now_ms()
 local function finish(members)

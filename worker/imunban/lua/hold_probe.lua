@@ -10,6 +10,7 @@
 -- groups of the index (lingering ones too: a probe need not wait for a batch to fill), the one
 -- probed longest ago, never-probed groups first, ties to the oldest.
 local K_GROUPS, K_HOLD, K_PROBED = KEYS[1], KEYS[2], KEYS[3]
+proceed_when_full(K_HOLD)  -- first write: a hold is probed and lifted on a full Redis (see _lib.lua)
 if redis.call('EXISTS', K_HOLD) == 0 then return 0 end
 local now = now_ms()
 local next_probe, last, min_probe = unpack(redis.call('HMGET', K_HOLD, 'next_probe_ms', 'last_probe_ms',

@@ -5,6 +5,7 @@
 -- ARGV[1] how many ended holds the history keeps
 -- Returns 1 when a hold ended, 0 when there was none (another worker released it first).
 local K_HOLD, K_PROBED, K_HOLDS = KEYS[1], KEYS[2], KEYS[3]
+proceed_when_full(K_HOLD)  -- first write: a hold is probed and lifted on a full Redis (see _lib.lua)
 local since, code, info, probes = unpack(redis.call('HMGET', K_HOLD, 'since_ms', 'code', 'info', 'probes'))
 if not since then return 0 end
 local now = now_ms()

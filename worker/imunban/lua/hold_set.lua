@@ -5,6 +5,7 @@
 -- ARGV[4] the shortest delay between probes for this code, ms (60000 after 70050)
 -- Returns the hold's since_ms.
 local K_HOLD = KEYS[1]
+proceed_when_full(K_HOLD)  -- first write: a hold is recorded on a full Redis (see _lib.lua)
 local now = now_ms()
 -- The floor is sticky for the hold's life: a 70050 ("retry after 1 minute") still applies when a
 -- later probe answers with another configuration code.

@@ -5,10 +5,9 @@
 --         a TAT further ahead is corrupt and restarts from now before the push
 -- Returns the new TAT lead over now, microseconds.
 local K_LIMITER = KEYS[1]
+proceed_when_full(K_LIMITER)  -- first write: delivery drains a full Redis (see _lib.lua)
 local now = now_us()
--- GETEX, a write that cannot grow memory, goes first so that a full Redis does not refuse the SET
--- below (see proceed_when_full in _lib.lua); without options it reads like GET.
-local tat = tonumber(redis.call('GETEX', K_LIMITER) or now)
+local tat = tonumber(redis.call('GET', K_LIMITER) or now)
 if tat - now > tonumber(ARGV[2]) then tat = now end
 local pushed = now + tonumber(ARGV[1])
 if pushed > tat then tat = pushed end

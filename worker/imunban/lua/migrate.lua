@@ -20,6 +20,7 @@
 -- Returns {renamed, merged, group keys among them, {rid, merged version, 1 if the old layout won else 0, ...},
 -- {pair index, member, old score, ...}}.
 local K_STATS = KEYS[1]
+proceed_when_full(K_STATS)  -- first write: a worker starting on a full Redis still moves the old layout
 local renamed, merged, group_keys = 0, 0, 0
 local decided, collisions = {}, {}
 

@@ -5,6 +5,7 @@
 -- KEYS[1] hold   HASH code, info, since_ms, next_probe_ms, probes, min_probe_ms, last_probe_ms
 -- Returns 0 when there is no hold, else the time (ms) the next probe is due now.
 local K_HOLD = KEYS[1]
+proceed_when_full(K_HOLD)  -- first write: a hold is probed on a full Redis too (see _lib.lua)
 if redis.call('EXISTS', K_HOLD) == 0 then return 0 end
 local now = now_ms()
 local next_probe, last, min_probe = unpack(redis.call('HMGET', K_HOLD, 'next_probe_ms', 'last_probe_ms',

@@ -8,6 +8,7 @@
 -- is dropped.
 -- Returns the number of requests reaped.
 local K_SCHEDIDX, K_STATS, K_HIGH, K_INFLIGHT, K_LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+proceed_when_full(K_STATS)  -- first write: delivery drains a full Redis (see _lib.lua)
 local n = tonumber(ARGV[1])
 local now = now_ms()
 local reaped, to_sched = 0, 0

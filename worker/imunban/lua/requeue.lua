@@ -15,6 +15,7 @@
 local K_SCHEDIDX, K_GROUPS, K_STATS, K_HIGH, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_INFLIGHT, K_LEASES, K_REPLIES, K_REPLY_EXPIRY = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local K_WAKE, K_READY, K_SCHED = KEYS[10], KEYS[11], KEYS[12]
+proceed_when_full(K_STATS)  -- first write: delivery drains a full Redis (see _lib.lua)
 local replayed = reply_get(K_REPLIES, ARGV[7])
 if replayed then return replayed end
 local token, group = ARGV[1], ARGV[2]

@@ -65,8 +65,12 @@ def audit(ctx: AppContext, who: Principal, action: str, count: int, detail: str 
         "due_ms": now, "at_ms": now, "app": ctx.keys.app,
         "action": action, "count": count, "role": who.role, "via": who.via, "client": client,
     }  # fmt: skip
+    pairs = [part for name, value in fields.items() for part in (name, value)]
     with translated("audit"):
-        ctx.client.xadd(ctx.keys.outcomes, fields, maxlen=ctx.settings.outcome_stream_maxlen, approximate=True)
+        # A script (audit.lua): the entry is written on a full Redis too, where a plain XADD is refused.
+        register(ctx.client, "audit", package="imunban.web")(
+            keys=[ctx.keys.outcomes], args=[ctx.settings.outcome_stream_maxlen, *pairs]
+        )
 
 
 def audit_stopped(ctx: AppContext, who: Principal, action: str, stop: StoppedPartWay, client: str = "") -> None:

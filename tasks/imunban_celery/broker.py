@@ -1,0 +1,223 @@
+# mypy: disable-error-code="no-untyped-call"
+# (kombu is untyped: nearly every line here calls into it)
+"""kombu's Redis transport made safe on a full Redis (``maxmemory`` with ``noeviction``).
+
+At maxmemory Redis refuses every command queued inside MULTI and every command that may grow memory.
+kombu writes its bookkeeping that way: after BRPOP it records the popped message as unacknowledged in
+MULTI (refused: the message was in neither its queue nor ``unacked``, and the worker stopped, since
+Celery treats the error as unrecoverable); acks, requeues and restores are MULTI too, a starting
+consumer takes its restore mutex with SET NX, declares its queues with SADD and LLEN in MULTI, and
+the pump publishes delivery runs with LPUSH. So a full Redis killed every worker and lost a message.
+
+:class:`FullSafeChannel` does all of that through small scripts (``lua/`` beside this module) whose
+first write cannot grow memory, which Redis lets through at maxmemory (it checks a script only at its
+first write). Each keeps kombu's keys and semantics; what they write is about the room just freed (a
+popped message recorded, a rejected one moved back) or bounded (a binding, one delivery run per
+dispatch marker). Producers' messages to the public queue stay plain LPUSHes: Redis refuses those
+when full, which is intake being refused. See docs/durability.md.
+
+:data:`INTAKE_GATE`: after the store refused a public message because Redis is full, the worker takes
+no public message for :data:`PAUSE_S` (the message went back to its queue) but keeps taking delivery
+runs, which free memory; so a full Redis costs no busy loop of refusals.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
+
+from imunban.connection import is_redis_full
+from imunban.scripts import lua_source
+from imunban_celery.names import INTERNAL_QUEUE, PUBLIC_QUEUE
+
+log = logging.getLogger("imunban.tasks")
+
+#: How long a worker takes no public message after Redis refused one for being full.
+PAUSE_S = 1.0
+#: Waits before re-sending the record of a popped message after a connection error (1.5 s in all).
+RECORD_RETRY_S = (0.1, 0.2, 0.4, 0.8)
+
+
+class IntakeGate:
+    """Whether the worker takes public (intake) messages now; closed for a moment after a refusal."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, pause_s: float = PAUSE_S) -> None:
+        self._clock = clock
+        self.pause_s = pause_s
+        self._until = -float("inf")
+
+    def refused(self) -> None:
+        """The store refused a public message because Redis is full: take none for ``pause_s``."""
+        self._until = self._clock() + self.pause_s
+
+    def paused(self) -> bool:
+        return self._clock() < self._until
+
+
+#: One per worker process: the consumer reads it, the intake tasks close it (see the module docstring).
+INTAKE_GATE = IntakeGate()
+
+
+def _script(client: redis.Redis, name: str) -> Any:
+    return client.register_script(lua_source("imunban_celery", name))
+
+
+class _Pushes:
+    """Stands in for kombu's pipeline in ``_do_restore_message``: records the queues and the payload it pushes."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.payload = ""
+
+    def lpush(self, key: str, value: str) -> _Pushes:
+        return self._push(key, value)
+
+    def rpush(self, key: str, value: str) -> _Pushes:
+        return self._push(key, value)
+
+    def _push(self, key: str, value: str) -> _Pushes:
+        self.keys.append(key)
+        self.payload = value
+        return self
+
+
+class FullSafeQoS(kombu_redis.QoS):
+    """kombu's ack emulation, each step one script that a full Redis runs (see the module docstring)."""
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        delivery = message.delivery_info
+        entry = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        args = [delivery_tag, time.time(), entry]
+        # The popped message is only in this process until the record is written: a dropped connection
+        # must not lose it, so the (idempotent) record is sent again for a moment before giving up.
+        for delay_s in (*RECORD_RETRY_S, None):
+            try:
+                with self.channel.conn_or_acquire() as client:
+                    _script(client, "unacked_add")(keys=[self.unacked_index_key, self.unacked_key], args=args)
+                break
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                if delay_s is None:
+                    raise
+                log.warning("recording a popped message failed (connection); again in %.1f s", delay_s)
+                time.sleep(delay_s)
+        virtual.QoS.append(self, message, delivery_tag)
+
+    def ack(self, delivery_tag: str) -> None:
+        self._forget(delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        if requeue:
+            self.restore_by_tag(delivery_tag, leftmost=True)
+        else:
+            self._forget(delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)
+
+    def _forget(self, delivery_tag: str) -> None:
+        with self.channel.conn_or_acquire() as client:
+            _script(client, "unacked_remove")(keys=[self.unacked_index_key, self.unacked_key], args=[delivery_tag])
+
+    def restore_by_tag(self, tag: str, client: redis.Redis | None = None, leftmost: bool = False) -> None:
+        with self.channel.conn_or_acquire(client) as conn:
+            raw = conn.hget(self.unacked_key, tag)
+            pushes = _Pushes()
+            if raw:
+                payload, exchange, routing_key = loads(bytes_to_str(raw))
+                self.channel._do_restore_message(payload, exchange, routing_key, pushes, leftmost)
+            _script(conn, "unacked_restore")(
+                keys=[self.unacked_index_key, self.unacked_key, *pushes.keys],
+                args=[tag, raw or "", pushes.payload, "1" if leftmost else "0"],
+            )
+
+    def restore_visible(self, start: int = 0, num: int | None = 10, interval: int = 10) -> None:
+        """kombu's periodic restore of messages past their visibility timeout, with a mutex taken by script."""
+        self._vrestore_count += 1
+        if (self._vrestore_count - 1) % (interval or 1):
+            return
+        with self.channel.conn_or_acquire() as client:
+            ceil = time.time() - self.visibility_timeout
+            token = uuid.uuid4().hex
+            mutex = self.unacked_mutex_key
+            if not _script(client, "mutex_acquire")(keys=[mutex], args=[token, int(self.unacked_mutex_expire * 1000)]):
+                return
+            try:
+                visible = client.zrange(
+                    self.unacked_index_key, ceil, 0, desc=True, byscore=True,
+                    offset=num and start, num=num, withscores=True,
+                )  # fmt: skip
+                for tag, _ in visible or []:
+                    self.restore_by_tag(tag, client)
+            finally:
+                _script(client, "mutex_release")(keys=[mutex], args=[token])
+
+
+class FullSafeChannel(kombu_redis.Channel):
+    """kombu's Redis channel whose bookkeeping and delivery-run publishes work on a full Redis."""
+
+    QoS = FullSafeQoS
+
+    def _restore(self, message: Any, leftmost: bool = False) -> None:
+        self.qos.restore_by_tag(message.delivery_tag, leftmost=leftmost)
+
+    def _size(self, queue: str) -> int:
+        # kombu reads the lengths inside MULTI, which a full Redis refuses (a queue declare asks for it).
+        with self.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=False)
+            for pri in self.priority_steps:
+                pipe.llen(self._q_for_pri(queue, pri))
+            return sum(int(size) for size in pipe.execute())
+
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
+        try:
+            super()._queue_bind(exchange, routing_key, pattern, queue)
+        except redis.exceptions.RedisError as exc:
+            if not is_redis_full(exc):
+                raise
+            tables = [self.keyprefix_queue % (exchange,)]
+            permanent = getattr(self, "keyprefix_binding_permanent", None)  # kombu >= 5.7 keeps a second table
+            if permanent is not None and queue not in getattr(self, "_expires", {}):
+                tables.append(permanent % (exchange,))
+            member = self.sep.join([routing_key or "", pattern or "", queue or ""])
+            with self.conn_or_acquire() as client:
+                _script(client, "binding_add")(keys=tables, args=[member])
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+        internal = queue == INTERNAL_QUEUE or queue.startswith(INTERNAL_QUEUE + ".")
+        if not internal or kwargs.get("_publish_batch") is not None or queue in getattr(self, "_expires", {}):
+            super()._put(queue, message, **kwargs)
+            return
+        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        with self.conn_or_acquire() as client:
+            _script(client, "queue_push")(keys=[key], args=[dumps(message)])
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        if not INTAKE_GATE.paused():
+            super()._brpop_start(timeout)
+            return
+        cycle = self._queue_cycle
+        self._queue_cycle = _Without(cycle, PUBLIC_QUEUE)
+        try:
+            super()._brpop_start(timeout)
+        finally:
+            self._queue_cycle = cycle
+
+
+class _Without:
+    """A queue cycle that leaves ``skip`` out of the queues it offers (all of them if nothing else is left)."""
+
+    def __init__(self, cycle: Any, skip: str) -> None:
+        self._cycle = cycle
+        self._skip = skip
+
+    def consume(self, n: int) -> list[str]:
+        queues: list[str] = list(self._cycle.consume(n))
+        return [q for q in queues if q != self._skip] or queues
