@@ -45,3 +45,14 @@ def test_an_app_found_only_by_its_keys_counts_too_and_an_empty_one_is_quiet(r: r
     new = open_deployment(settings, client=r, apps=Apps([app("asia", 3)]))
     prepare_worker(new)
     assert set(status_of_apps(r, [engine.keys for engine in new])["orphaned_apps"]) == {"eu"}
+
+
+def test_a_worker_starts_on_a_full_redis(r: redis.Redis) -> None:
+    """The registry write is refused at maxmemory; the worker still starts (draining frees memory)."""
+    settings = Settings(key_prefix="orph3")
+    deployment = open_deployment(settings, client=r, apps=Apps([app("eu", 1)]))
+    r.config_set("maxmemory", int(r.info("memory")["used_memory"]) + 1)
+    try:
+        prepare_worker(deployment)
+    finally:
+        r.config_set("maxmemory", 0)

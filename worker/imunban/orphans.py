@@ -8,13 +8,17 @@ needs one SMEMBERS, never a scan.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import cast
 
 import redis
 
 from imunban.connection import translated
+from imunban.errors import RedisFullError
 from imunban.keys import Keys
+
+log = logging.getLogger(__name__)
 
 #: SCAN page size when a worker looks for the apps whose keys are in Redis.
 SCAN_COUNT = 1_000
@@ -29,8 +33,12 @@ def record_apps(client: redis.Redis, prefix: str, served: Iterable[str]) -> set[
             name = keys.app_of_stats_key(str(key))
             if name is not None:
                 names.add(name)
-        if names:
+    try:
+        with translated("record apps"):
             client.sadd(keys.apps_seen, *sorted(names))
+    except RedisFullError:
+        # A worker starting on a full Redis must start (draining is what frees memory): the registry waits.
+        log.warning("Redis is full: the registry of apps is updated at the next worker start")
     return names
 
 
