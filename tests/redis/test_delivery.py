@@ -304,7 +304,7 @@ def test_stale_lease_ack_is_counted_not_applied(store: Store, r: redis.Redis, ke
 
 
 def test_api_error_codes_reach_report(store: Store) -> None:
-    """The report counts calls by ErrorCode, with transport failures (HTTP 502) as -1."""
+    """The report counts calls by ErrorCode, with every transport failure (here HTTP 502) as "transport"."""
     answers = iter([10002, -1, 0])
 
     class Api(FakeApi):
@@ -320,7 +320,7 @@ def test_api_error_codes_reach_report(store: Store) -> None:
     deliverer, _ = make(store, Api())
     enqueue(store, "g", ["a"])
     report = deliverer.deliver_group("g")
-    assert report.codes == {10002: 1, -1: 1, 0: 1}
+    assert report.codes == {"10002": 1, "transport": 1, "0": 1}
     assert report.delivered == 1
 
 

@@ -30,10 +30,11 @@ from imunban.errors import (
     RenewSigError,
     RetryableError,
     StoreError,
+    TransportError,
 )
 from imunban.hold import Hold
 from imunban.limiter import PENALTY_MS, LeaseCheck, RateLimiter
-from imunban.observe import Observer
+from imunban.observe import ANSWER, INTERNAL, TRANSPORT, Observer
 from imunban.report import Report, UnbanApi
 from imunban.retry import RetryPolicy, backoff_ms, exhausted, halves, overlap_ms
 from imunban.settings import Settings
@@ -227,20 +228,24 @@ class Deliverer:
             if not batch.items:
                 return
         started = self._monotonic()
-        code = 0
+        code, kind = 0, ANSWER
         try:
             self.api.unban(batch.group_id, batch.members)
+        except TransportError:
+            kind = TRANSPORT  # no answer: one spelling whatever failed (docs/metrics.md)
+            raise
         except ApiError as exc:
-            code = exc.code if exc.code else -1
+            code = exc.code
             raise
         except Exception:
-            code = -1  # no API answer: an internal error, handled by deliver_group
+            kind = INTERNAL  # no API answer: an internal error, handled by deliver_group
             raise
         finally:
             report.calls += 1
             report.uncounted_calls += 1  # counted by the ack or requeue that follows (one round trip less)
-            report.codes[code] = report.codes.get(code, 0) + 1
-            self.observer.api_call(code, len(batch.items), self._monotonic() - started)
+            label = str(code) if kind == ANSWER else kind
+            report.codes[label] = report.codes.get(label, 0) + 1
+            self.observer.api_call(code, len(batch.items), self._monotonic() - started, kind)
 
     def _revoked(self, batch: Batch, count: int, report: Report) -> None:
         report.revoked += count
