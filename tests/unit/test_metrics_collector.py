@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from helpers import deployment_on, metric_samples, metric_value
 from imunban import __version__
 from imunban.keys import Keys
-from imunban.metrics import AppReading, PrometheusObserver, RedisCollector, new_registry, observer_for, redis_families
+from imunban.metrics import DEPTH_STATES, AppReading, PrometheusObserver, RedisCollector, new_registry, observer_for, redis_families
 from imunban.observe import INTERNAL, TRANSPORT
 from imunban.settings import Settings
 from imunban.stats import COUNTERS
@@ -59,9 +59,8 @@ def test_families_from_readings() -> None:
     counters = {**dict.fromkeys(COUNTERS, 0), "reaped": 4, "internal_errors": 1, "stale_acks": 2}
     snap = status_doc(queued=7, scheduled=3, in_flight=1, dead=2, counters=counters)
     text = render({"default": AppReading(snap, vitals(oldest_due_ms=NOW_MS - 27_500), 190.0)}, {"rejected_messages": 5})
-    assert {s: metric_value(text, "imunban_queue_depth", state=s) for s in ("queued", "scheduled", "in_flight", "dead")} == {
-        "queued": 7, "scheduled": 3, "in_flight": 1, "dead": 2
-    }  # fmt: skip
+    depths = {s: metric_value(text, "imunban_queue_depth", state=s) for s in DEPTH_STATES}
+    assert depths == {"queued": 7, "scheduled": 3, "in_flight": 1, "dead": 2}
     assert metric_value(text, "imunban_oldest_due_age_seconds", app="default") == 27.5
     assert metric_value(text, "imunban_workers_alive") == 2
     assert metric_value(text, "imunban_limiter_use_ratio") == 0.25
@@ -95,13 +94,15 @@ def test_nothing_due_reads_zero_and_unknown_memory_is_left_out() -> None:
 
 def test_every_app_has_its_own_series() -> None:
     """Two apps: each Redis-read series once per app, labelled with it."""
-    text = render({name: AppReading(status_doc(queued=n), vitals(workers_alive=n), 100.0) for name, n in [("cn", 1), ("intl", 5)]})
+    text = render(
+        {name: AppReading(status_doc(queued=n), vitals(workers_alive=n), 100.0) for name, n in [("cn", 1), ("intl", 5)]}
+    )
     assert metric_value(text, "imunban_queue_depth", app="intl", state="queued") == 5
     assert metric_value(text, "imunban_workers_alive", app="cn") == 1
 
 
 def test_collector_survives_redis_down() -> None:
-    """A scrape while Redis is unreachable says imunban_redis_up 0 and yields no Redis-read series instead of failing."""
+    """A scrape while Redis is unreachable says imunban_redis_up 0 and has no Redis-read series instead of failing."""
     server = fakeredis.FakeServer()
     server.connected = False
     client = fakeredis.FakeRedis(server=server, decode_responses=True)
@@ -129,7 +130,9 @@ def test_every_series_is_labelled_with_its_app() -> None:
     assert metric_value(text, "imunban_members_delivered_total", app="intl") == 0
     assert metric_value(text, "imunban_api_calls_total", app="intl", kind="answer", code="0") == 1
     about_apps = [
-        dict(labels) for (name, labels) in metric_samples(text) if name.startswith("imunban_") and name != "imunban_build_info"
+        dict(labels)
+        for (name, labels) in metric_samples(text)
+        if name.startswith("imunban_") and name != "imunban_build_info"
     ]
     assert about_apps and all("app" in labels for labels in about_apps)
 

@@ -34,7 +34,6 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from imunban import __version__
 from imunban.connection import server_time_ms, translated
 from imunban.deployment import Deployment
 from imunban.keys import DEFAULT_APP, Keys
@@ -42,6 +41,7 @@ from imunban.observe import ANSWER, CALL_KINDS, Observer
 from imunban.settings import Settings
 from imunban.stats import COUNTERS, DEPLOYMENT_COUNTERS, status
 from imunban.summary import NO_APP, Tally
+from imunban.version import VERSION
 from imunban.vitals import Vitals, read_vitals
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,10 @@ def new_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
         registry.register(cast(Collector, collector))
-    build = Gauge("imunban_build_info", "Always 1: the imunban version this process runs", ["version"], registry=registry)
-    build.labels(version=__version__).set(1)
+    build = Gauge(
+        "imunban_build_info", "Always 1: the imunban version this process runs", ["version"], registry=registry
+    )
+    build.labels(version=VERSION).set(1)
     return registry
 
 
@@ -76,8 +78,10 @@ class PrometheusObserver(Tally):
         super().__init__(app)
         self.registry = registry or new_registry()
         r, a = self.registry, ["app"]
-        self.calls = Counter("imunban_api_calls", "Unban API calls by how they ended: kind answer (code: the ErrorCode, "
-                             "0 success), transport or internal (code empty)", ["app", "kind", "code"], registry=r)  # fmt: skip
+        self.calls = Counter(
+            "imunban_api_calls", "Unban API calls: kind answer (code: its ErrorCode, 0 success), transport or internal",
+            ["app", "kind", "code"], registry=r,
+        )  # fmt: skip
         self.call_seconds = Histogram("imunban_api_call_seconds", "Unban API call duration", a, registry=r)
         self.batch_size = Histogram("imunban_batch_size", "Members per API call", a, buckets=BATCH_BUCKETS, registry=r)
         self.delivered_total = Counter("imunban_members_delivered", "Members delivered", a, registry=r)
