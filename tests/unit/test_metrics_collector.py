@@ -10,7 +10,15 @@ from prometheus_client import CollectorRegistry, generate_latest
 from helpers import deployment_on, metric_samples, metric_value
 from imunban import __version__
 from imunban.keys import Keys
-from imunban.metrics import DEPTH_STATES, AppReading, PrometheusObserver, RedisCollector, new_registry, observer_for, redis_families
+from imunban.metrics import (
+    DEPTH_STATES,
+    AppReading,
+    PrometheusObserver,
+    RedisCollector,
+    new_registry,
+    observer_for,
+    redis_families,
+)
 from imunban.observe import INTERNAL, TRANSPORT
 from imunban.settings import Settings
 from imunban.stats import COUNTERS
