@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import socket
 
 from imunban.local import embedded
-from imunban.logs import setup_logging
+from imunban.logs import config_line, effective_config, setup_logging
 from imunban.settings import Settings
+from imunban.version import VERSION
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,6 +28,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run_worker(args: argparse.Namespace) -> int:
     # Celery and kombu load here, for this command only: `imunban status` and the others start without them.
+    from celery import signals
+
     from imunban_celery.app import create_celery
     from imunban_celery.context import context_of
 
@@ -37,6 +41,8 @@ def run_worker(args: argparse.Namespace) -> int:
             raise SystemExit("imunban: error: --concurrency must be >= 1")
         settings = dataclasses.replace(settings, concurrency=args.concurrency)
     setup_logging(settings)
+    # Our handlers stay as they are: Celery configures logging only when nobody answers this signal.
+    signals.setup_logging.connect(_keep_imunban_logging, weak=False)
     celery = create_celery(settings)
     # Opened now, not at the first task: missing credentials, a Redis that cannot be used (unreachable,
     # or an evicting maxmemory-policy) stop the command here with a clear error instead of inside
@@ -44,8 +50,13 @@ def run_worker(args: argparse.Namespace) -> int:
     context = context_of(celery)
     context.deployment  # noqa: B018
     name = args.name or f"imunban-{os.getpid()}@{socket.gethostname()}"
+    config = effective_config(context.settings, context.apps, worker=name, concurrency=settings.concurrency)
+    logging.getLogger("imunban.worker").info(config_line(config), extra={"config": config, "version": VERSION})
+    # JSON lines only in JSON mode: Celery's banner is plain text on stdout.
+    quiet = ["--quiet"] if settings.log_format == "json" else []
     celery.worker_main(
         [
+            *quiet,
             "worker",
             "--pool=threads",
             f"--concurrency={settings.concurrency}",
@@ -58,6 +69,10 @@ def run_worker(args: argparse.Namespace) -> int:
         ]
     )
     return 0
+
+
+def _keep_imunban_logging(**kwargs: object) -> None:
+    """Celery's setup_logging signal: logging is configured already (imunban.logs.setup_logging)."""
 
 
 def run_redis(args: argparse.Namespace) -> int:
