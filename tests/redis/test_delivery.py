@@ -324,6 +324,31 @@ def test_api_error_codes_reach_report(store: Store) -> None:
     assert report.delivered == 1
 
 
+def test_an_internal_error_counts_as_internal(store: Store) -> None:
+    """An exception of our own around the call counts as "internal", not as an ErrorCode or a transport failure."""
+
+    class Api(FakeApi):
+        def unban(self, group_id: str, members: Sequence[str]) -> None:
+            raise KeyError("a bug")
+
+    deliverer, _ = make(store, Api())
+    enqueue(store, "g", ["a"])
+    assert set(deliverer.deliver_group("g").codes) == {"internal"}
+
+
+def test_log_lines_carry_app_group_and_code(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """A dead letter's and a retry's log records carry app, group_id and code (fields of a JSON line)."""
+    deliverer, _ = make(store, FakeApi(lambda g, m: 10004 if g == "bad" else 10002), max_attempts=5)
+    enqueue(store, "bad", ["x"])
+    enqueue(store, "slow", ["y"])
+    with caplog.at_level("INFO", logger="imunban.delivery"):
+        deliverer.deliver_group("bad")
+        deliverer.deliver_group("slow")
+    fields = {(r.__dict__.get("app"), r.__dict__.get("group_id"), r.__dict__.get("code")) for r in caplog.records}
+    assert ("default", "bad", 10004) in fields
+    assert ("default", "slow", 10002) in fields
+
+
 def test_hold_set_while_waiting_for_slot_skips_the_call(store: Store, r: redis.Redis, keys: Keys) -> None:
     """A batch whose slot comes after another worker set the hold is handed back uncalled."""
     api = FakeApi()

@@ -51,6 +51,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+def json_line(logger: str, level: int, message: str) -> str:
+    """One JSON line as a record of ``logger`` would be (for text a library writes straight to a file)."""
+    record = logging.LogRecord(logger, level, __file__, 0, message.strip(), None, None)
+    return JsonFormatter().format(record) + "\n"
+
+
 class TaskLinesAtDebug(logging.Filter):
     """Celery's per-task INFO lines become DEBUG records: shown only when the root logger is at DEBUG."""
 
