@@ -15,6 +15,7 @@ from celery import Celery, bootsteps
 from imunban.errors import StoreError
 from imunban.metrics import start_metrics_server
 from imunban.pump import Pump
+from imunban.summary import Tally, run_summaries
 from imunban_celery.context import context_of
 
 log = logging.getLogger("imunban.pump")
@@ -64,5 +65,35 @@ class PumpStep(bootsteps.StartStopStep):  # type: ignore[misc]
                 self._stop.wait(RETRY_S)
 
 
+class SummaryStep(bootsteps.StartStopStep):  # type: ignore[misc]
+    """One INFO line per IMUNBAN_LOG_SUMMARY_S with what this worker delivered (imunban.summary)."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, parent: Any) -> None:
+        context = context_of(parent.app)
+        deployment, interval_s = context.deployment, context.settings.log_summary_s
+        if not interval_s or not isinstance(deployment.observer, Tally):
+            return
+        self._thread = threading.Thread(
+            target=run_summaries,
+            args=(deployment.observer, deployment.names, interval_s, self._stop),
+            name="imunban-summary",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self, parent: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
 def register(celery: Celery) -> None:
     celery.steps["worker"].add(PumpStep)
+    celery.steps["worker"].add(SummaryStep)

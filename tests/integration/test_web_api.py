@@ -10,6 +10,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from imunban import __version__
 from imunban.apps import AppConfig, Apps
 from imunban.deployment import open_deployment
 from imunban.hold import Hold
@@ -201,3 +202,9 @@ def test_over_loopback_with_uvicorn(r: redis.Redis, served: str) -> None:
             text = "".join(stream.iter_text())
         assert text.startswith("event: overview\ndata: {") and '"dead":1' in text
         assert http.get("/static/vendor/htmx.min.js").status_code == 200
+
+
+def test_footer_shows_the_version(r: redis.Redis, redis_url: str) -> None:
+    """Every page's footer says which imunban version serves it."""
+    page = console_client(r, redis_url).get("/", headers=bearer(VIEWER)).text
+    assert f"imunban {__version__} · Times are UTC" in page

@@ -304,7 +304,7 @@ def test_stale_lease_ack_is_counted_not_applied(store: Store, r: redis.Redis, ke
 
 
 def test_api_error_codes_reach_report(store: Store) -> None:
-    """The report counts calls by ErrorCode, with transport failures (HTTP 502) as -1."""
+    """The report counts calls by ErrorCode, with every transport failure (here HTTP 502) as "transport"."""
     answers = iter([10002, -1, 0])
 
     class Api(FakeApi):
@@ -320,8 +320,33 @@ def test_api_error_codes_reach_report(store: Store) -> None:
     deliverer, _ = make(store, Api())
     enqueue(store, "g", ["a"])
     report = deliverer.deliver_group("g")
-    assert report.codes == {10002: 1, -1: 1, 0: 1}
+    assert report.codes == {"10002": 1, "transport": 1, "0": 1}
     assert report.delivered == 1
+
+
+def test_an_internal_error_counts_as_internal(store: Store) -> None:
+    """An exception of our own around the call counts as "internal", not as an ErrorCode or a transport failure."""
+
+    class Api(FakeApi):
+        def unban(self, group_id: str, members: Sequence[str]) -> None:
+            raise KeyError("a bug")
+
+    deliverer, _ = make(store, Api())
+    enqueue(store, "g", ["a"])
+    assert set(deliverer.deliver_group("g").codes) == {"internal"}
+
+
+def test_log_lines_carry_app_group_and_code(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """A dead letter's and a retry's log records carry app, group_id and code (fields of a JSON line)."""
+    deliverer, _ = make(store, FakeApi(lambda g, m: 10004 if g == "bad" else 10002), max_attempts=5)
+    enqueue(store, "bad", ["x"])
+    enqueue(store, "slow", ["y"])
+    with caplog.at_level("INFO", logger="imunban.delivery"):
+        deliverer.deliver_group("bad")
+        deliverer.deliver_group("slow")
+    fields = {(r.__dict__.get("app"), r.__dict__.get("group_id"), r.__dict__.get("code")) for r in caplog.records}
+    assert ("default", "bad", 10004) in fields
+    assert ("default", "slow", 10002) in fields
 
 
 def test_hold_set_while_waiting_for_slot_skips_the_call(store: Store, r: redis.Redis, keys: Keys) -> None:

@@ -51,9 +51,9 @@ def _imunban_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_services_present(compose: dict[str, Any]) -> None:
-    """redis, worker, simulator and web are defined; all but redis are built from this repository."""
-    assert {"redis", "worker", "simulator", "web"} <= set(compose["services"])
-    assert set(_imunban_services(compose)) == {"worker", "simulator", "web"}
+    """redis, worker, simulator, web and the monitoring services are defined; imunban's are built from here."""
+    assert {"redis", "worker", "simulator", "web", "exporter", "prometheus", "grafana"} <= set(compose["services"])
+    assert set(_imunban_services(compose)) == {"worker", "simulator", "web", "exporter"}
 
 
 def test_dockerfile_installs_package_as_non_root() -> None:
@@ -81,6 +81,7 @@ def test_commands_are_real_entry_points(compose: dict[str, Any]) -> None:
     assert _argv(compose["services"]["worker"])[1] == "worker"
     assert _argv(compose["services"]["simulator"])[1] == "simulate"
     assert _argv(compose["services"]["web"])[1] == "web"
+    assert _argv(compose["services"]["exporter"])[1] == "exporter"
 
 
 def test_redis_private_durable_and_password_protected(compose: dict[str, Any]) -> None:
@@ -99,11 +100,15 @@ def test_redis_private_durable_and_password_protected(compose: dict[str, Any]) -
     assert volume in compose["volumes"]
 
 
+#: The services that publish a port, each on the host's loopback only.
+PUBLISHED = {"web": "127.0.0.1:8321:8321", "prometheus": "127.0.0.1:9090:9090", "grafana": "127.0.0.1:3000:3000"}
+
+
 def test_nothing_is_published_on_the_host(compose: dict[str, Any]) -> None:
-    """Only the console publishes a port, on the host's loopback; metrics and the simulator stay on the network."""
+    """Only the console, Prometheus and Grafana publish a port, on the host's loopback; metrics stay on the network."""
     for name, service in compose["services"].items():
-        if name == "web":
-            assert [str(p) for p in service["ports"]] == ["127.0.0.1:8321:8321"]
+        if name in PUBLISHED:
+            assert [str(p) for p in service["ports"]] == [PUBLISHED[name]], name
             continue
         assert "ports" not in service, name
     worker = compose["services"]["worker"]
@@ -125,7 +130,7 @@ def test_secret_key_is_a_compose_secret(compose: dict[str, Any]) -> None:
     """The secret key reaches the containers as a file secret, never as an environment variable."""
     assert "imunban_secret_key" in compose["secrets"]
     for name, service in _imunban_services(compose).items():
-        if name == "web":  # the console signs nothing for the API: it does not get the key at all
+        if name in ("web", "exporter"):  # they sign nothing for the API: they do not get the key at all
             assert "imunban_secret_key" not in service["secrets"]
             assert not any("SECRET_KEY" in variable for variable in service["environment"])
             continue
@@ -136,14 +141,19 @@ def test_secret_key_is_a_compose_secret(compose: dict[str, Any]) -> None:
     assert "IMUNBAN_SECRET_KEY" not in _env_example()
 
 
-def test_simulator_only_in_dev_profile(compose: dict[str, Any]) -> None:
-    """The simulator runs only with `--profile dev`, listening on all interfaces of its container."""
+#: Services that run only with a profile (`docker compose --profile NAME up`).
+PROFILES = {"simulator": ["dev"], "exporter": ["monitoring"], "prometheus": ["monitoring"], "grafana": ["monitoring"]}
+
+
+def test_profiles(compose: dict[str, Any]) -> None:
+    """The simulator runs only with `--profile dev`, the monitoring kit only with `--profile monitoring`."""
     simulator = compose["services"]["simulator"]
-    assert simulator["profiles"] == ["dev"]
     argv = _argv(simulator)
     assert argv[argv.index("--host") + 1] == "0.0.0.0"
     for name, service in compose["services"].items():
-        if name != "simulator":
+        if name in PROFILES:
+            assert service["profiles"] == PROFILES[name], name
+        else:
             assert "profiles" not in service, f"{name} must run without a profile"
 
 
@@ -168,3 +178,53 @@ def test_web_console_tokens_are_compose_secrets(compose: dict[str, Any]) -> None
     assert web["depends_on"]["redis"]["condition"] == "service_healthy"
     argv = _argv(web)
     assert argv[argv.index("--host") + 1] == "0.0.0.0"  # inside its container; published on 127.0.0.1 only
+
+
+def test_images_are_pinned(compose: dict[str, Any]) -> None:
+    """Every image pulled (not built here) names an exact version tag, never latest or a bare major."""
+    pulled = {name: str(svc["image"]) for name, svc in compose["services"].items() if "build" not in svc}
+    assert {"redis", "prometheus", "grafana"} <= set(pulled)
+    for name, image in pulled.items():
+        assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), f"{name}: pin {image!r} to an exact version"
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """container path -> repository file, for the service's bind mounts of files in this repository."""
+    out: dict[str, Path] = {}
+    for volume in service.get("volumes", []):
+        source, target, *_ = str(volume).split(":")
+        if source.startswith("./"):
+            out[target] = ROOT / source
+    return out
+
+
+def test_monitoring_profile_is_wired(compose: dict[str, Any]) -> None:
+    """Prometheus scrapes every worker replica and the exporter on the ports they serve, with the alert rules
+    mounted where its config names them; Grafana gets that Prometheus and the dashboard."""
+    services = compose["services"]
+    prometheus, grafana, exporter, worker = (services[n] for n in ("prometheus", "grafana", "exporter", "worker"))
+    mounts = _mounts(prometheus)
+    assert all(path.is_file() for path in mounts.values()), mounts
+    config = yaml.safe_load(mounts["/etc/prometheus/prometheus.yml"].read_text())
+    for rule_file in config["rule_files"]:
+        assert mounts[f"/etc/prometheus/{rule_file}"].name == "alerts.yml"
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    (dns,) = jobs["imunban"]["dns_sd_configs"]
+    assert dns["names"] == ["worker"] and str(dns["port"]) == str(worker["environment"]["IMUNBAN_METRICS_PORT"])
+    argv = _argv(exporter)
+    port = argv[argv.index("--port") + 1]
+    assert jobs["imunban-exporter"]["static_configs"][0]["targets"] == [f"exporter:{port}"]
+    assert [str(p) for p in exporter["expose"]] == [port]
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+    assert exporter["depends_on"]["redis"]["condition"] == "service_healthy"
+    gmounts = _mounts(grafana)
+    assert (
+        gmounts["/var/lib/grafana/dashboards/imunban.json"] == ROOT / "deploy" / "monitoring" / "grafana-dashboard.json"
+    )
+    assert all(path.is_file() for path in gmounts.values()), gmounts
+    datasources = yaml.safe_load(gmounts["/etc/grafana/provisioning/datasources/imunban.yml"].read_text())
+    assert datasources["datasources"][0]["url"] == "http://prometheus:9090"
+    providers = yaml.safe_load(gmounts["/etc/grafana/provisioning/dashboards/imunban.yml"].read_text())
+    assert providers["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert "grafana_admin_password" in compose["secrets"] and grafana["secrets"] == ["grafana_admin_password"]

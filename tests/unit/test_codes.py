@@ -69,11 +69,11 @@ def test_success_is_none() -> None:
 
 @pytest.mark.parametrize("status", [502, 503, 504, 500, 404, 301])
 def test_http_status_other_than_200_is_transport(status: int) -> None:
-    """A non-200 HTTP status is a TransportError with code -status, whatever ErrorCode says."""
+    """A non-200 HTTP status is a TransportError with code 0 (every transport failure's), whatever ErrorCode says."""
     error = classify(0, "", status)
     assert type(error) is TransportError
     assert error is not None
-    assert (error.code, error.http_status, error.info) == (-status, status, f"HTTP {status}")
+    assert (error.code, error.http_status, error.info) == (0, status, f"HTTP {status}")
     assert type(classify(70009, "", status)) is TransportError
 
 

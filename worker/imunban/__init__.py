@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from imunban.deployment import Deployment, open_deployment
@@ -27,11 +26,7 @@ from imunban.producer import Producer, When
 from imunban.settings import Settings
 from imunban.store import EnqueueResult
 from imunban.validation import UnbanRequest
-
-try:
-    __version__ = version("imunban")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+from imunban.version import VERSION as __version__  # noqa: F401  (imunban.__version__)
 
 __all__ = [
     "Deployment",

@@ -130,11 +130,11 @@ def describe(code: int) -> str:
 def classify(code: int, info: str = "", http_status: int | None = None) -> ApiError | None:
     """Return the exception for this answer, or None for success (HTTP 200 and ErrorCode 0).
 
-    A non-200 HTTP status is a transport failure whatever the body says; its code is ``-status``
-    so that dead-letter records keep it.
+    A non-200 HTTP status is a transport failure whatever the body says. Like every transport failure
+    its code is 0 (one spelling in dead letters, outcomes and metrics); the info names the status.
     """
     if http_status is not None and http_status != 200:
-        return TransportError(-http_status, info or f"HTTP {http_status}", http_status=http_status)
+        return TransportError(0, info or f"HTTP {http_status}", http_status=http_status)
     if code == 0:
         return None
     text = info or describe(code)

@@ -30,10 +30,11 @@ from imunban.errors import (
     RenewSigError,
     RetryableError,
     StoreError,
+    TransportError,
 )
 from imunban.hold import Hold
 from imunban.limiter import PENALTY_MS, LeaseCheck, RateLimiter
-from imunban.observe import Observer
+from imunban.observe import ANSWER, INTERNAL, TRANSPORT, Observer
 from imunban.report import Report, UnbanApi
 from imunban.retry import RetryPolicy, backoff_ms, exhausted, halves, overlap_ms
 from imunban.settings import Settings
@@ -227,25 +228,37 @@ class Deliverer:
             if not batch.items:
                 return
         started = self._monotonic()
-        code = 0
+        code, kind = 0, ANSWER
         try:
             self.api.unban(batch.group_id, batch.members)
+        except TransportError:
+            kind = TRANSPORT  # no answer: one spelling whatever failed (docs/metrics.md)
+            raise
         except ApiError as exc:
-            code = exc.code if exc.code else -1
+            code = exc.code
             raise
         except Exception:
-            code = -1  # no API answer: an internal error, handled by deliver_group
+            kind = INTERNAL  # no API answer: an internal error, handled by deliver_group
             raise
         finally:
             report.calls += 1
             report.uncounted_calls += 1  # counted by the ack or requeue that follows (one round trip less)
-            report.codes[code] = report.codes.get(code, 0) + 1
-            self.observer.api_call(code, len(batch.items), self._monotonic() - started)
+            label = str(code) if kind == ANSWER else kind
+            report.codes[label] = report.codes.get(label, 0) + 1
+            self.observer.api_call(code, len(batch.items), self._monotonic() - started, kind)
+
+    def _fields(self, group_id: str | None = None, **more: int) -> dict[str, object]:
+        """The ``extra=`` of a log line: its app, group and code (JSON lines carry them as fields)."""
+        fields: dict[str, object] = {"app": self.store.keys.app, **more}
+        if group_id is not None:
+            fields["group_id"] = group_id
+        return fields
 
     def _revoked(self, batch: Batch, count: int, report: Report) -> None:
         report.revoked += count
         self.store.incr("revoked", count)
-        log.info("%d member(s) of %r not sent: cancelled, superseded or lease lost meanwhile", count, batch.group_id)
+        log.info("%d member(s) of %r not sent: cancelled, superseded or lease lost meanwhile", count, batch.group_id,
+                 extra=self._fields(batch.group_id, count=count))  # fmt: skip
 
     def _internal_error(self, batch: Batch, exc: Exception, report: Report) -> None:
         """An exception that is not the engine's own escaped a batch: log it once, retry with an attempt counted.
@@ -254,7 +267,8 @@ class Deliverer:
         again and again with no attempt ever counted; counted, the batch ends dead by the usual rules.
         Members already acked or requeued are skipped by the lease check in requeue.
         """
-        log.error("internal error delivering %d member(s) of %r", len(batch.items), batch.group_id, exc_info=exc)
+        log.error("internal error delivering %d member(s) of %r", len(batch.items), batch.group_id, exc_info=exc,
+                  extra=self._fields(batch.group_id, count=len(batch.items)))  # fmt: skip
         self.store.incr("internal_errors")
         self._retry(batch, InternalError(exc), report)
 
@@ -292,7 +306,8 @@ class Deliverer:
             self._retry(batch, exc, report)
 
     def _hold(self, batch: Batch, exc: ApiError, report: Report) -> None:
-        log.error("holding delivery for the whole app: ErrorCode %s: %s", exc.code, exc.info)
+        log.error("holding delivery for the whole app %r: ErrorCode %s: %s", self.store.keys.app, exc.code, exc.info,
+                  extra=self._fields(batch.group_id, code=exc.code))  # fmt: skip
         self.hold.set(exc.code, exc.info)
         self.observer.hold(exc.code)
         report.held = True
@@ -301,7 +316,7 @@ class Deliverer:
 
     def _release_hold(self) -> None:
         if self.hold.release():
-            log.warning("probe succeeded: delivery resumes")
+            log.warning("probe succeeded: delivery of app %r resumes", self.store.keys.app, extra=self._fields())
             self.observer.hold(None)
 
     def _isolate(self, batch: Batch, exc: ApiError, report: Report) -> None:
@@ -332,13 +347,9 @@ class Deliverer:
         acked, _ = self.store.ack(batch, "dead", code=exc.code, info=exc.info, calls=report.take_calls())
         report.dead += acked
         self.observer.dead(acked, exc.code)
-        log.warning(
-            "dead-lettered %d member(s) of group %r: ErrorCode %s: %s",
-            acked,
-            batch.group_id,
-            exc.code,
-            exc.info,
-        )
+        fields = self._fields(batch.group_id, code=exc.code, count=acked)
+        log.warning("dead-lettered %d member(s) of group %r: ErrorCode %s: %s", acked, batch.group_id, exc.code,
+                    exc.info, extra=fields)  # fmt: skip
 
     def _give_up(self, batch: Batch) -> list[str]:
         """Members of a failed batch that are out of attempts or too old; time on hold is not age."""
@@ -374,4 +385,6 @@ class Deliverer:
             report.retried += retried
             self.observer.retried(retried)
             level = logging.INFO if isinstance(exc, RetryableError) else logging.WARNING
-            log.log(level, "retrying %d member(s) of %r in %d ms: %s", retried, batch.group_id, delay, exc)
+            fields = self._fields(batch.group_id, code=exc.code, count=retried)
+            log.log(level, "retrying %d member(s) of %r in %d ms: %s", retried, batch.group_id, delay, exc,
+                    extra=fields)  # fmt: skip

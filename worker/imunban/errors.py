@@ -78,7 +78,8 @@ class RedisFullError(StoreError):
 
 
 class ApiError(ImunbanError):
-    """The unban call did not succeed. ``code`` is the API ErrorCode, 0 for transport failures."""
+    """The unban call did not succeed. ``code`` is the API ErrorCode, 0 for every transport failure
+    (network, timeout, HTTP status other than 200: ``info`` and ``http_status`` say which)."""
 
     def __init__(self, code: int, info: str, *, http_status: int | None = None) -> None:
         self.code = code

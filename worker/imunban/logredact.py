@@ -11,13 +11,16 @@ import contextlib
 import logging
 import re
 
-__all__ = ["REDACTED", "RedactUserSig", "install_redaction", "redact", "scrub_exception"]
+__all__ = ["REDACTED", "RedactUserSig", "install_redaction", "redact", "redact_url", "scrub_exception"]
 
 REDACTED = "REDACTED"
 
 #: ``usersig=...`` in a query string, and ``'usersig': '...'`` in a repr'd dict of params.
 _QUERY_RE = re.compile(r"(usersig=)[^&\s'\"]+", re.IGNORECASE)
 _MAPPING_RE = re.compile(r"""(['"]usersig['"]\s*:\s*['"])[^'"]+""", re.IGNORECASE)
+#: The password of a URL's user info (``redis://user:PASSWORD@host``), and a ``password=`` query option.
+_URL_PASSWORD_RE = re.compile(r"(://[^:/@?#\s]*:)[^/?#\s]*@")
+_QUERY_PASSWORD_RE = re.compile(r"([?&;](?:sentinel_)?password=)[^&\s]+", re.IGNORECASE)
 
 #: Loggers that print request URLs. Logger-level filters only see records logged to that exact
 #: logger (not its children), hence the list.
@@ -38,6 +41,11 @@ def redact(text: str) -> str:
         return text
     text = _QUERY_RE.sub(rf"\g<1>{REDACTED}", text)
     return _MAPPING_RE.sub(rf"\g<1>{REDACTED}", text)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password: in the user info (``redis://:REDACTED@host``) and in a ``password=`` option."""
+    return _QUERY_PASSWORD_RE.sub(rf"\g<1>{REDACTED}", _URL_PASSWORD_RE.sub(rf"\g<1>{REDACTED}@", url))
 
 
 class RedactUserSig(logging.Filter):

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+#: How an API call ended (the ``kind`` of :meth:`Observer.api_call`): the API answered with an ErrorCode
+#: (0 is success); or no answer came: a transport failure (connect failure, timeout, connection reset, an
+#: HTTP status other than 200); or an exception of our own around the call (a bug, retried as usual).
+ANSWER = "answer"
+TRANSPORT = "transport"
+INTERNAL = "internal"
+CALL_KINDS = (ANSWER, TRANSPORT, INTERNAL)
+
 
 class Observer:
     """Receives delivery events; override what you need (see imunban.metrics.PrometheusObserver)."""
@@ -12,8 +20,9 @@ class Observer:
         """The observer one app's engine reports to (its events labelled with ``app``); here, itself."""
         return self
 
-    def api_call(self, code: int, batch_size: int, duration_s: float) -> None:
-        """One unban call finished with ErrorCode ``code`` (0 ok; -1 transport failure)."""
+    def api_call(self, code: int, batch_size: int, duration_s: float, kind: str = ANSWER) -> None:
+        """One unban call ended: answered (``kind`` ANSWER) with ErrorCode ``code`` (0: success), or
+        unanswered (TRANSPORT or INTERNAL; ``code`` is then 0 and means nothing)."""
 
     def limiter_wait(self, seconds: float) -> None:
         """A caller waited ``seconds`` for its rate-limit slot."""

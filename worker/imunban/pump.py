@@ -158,7 +158,8 @@ class Pump:
         if (self._ticks - 1) % self.config.reap_every == 0:
             reaped = self.store.reap()
             if reaped:
-                log.warning("returned %d request(s) whose lease expired (a worker died or stalled)", reaped)
+                log.warning("app %r: returned %d request(s) whose lease expired (a worker died or stalled)",
+                            self.keys.app, reaped, extra={"app": self.keys.app, "count": reaped})  # fmt: skip
             # Versions of requests ended longer ago than IMUNBAN_VERSION_MEMORY_S: keeps that memory bounded.
             self.scheduler.forget_versions()
             # Replies kept for replayed calls, left behind once delivery stops: the memory of a drain comes back.
@@ -236,7 +237,8 @@ class Pump:
         group_id = self.hold.try_probe(self.config.probe_scan_groups)
         if group_id is None:
             return 0
-        log.info("probing the API while delivery is held (group %r)", group_id)
+        log.info("probing the API while delivery of app %r is held (group %r)", self.keys.app, group_id,
+                 extra={"app": self.keys.app, "group_id": group_id})  # fmt: skip
         self.submit(self.keys.app, group_id, -1, True)
         return 1
 

@@ -30,7 +30,8 @@ class Report:
     held: bool = False
     #: Members not sent because their lease was gone at the reservation (cancelled, superseded, lost).
     revoked: int = 0
-    codes: dict[int, int] = field(default_factory=dict)
+    #: Calls by how they ended: the ErrorCode of an answer ("0", "10002", ...), else "transport" or "internal".
+    codes: dict[str, int] = field(default_factory=dict)
     #: Calls made but not yet added to the store's ``calls`` counter: the next ack or requeue adds them.
     uncounted_calls: int = 0
     #: The run ended early to hand its thread to another app's waiting run (fairness.FairShare).

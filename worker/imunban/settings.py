@@ -130,6 +130,8 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     log_format: str = "text"
     log_level: str = "INFO"
+    #: Seconds between a worker's INFO summary lines (delivered, calls, retries, dead); 0: none.
+    log_summary_s: int = 60
     outcome_stream_maxlen: int = 100_000
     #: How long the version of an ended (or cancelled) request is remembered (docs/semantics.md, "Requests").
     version_memory_s: int = DEFAULT_VERSION_MEMORY_S
@@ -195,6 +197,7 @@ class Settings:
             metrics_host=env.text("METRICS_HOST") or d.metrics_host,
             log_format=log_format,
             log_level=log_level,
+            log_summary_s=env.integer("LOG_SUMMARY_S", d.log_summary_s, minimum=0),
             outcome_stream_maxlen=env.integer("OUTCOME_STREAM_MAXLEN", d.outcome_stream_maxlen, minimum=1),
             version_memory_s=env.integer("VERSION_MEMORY_S", d.version_memory_s, minimum=1),
             data_dir=env.text("DATA_DIR"),

@@ -8,9 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from imunban.errors import ImunbanError
+from imunban.version import VERSION
 
 #: Sub-modules of imunban.cli that contribute sub-commands, in help order.
-COMMAND_MODULES = ("produce", "operate", "run", "simulate", "web", "demo", "bench", "migrate")
+COMMAND_MODULES = ("produce", "operate", "run", "exporter", "simulate", "web", "demo", "bench", "migrate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="imunban",
         description="Deliver Tencent Cloud Chat audio-video group unbans reliably, as fast as the API allows.",
     )
+    parser.add_argument("--version", action="version", version=f"imunban {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"imunban.cli.{name}").register(sub)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import logging
 import os
 import socket
 
 from imunban.local import embedded
-from imunban.logs import setup_logging
+from imunban.logs import config_line, effective_config, json_line, setup_logging
 from imunban.settings import Settings
+from imunban.version import VERSION
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,6 +29,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run_worker(args: argparse.Namespace) -> int:
     # Celery and kombu load here, for this command only: `imunban status` and the others start without them.
+    import celery.apps.worker as celery_worker
+    from celery import signals
+
     from imunban_celery.app import create_celery
     from imunban_celery.context import context_of
 
@@ -37,6 +43,8 @@ def run_worker(args: argparse.Namespace) -> int:
             raise SystemExit("imunban: error: --concurrency must be >= 1")
         settings = dataclasses.replace(settings, concurrency=args.concurrency)
     setup_logging(settings)
+    # Our handlers stay as they are: Celery configures logging only when nobody answers this signal.
+    signals.setup_logging.connect(_keep_imunban_logging, weak=False)
     celery = create_celery(settings)
     # Opened now, not at the first task: missing credentials, a Redis that cannot be used (unreachable,
     # or an evicting maxmemory-policy) stop the command here with a clear error instead of inside
@@ -44,8 +52,15 @@ def run_worker(args: argparse.Namespace) -> int:
     context = context_of(celery)
     context.deployment  # noqa: B018
     name = args.name or f"imunban-{os.getpid()}@{socket.gethostname()}"
+    config = effective_config(context.settings, context.apps, worker=name, concurrency=settings.concurrency)
+    logging.getLogger("imunban.worker").info(config_line(config), extra={"config": config, "version": VERSION})
+    # JSON lines only in JSON mode: Celery's banner is plain text on stdout, and so are its shutdown notices.
+    quiet = ["--quiet"] if settings.log_format == "json" else []
+    if quiet:
+        celery_worker.safe_say = _say_as_json
     celery.worker_main(
         [
+            *quiet,
             "worker",
             "--pool=threads",
             f"--concurrency={settings.concurrency}",
@@ -58,6 +73,19 @@ def run_worker(args: argparse.Namespace) -> int:
         ]
     )
     return 0
+
+
+def _keep_imunban_logging(**kwargs: object) -> None:
+    """Celery's setup_logging signal: logging is configured already (imunban.logs.setup_logging)."""
+
+
+def _say_as_json(msg: str, f: object = None) -> None:
+    """Celery's ``safe_say`` (it writes "worker: Warm shutdown" straight to stdout) as a JSON line on stderr.
+
+    Called from a signal handler: one os.write, no logging lock.
+    """
+    with contextlib.suppress(OSError):
+        os.write(2, json_line("celery.apps.worker", logging.INFO, msg).encode())
 
 
 def run_redis(args: argparse.Namespace) -> int:

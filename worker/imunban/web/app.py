@@ -21,6 +21,7 @@ from starlette.templating import Jinja2Templates
 from imunban.deployment import Deployment
 from imunban.errors import ValidationError
 from imunban.keys import Keys
+from imunban.version import VERSION
 from imunban.web import api, pages
 from imunban.web.auth import SESSION_S, Authority
 from imunban.web.common import Console, Guard, fmt_ms
@@ -59,6 +60,7 @@ def fmt_num(value: Any) -> str:
 def templates() -> Jinja2Templates:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True)
     env.filters.update(ms=fmt_ms, span=fmt_span, num=fmt_num)
+    env.globals["version"] = VERSION  # the footer's
     return Jinja2Templates(env=env)
 
 
