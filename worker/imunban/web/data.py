@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from imunban.connection import server_time_ms, translated
-from imunban.heartbeat import workers
+from imunban.health import add_app_state, thresholds
 from imunban.keys import HIGH_BAND_MS, request_id, split_request_id
 from imunban.scripts import register
 from imunban.stats import status, trace
@@ -25,8 +25,6 @@ DEAD_SCAN_BUDGET = 5_000
 HISTORY_SCAN = 500
 HISTORY_DEEP = 10_000
 HISTORY_MAX = 20
-#: Waiting groups whose ready heads are read to find the oldest due request.
-LAG_GROUPS = 32
 PAGE_MAX = 500
 
 Pairs = list[tuple[str, float]]
@@ -38,49 +36,31 @@ def _script(ctx: AppContext, name: str) -> Any:
 
 
 def overview(ctx: AppContext) -> dict[str, Any]:
-    """The overview: the status document, rates, the oldest due lag, limiter use, workers."""
+    """The overview: the status document with the app's state, rates, the oldest due lag, limiter use, workers."""
     snapshot = status(ctx.client, ctx.keys)
     now = int(snapshot["server_time_ms"])
+    # The state's reads give the oldest due request and the workers too (imunban.health).
+    state = add_app_state(ctx.client, ctx.keys, snapshot, thresholds(ctx.settings))
     ctx.sampler.maybe_sample()
     rates = ctx.sampler.latest()
     limit = ctx.rate_limit_per_s
     calls = rates["calls_per_s"]
+    lag = state.oldest_due_age_ms
     return {
         "app": ctx.name,
         "status": snapshot,
+        "state": snapshot["state"],
         "rates": {
             **rates,
             "limit_per_s": limit,
             "limiter_use": None if calls is None else round(calls / limit, 3),
         },
         "series": ctx.sampler.series(),
-        "oldest_due_ms": (oldest := oldest_due_ms(ctx, now)),
-        "oldest_due_lag_ms": None if oldest is None else max(0, now - oldest),
+        "oldest_due_ms": None if lag is None else now - lag,
+        "oldest_due_lag_ms": lag,
         "limiter_ahead_ms": limiter_ahead_ms(ctx, now),
-        "workers": [w.as_dict() for w in workers(ctx.client, ctx.keys, now)],
+        "workers": snapshot["workers"],
     }
-
-
-def oldest_due_ms(ctx: AppContext, now: int) -> int | None:
-    """Due time of the oldest request waiting to be sent: the ready heads of the first waiting groups,
-    and the head of the schedule when it is overdue (not promoted yet)."""
-    k = ctx.keys
-    with translated("overview"):
-        groups = cast(list[str], ctx.client.zrange(k.groups, 0, LAG_GROUPS - 1))
-        pipe = ctx.client.pipeline(transaction=False)
-        for group in groups:
-            pipe.zrange(k.ready(group), 0, 0, withscores=True)
-        pipe.zrange(k.schedidx, 0, 0, withscores=True)
-        heads = pipe.execute()
-    dues: list[int] = []
-    for head in heads[:-1]:
-        if head:
-            score = int(head[0][1])
-            dues.append(score + HIGH_BAND_MS if score < 0 else score)
-    sched_head = heads[-1]
-    if sched_head and int(sched_head[0][1]) <= now:
-        dues.append(int(sched_head[0][1]))
-    return min(dues) if dues else None
 
 
 def limiter_ahead_ms(ctx: AppContext, now: int) -> int | None:
