@@ -15,9 +15,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 
 from imunban.deployment import Deployment
+from imunban.health import add_app_state, thresholds
 from imunban.keys import DEFAULT_APP
 from imunban.observe import Observer
 from imunban.settings import Settings
+from imunban.state import STATES
 from imunban.stats import status
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,33 @@ class QueueDepthCollector:
         yield held
 
 
+class StateCollector:
+    """``imunban_state{app, state}``: 1 for each app's current state (imunban.state), 0 for the other states.
+
+    Read from Redis at scrape time, as ``imunban status`` reads it: a worker whose pump is stuck, or one
+    that beats but does not consume, still exports its app as ``stalled``.
+    """
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        d = self.deployment
+        try:
+            limits = thresholds(d.settings)
+            states = {app.name: add_app_state(d.client, app.keys, status(d.client, app.keys), limits) for app in d}
+        except Exception:  # a scrape must not fail because Redis blinked
+            log.warning("metrics: could not read the apps' states", exc_info=True)
+            return
+        family = GaugeMetricFamily(
+            "imunban_state", "1 for the app's current state, 0 for the others (imunban status)", labels=["app", "state"]
+        )
+        for name, state in states.items():
+            for each in STATES:
+                family.add_metric([name, each], 1.0 if each == state.state else 0.0)
+        yield family
+
+
 def observer_for(settings: Settings) -> Observer:
     """A Prometheus observer when the metrics endpoint is on, else the no-op base."""
     return PrometheusObserver() if settings.metrics_port else Observer()
@@ -125,6 +154,7 @@ def start_metrics_server(deployment: Deployment) -> int | None:
     if not settings.metrics_port or not isinstance(observer, PrometheusObserver):
         return None
     observer.registry.register(QueueDepthCollector(deployment))
+    observer.registry.register(StateCollector(deployment))
     start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=observer.registry)
     log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     return settings.metrics_port

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from imunban.connection import server_time_ms, translated
-from imunban.health import add_app_state, thresholds
+from imunban.deployment import Deployment
+from imunban.health import add_app_state, add_states, thresholds
 from imunban.keys import HIGH_BAND_MS, request_id, split_request_id
 from imunban.scripts import register
-from imunban.stats import status, trace
+from imunban.stats import status, status_of_apps, trace
 from imunban.web.context import AppContext
 
 #: Dead letters looked at per filtered page (one script call; keeps a page fast with 100,000 of them).
@@ -26,6 +27,8 @@ HISTORY_SCAN = 500
 HISTORY_DEEP = 10_000
 HISTORY_MAX = 20
 PAGE_MAX = 500
+#: The states shown in the banner under the header (a hold has its own banner), with their titles.
+BANNERS = {"paused": "DELIVERY PAUSED", "stalled": "DELIVERY STALLED", "full": "REDIS FULL: INTAKE REFUSED"}
 
 Pairs = list[tuple[str, float]]
 Entries = list[tuple[str, dict[str, str]]]
@@ -33,6 +36,32 @@ Entries = list[tuple[str, dict[str, str]]]
 
 def _script(ctx: AppContext, name: str) -> Any:
     return register(ctx.client, name, package="imunban.web")
+
+
+def app_status(ctx: AppContext) -> dict[str, Any]:
+    """One app's status document with its state (what ``imunban status --app NAME --json`` prints)."""
+    snapshot = status(ctx.client, ctx.keys)
+    add_app_state(ctx.client, ctx.keys, snapshot, thresholds(ctx.settings))
+    return snapshot
+
+
+def all_status(deployment: Deployment) -> dict[str, Any]:
+    """The totals with every app's document and state (what ``imunban status --json`` prints)."""
+    keys = [app.keys for app in deployment]
+    totals = status_of_apps(deployment.client, keys)
+    add_states(deployment.client, keys, totals, thresholds(deployment.settings))
+    return totals
+
+
+def banner(state: dict[str, Any] | None) -> dict[str, str] | None:
+    """The banner of a state that needs one (paused, stalled, full): its kind, title and text; else None."""
+    if not state or state["state"] not in BANNERS:
+        return None
+    return {
+        "kind": state["state"],
+        "title": BANNERS[state["state"]],
+        "text": " · ".join([state["reason"], *state["notes"]]),
+    }
 
 
 def overview(ctx: AppContext) -> dict[str, Any]:
@@ -50,6 +79,7 @@ def overview(ctx: AppContext) -> dict[str, Any]:
         "app": ctx.name,
         "status": snapshot,
         "state": snapshot["state"],
+        "banner": banner(snapshot["state"]),
         "rates": {
             **rates,
             "limit_per_s": limit,
@@ -227,9 +257,14 @@ def dead_matching(ctx: AppContext, flt: DeadFilter, chunk: int = 1_000) -> list[
 
 def holds(ctx: AppContext) -> dict[str, Any]:
     now = server_time_ms(ctx.client, ctx.keys.stats)
-    current = ctx.hold.get()
-    history = [vars(record) for record in reversed(ctx.hold.history())]
-    return {"server_time_ms": now, "hold": current.as_dict() if current else None, "history": history}
+    current, paused = ctx.hold.get(), ctx.pause.get()
+    history = [vars(record) for record in reversed(ctx.hold.history())]  # code 0: an ended pause
+    return {
+        "server_time_ms": now,
+        "hold": current.as_dict() if current else None,
+        "pause": paused.as_dict() if paused else None,
+        "history": history,
+    }
 
 
 def outcomes(ctx: AppContext, after: str | None, limit: int) -> dict[str, Any]:
