@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import redis
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from helpers import deployment_on, metric_value
 from imunban.hold import Hold
 from imunban.keys import Keys
-from imunban.metrics import PrometheusObserver, QueueDepthCollector
+from imunban.metrics import PrometheusObserver, QueueDepthCollector, StateCollector
+from imunban.pause import Actor, Pause
+from imunban.state import STATES
 from imunban.store import Store
 from imunban.validation import UnbanRequest
 
@@ -47,3 +49,15 @@ def test_observer_series_move(r: redis.Redis) -> None:
     assert metric_value(text, "imunban_queue_depth", state="in_flight") == 0
     assert metric_value(text, "imunban_hold_active", code="10007") == 1
     assert metric_value(text, "imunban_hold") == 1
+
+
+def test_state_gauge_is_one_for_the_current_state_of_each_app(r: redis.Redis) -> None:
+    """imunban_state{app, state}: one series per state, 1 for the current one (paused here), 0 for the others."""
+    keys = Keys("imunban")
+    Store(r, keys).enqueue([UnbanRequest("g", ("a",))])
+    Pause(r, keys).pause("deploy", Actor("cli", "cli", "u@h"))
+    registry = CollectorRegistry()
+    registry.register(StateCollector(deployment_on(r, keys)))
+    text = generate_latest(registry).decode()
+    values = {state: metric_value(text, "imunban_state", app="default", state=state) for state in STATES}
+    assert values == {state: 1.0 if state == "paused" else 0.0 for state in STATES}

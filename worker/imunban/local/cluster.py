@@ -217,6 +217,20 @@ class LocalCluster:
         )
         log.close()
 
+    def stop_worker(self, index: int, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM one worker (Celery's warm shutdown: it finishes its runs and deregisters); its exit status."""
+        proc = self.workers[index]
+        if proc is None:
+            return None
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        self.workers[index] = None
+        return code
+
     def kill_worker(self, index: int) -> None:
         """SIGKILL one worker: a crash mid-batch, leases left behind."""
         proc = self.workers[index]
