@@ -177,10 +177,10 @@ def _state(f: Facts, t: Thresholds, alive: int) -> tuple[str, str]:
     """The first state of the module's table that holds, and its reason."""
     due_age, claim_age = f.oldest_due_age_ms or 0, f.last_claim_age_ms
     if f.pause is not None:
-        waits = "waits" if f.due == 1 else "wait"
+        waiting = f"{f.due:,} due request{' waits' if f.due == 1 else 's wait'}"
         return "paused", (
             f"paused by {f.pause.by or 'an operator'} {span(f.now_ms - f.pause.since_ms)} ago: {f.pause.reason}; "
-            f"{_requests(f.due)} due {waits} (imunban resume restarts delivery)"
+            + waiting
         )
     if f.hold is not None:
         probe = f.hold.next_probe_ms - f.now_ms
