@@ -177,10 +177,10 @@ def _state(f: Facts, t: Thresholds, alive: int) -> tuple[str, str]:
     """The first state of the module's table that holds, and its reason."""
     due_age, claim_age = f.oldest_due_age_ms or 0, f.last_claim_age_ms
     if f.pause is not None:
-        waiting = f"{f.due:,} due request{' waits' if f.due == 1 else 's wait'}"
+        waits = f"{f.due:,} due request{' waits' if f.due == 1 else 's wait'}"
         return "paused", (
             f"paused by {f.pause.by or 'an operator'} {span(f.now_ms - f.pause.since_ms)} ago: {f.pause.reason}; "
-            + waiting
+            + waits
         )
     if f.hold is not None:
         probe = f.hold.next_probe_ms - f.now_ms

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from imunban.cli.common import bounded_float, fmt_ms, fmt_relative, open_app, open_deployment
 from imunban.connection import server_time_ms
@@ -187,9 +188,10 @@ def state_rows(table: Table, snapshot: dict[str, Any]) -> None:
     """The state with its reason, its notes, and what it was derived from: workers, lag, claims, limiter, memory."""
     state = snapshot["state"]
     style = LEVEL_STYLE[int(state["level"])]
-    table.add_row(f"[{style}]{state['state'].upper()}[/]", f"[{style}]{escape(state['reason'])}[/]")
+    # The reason reads as a sentence: left-aligned, unlike the figures of the value column.
+    table.add_row(f"[{style}]{state['state'].upper()}[/]", Text(state["reason"], style=style, justify="left"))
     for note in state["notes"]:
-        table.add_row("  also", f"[yellow]{escape(note)}[/]")
+        table.add_row("  also", Text(note, style="yellow", justify="left"))
     tick = state["last_tick_age_ms"]
     last = "none ticked within the last hour" if tick is None else f"last tick {span(tick)} ago"
     table.add_row("workers alive", f"{state['workers_alive']} ({last})")
