@@ -33,6 +33,7 @@ class PumpStep(bootsteps.StartStopStep):  # type: ignore[misc]
         super().__init__(parent, **kwargs)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._pumps: list[Pump] = []
 
     def start(self, parent: Any) -> None:
         celery: Celery = parent.app
@@ -42,14 +43,23 @@ class PumpStep(bootsteps.StartStopStep):  # type: ignore[misc]
         # backlog, hold or Redis slot never delays another app's dispatch.
         for engine in deployment:
             suffix = "" if len(deployment) == 1 else f"-{engine.name}"
+            self._pumps.append(engine.pump)
             thread = threading.Thread(target=self._run, args=(engine.pump,), name=f"imunban-pump{suffix}", daemon=True)
             self._threads.append(thread)
             thread.start()
 
     def stop(self, parent: Any) -> None:
+        """Warm shutdown: stop the pumps, then deregister this worker (it must not show as silent for an hour)."""
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
+        for pump in self._pumps:
+            pump.heartbeat.retire()  # one entry per process: the first removes it, the rest stop beating
+        self._pumps = []
+
+    def terminate(self, parent: Any) -> None:
+        """Cold shutdown: the same, as far as it gets."""
+        self.stop(parent)
 
     def _run(self, pump: Pump) -> None:
         while not self._stop.is_set():

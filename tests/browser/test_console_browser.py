@@ -8,6 +8,7 @@ into docs/ (the README shows them), the others into the test's temporary folder.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -202,4 +203,63 @@ def test_bad_input_and_sign_out_in_a_browser(
         browser.add_cookie({"name": "imunban_session", "value": cookie["value"], "path": "/"})
         browser.get(base + "/holds")
         assert "/login" in browser.current_url
+        _no_csp_violations(browser)
+
+
+def test_stalled_and_paused_in_a_browser(r: redis.Redis, redis_url: str, browser: WebDriver) -> None:
+    """Due work and a worker silent for 42 s: the banner says DELIVERY STALLED with why. Pausing from the Holds
+    page (a reason, a confirmation) shows DELIVERY PAUSED; the banner's button resumes (and, as the workers beat
+    but never claim, the banner says stalled again). Screenshots into docs/."""
+    producer = Producer.on(r)
+    for g in range(4):
+        producer.enqueue(f"@TGS#2Bqueue{g}", [f"user_{g}_{i:03d}" for i in range(300 + 40 * g)], at=time.time() - 50)
+    producer.enqueue("@TGS#2Bsched", [f"ban_{i:03d}" for i in range(25)], at=time.time() + 3600)
+    now_ms = int(r.time()[0]) * 1000
+    r.hset(KEYS.workers, "worker-a:4121", now_ms - 42_000)  # its last tick: it died 42 s ago
+    app = console_app(r, redis_url, sample=True)
+    sampler = app.state.console.apps["default"].sampler
+    total = 0
+    for i in range(450):  # a steady trickle that stopped 50 s ago
+        total += 0 if i > 425 else int((70 + 25 * math.sin(i / 25)) * 2)
+        sampler._ring.append(Sample(now_ms - (450 - i) * 2000, total, total // 12))
+    with serving(app) as base:
+        browser.get(base + "/login")
+        browser.find_element(By.NAME, "token").send_keys(OPERATOR)
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _wait(browser, ec.url_to_be(base + "/"))
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#chart canvas"))
+        banner = browser.find_element(By.ID, "state-banner")
+        assert banner.is_displayed() and "DELIVERY STALLED" in banner.text
+        assert "no live worker for 4" in banner.text and "1,440 requests are due" in banner.text
+        assert browser.find_element(By.ID, "state-pill").text == "STALLED"
+        time.sleep(0.5)
+        browser.save_screenshot(str(DOCS / "console-stalled.png"))
+
+        Heartbeat(r, KEYS, "worker-a:4121").beat()  # the worker is back: only the pause stops delivery now
+        Heartbeat(r, KEYS, "worker-b:4188").beat()
+        browser.get(base + "/holds")
+        browser.find_element(By.NAME, "reason").send_keys("Rotating the app's secret key (OPS-1234), back by 03:40")
+        browser.find_element(By.CSS_SELECTOR, "form[action='/actions/pause'] button").click()
+        browser.switch_to.alert.accept()
+        flash = _wait(browser, ec.visibility_of_element_located((By.CSS_SELECTOR, ".flash")))
+        assert "paused delivery of this app" in flash.text  # type: ignore[attr-defined]
+        browser.get(base + "/")
+        _wait(browser, lambda d: d.find_element(By.ID, "state-pill").text == "PAUSED")
+        banner = browser.find_element(By.ID, "state-banner")
+        assert "DELIVERY PAUSED" in banner.text and "OPS-1234" in banner.text
+        time.sleep(0.5)
+        browser.save_screenshot(str(DOCS / "console-paused.png"))
+
+        browser.find_element(By.CSS_SELECTOR, "#banner-resume button").click()
+        flash = _wait(browser, ec.visibility_of_element_located((By.CSS_SELECTOR, ".flash")))
+        assert "resumed delivery" in flash.text  # type: ignore[attr-defined]
+        # Resumed: these two "workers" beat but never claim, so after 30 s of due work the truth is stalled again.
+        banner = browser.find_element(By.ID, "state-banner")
+        assert "DELIVERY STALLED" in banner.text and "2 workers alive but no claim is recorded" in banner.text
+        with httpx2.Client(base_url=base, headers=bearer(OPERATOR)) as api:
+            entries = api.get("/api/outcomes?limit=2").json()["entries"]
+        assert [(e["action"], e["role"], e["via"]) for e in entries] == [
+            ("pause", "operator", "session"),
+            ("resume", "operator", "session"),
+        ]
         _no_csp_violations(browser)

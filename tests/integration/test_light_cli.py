@@ -31,6 +31,8 @@ print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
         ["cancel", "g", "alice"],
         ["trace", "g", "alice"],
         ["dead", "list"],
+        ["pause", "--reason", "deploy"],
+        ["resume"],
     ],
     ids=lambda argv: " ".join(argv),
 )

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from imunban import __version__
 from imunban.apps import AppConfig, Apps
 from imunban.deployment import open_deployment
+from imunban.health import add_app_state, add_states, thresholds
 from imunban.hold import Hold
 from imunban.keys import Keys
 from imunban.producer import Producer
@@ -43,16 +44,22 @@ def test_status_is_the_cli_document(r: redis.Redis, redis_url: str) -> None:
     make_dead(r, "@TGS#g2", ["x"])
     client = console_client(r, redis_url)
     api = client.get("/api/status", headers=OP).json()
-    cli = status_of_apps(r, [Keys("imunban")])  # `imunban status --json`: the totals and `apps`
+    cli = status_of_apps(r, [Keys("imunban")])  # `imunban status --json`: the totals and `apps`, with their states
+    add_states(r, [Keys("imunban")], cli, thresholds(Settings()))
     assert set(api) == set(cli) and set(api["apps"]) == {"default"}
     assert _timeless(api) == _timeless(cli)
+    assert api["state"]["state"] == api["apps"]["default"]["state"]["state"] == "stalled"  # due work, no worker
     # ?app=NAME is `imunban status --app NAME --json`: that app's document alone.
-    assert _timeless(client.get("/api/status?app=default", headers=OP).json()) == _timeless(status(r, Keys()))
+    one = status(r, Keys())
+    add_app_state(r, Keys(), one, thresholds(Settings()))
+    assert _timeless(client.get("/api/status?app=default", headers=OP).json()) == _timeless(one)
 
 
 def _timeless(doc: dict[str, object]) -> dict[str, object]:
-    """A status document without its clock readings (they move between two reads)."""
-    out = {k: v for k, v in doc.items() if k != "server_time_ms"}
+    """A status document without its clock readings (they move between two reads): the state's name and level."""
+    out = {k: v for k, v in doc.items() if k not in ("server_time_ms", "state")}
+    if isinstance(doc.get("state"), dict):
+        out["state"] = {k: doc["state"][k] for k in ("state", "level")}  # type: ignore[index]
     if isinstance(doc.get("apps"), dict):
         out["apps"] = {name: _timeless(s) for name, s in doc["apps"].items()}  # type: ignore[union-attr]
     return out
@@ -83,7 +90,11 @@ def test_two_apps_switcher_totals_status_and_actions(r: redis.Redis, redis_url: 
     client = two_app_console(r, redis_url)
 
     doc = client.get("/api/status", headers=OP).json()
-    assert _timeless(doc) == _timeless(status_of_apps(r, [Keys("imunban", "alpha"), Keys("imunban", "beta")]))
+    both = [Keys("imunban", "alpha"), Keys("imunban", "beta")]
+    cli = status_of_apps(r, both)
+    add_states(r, both, cli, thresholds(Settings()))
+    assert _timeless(doc) == _timeless(cli)
+    assert doc["state"]["reason"].startswith("app alpha: no live worker")  # the worst app, named
     assert (doc["queued"], doc["dead"], doc["apps"]["alpha"]["queued"], doc["apps"]["beta"]["dead"]) == (3, 1, 2, 1)
     assert client.get("/api/status?app=beta", headers=OP).json()["queued"] == 1
     assert client.get("/api/status?app=gamma", headers=OP).status_code == 404

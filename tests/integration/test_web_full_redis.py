@@ -48,10 +48,12 @@ def full_console(r: redis.Redis, redis_url: str) -> Iterator[TestClient]:
     ],
 )
 def test_every_view_answers_on_a_full_redis(full_console: TestClient, path: str) -> None:
-    """Overview, status, trace, dead letters, holds and outcomes answer 200 at maxmemory, never 'Redis is full'."""
+    """Overview, status, trace, dead letters, holds and outcomes answer 200 at maxmemory, never an error page."""
     response = full_console.get(path, headers=OP)
     assert response.status_code == 200, response.text
-    assert "Redis is full" not in response.text
+    assert (
+        "failed: OOM" not in response.text and "Internal Server Error" not in response.text
+    )  # the state may say "full"
 
 
 def test_status_shows_the_backlog_and_the_hold_on_a_full_redis(full_console: TestClient) -> None:

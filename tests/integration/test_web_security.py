@@ -28,10 +28,12 @@ POSTS = [
     ("/api/dead/replay", {"all": True}), ("/api/dead/purge", {"all": True}),
     ("/api/cancel", {"group_id": "@TGS#g2", "members": ["s1"]}),
     ("/api/reschedule", {"group_id": "@TGS#g2", "members": ["s1"], "at": 4102444800}), ("/api/probe", {}),
+    ("/api/pause", {"reason": "not yours to pause"}), ("/api/resume", {}),
 ]  # fmt: skip
 FORMS = [
     ("/actions/dead/replay", {"scope": "matching"}), ("/actions/dead/purge", {"scope": "matching"}),
     ("/actions/scheduled/cancel", {"group_id": "@TGS#g2", "sel": "s1"}), ("/actions/probe", {}),
+    ("/actions/pause", {"reason": "not yours to pause"}), ("/actions/resume", {}),
 ]  # fmt: skip
 
 

@@ -38,12 +38,12 @@ KEY_ARGS = {
 LIB_KEY_ARGS = {
     "reindex": 2, "reindex_sched": 2, "emit_outcome": 1, "refuse_if_full": 1, "proceed_when_full": 1,
     "admit_version": 2, "version_ended": 2, "reply_get": 1, "reply_put": 2,
-    "pace_count": 1, "pace_use": 1, "wake": 1,
+    "pace_count": 1, "pace_use": 1, "wake": 1, "emit_audit": 1,
 }  # fmt: skip
 CALL = re.compile(r"redis\.p?call\(\s*'(?P<cmd>\w+)'\s*(?:,\s*(?P<args>[^\n]*))?")
 KEY_NAMES = (
     "schedidx|sched|groups|ready|inflight|leases|meta|high|"
-    "dead|outcomes|stats|hold|limiter|dispatch|probed|holds|okgroups"
+    "dead|outcomes|stats|hold|pause|limiter|dispatch|probed|holds|okgroups"
 )
 KEY_NAMES += "|versions|version_ends|replies|reply_expiry"
 KEYISH = re.compile(rf"(^|[\w.-]*):({KEY_NAMES})(:|$)")
@@ -383,7 +383,8 @@ def test_script_keys_builds_the_spec_with_per_group_pairs() -> None:
         k.ok_groups, k.replies, k.reply_expiry,
     ]  # fmt: skip
     assert script_keys(k, "claim", ["g"]) == [
-        k.groups, k.stats, k.high, k.meta, k.inflight, k.leases, k.hold, k.replies, k.reply_expiry, k.ready("g"),
+        k.groups, k.stats, k.high, k.meta, k.inflight, k.leases, k.hold, k.pause, k.replies, k.reply_expiry,
+        k.ready("g"),
     ]  # fmt: skip
     assert script_keys(k, "reap", ["a", "b"]) == [
         k.schedidx, k.stats, k.high, k.inflight, k.leases,

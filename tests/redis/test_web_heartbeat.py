@@ -35,3 +35,15 @@ def test_a_refused_beat_never_raises(r: redis.Redis) -> None:
     """A Redis that refuses the write costs a beat, never the pump's tick."""
     r.set(KEYS.workers, "not a hash")  # every HSET on it fails with WRONGTYPE
     assert Heartbeat(r, KEYS, "host-c:3").beat() is False
+
+
+def test_a_retired_worker_is_gone_and_beats_no_more(r: redis.Redis) -> None:
+    """A clean stop removes the worker's entry at once (never "silent" for an hour), and later beats are skipped."""
+    now = [100.0]
+    beat = Heartbeat(r, KEYS, "host-d:4", clock=lambda: now[0])
+    other = Heartbeat(r, KEYS, "host-e:5")
+    assert beat.beat() and other.beat()
+    assert beat.retire() is True
+    now[0] += 5.0
+    assert beat.beat() is False
+    assert r.hkeys(KEYS.workers) == ["host-e:5"]

@@ -53,7 +53,7 @@ def test_every_script_receives_keys_of_one_slot(name: str, app: str) -> None:
     if "limiter" in SCRIPT_KEYS[name]:  # the limiter passes its SDKAppID's key itself
         named = {
             "stats": keys.stats, "inflight": keys.inflight, "leases": keys.leases, "hold": keys.hold,
-            "limiter": keys.limiter(1400000000),
+            "pause": keys.pause, "limiter": keys.limiter(1400000000),
         }  # fmt: skip
         built = [named[k] for k in SCRIPT_KEYS[name]]
     else:

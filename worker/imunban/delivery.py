@@ -218,9 +218,9 @@ class Deliverer:
             LeaseCheck(batch.group_id, batch.token, tuple(batch.members), self.store.lease_ms, probe=probe)
         )
         self.observer.limiter_wait(grant.waited_s)
-        # The Redis limiter checks the hold in the reservation (no slot taken while held); one that
-        # cannot see Redis (live_members None) leaves it to an EXISTS here.
-        if not probe and (grant.held or (grant.live_members is None and self.hold.active())):
+        # The Redis limiter checks the hold in the reservation (no slot taken while held), and the pause
+        # (which stops a probe too); one that cannot see Redis (live_members None) leaves it to an EXISTS here.
+        if grant.held or (not probe and grant.live_members is None and self.hold.active()):
             raise _HeldMeanwhile
         if grant.live_members is not None and len(grant.live_members) < len(batch.items):
             self._revoked(batch, len(batch.items) - len(grant.live_members), report)

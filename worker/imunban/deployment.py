@@ -5,7 +5,7 @@ opens the deployment once with :func:`open_deployment` and reaches an app only t
 :meth:`Deployment.app`, the one place an app name is resolved. Nothing else in the package builds a
 :class:`~imunban.store.Store`, :class:`~imunban.hold.Hold`, a limiter, an API client or a pump.
 
-An app's engine has two halves. What any process needs (keys, store, scheduler, hold, dead letters)
+An app's engine has two halves. What any process needs (keys, store, scheduler, hold, pause, dead letters)
 is built with the deployment. What only delivery needs (limiter, API client with its UserSig cache,
 deliverer, pump) is built on first use, because it needs the app's credentials: a console or
 ``imunban status`` never reads a secret key file.
@@ -30,6 +30,7 @@ from imunban.hold import Hold
 from imunban.keys import Keys
 from imunban.limiter import RedisRateLimiter
 from imunban.observe import Observer
+from imunban.pause import Pause
 from imunban.pump import Pump, PumpConfig, Submit
 from imunban.retry import RetryPolicy
 from imunban.schedule import Scheduler
@@ -73,6 +74,8 @@ class AppEngine:
         )
         self.hold = Hold(client, self.keys, probe_base_ms=settings.probe_base_ms, probe_cap_ms=settings.probe_cap_ms)
         self.dead = DeadLetters(client, self.keys, durability=settings.durability)
+        #: An operator's pause (imunban pause/resume, the console): a hold no probe lifts.
+        self.pause = Pause(client, self.keys, outcome_maxlen=settings.outcome_stream_maxlen)
         self._lock = threading.Lock()
         self._delivery: _Delivery | None = None
         self._pump: Pump | None = None

@@ -3,7 +3,9 @@
 ``Keys.workers`` is a HASH worker id ("host:pid") -> ms of its last tick on the Redis server clock.
 A beat is written at most every :data:`BEAT_EVERY_S` (the pump ticks on wake-ups and due times, at
 least every second); workers silent for :data:`FORGET_AFTER_MS` are pruned by the beating ones, so
-the hash stays as small as the fleet.
+the hash stays as small as the fleet. A worker that stops cleanly removes its entry (:meth:`Heartbeat.retire`),
+so a rolling restart never shows silent workers, and a worker that died is no longer alive after
+:data:`ALIVE_MS` (well under the 30 s in which ``imunban status --check`` must say ``stalled``).
 A heartbeat never stops delivery: a Redis that refuses the write (full, failing over) costs a beat.
 """
 
@@ -58,11 +60,12 @@ class Heartbeat:
         self._clock = clock
         self._last = -float("inf")
         self._beats = 0
+        self._retired = False
 
     def beat(self) -> bool:
-        """Record a tick if the last one is ``every_s`` old; False when skipped or refused."""
+        """Record a tick if the last one is ``every_s`` old; False when skipped, refused or retired."""
         now = self._clock()
-        if now - self._last < self.every_s:
+        if self._retired or now - self._last < self.every_s:
             return False
         self._last = now
         try:
@@ -74,6 +77,17 @@ class Heartbeat:
                     self._prune(now_ms)
         except StoreError as exc:  # includes RedisFullError: delivery drains a full Redis, beats wait
             log.debug("heartbeat not written: %s", exc)
+            return False
+        return True
+
+    def retire(self) -> bool:
+        """The worker stops cleanly: remove its entry and beat no more; False if Redis could not be told."""
+        self._retired = True
+        try:
+            with translated("heartbeat"):
+                self.client.hdel(self.keys.workers, self.worker_id)
+        except StoreError as exc:  # a dead worker is seen as not alive after ALIVE_MS anyway
+            log.warning("could not deregister worker %s: %s", self.worker_id, exc)
             return False
         return True
 

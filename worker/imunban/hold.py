@@ -142,9 +142,9 @@ class Hold:
         )
 
     def active(self) -> bool:
-        """True while delivery is held (one EXISTS: cheap enough to ask before every call)."""
+        """True while delivery is held or paused by an operator (one EXISTS: cheap enough to ask before every call)."""
         with translated("hold"):
-            return bool(self.client.exists(self.keys.hold))
+            return bool(self.client.exists(self.keys.hold, self.keys.pause))
 
     def try_probe(self, scan: int = PROBE_SCAN_GROUPS) -> str | None:
         """The group to probe if the caller holds this probe turn (held, backoff passed, a group waiting).

@@ -20,12 +20,15 @@ key                       type    content
 ``t:dead``                ZSET    request id -> ms it was dead-lettered
 ``t:dead:info``           HASH    request id -> JSON {code, info, attempts, at_ms, high}
 ``t:outcomes``            STREAM  one entry per ended request (capped)
-``t:stats``               HASH    counters (enqueued, delivered, ...); ``ready`` and ``scheduled`` gauges
+``t:stats``               HASH    counters (enqueued, delivered, ...); ``ready`` and ``scheduled`` gauges;
+                                  ``last_claim_ms`` (claim.lua: a worker alive but not claiming is seen)
 ``t:hold``                HASH    code, info, since_ms, next_probe_ms, probes (absent = no hold)
+``t:pause``               HASH    reason, since_ms, role, via, client: an operator paused delivery (absent = not)
 ``t:limiter:{sdkappid}``  STRING  GCRA theoretical arrival time, microseconds
 ``t:dispatch``            ZSET    marker id "group SEP slot" -> ms the dispatch marker expires
 ``t:probed``              HASH    group -> number of its latest probe in the current hold (deleted with it)
-``t:holds``               ZSET    JSON {since_ms, end_ms, code, info, probes} of each ended hold -> end ms (capped)
+``t:holds``               ZSET    JSON {since_ms, end_ms, code, info, probes} of each ended hold (code 0: a
+                                  pause) -> end ms (capped)
 ``t:okgroups``            HASH    g1, t1, g2, t2: the last two distinct groups with a delivered answer, and when
 ``t:versions``            HASH    request id -> version last applied, + "c" if by a cancel (sparse: versioned only)
 ``t:version_ends``        ZSET    request id -> ms its versioned request ended (forgotten VERSION_MEMORY_S later)
@@ -190,6 +193,10 @@ class Keys:
     @property
     def hold(self) -> str:
         return f"{self._p}:hold"
+
+    @property
+    def pause(self) -> str:
+        return f"{self._p}:pause"
 
     def limiter(self, sdkappid: int | str) -> str:
         return f"{self._p}:limiter:{sdkappid}"

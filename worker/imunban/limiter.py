@@ -106,7 +106,7 @@ class RedisRateLimiter:
         self._penalize = register(client, "limiter_penalize")
         named = {
             "stats": keys.stats, "inflight": keys.inflight, "leases": keys.leases, "hold": keys.hold,
-            "limiter": self.key,
+            "pause": keys.pause, "limiter": self.key,
         }  # fmt: skip
         self._reserve_keys = [named[k] for k in SCRIPT_KEYS["limiter_reserve"]]
         self._penalize_keys = [named[k] for k in SCRIPT_KEYS["limiter_penalize"]]
@@ -128,7 +128,7 @@ class RedisRateLimiter:
             status, wait_s = int(raw[0]), int(raw[1]) / 1_000_000
             live = None if check is None else tuple(str(m) for m in raw[3:])
             if status == -2:
-                return Grant(waited_s, (), held=True)  # held meanwhile: no slot was taken
+                return Grant(waited_s, (), held=True)  # held or paused meanwhile: no slot was taken
             if status < 0:
                 return Grant(waited_s, ())  # nothing left to call for: no slot was taken
             if status == 1:

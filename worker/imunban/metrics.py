@@ -36,9 +36,11 @@ from prometheus_client.registry import Collector
 
 from imunban.connection import server_time_ms, translated
 from imunban.deployment import Deployment
+from imunban.health import add_app_state, thresholds
 from imunban.keys import DEFAULT_APP, Keys
 from imunban.observe import ANSWER, CALL_KINDS, Observer
 from imunban.settings import Settings
+from imunban.state import STATES
 from imunban.stats import COUNTERS, DEPLOYMENT_COUNTERS, status
 from imunban.summary import NO_APP, Tally
 from imunban.version import VERSION
@@ -227,6 +229,33 @@ class RedisCollector:
         yield from redis_families(apps, deployment_counters)
 
 
+class StateCollector:
+    """``imunban_state{app, state}``: 1 for each app's current state (imunban.state), 0 for the other states.
+
+    Read from Redis at scrape time, as ``imunban status`` reads it: a worker whose pump is stuck, or one
+    that beats but does not consume, still exports its app as ``stalled``.
+    """
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        d = self.deployment
+        try:
+            limits = thresholds(d.settings)
+            states = {app.name: add_app_state(d.client, app.keys, status(d.client, app.keys), limits) for app in d}
+        except Exception:  # a scrape must not fail because Redis blinked
+            log.warning("metrics: could not read the apps' states", exc_info=True)
+            return
+        family = GaugeMetricFamily(
+            "imunban_state", "1 for the app's current state, 0 for the others (imunban status)", labels=["app", "state"]
+        )
+        for name, state in states.items():
+            for each in STATES:
+                family.add_metric([name, each], 1.0 if each == state.state else 0.0)
+        yield family
+
+
 def observer_for(settings: Settings) -> Observer:
     """A Prometheus observer when the metrics endpoint is on, else a plain tally (for the summary line)."""
     return PrometheusObserver() if settings.metrics_port else Tally()
@@ -235,6 +264,7 @@ def observer_for(settings: Settings) -> Observer:
 def serve(registry: CollectorRegistry, deployment: Deployment, host: str, port: int) -> int:
     """Add the Redis-read series to ``registry`` and serve it on http://HOST:PORT/metrics; returns the port."""
     registry.register(RedisCollector(deployment))
+    registry.register(StateCollector(deployment))
     server, _ = start_http_server(port, addr=host, registry=registry)
     bound = int(server.server_address[1])
     log.info("metrics on http://%s:%d/metrics", host, bound)

@@ -21,6 +21,7 @@ from imunban.connection import is_cluster, server_time_ms, translated
 from imunban.heartbeat import Heartbeat
 from imunban.hold import PROBE_SCAN_GROUPS, Hold
 from imunban.keys import MAX_MEMBERS, Keys, marker_id
+from imunban.pause import Pause
 from imunban.schedule import Scheduler
 from imunban.scripts import register, script_keys
 from imunban.store import Store
@@ -101,6 +102,7 @@ class Pump:
         self._touch = register(client, "dispatch_touch")
         self._finish = register(client, "dispatch_finish")
         self.heartbeat = Heartbeat(client, keys)  # operators see this worker alive (imunban web)
+        self.pause = Pause(client, keys)
         #: This pump's own alarm list (see :meth:`wait`); in the app's hash tag, like the wake list.
         self.pump_id = uuid.uuid4().hex[:12]
         self._alarm_key = keys.pump_alarm(self.pump_id)
@@ -147,7 +149,7 @@ class Pump:
             pass  # the BLPOP's own timeout still ends the wait, only later
 
     def tick(self) -> int:
-        """Promote, reap (every few ticks), then dispatch or probe; returns tasks submitted.
+        """Promote, reap (every few ticks), then dispatch or probe (neither while paused); returns tasks submitted.
 
         Sets :attr:`next_tick_s`: soon while work is running, else until the next due time.
         """
@@ -164,6 +166,10 @@ class Pump:
             self.scheduler.forget_versions()
             # Replies kept for replayed calls, left behind once delivery stops: the memory of a drain comes back.
             self.scheduler.forget_replies()
+        if self.pause.active():
+            # An operator's pause: no dispatch and no probe. Resuming wakes this pump (resume.lua).
+            self.next_tick_s = IDLE_TICK_S
+            return 0
         hold = self.hold.get()
         if hold is not None:
             submitted = self._probe()

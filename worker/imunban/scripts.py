@@ -31,8 +31,8 @@ LIB = "_lib"
 #: The one order of KEYS: a script takes any of these it needs in this relative order.
 KEY_ORDER = (
     "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", "outcomes",
-    "dead", "dead_info", "dispatch", "hold", "probed", "holds", "ok_groups", "replies", "reply_expiry", "limiter",
-    "wake",
+    "dead", "dead_info", "dispatch", "hold", "pause", "probed", "holds", "ok_groups", "replies", "reply_expiry",
+    "limiter", "wake",
 )  # fmt: skip
 #: Keys of one group, after every key of KEY_ORDER, always in this order.
 PER_GROUP = ("ready", "sched")
@@ -51,7 +51,9 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "reschedule": (
         "schedidx", "groups", "stats", "high", "meta", "versions", "version_ends", "wake", *PER_GROUP,
     ),
-    "claim": ("groups", "stats", "high", "meta", "inflight", "leases", "hold", "replies", "reply_expiry", "ready"),
+    "claim": (
+        "groups", "stats", "high", "meta", "inflight", "leases", "hold", "pause", "replies", "reply_expiry", "ready",
+    ),
     "ack": (
         "stats", "meta", "inflight", "leases", "versions", "version_ends", "outcomes", "dead", "dead_info", "ok_groups",
         "replies", "reply_expiry",
@@ -66,7 +68,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "dead_replay": (
         "schedidx", "stats", "high", "inflight", "versions", "version_ends", "dead", "dead_info", *PER_GROUP,
     ),  # many groups
-    "dispatch": ("dispatch", "hold", "replies", "reply_expiry"),
+    "dispatch": ("dispatch", "hold", "pause", "replies", "reply_expiry"),
     "dispatch_touch": ("dispatch",),
     "dispatch_finish": ("dispatch", "wake"),
     "stats_incr": ("stats",),
@@ -77,7 +79,9 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "hold_release": ("hold", "probed", "holds"),
     "probe_now": ("hold",),
     "evidence_10007": ("meta", "ok_groups"),
-    "limiter_reserve": ("stats", "inflight", "leases", "hold", "limiter"),  # lease check, hold check, pace
+    "limiter_reserve": ("stats", "inflight", "leases", "hold", "pause", "limiter"),  # lease, hold, pause; pace
+    "pause": ("outcomes", "pause"),
+    "resume": ("outcomes", "pause", "holds", "wake"),
     "limiter_penalize": ("limiter",),
     "migrate": ("stats",),  # then (old name, new name) pairs of the keys it moves: migrate.py builds them
     "trace": ("high", "meta", "inflight", "leases", "versions", "dead", "dead_info", *PER_GROUP),  # one group

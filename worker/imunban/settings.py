@@ -123,6 +123,8 @@ class Settings:
     #: While held: the first probe after this, then doubling up to the cap (70050 keeps its 60 s floor).
     probe_base_ms: int = 1_000
     probe_cap_ms: int = 60_000
+    #: With due work this old and live workers, no claim for this long is ``stalled`` (imunban.state).
+    stall_after_s: int = 30
     concurrency: int = 8
     connect_timeout_s: float = CONNECT_TIMEOUT_S
     read_timeout_s: float = READ_TIMEOUT_S
@@ -189,6 +191,7 @@ class Settings:
             backoff_cap_ms=env.integer("BACKOFF_CAP_MS", d.backoff_cap_ms, minimum=1),
             probe_base_ms=env.integer("PROBE_BASE_MS", d.probe_base_ms, minimum=1),
             probe_cap_ms=env.integer("PROBE_CAP_MS", d.probe_cap_ms, minimum=1),
+            stall_after_s=env.integer("STALL_AFTER_S", d.stall_after_s, minimum=1),
             concurrency=env.integer("CONCURRENCY", d.concurrency, minimum=1),
             connect_timeout_s=env.number("CONNECT_TIMEOUT_S", d.connect_timeout_s),
             # The API gives up after 3 s itself; a client giving up first turns slow successes into retries.

@@ -8,19 +8,36 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from imunban.cli.common import fmt_ms, fmt_relative, open_app, open_deployment
+from imunban.cli.common import bounded_float, fmt_ms, fmt_relative, open_app, open_deployment
 from imunban.connection import server_time_ms
 from imunban.deadletter import DeadLetters, ReplayResult
 from imunban.errors import StoreError, ValidationError
+from imunban.health import add_app_state, add_states, check, thresholds
+from imunban.settings import Settings
+from imunban.state import fmt_bytes, span
 from imunban.stats import status, status_of_apps, trace
 from imunban.validation import validate_group_id, validate_member, validate_members
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    s = sub.add_parser("status", help="queue depths, outcomes and the hold")
+    s = sub.add_parser("status", help="the state of each app and why, queue depths, outcomes, workers, the hold")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument(
+        "--check",
+        action="store_true",
+        help="print one line and exit 0 (delivering, idle), 1 (degraded, paused) or 2 (stalled, held, full): "
+        "for cron, compose healthchecks and Nagios-style checks",
+    )
+    s.add_argument(
+        "--lag-s",
+        type=bounded_float(0, 10**9, low_open=True, what="seconds"),
+        default=None,
+        help="with --check: the oldest due request waiting longer than this is degraded (default 60)",
+    )
     _app_option(s, "only this app (default: one section per app, and the totals)")
     s.set_defaults(handler=run_status)
 
@@ -82,15 +99,25 @@ def _print_json(data: Any) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    limits = thresholds(settings, lag_s=args.lag_s)
     if args.app is not None:
-        engine = open_app(args.app)
+        engine = open_app(args.app, settings)
         snapshot = status(engine.store.client, engine.keys)
+        states = {engine.name: add_app_state(engine.store.client, engine.keys, snapshot, limits)}
     else:
-        deployment = open_deployment()
+        deployment = open_deployment(settings)
         snapshot = status_of_apps(deployment.client, [app.keys for app in deployment])
+        states = add_states(deployment.client, [app.keys for app in deployment], snapshot, limits)
+    level = 0
+    if args.check:
+        level, line = check(states)
+        if not args.json:
+            print(line)
+            return level
     if args.json:
         _print_json(snapshot)
-        return 0
+        return level
     console = Console(soft_wrap=True)
     apps = snapshot.get("apps") or {}
     if len(apps) > 1:
@@ -117,6 +144,13 @@ def status_table(snapshot: dict[str, Any], title: str = "imunban status") -> Tab
     table.add_column("what")
     table.add_column("value", justify="right")
     table.add_row("[bold]state now[/]", "")
+    if snapshot.get("state"):
+        state_rows(table, snapshot)
+    pause = snapshot.get("pause")
+    if pause:
+        app = f" (app {pause['app']})" if pause.get("app") else ""
+        table.add_row("[bold yellow]PAUSED[/]", f"[bold yellow]{escape(pause['reason'])}[/]{app}")
+        table.add_row("  paused by", f"{escape(pause['by'])}, {fmt_relative(int(pause['since_ms']), now)}")
     hold = snapshot["hold"]
     if hold:
         since = fmt_relative(int(hold["since_ms"]), now)
@@ -125,7 +159,7 @@ def status_table(snapshot: dict[str, Any], title: str = "imunban status") -> Tab
         table.add_row("  held since", since)
         table.add_row("  next probe", fmt_relative(int(hold.get("next_probe_ms") or 0) or None, now))
     else:
-        table.add_row("hold", "none (delivering)")
+        table.add_row("hold", "none")
     for label, key in (
         ("queued (due now)", "queued"),
         ("scheduled (due later)", "scheduled"),
@@ -142,6 +176,45 @@ def status_table(snapshot: dict[str, Any], title: str = "imunban status") -> Tab
         table.add_row(name, f"{value:,}")
     table.add_row("[dim]server time[/]", f"[dim]{fmt_ms(now)}[/]")
     return table
+
+
+#: The colour of a state's level: ok, degraded, critical.
+LEVEL_STYLE = ("bold green", "bold yellow", "bold red")
+#: Workers listed one per line (the most recent first); the rest are counted.
+WORKERS_SHOWN = 10
+
+
+def state_rows(table: Table, snapshot: dict[str, Any]) -> None:
+    """The state with its reason, its notes, and what it was derived from: workers, lag, claims, limiter, memory."""
+    state = snapshot["state"]
+    style = LEVEL_STYLE[int(state["level"])]
+    # The reason reads as a sentence: left-aligned, unlike the figures of the value column.
+    table.add_row(f"[{style}]{state['state'].upper()}[/]", Text(state["reason"], style=style, justify="left"))
+    for note in state["notes"]:
+        table.add_row("  also", Text(note, style="yellow", justify="left"))
+    tick = state["last_tick_age_ms"]
+    last = "none ticked within the last hour" if tick is None else f"last tick {span(tick)} ago"
+    table.add_row("workers alive", f"{state['workers_alive']} ({last})")
+    known = snapshot.get("workers") or []
+    for worker in known[:WORKERS_SHOWN]:
+        table.add_row(f"  {escape(worker['worker'])}", f"{'alive' if worker['alive'] else 'silent'}, "
+                      f"last tick {span(worker['age_ms'])} ago")  # fmt: skip
+    if len(known) > WORKERS_SHOWN:
+        table.add_row("  ...", f"and {len(known) - WORKERS_SHOWN} more (imunban status --json lists them all)")
+    lag = state["oldest_due_age_ms"]
+    table.add_row("oldest due", "-" if lag is None else f"{span(lag)} ago")
+    claim = state["last_claim_age_ms"]
+    table.add_row("last claim", "none recorded" if claim is None else f"{span(claim)} ago")
+    use = state["limiter_use"]
+    table.add_row("limiter use", "-" if use is None else f"{round(use * 100)} % of the rate limit")
+    memory = state["memory"]
+    if memory["used_bytes"] is None:
+        table.add_row("Redis memory", "unknown (INFO memory not allowed)")
+    elif not memory["max_bytes"]:
+        table.add_row("Redis memory", f"{fmt_bytes(memory['used_bytes'])} (no maxmemory set)")
+    else:
+        used, most = fmt_bytes(memory["used_bytes"]), fmt_bytes(memory["max_bytes"])
+        table.add_row("Redis memory", f"{used} of {most} maxmemory ({round(memory['ratio'] * 100)} %)")
 
 
 # -- trace ------------------------------------------------------------------------------------

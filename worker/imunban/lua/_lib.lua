@@ -155,6 +155,17 @@ local function emit_outcome(outcomes_key, maxlen, group, member, outcome, code, 
     'attempts', attempts, 'due_ms', due, 'at_ms', now, 'app', app)
 end
 
+-- Append an operator's audit entry, in the same fields as the console's (imunban.web.actions.audit):
+-- every field an outcome has (empty group and member, code 0), plus action, count, role, via, client.
+-- `who` is {role, via, client}.
+local function emit_audit(outcomes_key, maxlen, action, count, info, who, now)
+  local app = string.match(outcomes_key, '^{[^}]*:([^:{}]*)}') or ''
+  redis.call('XADD', outcomes_key, 'MAXLEN', '~', maxlen, '*',
+    'group_id', '', 'member', '', 'outcome', 'audit', 'code', 0, 'info', info,
+    'attempts', 0, 'due_ms', now, 'at_ms', now, 'app', app,
+    'action', action, 'count', count, 'role', who[1], 'via', who[2], 'client', who[3])
+end
+
 -- A full Redis (maxmemory, noeviction) must refuse intake and still drain. Redis 6.2, and 7 for a
 -- script without flags, checks maxmemory only at a script's FIRST write, and only if that command
 -- may grow memory (deny-oom); once a script has written, nothing stops it. So which command a

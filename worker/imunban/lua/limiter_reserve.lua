@@ -2,14 +2,16 @@
 -- With a lease check (ARGV[5] a token) it first keeps only the batch's members still leased to that
 -- token (a cancel, a newer instruction or a reap removes or replaces the lease), renews their lease
 -- deadlines, and reserves a slot only if one of them is live: one atomic step, no extra round trip.
--- The hold check rides here too: while delivery is held, no slot is taken (a probe passes).
+-- The hold check rides here too: while delivery is held, no slot is taken (a probe passes); while an
+-- operator paused delivery, no delivery run takes one (a probe neither).
 -- Each reservation is counted into the pace (stats hash, see pace_count in _lib.lua), from which
 -- reindex decides how long a partial batch lingers.
 -- KEYS[1] stats      HASH counters; fields pace_us, pace, pace_interval_us, pace_booked_us (the pace)
 -- KEYS[2] inflight   ZSET request id -> lease deadline ms
 -- KEYS[3] leases     HASH request id -> "token|due_ms|high"
 -- KEYS[4] hold       HASH present while delivery is held
--- KEYS[5] limiter:{sdkappid}   STRING theoretical arrival time (TAT), microseconds
+-- KEYS[5] pause      HASH present while an operator paused delivery (checked with a lease check only)
+-- KEYS[6] limiter:{sdkappid}   STRING theoretical arrival time (TAT), microseconds
 -- ARGV[1] emission interval, microseconds (1e6 / calls per second)
 -- ARGV[2] the longest wait a caller accepts, microseconds; a later slot is not reserved
 -- ARGV[3] the furthest ahead of now a TAT can legitimately be, microseconds; one further ahead is
@@ -20,15 +22,17 @@
 -- ARGV[8..] members
 -- Returns {1, wait_us, slot_us, live member...} when a slot was reserved (sleep wait_us, then call the
 -- live members); {0, wait_us, 0, live member...} when refused (too far ahead: nap, ask again);
--- {-1, 0, 0} when no member is live (no slot taken); {-2, 0, 0} while held (no slot taken).
+-- {-1, 0, 0} when no member is live (no slot taken); {-2, 0, 0} while held or paused (no slot taken).
 -- Without a lease check no member is listed.
 -- slot_us is the reserved slot's start on the server clock (for tests and metrics).
-local K_STATS, K_INFLIGHT, K_LEASES, K_HOLD, K_LIMITER = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local K_STATS, K_INFLIGHT, K_LEASES, K_HOLD = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_PAUSE, K_LIMITER = KEYS[5], KEYS[6]
 proceed_when_full(K_LEASES)  -- first write: delivery goes on in a full Redis (see _lib.lua)
 local now = now_us()
-if ARGV[7] ~= '1' and redis.call('EXISTS', K_HOLD) == 1 then return {-2, 0, 0} end
-local out = {1, 0, 0}
 local token = ARGV[5]
+if ARGV[7] ~= '1' and redis.call('EXISTS', K_HOLD) == 1 then return {-2, 0, 0} end
+if token ~= '' and redis.call('EXISTS', K_PAUSE) == 1 then return {-2, 0, 0} end
+local out = {1, 0, 0}
 if token ~= '' then
   local group, deadline = ARGV[6], math.floor(now / 1000) + tonumber(ARGV[4])
   for i = 8, #ARGV do

@@ -5,9 +5,10 @@ pending?" and moves in one script, so nothing cancelled or delivered meanwhile c
 version like any intake), replays through :meth:`~imunban.deadletter.DeadLetters.replay` (due now,
 then the pump and the global limiter as usual; a dead letter a later instruction ended is skipped),
 "probe now" makes the hold's next probe due as soon as the hold allows (never before the last probe
-plus its minimum interval). Every action appends an audit entry (``outcome`` = ``audit``,
-docs/outcomes.md); one that stops part way on a Redis error is audited with what it applied
-(:class:`StoppedPartWay`).
+plus its minimum interval), pause and resume go through :class:`~imunban.pause.Pause` (their scripts
+write the audit entry themselves, in the same step, as the command line's do). Every action appends an
+audit entry (``outcome`` = ``audit``, docs/outcomes.md); one that stops part way on a Redis error is
+audited with what it applied (:class:`StoppedPartWay`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from imunban.connection import server_time_ms, translated
 from imunban.deadletter import ReplayResult
 from imunban.errors import ImunbanError, StoreError, ValidationError
 from imunban.keys import request_id
+from imunban.pause import Actor, Resumed
 from imunban.scripts import register
 from imunban.validation import parse_at, validate_group_id, validate_member, validate_version
 from imunban.web.auth import Principal
@@ -185,3 +187,18 @@ def probe_now(ctx: AppContext) -> int | None:
     """Make the hold's next probe due as soon as the hold allows; returns when it is due (ms), None without a hold."""
     with _stopping(lambda: 0):
         return ctx.hold.probe_now()
+
+
+def actor(who: Principal, client: str) -> Actor:
+    """The caller as an audit entry records it: role, how it signed in, its address."""
+    return Actor(who.role, who.via, client)
+
+
+def pause(ctx: AppContext, who: Principal, reason: str, client: str = "") -> bool:
+    """Pause delivery of the app (audited by pause.lua in the same step); True when newly paused."""
+    return ctx.pause.pause(reason, actor(who, client))
+
+
+def resume(ctx: AppContext, who: Principal, client: str = "") -> Resumed | None:
+    """Resume delivery and wake a pump (audited by resume.lua); the pause that ended, None if there was none."""
+    return ctx.pause.resume(actor(who, client))

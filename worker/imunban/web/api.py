@@ -19,8 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from imunban.deadletter import ReplayResult
-from imunban.errors import ImunbanError
-from imunban.stats import status, status_of_apps
+from imunban.errors import ImunbanError, StoreError
+from imunban.pause import validate_reason
 from imunban.validation import validate_version
 from imunban.web import actions, data, params
 from imunban.web.common import (
@@ -43,13 +43,11 @@ def _ok(payload: Any) -> JSONResponse:
 
 
 async def api_status(request: Request) -> Response:
-    """Exactly the document ``imunban status --json`` prints: the totals with each app's under ``apps``;
-    with ``?app=NAME``, that app's alone (``imunban status --app NAME --json``)."""
+    """Exactly the document ``imunban status --json`` prints: the totals (with the worst app's state) and each
+    app's document and state under ``apps``; with ``?app=NAME``, that app's alone (``imunban status --app NAME``)."""
     if params.raw(request, "app"):
-        ctx = app_ctx(request)
-        return _ok(await run_in_threadpool(status, ctx.client, ctx.keys))
-    deployment = console(request).deployment
-    return _ok(await run_in_threadpool(status_of_apps, deployment.client, [app.keys for app in deployment]))
+        return _ok(await run_in_threadpool(data.app_status, app_ctx(request)))
+    return _ok(await run_in_threadpool(data.all_status, console(request).deployment))
 
 
 async def api_overview(request: Request) -> Response:
@@ -204,6 +202,38 @@ async def api_probe(request: Request) -> Response:
     return await _act(request, "probe", run)
 
 
+async def api_pause(request: Request) -> Response:
+    """``{"reason": TEXT[, "app": NAME]}``: stop delivery of the app until resumed (audited in the same step)."""
+    who = check_action(request)
+    body = await read_json(request)
+    ctx = app_ctx(request, body.get("app"))
+    try:
+        reason = validate_reason(body.get("reason"))
+        newly = await run_in_threadpool(actions.pause, ctx, who, reason, client_address(request))
+    except StoreError as exc:
+        raise HTTPException(503, str(exc)) from None
+    except ImunbanError as exc:
+        raise params.bad_request(exc) from None
+    return _ok({"paused": 1, "newly": int(newly), "reason": reason, "app": ctx.name})
+
+
+async def api_resume(request: Request) -> Response:
+    """``{["app": NAME]}``: restart delivery of a paused app at once (audited in the same step)."""
+    who = check_action(request)
+    body = await read_json(request)
+    ctx = app_ctx(request, body.get("app"))
+    try:
+        ended = await run_in_threadpool(actions.resume, ctx, who, client_address(request))
+    except StoreError as exc:
+        raise HTTPException(503, str(exc)) from None
+    if ended is None:
+        return _ok({"resumed": 0, "app": ctx.name, "message": "delivery was not paused"})
+    paused_ms = ended.end_ms - ended.since_ms
+    return _ok(
+        {"resumed": 1, "app": ctx.name, "since_ms": ended.since_ms, "paused_ms": paused_ms, "reason": ended.reason}
+    )
+
+
 # -- server-sent events -------------------------------------------------------------------------
 
 
@@ -283,6 +313,8 @@ ROUTES = [
     Route("/api/cancel", api_cancel, methods=["POST"]),
     Route("/api/reschedule", api_reschedule, methods=["POST"]),
     Route("/api/probe", api_probe, methods=["POST"]),
+    Route("/api/pause", api_pause, methods=["POST"]),
+    Route("/api/resume", api_resume, methods=["POST"]),
     Route("/events/overview", events_overview),
     Route("/events/outcomes", events_outcomes),
 ]

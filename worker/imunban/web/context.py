@@ -15,6 +15,7 @@ from imunban.deadletter import DeadLetters
 from imunban.deployment import AppEngine, Deployment
 from imunban.hold import Hold
 from imunban.keys import Keys
+from imunban.pause import Pause
 from imunban.settings import Settings
 from imunban.store import Store
 from imunban.web.sampler import RateSampler
@@ -55,6 +56,10 @@ class AppContext:
     @property
     def hold(self) -> Hold:
         return self.engine.hold
+
+    @property
+    def pause(self) -> Pause:
+        return self.engine.pause
 
     @property
     def rate_limit_per_s(self) -> float:

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from imunban.connection import server_time_ms, translated
-from imunban.heartbeat import workers
+from imunban.deployment import Deployment
+from imunban.health import add_app_state, add_states, thresholds
 from imunban.keys import HIGH_BAND_MS, request_id, split_request_id
 from imunban.scripts import register
-from imunban.stats import status, trace
+from imunban.stats import status, status_of_apps, trace
 from imunban.web.context import AppContext
 
 #: Dead letters looked at per filtered page (one script call; keeps a page fast with 100,000 of them).
@@ -25,9 +26,9 @@ DEAD_SCAN_BUDGET = 5_000
 HISTORY_SCAN = 500
 HISTORY_DEEP = 10_000
 HISTORY_MAX = 20
-#: Waiting groups whose ready heads are read to find the oldest due request.
-LAG_GROUPS = 32
 PAGE_MAX = 500
+#: The states shown in the banner under the header (a hold has its own banner), with their titles.
+BANNERS = {"paused": "DELIVERY PAUSED", "stalled": "DELIVERY STALLED", "full": "REDIS FULL: INTAKE REFUSED"}
 
 Pairs = list[tuple[str, float]]
 Entries = list[tuple[str, dict[str, str]]]
@@ -37,50 +38,59 @@ def _script(ctx: AppContext, name: str) -> Any:
     return register(ctx.client, name, package="imunban.web")
 
 
+def app_status(ctx: AppContext) -> dict[str, Any]:
+    """One app's status document with its state (what ``imunban status --app NAME --json`` prints)."""
+    snapshot = status(ctx.client, ctx.keys)
+    add_app_state(ctx.client, ctx.keys, snapshot, thresholds(ctx.settings))
+    return snapshot
+
+
+def all_status(deployment: Deployment) -> dict[str, Any]:
+    """The totals with every app's document and state (what ``imunban status --json`` prints)."""
+    keys = [app.keys for app in deployment]
+    totals = status_of_apps(deployment.client, keys)
+    add_states(deployment.client, keys, totals, thresholds(deployment.settings))
+    return totals
+
+
+def banner(state: dict[str, Any] | None) -> dict[str, str] | None:
+    """The banner of a state that needs one (paused, stalled, full): its kind, title and text; else None."""
+    if not state or state["state"] not in BANNERS:
+        return None
+    return {
+        "kind": state["state"],
+        "title": BANNERS[state["state"]],
+        "text": " · ".join([state["reason"], *state["notes"]]),
+    }
+
+
 def overview(ctx: AppContext) -> dict[str, Any]:
-    """The overview: the status document, rates, the oldest due lag, limiter use, workers."""
+    """The overview: the status document with the app's state, rates, the oldest due lag, limiter use, workers."""
     snapshot = status(ctx.client, ctx.keys)
     now = int(snapshot["server_time_ms"])
+    # The state's reads give the oldest due request and the workers too (imunban.health).
+    state = add_app_state(ctx.client, ctx.keys, snapshot, thresholds(ctx.settings))
     ctx.sampler.maybe_sample()
     rates = ctx.sampler.latest()
     limit = ctx.rate_limit_per_s
     calls = rates["calls_per_s"]
+    lag = state.oldest_due_age_ms
     return {
         "app": ctx.name,
         "status": snapshot,
+        "state": snapshot["state"],
+        "banner": banner(snapshot["state"]),
         "rates": {
             **rates,
             "limit_per_s": limit,
             "limiter_use": None if calls is None else round(calls / limit, 3),
         },
         "series": ctx.sampler.series(),
-        "oldest_due_ms": (oldest := oldest_due_ms(ctx, now)),
-        "oldest_due_lag_ms": None if oldest is None else max(0, now - oldest),
+        "oldest_due_ms": None if lag is None else now - lag,
+        "oldest_due_lag_ms": lag,
         "limiter_ahead_ms": limiter_ahead_ms(ctx, now),
-        "workers": [w.as_dict() for w in workers(ctx.client, ctx.keys, now)],
+        "workers": snapshot["workers"],
     }
-
-
-def oldest_due_ms(ctx: AppContext, now: int) -> int | None:
-    """Due time of the oldest request waiting to be sent: the ready heads of the first waiting groups,
-    and the head of the schedule when it is overdue (not promoted yet)."""
-    k = ctx.keys
-    with translated("overview"):
-        groups = cast(list[str], ctx.client.zrange(k.groups, 0, LAG_GROUPS - 1))
-        pipe = ctx.client.pipeline(transaction=False)
-        for group in groups:
-            pipe.zrange(k.ready(group), 0, 0, withscores=True)
-        pipe.zrange(k.schedidx, 0, 0, withscores=True)
-        heads = pipe.execute()
-    dues: list[int] = []
-    for head in heads[:-1]:
-        if head:
-            score = int(head[0][1])
-            dues.append(score + HIGH_BAND_MS if score < 0 else score)
-    sched_head = heads[-1]
-    if sched_head and int(sched_head[0][1]) <= now:
-        dues.append(int(sched_head[0][1]))
-    return min(dues) if dues else None
 
 
 def limiter_ahead_ms(ctx: AppContext, now: int) -> int | None:
@@ -247,9 +257,14 @@ def dead_matching(ctx: AppContext, flt: DeadFilter, chunk: int = 1_000) -> list[
 
 def holds(ctx: AppContext) -> dict[str, Any]:
     now = server_time_ms(ctx.client, ctx.keys.stats)
-    current = ctx.hold.get()
-    history = [vars(record) for record in reversed(ctx.hold.history())]
-    return {"server_time_ms": now, "hold": current.as_dict() if current else None, "history": history}
+    current, paused = ctx.hold.get(), ctx.pause.get()
+    history = [vars(record) for record in reversed(ctx.hold.history())]  # code 0: an ended pause
+    return {
+        "server_time_ms": now,
+        "hold": current.as_dict() if current else None,
+        "pause": paused.as_dict() if paused else None,
+        "history": history,
+    }
 
 
 def outcomes(ctx: AppContext, after: str | None, limit: int) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from imunban.deadletter import ReplayResult
-from imunban.errors import ImunbanError
-from imunban.stats import status_of_apps
+from imunban.errors import ImunbanError, StoreError
+from imunban.pause import validate_reason
 from imunban.validation import validate_group_id
 from imunban.web import actions, data, params
 from imunban.web.auth import COOKIE, LOCAL, SESSION_S, csrf_ok, same_origin
@@ -44,6 +44,10 @@ DONE = {
     "probe": "next probe allowed at {at}: the pump sends it then (never sooner than the last probe plus the "
     "hold's minimum interval)",
     "noprobe": "there is no hold to probe",
+    "pause": "paused delivery of this app: nothing is sent until someone resumes it; its requests stay queued",
+    "repause": "delivery was paused already: the reason is updated",
+    "resume": "resumed delivery: due requests go out now",
+    "noresume": "delivery was not paused",
 }
 #: Added to the replay's flash when dead letters were skipped (``skipped`` in the query, a number).
 SKIPPED = "; skipped {k}: cancelled, superseded or pending again since they died (nothing ended comes back)"
@@ -57,8 +61,8 @@ def _cookie(response: Response, request: Request, value: str) -> None:
     )
 
 
-def render(request: Request, template: str, ctx: AppContext, page: str, **context: Any) -> Response:
-    """A page with what every page shows: the app, who you are, the hold banner, the CSRF token."""
+async def render(request: Request, template: str, ctx: AppContext, page: str, **context: Any) -> Response:
+    """A page with what every page shows: the app, who you are, the hold and state banners, the CSRF token."""
     con = console(request)
     who = principal_of(request)
     csrf, new_cookie = who.csrf, None
@@ -67,6 +71,9 @@ def render(request: Request, template: str, ctx: AppContext, page: str, **contex
         new_cookie, csrf = con.authority.new_session(LOCAL)
     done = params.choice(request, "done", tuple(DONE))
     n = params.integer(request, "n", 0)
+    if "state" not in context and not request.headers.get("hx-request"):  # htmx fragments show no banner
+        context["state"] = (await run_in_threadpool(data.app_status, ctx))["state"]  # the overview passes its own
+    context["banner"] = data.banner(context.get("state"))
     response = con.templates.TemplateResponse(
         request,
         template,
@@ -100,11 +107,11 @@ def _flash(request: Request, done: str | None, n: int) -> str | None:
 async def overview_page(request: Request) -> Response:
     ctx = app_ctx(request)
     doc = await run_in_threadpool(data.overview, ctx)
-    apps = console(request).apps
+    con = console(request)
     totals = None
-    if len(apps) > 1:  # every app side by side, and their totals (the document of `imunban status --json`)
-        totals = await run_in_threadpool(status_of_apps, ctx.client, [a.keys for a in apps.values()])
-    return render(request, "overview.html", ctx, "overview", doc=doc, totals=totals)
+    if len(con.apps) > 1:  # every app side by side, and their totals (the document of `imunban status --json`)
+        totals = await run_in_threadpool(data.all_status, con.deployment)
+    return await render(request, "overview.html", ctx, "overview", doc=doc, totals=totals, state=doc["state"])
 
 
 async def trace_page(request: Request) -> Response:
@@ -116,7 +123,7 @@ async def trace_page(request: Request) -> Response:
             raise params.BadParam("member" if group else "group_id", "give both group_id and member")
         result = await run_in_threadpool(partial(data.member_trace, deep=deep), ctx, group, member)
     template = "trace_result.html" if request.headers.get("hx-request") else "trace.html"
-    return render(request, template, ctx, "trace", group_id=group or "", member=member or "", result=result)
+    return await render(request, template, ctx, "trace", group_id=group or "", member=member or "", result=result)
 
 
 async def scheduled_page(request: Request) -> Response:
@@ -124,9 +131,9 @@ async def scheduled_page(request: Request) -> Response:
     offset, group = params.integer(request, "offset", 0), params.group_id(request)
     if group:
         page = await run_in_threadpool(data.group_page, ctx, group, offset, PAGE)
-        return render(request, "group.html", ctx, "scheduled", view=page, offset=offset, size=PAGE)
+        return await render(request, "group.html", ctx, "scheduled", view=page, offset=offset, size=PAGE)
     groups = await run_in_threadpool(data.scheduled_groups, ctx, offset, PAGE)
-    return render(request, "scheduled.html", ctx, "scheduled", view=groups, offset=offset, size=PAGE)
+    return await render(request, "scheduled.html", ctx, "scheduled", view=groups, offset=offset, size=PAGE)
 
 
 def dead_filter(code: object, group: object) -> data.DeadFilter:
@@ -141,19 +148,19 @@ async def dead_page(request: Request) -> Response:
     cursor = params.integer(request, "cursor", 0)
     view = await run_in_threadpool(data.dead_page, ctx, flt, cursor, PAGE)
     template = "dead_table.html" if request.headers.get("hx-request") else "dead.html"
-    return render(request, template, ctx, "dead", view=view, flt=flt)
+    return await render(request, template, ctx, "dead", view=view, flt=flt)
 
 
 async def holds_page(request: Request) -> Response:
     ctx = app_ctx(request)
     view = await run_in_threadpool(data.holds, ctx)
-    return render(request, "holds.html", ctx, "holds", view=view)
+    return await render(request, "holds.html", ctx, "holds", view=view)
 
 
 async def outcomes_page(request: Request) -> Response:
     ctx = app_ctx(request)
     view = await run_in_threadpool(data.outcomes, ctx, None, 100)
-    return render(request, "outcomes.html", ctx, "outcomes", view=view)
+    return await render(request, "outcomes.html", ctx, "outcomes", view=view)
 
 
 # -- sign-in ------------------------------------------------------------------------------------
@@ -318,6 +325,33 @@ async def probe_action(request: Request) -> Response:
     return _back("/holds", "probe" if held else "noprobe", int(held), app=first(form, "app"), at=at)
 
 
+async def pause_action(request: Request) -> Response:
+    form = await read_form(request)
+    who = check_action(request, form_token(form))
+    ctx = app_ctx(request, first(form, "app") or None)
+    try:
+        reason = validate_reason(first(form, "reason"))
+        newly = await run_in_threadpool(actions.pause, ctx, who, reason, client_address(request))
+    except StoreError as exc:
+        raise HTTPException(503, str(exc)) from None
+    except ImunbanError as exc:
+        raise params.bad_request(exc) from None
+    return _back("/holds", "pause" if newly else "repause", 1, app=first(form, "app"))
+
+
+async def resume_action(request: Request) -> Response:
+    form = await read_form(request)
+    who = check_action(request, form_token(form))
+    ctx = app_ctx(request, first(form, "app") or None)
+    try:
+        ended = await run_in_threadpool(actions.resume, ctx, who, client_address(request))
+    except StoreError as exc:
+        raise HTTPException(503, str(exc)) from None
+    back = first(form, "back") or "/holds"
+    return _back(back if back in ("/", "/holds") else "/holds", "resume" if ended else "noresume", int(bool(ended)),
+                 app=first(form, "app"))  # fmt: skip
+
+
 ROUTES = [
     Route("/", overview_page),
     Route("/trace", trace_page),
@@ -330,4 +364,6 @@ ROUTES = [
     Route("/actions/dead/{verb:str}", dead_action, methods=["POST"]),
     Route("/actions/scheduled/{verb:str}", scheduled_action, methods=["POST"]),
     Route("/actions/probe", probe_action, methods=["POST"]),
+    Route("/actions/pause", pause_action, methods=["POST"]),
+    Route("/actions/resume", resume_action, methods=["POST"]),
 ]

@@ -92,18 +92,13 @@
         banner.querySelector("[data-hold=next]").textContent = fmt.time(hold.next_probe_ms);
       }
     }
-    var state = document.getElementById("state-pill");
-    if (state) {
-      state.textContent = hold ? "HELD" : "DELIVERING";
-      state.className = "pill " + (hold ? "held" : "ok");
-    }
     var box = document.getElementById("hold-box");
     if (!box) { return; }
     box.replaceChildren();
     var p = document.createElement("p");
     if (!hold) {
       p.className = "ok-text";
-      p.textContent = "No hold: delivering.";
+      p.textContent = "No hold.";
       box.appendChild(p);
       return;
     }
@@ -121,6 +116,24 @@
         dl.append(dt, dd);
       });
     box.append(p, info, dl);
+  }
+
+  // The app's state (imunban.state): the pill and its reason, and the banner of a paused, stalled or full app.
+  function renderState(state, banner) {
+    var pillEl = document.getElementById("state-pill");
+    if (pillEl && state) {
+      pillEl.textContent = state.state.toUpperCase();
+      pillEl.className = "pill state-" + state.state;
+    }
+    var reason = document.getElementById("state-reason");
+    if (reason && state) { reason.textContent = state.reason; }
+    var el = document.getElementById("state-banner");
+    if (!el) { return; }
+    el.className = "state-banner" + (banner ? " state-" + banner.kind : " hidden");
+    el.querySelector("[data-banner=title]").textContent = banner ? banner.title : "";
+    el.querySelector("[data-banner=text]").textContent = banner ? banner.text : "";
+    var resume = document.getElementById("banner-resume");
+    if (resume) { resume.classList.toggle("hidden", !banner || banner.kind !== "paused"); }
   }
 
   function renderWorkers(workers) {
@@ -185,6 +198,7 @@
         el.classList.toggle("alert", Number(pick(doc, el.getAttribute("data-warn"))) > 0);
       });
       renderHold(doc.status.hold);
+      renderState(doc.state, doc.banner);
       renderWorkers(doc.workers);
       if (!chart && chartEl) { chart = makeChart(chartEl); }
       if (chart) {
