@@ -125,7 +125,9 @@ def test_global_error_holds_then_resumes(make_cluster: ClusterFactory) -> None:
     assert held["hold"]["code"] == 10007
     assert held["dead"] == 0
     calls_while_held = cluster.sim_stats()["calls"]
-    assert calls_while_held <= 12  # the first 10007 holds; the calls already in flight, a probe or two
+    # The first 10007 holds; calls already past their reservation still land (at most one per delivery thread:
+    # 2 workers x IMUNBAN_CONCURRENCY 8), and a probe or two. 12 was seen exceeded (14) on a loaded machine.
+    assert calls_while_held <= 2 * 8 + 2
     assert cluster.simulator is not None
     cluster.simulator.configure(global_error=None)
     assert cluster.wait_drained(60)

@@ -8,8 +8,6 @@ come up; delivery runs must still be published; producers' messages to the publi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,25 +24,6 @@ from imunban_celery.names import INTERNAL_QUEUE, PUBLIC_QUEUE
 
 PUBLIC = Queue(PUBLIC_QUEUE, routing_key=PUBLIC_QUEUE)
 INTERNAL = Queue(INTERNAL_QUEUE, routing_key=INTERNAL_QUEUE)
-
-
-@pytest.fixture(scope="module")
-def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(Path(tmp_path_factory.mktemp("broker-full")), appendonly=False).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fr(small_server: RedisServer) -> Iterator[redis.Redis]:
-    """A client of the private server, empty and without a memory limit at the start of each test."""
-    client = redis.Redis.from_url(small_server.url, decode_responses=True)
-    client.config_set("maxmemory", 0)
-    client.flushall()
-    yield client
-    client.config_set("maxmemory", 0)
-    client.flushall()
-    client.close()
 
 
 def connect(server: RedisServer, **options: Any) -> Connection:

@@ -7,8 +7,7 @@ only when that command may grow memory; these tests run the real scripts on a pr
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 import redis
@@ -19,7 +18,6 @@ from imunban.delivery import Deliverer
 from imunban.errors import RedisFullError, TransportError
 from imunban.hold import Hold
 from imunban.limiter import RedisRateLimiter
-from imunban.local.redis_server import RedisServer
 from imunban.memory import MEMORY_MAX_AGE_S, MemoryGauge
 from imunban.producer import Producer
 from imunban.retry import RetryPolicy
@@ -31,26 +29,6 @@ from imunban.validation import UnbanRequest
 #: What one script call may add after passing the check just under the limit: one enqueue chunk
 #: (1,000 members) with its index entries. The tests assert Redis stays within limit + this.
 MARGIN = 256 * 1024
-
-
-@pytest.fixture(scope="module")
-def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A private redis-server (noeviction, as RedisServer configures it): tests change its maxmemory."""
-    server = RedisServer(Path(tmp_path_factory.mktemp("full-redis")), appendonly=False).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fr(small_server: RedisServer) -> Iterator[redis.Redis]:
-    """A client of the private server, empty and with no memory limit at the start of each test."""
-    client = redis.Redis.from_url(small_server.url, decode_responses=True)
-    client.config_set("maxmemory", 0)
-    client.flushall()
-    yield client
-    client.config_set("maxmemory", 0)
-    client.flushall()
-    client.close()
 
 
 def used(r: redis.Redis) -> int:

@@ -7,41 +7,16 @@ against a private server that is filled up first.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 import redis
 
 from helpers import KEYS, overfill_redis, req, wait_server_ms
 from imunban.deadletter import DeadLetters
 from imunban.hold import Hold
-from imunban.local.redis_server import RedisServer
 from imunban.pump import Pump
 from imunban.schedule import Scheduler
 from imunban.settings import LingerPolicy
 from imunban.stats import status, trace
 from imunban.store import Batch, Store
-
-
-@pytest.fixture(scope="module")
-def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A private redis-server (noeviction): tests fill it up."""
-    server = RedisServer(Path(tmp_path_factory.mktemp("full-views")), appendonly=False).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fr(small_server: RedisServer) -> Iterator[redis.Redis]:
-    """A client of the private server, empty and without a memory limit at the start of each test."""
-    client = redis.Redis.from_url(small_server.url, decode_responses=True)
-    client.config_set("maxmemory", 0)
-    client.flushall()
-    yield client
-    client.config_set("maxmemory", 0)
-    client.flushall()
-    client.close()
 
 
 def backlog_with_a_dead_letter(fr: redis.Redis) -> Store:
