@@ -7,15 +7,17 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from prometheus_client import generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 from helpers import metric_samples
-from imunban.metrics import AppReading, PrometheusObserver, RedisCollector, new_registry
+from imunban.metrics import AppReading, PrometheusObserver, RedisCollector, StateCollector, new_registry
 from imunban.observe import INTERNAL, TRANSPORT
 from imunban.stats import COUNTERS, DEPLOYMENT_COUNTERS
 from imunban.vitals import RedisMemory, Vitals
@@ -46,6 +48,18 @@ class _Readings(RedisCollector):
         return {"default": AppReading(snap, vitals, 190.0)}, dict.fromkeys(DEPLOYMENT_COUNTERS, 1)
 
 
+class _State(StateCollector):
+    """The state collector with one app in one state instead of a Redis."""
+
+    def __init__(self) -> None:
+        pass
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("imunban_state", "state", labels=["app", "state"])
+        family.add_metric(["default", "delivering"], 1.0)
+        yield family
+
+
 def exported_names() -> set[str]:
     """Every sample name a worker's scrape shows once each of its events happened (and the exporter's)."""
     observer = PrometheusObserver()
@@ -60,6 +74,7 @@ def exported_names() -> set[str]:
     app.group_gone(1)
     app.rejected("imunban.unban")
     observer.registry.register(_Readings())
+    observer.registry.register(_State())
     names = {name for name, _ in metric_samples(generate_latest(observer.registry).decode())}
     # The exporter serves new_registry() with the same Redis-read series: nothing it has that a worker lacks.
     assert {name for name, _ in metric_samples(generate_latest(new_registry()).decode())} <= names
