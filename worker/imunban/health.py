@@ -15,15 +15,13 @@ from redis.cluster import RedisCluster
 
 from imunban.connection import is_cluster, translated
 from imunban.heartbeat import WorkerBeat, workers
-from imunban.keys import HIGH_BAND_MS, Keys
+from imunban.keys import Keys
 from imunban.linger import limiter_use
 from imunban.pause import PauseState
 from imunban.settings import Settings
 from imunban.state import AppState, Facts, HoldFacts, PauseFacts, Thresholds, check_line, derive, worst
+from imunban.vitals import oldest_due_ms  # the one reading of it, shared with the metrics
 
-#: Waiting groups whose ready heads are read to find the oldest due request (the groups index is ordered
-#: by claimable time, so the oldest due request is among its first few but not always the very first).
-LAG_GROUPS = 32
 #: Stats fields of the limiter's pace (``pace_count`` in lua/_lib.lua) and the last claim (claim.lua).
 STATS_FIELDS = ("last_claim_ms", "pace_us", "pace", "pace_interval_us", "pace_booked_us")
 
@@ -32,27 +30,6 @@ def thresholds(settings: Settings, *, lag_s: float | None = None) -> Thresholds:
     """The thresholds of ``settings`` (IMUNBAN_STALL_AFTER_S), with ``imunban status --check --lag-s``."""
     lag = Thresholds().lag_ms if lag_s is None else int(lag_s * 1000)
     return Thresholds(stall_after_ms=settings.stall_after_s * 1000, lag_ms=lag)
-
-
-def oldest_due_ms(client: redis.Redis, keys: Keys, now_ms: int) -> int | None:
-    """Due time of the oldest request waiting to be sent: the ready heads of the first waiting groups,
-    and the head of the schedule when it is overdue (not promoted yet: no pump is running)."""
-    with translated("oldest due"):
-        groups = cast(list[str], client.zrange(keys.groups, 0, LAG_GROUPS - 1))
-        pipe = client.pipeline(transaction=False)
-        for group in groups:
-            pipe.zrange(keys.ready(group), 0, 0, withscores=True)
-        pipe.zrange(keys.schedidx, 0, 0, withscores=True)
-        heads = pipe.execute()
-    dues: list[int] = []
-    for head in heads[:-1]:
-        if head:
-            score = int(head[0][1])
-            dues.append(score + HIGH_BAND_MS if score < 0 else score)
-    sched_head = heads[-1]
-    if sched_head and int(sched_head[0][1]) <= now_ms:
-        dues.append(int(sched_head[0][1]))
-    return min(dues) if dues else None
 
 
 def redis_memory(client: redis.Redis, keys: Keys) -> tuple[int, int] | None:
