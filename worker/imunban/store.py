@@ -18,7 +18,7 @@ from imunban.errors import RedisFullError
 from imunban.keys import MAX_MEMBERS, Keys, split_request_id
 from imunban.pipelines import require_durability_support, run_scripts
 from imunban.scripts import GroupArgs, ScriptKeys, register, script_keys
-from imunban.settings import Durability, LingerPolicy
+from imunban.settings import DEFAULT_TRACE_TTL_S, Durability, LingerPolicy
 from imunban.validation import UnbanRequest
 
 #: Members per enqueue script call (bulk throughput).
@@ -132,6 +132,7 @@ class Store:
         lease_ms: int = 30_000,
         outcome_maxlen: int = 100_000,
         durability: Durability | None = None,
+        trace_ttl_ms: int = DEFAULT_TRACE_TTL_S * 1000,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -141,6 +142,8 @@ class Store:
         self.linger_arg = (linger or LingerPolicy()).script_arg
         self.lease_ms = lease_ms
         self.outcome_maxlen = outcome_maxlen
+        #: How long the scripts that end a request keep its trace record (imunban.trace).
+        self.trace_ttl_ms = trace_ttl_ms
         self._enqueue = register(client, "enqueue")
         self._cancel = register(client, "cancel")
         self._reschedule = register(client, "reschedule")
@@ -183,7 +186,7 @@ class Store:
             yield self._enqueue_args(packed)
 
     def _enqueue_args(self, packed: GroupArgs) -> tuple[list[str], list[str | int]]:
-        return script_keys(self.keys, "enqueue", packed.groups), [self.linger_arg, *packed.argv()]
+        return script_keys(self.keys, "enqueue", packed.groups), [self.linger_arg, self.trace_ttl_ms, *packed.argv()]
 
     def _run_enqueue(self, calls: Sequence[tuple[list[str], list[str | int]]], done: EnqueueResult) -> EnqueueResult:
         """Run the calls; if Redis is full, raise EnqueueRefusedError with ``done`` plus what these stored."""
@@ -220,7 +223,8 @@ class Store:
         With ``version``, members whose applied version is higher are left alone (``stale_instructions``).
         """
         keys = script_keys(self.keys, "cancel", [group_id])
-        args = [self.linger_arg, group_id, "" if version is None else str(version), *members]
+        args: list[str | int] = [self.linger_arg, group_id, "" if version is None else str(version), self.trace_ttl_ms]
+        args += members
         (removed,) = run_scripts(
             self.client, [(self._cancel, keys, args)], operation="cancel", durability=self.durability
         )
@@ -236,7 +240,7 @@ class Store:
         """
         keys = script_keys(self.keys, "reschedule", [group_id])
         args: list[str | int] = [self.linger_arg, group_id, int(at_ms), "" if version is None else str(version)]
-        args += members
+        args += [self.trace_ttl_ms, *members]
         ((moved, stale),) = run_scripts(
             self.client, [(self._reschedule, keys, args)], operation="reschedule", durability=self.durability
         )
@@ -339,7 +343,7 @@ class Store:
                 keys=self._ack_keys(),
                 args=[
                     batch.token, batch.group_id, outcome, code, info, self.outcome_maxlen,
-                    uuid.uuid4().hex, REPLY_TTL_MS, calls, *batch.members,
+                    uuid.uuid4().hex, REPLY_TTL_MS, calls, self.trace_ttl_ms, *batch.members,
                 ],
             )  # fmt: skip
         return int(raw[0]), [int(x) for x in raw[2:]]
@@ -363,7 +367,7 @@ class Store:
         with translated("group_gone"):
             ended = self._group_gone(
                 keys=script_keys(self.keys, "group_gone", [group_id]),
-                args=[group_id, code, info, self.outcome_maxlen],
+                args=[group_id, code, info, self.outcome_maxlen, self.trace_ttl_ms],
             )
         return int(ended)
 

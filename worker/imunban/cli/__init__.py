@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from imunban.errors import ImunbanError
 
 #: Sub-modules of imunban.cli that contribute sub-commands, in help order.
-COMMAND_MODULES = ("produce", "operate", "run", "simulate", "web", "demo", "bench", "migrate")
+COMMAND_MODULES = ("produce", "operate", "trace", "run", "simulate", "web", "demo", "bench", "migrate")
 
 
 def build_parser() -> argparse.ArgumentParser:
