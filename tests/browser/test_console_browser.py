@@ -160,6 +160,9 @@ def test_console_in_a_browser(r: redis.Redis, redis_url: str, browser: WebDriver
         make_dead(r, "@TGS#2Blive", ["late_member"], code=10004, info="arrived while watching")
         _wait(browser, lambda d: "late_member" in d.find_element(By.ID, "outcomes-tail").text)
         browser.save_screenshot(str(tmp_path / "console-outcomes.png"))
+        # A row the live tail added links to its request's trace, which says what became of it.
+        browser.find_element(By.ID, "outcomes-tail").find_element(By.LINK_TEXT, "late_member").click()
+        _wait(browser, lambda d: "ErrorCode 10004: arrived while watching" in d.find_element(By.ID, "trace-one").text)
 
         Hold(r, KEYS).set(70001, "UserSig expired: renew it")
         browser.get(base + "/holds")

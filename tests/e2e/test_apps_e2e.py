@@ -18,6 +18,7 @@ from imunban.local.cluster import LocalCluster
 from imunban.local.redis_cluster import RedisCluster
 from imunban.local.redis_server import RedisServer
 from imunban.sim.core import SimConfig
+from imunban.trace import member_search, trace
 from imunban_celery.app import create_celery
 from imunban_celery.names import CANCEL_TASK, UNBAN_TASK
 
@@ -138,5 +139,10 @@ def test_two_apps_on_a_redis_cluster(tmp_path: Path, make_cluster: ClusterFactor
         deliver_to_both_apps(cluster, per_group=25)
         final = cluster.status()
         assert (final["queued"], final["scheduled"], final["in_flight"], final["dead"]) == (0, 0, 0, 0)
+        # The trace records (a member's shard, built by the scripts from the app's tagged prefix) are in its slot.
+        for app in APPS:
+            keys = Keys("imunban", app)
+            assert trace(cluster.client, keys, f"{app}-g1", f"{app}_1_7")["state"] == "delivered"
+            assert member_search(cluster.client, keys, f"{app}_3_0")["found"] == 1
         time.sleep(0.2)
         cluster.stop()

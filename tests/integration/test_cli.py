@@ -21,8 +21,9 @@ from imunban.errors import RedisFullError
 from imunban.hold import Hold
 from imunban.keys import Keys
 from imunban.settings import LingerPolicy
-from imunban.stats import status, trace
+from imunban.stats import status
 from imunban.store import Batch, Store
+from imunban.trace import trace
 from imunban.validation import UnbanRequest
 
 KEYS = Keys("imunban")
@@ -104,6 +105,9 @@ def test_enqueue_replaced_is_reported(cli: Run) -> None:
         (["enqueue", "g", "a", "--file", "x.jsonl"], "imunban: error: GROUP_ID: give either GROUP_ID MEMBER... or"),
         (["cancel", "g", ""], "imunban: error: members[0]: must not be empty"),
         (["trace", "g", "x" * 40], "imunban: error: member: must be at most 32 bytes"),
+        (["trace", "g"], "imunban: error: MEMBER: give GROUP_ID MEMBER, or --member M"),
+        (["trace", "--member", "x" * 33], "imunban: error: --member: must be at most 32 bytes"),
+        (["trace", "g", "a", "--member", "a"], "imunban: error: --member: give either GROUP_ID MEMBER or --member M"),
     ],
 )
 def test_bad_arguments_exit_2_and_store_nothing(cli: Run, r: redis.Redis, args: list[str], message: str) -> None:
@@ -123,7 +127,6 @@ def test_bad_arguments_exit_2_and_store_nothing(cli: Run, r: redis.Redis, args: 
         ["dead", "list", "--limit", "0"],
         ["dead", "list", "--offset", "x"],
         ["dead"],
-        ["trace", "g"],
     ],
 )
 def test_usage_errors_exit_2(cli: Run, r: redis.Redis, args: list[str]) -> None:
@@ -308,34 +311,6 @@ def test_bench_help_shows_a_plain_percent_sign(capsys: pytest.CaptureFixture[str
     assert "%%" not in out and "100 % load" in out
 
 
-# -- trace --------------------------------------------------------------------------------------
-
-
-def test_trace_states(cli: Run, r: redis.Redis) -> None:
-    """trace shows ready, scheduled (with due time), dead (with code) and not-pending requests."""
-    cli("enqueue", "g", "ready1")
-    cli("enqueue", "g", "later", "--at", AT_ISO)
-    end_as(r, "g", "gone", "dead", 10004, "invalid member")
-    rc, out, _ = cli("trace", "g", "later")
-    assert rc == 0 and "scheduled" in out and "2030-01-01T00:00:00.000Z" in out
-    assert "ready" in cli("trace", "g", "ready1")[1]
-    out = cli("trace", "g", "gone")[1]
-    assert "dead" in out and "10004" in out and "invalid member" in out
-    assert "not_pending" in cli("trace", "g", "nobody")[1]
-
-
-def test_trace_json_with_last_outcome(cli: Run, r: redis.Redis) -> None:
-    """trace --json gives state, attempts and the last outcome from the stream."""
-    end_as(r, "g", "a", "delivered")
-    data = json.loads(cli("trace", "g", "a", "--json")[1])
-    assert data["state"] == "not_pending"
-    assert data["last_outcome"]["outcome"] == "delivered"
-    assert data["last_outcome"]["attempts"] == "1"
-    cli("enqueue", "g", "b", "--at", AT_ISO)
-    data = json.loads(cli("trace", "g", "b", "--json")[1])
-    assert (data["state"], data["due_ms"], data["attempts"], data["last_outcome"]) == ("scheduled", AT_MS, 0, None)
-
-
 # -- dead letters -------------------------------------------------------------------------------
 
 
@@ -403,7 +378,7 @@ def test_dead_replay_says_what_it_skipped_and_why(cli: Run, r: redis.Redis) -> N
         "skipped 2: 1 cancelled or superseded by a higher version since they died; "
         "1 pending or in flight again (the newer instruction stands)\n"
     )
-    assert trace(r, KEYS, "g", "old")["state"] == "not_pending"
+    assert trace(r, KEYS, "g", "old")["state"] == "delivered"
     assert trace(r, KEYS, "g", "again")["due_ms"] == AT_MS
 
 

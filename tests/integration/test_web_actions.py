@@ -13,8 +13,8 @@ from imunban.errors import RedisFullError
 from imunban.hold import Hold
 from imunban.keys import Keys, request_id
 from imunban.settings import LingerPolicy
-from imunban.stats import trace
 from imunban.store import Batch, Store
+from imunban.trace import trace
 from imunban.validation import UnbanRequest
 from imunban.web import actions
 from web_helpers import BASE, OPERATOR, bearer, console_client

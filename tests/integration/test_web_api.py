@@ -138,7 +138,7 @@ def test_dead_letters_filter_page_replay_purge(r: redis.Redis, redis_url: str) -
     replayed = client.post("/api/dead/replay", json={"requests": [{"group_id": "@TGS#g2", "member": "n1"}]}, headers=OP)
     assert replayed.json()["replayed"] == 1 and replayed.json()["skipped"] == 0
     traced = client.get("/api/trace?group_id=%40TGS%23g2&member=n1", headers=OP).json()
-    assert traced["state"] in ("scheduled", "ready") and traced["history"][0]["outcome"] == "dead"
+    assert traced["state"] in ("scheduled", "ready") and traced["last_outcome"]["outcome"] == "dead"
     purged = client.post("/api/dead/purge", json={"all": True, "group_id": "@TGS#g1"}, headers=OP).json()
     assert purged == {"purged": 30}
     assert client.get("/api/dead", headers=OP).json()["total"] == 1

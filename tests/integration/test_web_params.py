@@ -13,7 +13,8 @@ OP = bearer(OPERATOR)
 PAGE_PARAMS = {"app": "default", "done": "replay", "n": "3"}
 ROUTES: dict[str, dict[str, str]] = {
     "/": PAGE_PARAMS,
-    "/trace": {**PAGE_PARAMS, "group_id": "@TGS#g1", "member": "m1", "deep": "1"},
+    "/trace": {**PAGE_PARAMS, "group_id": "@TGS#g1", "member": "m1"},
+    "/trace#member": {**PAGE_PARAMS, "member": "m1"},
     "/scheduled": {**PAGE_PARAMS, "offset": "0"},
     "/scheduled#group": {**PAGE_PARAMS, "group_id": "@TGS#g1", "offset": "50"},
     "/dead": {**PAGE_PARAMS, "code": "10004", "group_id": "@TGS#g1", "cursor": "0"},
@@ -22,7 +23,8 @@ ROUTES: dict[str, dict[str, str]] = {
     "/login": {"next": "/dead"},
     "/api/status": {"app": "default"},
     "/api/overview": {"app": "default"},
-    "/api/trace": {"app": "default", "group_id": "@TGS#g1", "member": "m1", "deep": "0"},
+    "/api/trace": {"app": "default", "group_id": "@TGS#g1", "member": "m1"},
+    "/api/trace#member": {"app": "default", "member": "m1"},
     "/api/scheduled": {"app": "default", "offset": "0", "limit": "50"},
     "/api/scheduled#group": {"app": "default", "group_id": "@TGS#g1", "offset": "0", "limit": "500"},
     "/api/dead": {"app": "default", "code": "-502", "group_id": "@TGS#g1", "cursor": "0", "limit": "1"},
@@ -38,7 +40,6 @@ BAD = {
     "n": ["-1", "x", "1e3", "9" * 30],
     "group_id": ["\x01", "g" * 49, "   ", "é"],
     "member": ["\x01", "m" * 33, " "],
-    "deep": ["2", "yes"],
     "offset": ["-1", "abc", "1.5", "9" * 30],
     "limit": ["0", "abc", "501", "-5"],
     "cursor": ["-1", "x"],

@@ -15,8 +15,9 @@ from imunban.hold import Hold
 from imunban.pump import Pump
 from imunban.schedule import Scheduler
 from imunban.settings import LingerPolicy
-from imunban.stats import status, trace
+from imunban.stats import status
 from imunban.store import Batch, Store
+from imunban.trace import trace
 
 
 def backlog_with_a_dead_letter(fr: redis.Redis) -> Store:

@@ -38,14 +38,15 @@ KEY_ARGS = {
 LIB_KEY_ARGS = {
     "reindex": 2, "reindex_sched": 2, "emit_outcome": 1, "refuse_if_full": 1, "proceed_when_full": 1,
     "admit_version": 2, "version_ended": 2, "reply_get": 1, "reply_put": 2,
-    "pace_count": 1, "pace_use": 1, "wake": 1, "emit_audit": 1,
+    "pace_count": 1, "pace_use": 1, "wake": 1, "emit_audit": 1, "has_room": 1, "trace_end": 1, "trace_stale": 2,
+    "trace_get": 1,
 }  # fmt: skip
 CALL = re.compile(r"redis\.p?call\(\s*'(?P<cmd>\w+)'\s*(?:,\s*(?P<args>[^\n]*))?")
 KEY_NAMES = (
     "schedidx|sched|groups|ready|inflight|leases|meta|high|"
     "dead|outcomes|stats|hold|pause|limiter|dispatch|probed|holds|okgroups"
 )
-KEY_NAMES += "|versions|version_ends|replies|reply_expiry"
+KEY_NAMES += "|versions|version_ends|replies|reply_expiry|trace"
 KEYISH = re.compile(rf"(^|[\w.-]*):({KEY_NAMES})(:|$)")
 #: Header: "KEYS[3] stats", "KEYS[8] ready:{group}" (one key each) ...
 HEADER_KEY = re.compile(r"KEYS\[(\d+)\]\s+([a-z0-9_]+)")
@@ -201,11 +202,15 @@ def built_keys(code: str, params: frozenset[str] = frozenset()) -> list[str]:
 
 @pytest.mark.parametrize("path", [*ALL_SCRIPTS, LUA / f"{LIB}.lua"], ids=lambda p: f"{p.parent.parent.name}/{p.stem}")
 def test_every_redis_call_takes_its_keys_from_KEYS(path: Path) -> None:
-    """No script builds a key name: every key argument of redis.call comes from KEYS (or _lib's parameters)."""
+    """No script builds a key name: every key argument of redis.call comes from KEYS (or _lib's parameters).
+
+    The one key _lib builds is a member's trace shard, ``shard_key``: trace_key() appends the member's digest to
+    KEYS ``trace`` (a prefix with the app's tag; keys.Keys.trace_of builds the same, test_trace.py checks).
+    """
     code = body(path.read_text(encoding="utf-8"))
     assert CALL.search(code), f"{path.name} makes no redis.call"
     lib_params = {"groups_key", "ready_key", "schedidx_key", "sched_key", "outcomes_key", "stats_key", "key"}
-    lib_params |= {"versions_key", "ends_key", "replies_key", "expiry_key", "wake_key"}
+    lib_params |= {"versions_key", "ends_key", "replies_key", "expiry_key", "wake_key", "shard_key"}
     params = frozenset(lib_params) if path.stem == LIB else frozenset()
     assert built_keys(code, params) == [], path.name
 
@@ -379,7 +384,7 @@ def test_ready_score_round_trips(r: redis.Redis, due: int, high: bool) -> None:
 def test_script_keys_builds_the_spec_with_per_group_pairs() -> None:
     k = Keys("p")
     assert script_keys(k, "ack") == [
-        k.stats, k.meta, k.inflight, k.leases, k.versions, k.version_ends, k.outcomes, k.dead, k.dead_info,
+        k.stats, k.meta, k.inflight, k.leases, k.versions, k.version_ends, k.outcomes, k.trace, k.dead, k.dead_info,
         k.ok_groups, k.replies, k.reply_expiry,
     ]  # fmt: skip
     assert script_keys(k, "claim", ["g"]) == [

@@ -19,8 +19,9 @@ from imunban.report import Report
 from imunban.retry import RetryPolicy
 from imunban.schedule import Scheduler
 from imunban.settings import LingerPolicy, Settings
-from imunban.stats import status, trace
+from imunban.stats import status
 from imunban.store import HELD, Batch, Store
+from imunban.trace import trace
 from imunban.web import actions
 from imunban.web.auth import Principal
 
@@ -127,7 +128,7 @@ def test_a_batch_claimed_before_the_pause_is_not_sent_and_costs_no_attempt(r: re
     report = Report()
     deliverer.deliver_batch(batch, report)
     assert api.calls == [] and report.held
-    assert trace(r, KEYS, "g", "a", with_last_outcome=False)["attempts"] == 0
+    assert trace(r, KEYS, "g", "a")["attempts"] == 0
     assert status(r, KEYS)["in_flight"] == 0
 
 

@@ -14,7 +14,8 @@ from imunban.errors import ValidationError
 from imunban.keys import Keys
 from imunban.producer import Producer, _single_member
 from imunban.settings import Settings
-from imunban.stats import status, trace
+from imunban.stats import status
+from imunban.trace import trace
 from imunban.validation import UnbanRequest, request_from_mapping
 
 KEYS = Keys("imunban")

@@ -1,4 +1,4 @@
-"""Operator views on a real redis-server: ``status`` counts (SPEC §3) and ``trace`` of one request."""
+"""Operator views on a real redis-server: ``status`` counts (SPEC §3); the trace of a request is in test_trace.py."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import redis
 
 from helpers import KEYS, req, server_ms, wait_server_ms
 from imunban.hold import Hold
-from imunban.stats import COUNTERS, status, trace
+from imunban.stats import COUNTERS, status
 from imunban.store import Batch, Store
 
 
@@ -44,8 +44,11 @@ def test_status_counts_each_state(r: redis.Redis, store: Store) -> None:
 
 def test_status_counts_overdue_scheduled_as_queued(r: redis.Redis, store: Store) -> None:
     """A scheduled request whose due time passed but is not promoted yet counts as queued."""
-    store.enqueue([req("g", "m", at_ms=server_ms(r) + 2)])
-    wait_server_ms(r, int(r.zrange(KEYS.schedidx, 0, 0, withscores=True)[0][1]))
+    # Far enough ahead that a loaded machine still stores it as scheduled (2 ms ahead once arrived due already).
+    due_ms = server_ms(r) + 250
+    store.enqueue([req("g", "m", at_ms=due_ms)])
+    assert status(r, KEYS)["scheduled"] == 1
+    wait_server_ms(r, due_ms)
     s = status(r, KEYS)
     assert (s["queued"], s["scheduled"]) == (1, 0)
 
@@ -55,39 +58,6 @@ def test_status_shows_the_hold(r: redis.Redis) -> None:
     Hold(r, KEYS).set(60020, "package expired")
     hold = status(r, KEYS)["hold"]
     assert hold["code"] == 60020 and hold["info"] == "package expired" and hold["since_ms"] > 0
-
-
-def test_trace_follows_a_request_through_its_states(r: redis.Redis, store: Store) -> None:
-    """trace reports not_pending, scheduled, ready, in_flight (with attempts) and dead in turn."""
-    assert trace(r, KEYS, "g", "m")["state"] == "not_pending"
-    later = server_ms(r) + 3_600_000
-    store.enqueue([req("g", "m", at_ms=later, high=True)])
-    t = trace(r, KEYS, "g", "m")
-    assert (t["state"], t["due_ms"], t["priority"], t["attempts"]) == ("scheduled", later, "high", 0)
-    due = server_ms(r) - 10
-    store.enqueue([req("g", "m", at_ms=due, high=True)])
-    t = trace(r, KEYS, "g", "m")
-    assert (t["state"], t["due_ms"], t["priority"]) == ("ready", due, "high")
-    store.requeue(claim(store, "g"), delay_ms=0, code=10002)
-    batch = claim(store, "g")
-    t = trace(r, KEYS, "g", "m")
-    assert (t["state"], t["due_ms"], t["priority"]) == ("in_flight", due, "high")
-    assert t["lease_deadline_ms"] == batch.claimed_at_ms + store.lease_ms
-    assert (t["attempts"], t["last_code"]) == (1, 10002)
-    store.ack(batch, "dead", code=70107, info="not imported")
-    t = trace(r, KEYS, "g", "m")
-    assert t["state"] == "dead"
-    assert (t["dead"]["code"], t["dead"]["attempts"]) == (70107, 2)
-    assert t["last_outcome"]["outcome"] == "dead"
-
-
-def test_trace_after_delivery_shows_the_last_outcome(r: redis.Redis, store: Store) -> None:
-    """A delivered request is not pending and its outcome entry is found in the stream."""
-    store.enqueue([req("g", "m"), req("g", "other")])
-    store.ack(claim(store, "g"), "delivered")
-    t = trace(r, KEYS, "g", "m")
-    assert t["state"] == "not_pending" and t["priority"] == "normal"
-    assert t["last_outcome"]["member"] == "m" and t["last_outcome"]["outcome"] == "delivered"
 
 
 def test_status_counts_overdue_of_several_groups_and_keeps_later_ones_scheduled(r: redis.Redis, store: Store) -> None:

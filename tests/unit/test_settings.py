@@ -6,11 +6,13 @@ import copy
 import pickle
 from pathlib import Path
 
+import fakeredis
 import pytest
 from redis.cluster import RedisCluster
 
 from imunban.apps import AppConfig
 from imunban.deadletter import DeadLetters
+from imunban.deployment import open_deployment
 from imunban.errors import ConfigError
 from imunban.keys import Keys
 from imunban.pipelines import require_durability_support
@@ -142,6 +144,9 @@ def test_variables_without_the_prefix_are_ignored() -> None:
         ("INTAKE_MEMORY_FRACTION", "0"),
         ("INTAKE_MEMORY_FRACTION", "1.5"),
         ("INTAKE_MEMORY_FRACTION", "90%"),
+        ("TRACE_TTL_S", "0"),
+        ("TRACE_TTL_S", "7d"),
+        ("TRACE_TTL_S", str(11 * 365 * 86_400)),
     ],
 )
 def test_bad_value_error_names_the_variable(name: str, value: str) -> None:
@@ -149,6 +154,15 @@ def test_bad_value_error_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({f"IMUNBAN_{name}": value})
     assert f"IMUNBAN_{name}" in str(info.value)
+
+
+def test_trace_ttl_defaults_to_seven_days_and_reaches_every_store() -> None:
+    """IMUNBAN_TRACE_TTL_S (default 604800) is what each app's store passes to the scripts that write trace records."""
+    assert Settings().trace_ttl_s == 604_800
+    settings = Settings.from_env({"IMUNBAN_TRACE_TTL_S": "3600"})
+    assert settings.trace_ttl_s == 3600
+    deployment = open_deployment(settings, client=fakeredis.FakeRedis(decode_responses=True))
+    assert deployment.app().store.trace_ttl_ms == 3_600_000
 
 
 def test_linger_policy_in_code_and_from_settings_agree() -> None:

@@ -68,6 +68,7 @@ class AppEngine:
             outcome_maxlen=settings.outcome_stream_maxlen,
             # The Celery intake tasks enqueue through this store: a DurabilityError leaves their message unacknowledged.
             durability=settings.durability,
+            trace_ttl_ms=settings.trace_ttl_s * 1000,
         )
         self.scheduler = Scheduler(
             client, self.keys, linger=settings.linger, version_memory_ms=settings.version_memory_s * 1000

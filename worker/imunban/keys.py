@@ -20,6 +20,9 @@ key                       type    content
 ``t:dead``                ZSET    request id -> ms it was dead-lettered
 ``t:dead:info``           HASH    request id -> JSON {code, info, attempts, at_ms, high}
 ``t:outcomes``            STREAM  one entry per ended request (capped)
+``t:trace:``              HASH    + shard (4 hex digits of SHA-1(member); 65,536 shards, ``trace_of``): request
+                                  id -> its trace record (imunban.trace), its last outcome, kept
+                                  IMUNBAN_TRACE_TTL_S; one member's records share a shard; field "" = last prune ms
 ``t:stats``               HASH    counters (enqueued, delivered, ...); ``ready`` and ``scheduled`` gauges;
                                   ``last_claim_ms`` (claim.lua: a worker alive but not claiming is seen)
 ``t:hold``                HASH    code, info, since_ms, next_probe_ms, probes (absent = no hold)
@@ -51,6 +54,7 @@ an app's keys. Before several apps, every key was ``p:name`` (``t`` and ``d`` we
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 #: Separates group and member in a request id. Both are printable ASCII, so this never occurs in them.
@@ -61,6 +65,11 @@ HIGH_BAND_MS = 10**13
 
 #: The API's maximum members per call (more is refused with 10005); a batch this full is claimable at once.
 MAX_MEMBERS = 20
+
+#: Hex digits of SHA-1(member) that name a member's trace shard (16**4 = 65,536 shards per app): ``_lib.lua``'s
+#: trace_key builds the same name. One shard holds every group's record of a member, so finding a member in
+#: every group reads one small hash; at a million traced requests a shard holds ~15 (a compact listpack).
+TRACE_SHARD_HEX = 4
 
 #: The app of a single-app deployment (no IMUNBAN_APPS_FILE), and where migrate.py moves old keys.
 DEFAULT_APP = "default"
@@ -73,6 +82,11 @@ def request_id(group_id: str, member: str) -> str:
 def split_request_id(rid: str) -> tuple[str, str]:
     group_id, _, member = rid.partition(SEP)
     return group_id, member
+
+
+def trace_shard_of(member: str) -> str:
+    """The shard of ``member``'s trace records (``_lib.lua`` trace_key: the first hex digits of SHA-1(member))."""
+    return hashlib.sha1(member.encode(), usedforsecurity=False).hexdigest()[:TRACE_SHARD_HEX]
 
 
 def marker_id(group_id: str, slot: int) -> str:
@@ -185,6 +199,24 @@ class Keys:
     @property
     def outcomes(self) -> str:
         return f"{self._p}:outcomes"
+
+    @property
+    def trace(self) -> str:
+        """The common start of every trace shard, as scripts take it (KEYS ``trace``; ``_lib.lua`` trace_key appends
+        the shard). It carries the app's hash tag, so a script given it stays in the app's slot."""
+        return f"{self._p}:trace:"
+
+    def trace_of(self, member: str) -> str:
+        """The trace shard holding ``member``'s records in every group (imunban.trace)."""
+        return self.trace + trace_shard_of(member)
+
+    def app_pattern(self) -> str:
+        """SCAN MATCH pattern of every key of this app."""
+        return glob_escape(self._p) + ":*"
+
+    def trace_pattern(self) -> str:
+        """SCAN MATCH pattern of every trace shard of this app."""
+        return glob_escape(self.trace) + "*"
 
     @property
     def stats(self) -> str:

@@ -31,8 +31,8 @@ LIB = "_lib"
 #: The one order of KEYS: a script takes any of these it needs in this relative order.
 KEY_ORDER = (
     "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", "outcomes",
-    "dead", "dead_info", "dispatch", "hold", "pause", "probed", "holds", "ok_groups", "replies", "reply_expiry",
-    "limiter", "wake",
+    "trace", "dead", "dead_info", "dispatch", "hold", "pause", "probed", "holds", "ok_groups", "replies",
+    "reply_expiry", "limiter", "wake",
 )  # fmt: skip
 #: Keys of one group, after every key of KEY_ORDER, always in this order.
 PER_GROUP = ("ready", "sched")
@@ -41,28 +41,30 @@ PER_GROUP = ("ready", "sched")
 #: ``limiter`` is ``Keys.limiter(sdkappid)``, which the limiter passes itself.
 SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "enqueue": (
-        "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", "wake",
-        *PER_GROUP,
+        "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", "trace",
+        "wake", *PER_GROUP,
     ),  # per group, many groups
     "cancel": (
-        "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", "dead",
-        "dead_info", *PER_GROUP,
+        "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", "trace",
+        "dead", "dead_info", *PER_GROUP,
     ),
     "reschedule": (
-        "schedidx", "groups", "stats", "high", "meta", "versions", "version_ends", "wake", *PER_GROUP,
+        "schedidx", "groups", "stats", "high", "meta", "versions", "version_ends", "trace", "wake", *PER_GROUP,
     ),
     "claim": (
         "groups", "stats", "high", "meta", "inflight", "leases", "hold", "pause", "replies", "reply_expiry", "ready",
     ),
     "ack": (
-        "stats", "meta", "inflight", "leases", "versions", "version_ends", "outcomes", "dead", "dead_info", "ok_groups",
-        "replies", "reply_expiry",
+        "stats", "meta", "inflight", "leases", "versions", "version_ends", "outcomes", "trace", "dead", "dead_info",
+        "ok_groups", "replies", "reply_expiry",
     ),
     "requeue": (
         "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "replies", "reply_expiry", "wake",
         *PER_GROUP,
     ),
-    "group_gone": ("schedidx", "groups", "stats", "high", "meta", "versions", "version_ends", "outcomes", *PER_GROUP),
+    "group_gone": (
+        "schedidx", "groups", "stats", "high", "meta", "versions", "version_ends", "outcomes", "trace", *PER_GROUP,
+    ),
     "promote": ("schedidx", "groups", "stats", "high", *PER_GROUP),  # many groups
     "reap": ("schedidx", "stats", "high", "inflight", "leases", *PER_GROUP),  # many groups
     "dead_replay": (
@@ -84,7 +86,9 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "resume": ("outcomes", "pause", "holds", "wake"),
     "limiter_penalize": ("limiter",),
     "migrate": ("stats",),  # then (old name, new name) pairs of the keys it moves: migrate.py builds them
-    "trace": ("high", "meta", "inflight", "leases", "versions", "dead", "dead_info", *PER_GROUP),  # one group
+    "trace": (
+        "stats", "high", "meta", "inflight", "leases", "versions", "trace", "dead", "dead_info", *PER_GROUP,
+    ),  # one group
     "dead_clear": ("dead", "dead_info"),
 }  # fmt: skip
 

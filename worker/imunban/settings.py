@@ -51,6 +51,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 DEFAULT_LINGER_MS = 1000
 #: How long an ended request's instruction version is remembered, unless told otherwise (IMUNBAN_VERSION_MEMORY_S).
 DEFAULT_VERSION_MEMORY_S = 86_400
+#: How long a request's trace record (its last outcome) is kept, unless told otherwise (IMUNBAN_TRACE_TTL_S): 7 days.
+DEFAULT_TRACE_TTL_S = 7 * 86_400
 #: Schemes IMUNBAN_REDIS_URL accepts.
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME, CLUSTER_SCHEME)
 #: Schemes IMUNBAN_BROKER_URL accepts (kombu has no Redis Cluster transport).
@@ -137,6 +139,8 @@ class Settings:
     outcome_stream_maxlen: int = 100_000
     #: How long the version of an ended (or cancelled) request is remembered (docs/semantics.md, "Requests").
     version_memory_s: int = DEFAULT_VERSION_MEMORY_S
+    #: How long a request's trace record (its last outcome, imunban.trace) is kept after it was written.
+    trace_ttl_s: int = DEFAULT_TRACE_TTL_S
     data_dir: str | None = None
     #: imunban web: who may look (viewer) and who may also act (operator); neither set = loopback only.
     web_viewer_token: Secret | None = field(default=None, repr=False)
@@ -203,6 +207,8 @@ class Settings:
             log_summary_s=env.integer("LOG_SUMMARY_S", d.log_summary_s, minimum=0),
             outcome_stream_maxlen=env.integer("OUTCOME_STREAM_MAXLEN", d.outcome_stream_maxlen, minimum=1),
             version_memory_s=env.integer("VERSION_MEMORY_S", d.version_memory_s, minimum=1),
+            # At most 10 years: the record's expiry in ms stays far inside Redis's integer range.
+            trace_ttl_s=env.integer("TRACE_TTL_S", d.trace_ttl_s, minimum=1, maximum=10 * 365 * 86_400),
             data_dir=env.text("DATA_DIR"),
             **env.web_tokens(),
         )

@@ -1,8 +1,7 @@
-"""Read-only views for operators: ``status`` counts and the ``trace`` of one request."""
+"""Read-only views for operators: ``status`` counts (and the records the trace of a request reads: imunban.trace)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
 
@@ -10,9 +9,8 @@ import redis
 
 from imunban.connection import server_time_ms, translated
 from imunban.hold import Hold
-from imunban.keys import HIGH_BAND_MS, Keys, request_id
+from imunban.keys import Keys
 from imunban.orphans import orphaned_apps
-from imunban.scripts import register, script_keys
 
 #: Counters kept in each app's stats hash, reported by ``status``.
 COUNTERS = (
@@ -93,57 +91,6 @@ def parse_meta(raw: str | None) -> Meta | None:
         return None
     attempts, first_failure_ms, last_code, due = raw.split("|")
     return Meta(int(attempts), int(first_failure_ms), int(last_code), int(due))
-
-
-def trace(
-    client: redis.Redis, keys: Keys, group_id: str, member: str, *, with_last_outcome: bool = True
-) -> dict[str, Any]:
-    """Where one request is now: ready, scheduled, in flight, dead or not pending; plus its history."""
-    rid = request_id(group_id, member)
-    with translated("trace"):
-        # One read-only script: a consistent view (see trace.lua), also on a full Redis.
-        raw = register(client, "trace")(keys=script_keys(keys, "trace", [group_id]), args=[member, rid])
-    ready, sched, inflight, lease, dead, dead_info, meta, high, version = cast(list[Any], raw)
-    out: dict[str, Any] = {"group_id": group_id, "member": member, "state": "not_pending"}
-    if ready is not None:
-        score = int(ready)
-        high = high or score < 0
-        out.update(state="ready", due_ms=score + HIGH_BAND_MS if score < 0 else score)
-    elif sched is not None:
-        out.update(state="scheduled", due_ms=int(sched))
-    elif inflight is not None:
-        leased = parse_lease(lease)
-        high = leased is not None and leased.high
-        out.update(state="in_flight", lease_deadline_ms=int(inflight), due_ms=leased.due_ms if leased else None)
-    elif dead is not None:
-        out.update(state="dead", dead=json.loads(dead_info) if dead_info else None)
-    out["priority"] = "high" if high else "normal"
-    if parsed := parse_meta(meta):
-        out.update(
-            attempts=parsed.attempts,
-            first_failure_ms=parsed.first_failure_ms,
-            last_code=parsed.last_code,
-            original_due_ms=parsed.due_ms,
-        )
-    else:
-        out.setdefault("attempts", 0)
-    if version:
-        # The version last applied (a trailing "c": by a cancel); instructions below it are ignored.
-        out["version"] = int(version.rstrip("c"))
-        out["version_by_cancel"] = version.endswith("c")
-    # The console finds the history with one server-side search instead (imunban.web.data).
-    out["last_outcome"] = last_outcome(client, keys, group_id, member) if with_last_outcome else None
-    return out
-
-
-def last_outcome(client: redis.Redis, keys: Keys, group_id: str, member: str, scan: int = 5_000) -> Any:
-    """The newest outcome-stream entry for this request among the last ``scan`` entries, or None."""
-    with translated("trace"):
-        entries = cast(list[tuple[str, dict[str, str]]], client.xrevrange(keys.outcomes, count=scan))
-    for entry_id, fields in entries:
-        if fields.get("group_id") == group_id and fields.get("member") == member:
-            return {"id": entry_id, **fields}
-    return None
 
 
 #: Fields of a status snapshot that add up across apps.

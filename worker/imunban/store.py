@@ -20,7 +20,7 @@ from imunban.keys import MAX_MEMBERS, Keys, split_request_id
 from imunban.memory import MemoryGauge
 from imunban.pipelines import require_durability_support, run_scripts
 from imunban.scripts import GroupArgs, ScriptKeys, register, script_keys
-from imunban.settings import Durability, LingerPolicy
+from imunban.settings import DEFAULT_TRACE_TTL_S, Durability, LingerPolicy
 from imunban.validation import UnbanRequest
 
 __all__ = [
@@ -57,6 +57,7 @@ class Store:
         outcome_maxlen: int = 100_000,
         durability: Durability | None = None,
         memory: MemoryGauge | None = None,
+        trace_ttl_ms: int = DEFAULT_TRACE_TTL_S * 1000,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -69,6 +70,8 @@ class Store:
         self.linger_arg = (linger or LingerPolicy()).script_arg
         self.lease_ms = lease_ms
         self.outcome_maxlen = outcome_maxlen
+        #: How long the scripts that end a request keep its trace record (imunban.trace).
+        self.trace_ttl_ms = trace_ttl_ms
         self._enqueue = register(client, "enqueue")
         self._cancel = register(client, "cancel")
         self._reschedule = register(client, "reschedule")
@@ -141,7 +144,8 @@ class Store:
 
     def _enqueue_args(self, packed: GroupArgs) -> tuple[list[str], list[str | int]]:
         # ARGV[2] (whether a full Redis lets the chunk through) is set when the pipeline runs (_run_enqueue).
-        return script_keys(self.keys, "enqueue", packed.groups), [self.linger_arg, "0", *packed.argv()]
+        args: list[str | int] = [self.linger_arg, "0", self.trace_ttl_ms, *packed.argv()]
+        return script_keys(self.keys, "enqueue", packed.groups), args
 
     def _run_enqueue(
         self, calls: Sequence[tuple[list[str], list[str | int]]], done: EnqueueResult, moving: bool
@@ -183,7 +187,8 @@ class Store:
         With ``version``, members whose applied version is higher are left alone (``stale_instructions``).
         """
         keys = script_keys(self.keys, "cancel", [group_id])
-        args = [self.linger_arg, group_id, "" if version is None else str(version), *members]
+        args: list[str | int] = [self.linger_arg, group_id, "" if version is None else str(version), self.trace_ttl_ms]
+        args += members
         (removed,) = run_scripts(
             self.client, [(self._cancel, keys, args)], operation="cancel", durability=self.durability
         )
@@ -199,7 +204,7 @@ class Store:
         """
         keys = script_keys(self.keys, "reschedule", [group_id])
         args: list[str | int] = [self.linger_arg, group_id, int(at_ms), "" if version is None else str(version)]
-        args += members
+        args += [self.trace_ttl_ms, *members]
         ((moved, stale),) = run_scripts(
             self.client, [(self._reschedule, keys, args)], operation="reschedule", durability=self.durability
         )
@@ -302,7 +307,7 @@ class Store:
                 keys=self._ack_keys(),
                 args=[
                     batch.token, batch.group_id, outcome, code, info, self.outcome_maxlen,
-                    uuid.uuid4().hex, REPLY_TTL_MS, calls, *batch.members,
+                    uuid.uuid4().hex, REPLY_TTL_MS, calls, self.trace_ttl_ms, *batch.members,
                 ],
             )  # fmt: skip
         return int(raw[0]), [int(x) for x in raw[2:]]
@@ -326,7 +331,7 @@ class Store:
         with translated("group_gone"):
             ended = self._group_gone(
                 keys=script_keys(self.keys, "group_gone", [group_id]),
-                args=[group_id, code, info, self.outcome_maxlen],
+                args=[group_id, code, info, self.outcome_maxlen, self.trace_ttl_ms],
             )
         return int(ended)
 

@@ -17,6 +17,7 @@ import redis
 
 from imunban.bench.config import BenchConfig
 from imunban.bench.naive import publish
+from imunban.bench.traced import traced_memory
 from imunban.bench.util import Log, per_s, ratio
 from imunban.connection import connect
 from imunban.keys import Keys
@@ -127,7 +128,8 @@ def _slice_rates(client: redis.Redis, prefix: str, start: int, n: int, per_group
 
 
 def scale(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
-    """N far-future requests: memory per request; enqueue and promotion rates, empty vs full store.
+    """N far-future requests: memory per request; enqueue and promotion rates, empty vs full store; then the
+    Redis bytes of N ended requests' trace records (bench.traced).
 
     The empty and the full store are two key prefixes of one server, measured back to back in
     ``repeats`` rounds (alternating which goes first), so that the machine's noise hits both alike;
@@ -149,6 +151,8 @@ def scale(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
             for which in order:
                 prefix = f"empty{r}" if which == "empty" else "full"
                 rates[which].append(_slice_rates(client, prefix, (2 + 2 * r) * 10**8, piece, per_group))
+        # The trace records (imunban.trace) of as many ended requests as there are scheduled ones.
+        traced = traced_memory(client, n, log)
     best = {w: (max(e for e, _ in rs), max(p for _, p in rs)) for w, rs in rates.items()}
     pairs = list(zip(rates["empty"], rates["full"], strict=True))
     enqueue_ratios = [f[0] / e[0] for e, f in pairs]
@@ -173,4 +177,5 @@ def scale(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
         "promote_ratio_full_to_empty": statistics.median(promote_ratios),
         "id_bytes": {"group": len(GROUP_FMT.format(0)), "member": len(MEMBER_FMT.format(0))},
         "redis_aof": False,
+        "traced": traced,
     }

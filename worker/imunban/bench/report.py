@@ -70,6 +70,7 @@ def _bulk_rows(b: dict[str, Any]) -> list[Row]:
 def _scale_rows(s: dict[str, Any]) -> list[Row]:
     empty, full = s.get("empty") or {}, s.get("full") or {}
     er, pr = s.get("enqueue_ratio_full_to_empty"), s.get("promote_ratio_full_to_empty")
+    traced = s.get("traced") or {}
     return [
         Row("scale", f"Redis bytes per scheduled request ({_num(s.get('scheduled'))})",
             _num(s.get("bytes_per_request"), ".1f"), "≤ 150", _check(s.get("bytes_per_request"), lambda b: b <= 150)),
@@ -79,6 +80,8 @@ def _scale_rows(s: dict[str, Any]) -> list[Row]:
         Row("scale", "promotion/s: empty → full (median paired ratio)",
             f"{_num(empty.get('promote_per_s'))} → {_num(full.get('promote_per_s'))} ({_num(pr, '.2f')})",
             f"unchanged (≥ {UNCHANGED:.2f})", _check(pr, lambda r: r >= UNCHANGED)),
+        Row("scale", f"Redis bytes per traced request, record and member index ({_num(traced.get('traced'))})",
+            _num(traced.get("bytes_per_traced_request"), ".1f"), "", INFO),
     ]  # fmt: skip
 
 

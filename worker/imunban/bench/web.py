@@ -2,9 +2,12 @@
 
 A private redis-server gets ``cfg.scheduled`` scheduled requests (Producer.bulk) and
 ``cfg.web_dead`` dead letters made the delivery way (enqueue, claim, ack ``dead``, so the outcome
-stream is full too). Every page and API call is then asked ``cfg.web_requests`` times in process,
-straight through the ASGI app (no HTTP client needed); the figure is the server time the console
-reports itself (``Server-Timing: app;dur=``), p50 and p95. A member lookup is ``GET /api/trace``.
+stream is full too). Before the dead letters, one member is delivered in a few groups: by the time the
+console is asked, ``cfg.web_dead`` outcomes came after it (the outcome stream no longer holds it), and
+its trace must still say delivered, from its trace record. Every page and API call is then asked
+``cfg.web_requests`` times in process, straight through the ASGI app (no HTTP client needed); the
+figure is the server time the console reports itself (``Server-Timing: app;dur=``), p50 and p95. A
+member lookup is ``GET /api/trace``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from imunban.apps import AppConfig
 from imunban.bench.config import BenchConfig
@@ -24,7 +27,8 @@ from imunban.deployment import open_deployment
 from imunban.keys import DEFAULT_APP
 from imunban.producer import Producer
 from imunban.settings import Secret, Settings
-from imunban.store import Held, Store
+from imunban.store import Batch, Held, Store
+from imunban.trace import trace
 from imunban.validation import UnbanRequest
 from imunban.web.app import create_app
 
@@ -34,6 +38,19 @@ DEAD_PER_GROUP = 20
 PER_GROUP = 100
 #: Every 50th dead group fails with another code: a filter on it has to look through a window.
 RARE_CODE, COMMON_CODE = 70402, 10004
+#: The member delivered before everything else (in TRACED_GROUPS groups), traced ``web_dead`` outcomes later.
+TRACED_MEMBER, TRACED_GROUPS = "alice_traced", 5
+
+
+def _seed_delivered(store: Store) -> None:
+    """TRACED_MEMBER delivered in TRACED_GROUPS groups (``@TGS#traced0``, ...), the way a worker ends requests."""
+    for g in range(TRACED_GROUPS):
+        group = f"@TGS#traced{g}"
+        store.enqueue([UnbanRequest(group, (TRACED_MEMBER,))])
+        batch = store.claim(group)
+        if not isinstance(batch, Batch):
+            raise RuntimeError(f"could not claim {group} to deliver it")
+        store.ack(batch, "delivered")
 
 
 def _seed_dead(store: Store, count: int) -> None:
@@ -85,9 +102,11 @@ def _targets(cfg: BenchConfig) -> list[tuple[str, str, str]]:
     """(name, method, target) of every page and API call measured."""
     big = "%40TGS%232B0000000"  # the first scheduled group (scale scenario naming)
     member = "%40TGS%23dead000017&member=member_17_05"
+    delivered = f"%40TGS%23traced0&member={TRACED_MEMBER}"
     return [
         ("page /", "GET", "/"),
         ("page /trace (lookup)", "GET", f"/trace?group_id={member}"),
+        ("page /trace?member (every group)", "GET", f"/trace?member={TRACED_MEMBER}"),
         ("page /scheduled", "GET", "/scheduled"),
         ("page /scheduled (deep page)", "GET", "/scheduled?offset=9000"),
         ("page /scheduled?group_id", "GET", f"/scheduled?group_id={big}"),
@@ -99,7 +118,12 @@ def _targets(cfg: BenchConfig) -> list[tuple[str, str, str]]:
         ("GET /api/status", "GET", "/api/status"),
         ("GET /api/overview", "GET", "/api/overview"),
         ("GET /api/trace (member lookup)", "GET", f"/api/trace?group_id={member}"),
-        ("GET /api/trace?deep=1 (10,000 outcomes)", "GET", f"/api/trace?group_id={member}&deep=1"),
+        (
+            f"GET /api/trace (member lookup, delivered {cfg.web_dead:,} outcomes earlier)",
+            "GET",
+            f"/api/trace?group_id={delivered}",
+        ),
+        ("GET /api/trace?member (member lookup, every group)", "GET", f"/api/trace?member={TRACED_MEMBER}"),
         ("GET /api/dead", "GET", "/api/dead"),
         ("GET /api/dead?code", "GET", f"/api/dead?code={RARE_CODE}"),
         ("GET /api/scheduled", "GET", "/api/scheduled"),
@@ -152,6 +176,7 @@ def web(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
             single_app=AppConfig(DEFAULT_APP, sdkappid=1400000000), linger_ms=0, web_operator_token=Secret(TOKEN)
         )
         deployment = open_deployment(settings, client=client)
+        _seed_delivered(deployment.app().store)
         enqueue_s = _timed_bulk(Producer(deployment), 0, cfg.scheduled, PER_GROUP, time.time() + 86_400, 30 * 86_400)
         log(f"  {cfg.scheduled:,} scheduled in {enqueue_s:.1f} s")
         t = time.perf_counter()
@@ -159,6 +184,13 @@ def web(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
         log(f"  {cfg.web_dead:,} dead letters in {time.perf_counter() - t:.1f} s")
         app = create_app(deployment, sample=False)
         seeded_s = time.perf_counter() - started
+        engine = deployment.app()
+        traced = trace(client, engine.keys, "@TGS#traced0", TRACED_MEMBER)
+        if traced["state"] != "delivered":
+            raise RuntimeError(f"{TRACED_MEMBER} traced as {traced['state']}, not delivered: {traced['summary']}")
+        oldest = cast(list[tuple[str, dict[str, str]]], client.xrange(engine.keys.outcomes, count=1))
+        stream_holds_it = bool(oldest) and int(oldest[0][1]["at_ms"]) <= int(traced["last_outcome"]["at_ms"])
+        log(f"  {TRACED_MEMBER}: {traced['summary']} (still in the outcome stream: {stream_holds_it})")
         endpoints = _measure(app, cfg, log)
         info = client.info("memory")
     worst = max(e["p95_ms"] for name, e in endpoints.items() if "member lookup" not in name)
@@ -171,4 +203,13 @@ def web(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
         "endpoints": endpoints,
         "worst_p95_ms": worst,
         "lookup_p95_ms": endpoints["GET /api/trace (member lookup)"]["p95_ms"],
+        "traced_member": {
+            "outcomes_since": cfg.web_dead,
+            "summary": traced["summary"],
+            "in_outcome_stream": stream_holds_it,
+            "lookup_p95_ms": endpoints[f"GET /api/trace (member lookup, delivered {cfg.web_dead:,} outcomes earlier)"][
+                "p95_ms"
+            ],
+            "member_search_p95_ms": endpoints["GET /api/trace?member (member lookup, every group)"]["p95_ms"],
+        },
     }

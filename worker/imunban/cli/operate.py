@@ -1,4 +1,4 @@
-"""``imunban status``, ``imunban trace`` and ``imunban dead list|replay|purge``: the operator's view."""
+"""``imunban status`` and ``imunban dead list|replay|purge``: the operator's view (``imunban trace``: cli/trace.py)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,13 @@ from rich.table import Table
 from rich.text import Text
 
 from imunban.cli.common import bounded_float, fmt_ms, fmt_relative, open_app, open_deployment
-from imunban.connection import server_time_ms
 from imunban.deadletter import DeadLetters, ReplayResult
 from imunban.errors import StoreError, ValidationError
 from imunban.health import add_app_state, add_states, check, thresholds
 from imunban.settings import Settings
 from imunban.state import fmt_bytes, span
-from imunban.stats import status, status_of_apps, trace
-from imunban.validation import validate_group_id, validate_member, validate_members
+from imunban.stats import status, status_of_apps
+from imunban.validation import validate_group_id, validate_members
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,13 +39,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _app_option(s, "only this app (default: one section per app, and the totals)")
     s.set_defaults(handler=run_status)
-
-    t = sub.add_parser("trace", help="where one request is: state, due time, attempts, last outcome")
-    t.add_argument("group_id", metavar="GROUP_ID")
-    t.add_argument("member", metavar="MEMBER")
-    t.add_argument("--json", action="store_true", help="machine-readable output")
-    _app_option(t)
-    t.set_defaults(handler=run_trace)
 
     d = sub.add_parser("dead", help="dead letters: list, replay, purge")
     dsub = d.add_subparsers(dest="dead_action", metavar="ACTION", required=True)
@@ -215,48 +207,6 @@ def state_rows(table: Table, snapshot: dict[str, Any]) -> None:
     else:
         used, most = fmt_bytes(memory["used_bytes"]), fmt_bytes(memory["max_bytes"])
         table.add_row("Redis memory", f"{used} of {most} maxmemory ({round(memory['ratio'] * 100)} %)")
-
-
-# -- trace ------------------------------------------------------------------------------------
-
-
-def run_trace(args: argparse.Namespace) -> int:
-    group_id = validate_group_id(args.group_id)
-    member = validate_member(args.member)
-    engine = open_app(args.app)
-    client = engine.store.client
-    info = trace(client, engine.keys, group_id, member)
-    if args.json:
-        _print_json(info)
-        return 0
-    now = server_time_ms(client, engine.keys.stats)
-    table = Table(title=f"trace {group_id} {member}", show_header=False, title_justify="left")
-    table.add_column("field")
-    table.add_column("value")
-    table.add_row("state", str(info["state"]))
-    table.add_row("priority", str(info["priority"]))
-    table.add_row("due", fmt_relative(info.get("due_ms") or info.get("original_due_ms"), now))
-    if "lease_deadline_ms" in info:
-        table.add_row("lease until", fmt_relative(info["lease_deadline_ms"], now))
-    table.add_row("attempts", str(info.get("attempts", 0)))
-    if info.get("last_code"):
-        table.add_row("last error", f"ErrorCode {info['last_code']}")
-    if info.get("dead"):
-        dead = info["dead"]
-        table.add_row("dead", f"ErrorCode {dead.get('code')}: {dead.get('info', '')}")
-    table.add_row("last outcome", _outcome_text(info.get("last_outcome")))
-    Console(soft_wrap=True).print(table)
-    return 0
-
-
-def _outcome_text(outcome: dict[str, str] | None) -> str:
-    if not outcome:
-        return "none recorded (or older than the outcome stream keeps)"
-    at = fmt_ms(int(outcome["at_ms"])) if outcome.get("at_ms") else "?"
-    text = f"{outcome.get('outcome')} at {at}, attempts {outcome.get('attempts', '?')}"
-    if outcome.get("outcome") != "delivered":
-        text += f", ErrorCode {outcome.get('code')}: {outcome.get('info', '')}"
-    return text
 
 
 # -- dead letters -----------------------------------------------------------------------------

@@ -166,6 +166,87 @@ local function emit_audit(outcomes_key, maxlen, action, count, info, who, now)
     'action', action, 'count', count, 'role', who[1], 'via', who[2], 'client', who[3])
 end
 
+-- Trace records (imunban.trace; keys.py `t:trace:<shard>`): the last outcome of each request, kept at least the
+-- trace TTL whatever the traffic since, so "was this member unbanned?" is one HGET. A record is
+-- "L|at_ms|attempts|code|version|note|info": L the outcome's letter (TRACE_LETTER; '' while there is only a
+-- note), when it ended, its attempts, ErrorCode, the version applied ('' for none), `note` the last
+-- instruction ignored since as stale, "at_ms/its version/the version applied then" ('' for none), and the
+-- ErrorInfo cut to TRACE_INFO_MAX bytes (the dead letter and the outcome stream keep it whole). The scripts that
+-- end a request write it: ack (delivered, dead, group_gone), group_gone, cancel; enqueue, cancel and
+-- reschedule note a stale instruction.
+local TRACE_SHARD_HEX = 4    -- keys.TRACE_SHARD_HEX
+local TRACE_INFO_MAX = 64
+-- A shard drops its records older than the TTL at most once per this fraction of the TTL (when one is added).
+local TRACE_PRUNE_EVERY = 8
+local TRACE_LETTER = {delivered = 'd', dead = 'x', group_gone = 'g', cancelled = 'c'}
+
+-- The shard holding `member`'s records of every group: KEYS "trace" (a prefix carrying the app's hash tag, so the
+-- shard is in the script's slot) plus the first hex digits of SHA-1(member) (keys.Keys.trace_of, the twin).
+local function trace_key(trace_prefix, member)
+  return trace_prefix .. string.sub(redis.sha1hex(member), 1, TRACE_SHARD_HEX)
+end
+
+-- When a record was last written: its outcome's time or its note's, whichever is later.
+local function trace_written_ms(record)
+  local ended, noted = string.match(record, '^[^|]*|([^|]*)|[^|]*|[^|]*|[^|]*|([^/|]*)')
+  return math.max(tonumber(ended) or 0, tonumber(noted) or 0)
+end
+
+-- Put `record` for request `rid` into its shard, which then lives `ttl_ms` after its newest record. Adding
+-- a record also drops the shard's records older than the TTL, at most once per 1/TRACE_PRUNE_EVERY of it
+-- (field '' holds when it last did): a shard holds what the TTL keeps plus at most that fraction more, at
+-- O(1) per record on average.
+local function trace_put(shard_key, ttl_ms, rid, record, now)
+  local ttl = tonumber(ttl_ms)
+  if redis.call('HSET', shard_key, rid, record) == 1 then
+    local pruned = tonumber(redis.call('HGET', shard_key, ''))
+    if not pruned or now - pruned >= ttl / TRACE_PRUNE_EVERY then
+      if pruned then
+        local all = redis.call('HGETALL', shard_key)
+        for i = 1, #all, 2 do
+          if all[i] ~= '' and trace_written_ms(all[i + 1]) < now - ttl then redis.call('HDEL', shard_key, all[i]) end
+        end
+      end
+      redis.call('HSET', shard_key, '', now)
+    end
+  end
+  redis.call('PEXPIRE', shard_key, ttl)
+end
+
+-- ErrorInfo cut to TRACE_INFO_MAX bytes on a character boundary (readers decode UTF-8): a multi-byte character
+-- at the cut is dropped whole.
+local function trace_info(info)
+  if #info <= TRACE_INFO_MAX then return info end
+  return (string.gsub(string.sub(info, 1, TRACE_INFO_MAX), '[\192-\255][\128-\191]*$', ''))
+end
+
+-- Request (group, member) ended with `outcome` (delivered, dead, group_gone, cancelled): its record says so, and
+-- any note of an earlier ignored instruction goes (this outcome is newer).
+local function trace_end(trace_prefix, ttl_ms, group, member, outcome, now, attempts, code, version, info)
+  local record = string.format('%s|%d|%d|%s|%s||%s', TRACE_LETTER[outcome], now, attempts, code, version,
+    trace_info(info or ''))
+  trace_put(trace_key(trace_prefix, member), ttl_ms, group .. SEP .. member, record, now)
+end
+
+-- The trace record of request `rid` of `member` (nil for none): trace.lua reads it in the same step as the live state.
+local function trace_get(trace_prefix, member, rid)
+  local shard_key = trace_key(trace_prefix, member)
+  return redis.call('HGET', shard_key, rid)
+end
+
+-- An instruction for (group, member) with version `ignored` was stale (admit_version said no): note it in the
+-- request's record beside its outcome, with the version applied (read from `versions_key`) that superseded it.
+local function trace_stale(trace_prefix, versions_key, ttl_ms, group, member, ignored, now)
+  local rid = group .. SEP .. member
+  local shard_key = trace_key(trace_prefix, member)
+  local applied = redis.call('HGET', versions_key, rid) or ''
+  local head, info
+  local old = redis.call('HGET', shard_key, rid)
+  if old then head, info = string.match(old, '^([^|]*|[^|]*|[^|]*|[^|]*|[^|]*)|[^|]*|(.*)$') end
+  if not head then head, info = '||||', '' end
+  trace_put(shard_key, ttl_ms, rid, string.format('%s|%d/%s/%s|%s', head, now, ignored, applied, info), now)
+end
+
 -- A full Redis (maxmemory, noeviction) must refuse intake and still drain. Redis 6.2, and 7 for a
 -- script without flags, checks maxmemory only at a script's FIRST write, and only if that command
 -- may grow memory (deny-oom); once a script has written, nothing stops it. So which command a
@@ -201,6 +282,15 @@ local function proceed_when_full(key)
   else
     redis.call('HDEL', key, '')  -- a hash, or no key yet (then nothing is created)
   end
+end
+
+-- Delivery scripts that run at maxmemory (ack, group_gone) call this BEFORE proceed_when_full, their first write:
+-- whether Redis has room for trace records. HINCRBY by 0 is a deny-oom write that changes nothing; on a full Redis
+-- it fails (caught here, so the script has still written nothing and proceed_when_full then lets it drain), and the
+-- script writes no record (it would grow the memory the drain is there to free) and counts the outcomes as
+-- `untraced`.
+local function has_room(stats_key, counter)
+  return type(redis.pcall('HINCRBY', stats_key, counter, 0)) == 'number'
 end
 
 -- The earliest time the next probe of a hold may go: the last probe (or the answer that set the
@@ -249,8 +339,12 @@ local function admit_version(versions_key, ends_key, rid, version, ends, now)
 end
 
 -- A request ended (delivered, dead, group gone): if it carries a version, start forgetting it.
+-- Returns the version applied to it, as text ('' for none; a Lua number loses int64 precision).
 local function version_ended(versions_key, ends_key, rid, now)
-  if redis.call('HEXISTS', versions_key, rid) == 1 then redis.call('ZADD', ends_key, now, rid) end
+  local stored = redis.call('HGET', versions_key, rid)
+  if not stored then return '' end
+  redis.call('ZADD', ends_key, now, rid)
+  return string.match(stored, '^(%d*)')
 end
 
 -- Replies of non-idempotent scripts, kept for a replayed call (redis-py's Retry re-sends a script

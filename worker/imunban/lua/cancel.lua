@@ -5,22 +5,24 @@
 -- A dead letter of the request is removed with its info: a cancel after the request died sticks, and
 -- no later dead-letter replay can bring it back (docs/durability.md, "Nothing ended comes back").
 -- With a version, a cancel lower than the version applied to a request is ignored (stale_instructions).
+-- A request cancelled here gets the trace record `cancelled`; an ignored cancel is noted in its record.
 -- KEYS[1] schedidx   KEYS[2] groups   KEYS[3] stats   KEYS[4] high   KEYS[5] meta   KEYS[6] inflight
--- KEYS[7] leases     KEYS[8] versions   KEYS[9] version_ends   KEYS[10] dead   KEYS[11] dead_info
--- KEYS[12] ready:{group}   KEYS[13] sched:{group}
--- ARGV[1] linger_ms   ARGV[2] group id   ARGV[3] version, or '' for none   ARGV[4..] members
+-- KEYS[7] leases     KEYS[8] versions   KEYS[9] version_ends   KEYS[10] trace (shard prefix)   KEYS[11] dead
+-- KEYS[12] dead_info   KEYS[13] ready:{group}   KEYS[14] sched:{group}
+-- ARGV[1] linger_ms   ARGV[2] group id   ARGV[3] version, or '' for none
+-- ARGV[4] how long to keep trace records, ms   ARGV[5..] members
 -- Returns the number of requests cancelled (pending removed, in-flight revoked or dead letter ended).
 local K_SCHEDIDX, K_GROUPS, K_STATS, K_HIGH, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 refuse_if_full(K_STATS, 'cancelled')  -- first write: a full Redis refuses here (see _lib.lua)
-local K_INFLIGHT, K_LEASES, K_VERSIONS, K_VERSION_ENDS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local K_DEAD, K_DEAD_INFO = KEYS[10], KEYS[11]
-local K_READY, K_SCHED = KEYS[12], KEYS[13]
-local group, version = ARGV[2], ARGV[3]
+local K_INFLIGHT, K_LEASES, K_VERSIONS, K_VERSION_ENDS, K_TRACE = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local K_DEAD, K_DEAD_INFO = KEYS[11], KEYS[12]
+local K_READY, K_SCHED = KEYS[13], KEYS[14]
+local group, version, trace_ttl = ARGV[2], ARGV[3], ARGV[4]
 local now = now_ms()
 local removed, ready_removed, sched_removed, stale = 0, 0, 0, 0
 -- Checked once per call: a cancel into a store without dead letters skips the per-member lookups.
 local any_dead = redis.call('ZCARD', K_DEAD) > 0
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local rid = group .. SEP .. ARGV[i]
   if admit_version(K_VERSIONS, K_VERSION_ENDS, rid, version, true, now) then
     local in_ready = redis.call('ZREM', K_READY, ARGV[i]) == 1
@@ -36,10 +38,14 @@ for i = 4, #ARGV do
     if in_ready or in_sched or in_flight or was_dead then
       removed = removed + 1
       redis.call('HDEL', K_HIGH, rid)
+      -- The attempts it had (failed calls before the cancel) go into its record.
+      local attempts = parse_meta(redis.call('HGET', K_META, rid))
       redis.call('HDEL', K_META, rid)
+      trace_end(K_TRACE, trace_ttl, group, ARGV[i], 'cancelled', now, attempts, '', version, '')
     end
   else
     stale = stale + 1
+    trace_stale(K_TRACE, K_VERSIONS, trace_ttl, group, ARGV[i], version, now)
   end
 end
 if ready_removed > 0 then

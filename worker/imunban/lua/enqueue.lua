@@ -1,7 +1,8 @@
 -- enqueue: add or replace pending requests ("latest instruction wins"), deduplicated on (group, member).
 -- The newer instruction also governs a copy in flight: its lease is removed (revoked), so it is not
 -- sent if not sent yet and never comes back. With a version, an instruction lower than the version
--- applied to a request (see admit_version in _lib.lua) is ignored and counted (stale_instructions).
+-- applied to a request (see admit_version in _lib.lua) is ignored, counted (stale_instructions) and noted
+-- in the request's trace record (trace_stale).
 -- KEYS[1] schedidx ZSET group -> earliest due ms in its sched:{group}
 -- KEYS[2] groups   ZSET group -> claimable-at ms
 -- KEYS[3] stats    HASH counters; fields `ready` and `scheduled` are the gauges of pending members
@@ -9,36 +10,40 @@
 -- KEYS[5] meta     HASH request id -> attempts|first_failure_ms|last_code|due_ms (reset: a new instruction)
 -- KEYS[6] inflight ZSET request id -> lease deadline ms   KEYS[7] leases HASH request id -> lease record
 -- KEYS[8] versions HASH request id -> version applied   KEYS[9] version_ends ZSET request id -> ms ended
--- KEYS[10] wake     LIST tokens that wake a waiting pump (something became due now)
--- KEYS[11..10+2n] per group, in the order of the group ids in ARGV: ready:{group} sched:{group}
+-- KEYS[10] trace    prefix of the trace shards (keys.py Keys.trace)
+-- KEYS[11] wake     LIST tokens that wake a waiting pump (something became due now)
+-- KEYS[12..11+2n] per group, in the order of the group ids in ARGV: ready:{group} sched:{group}
 --               (both ZSET member -> due ms)
 -- ARGV[1] linger_ms
 -- ARGV[2] '1' when the requests move from a message held in this Redis (a Celery message on a broker
 --         that shares it): a full Redis lets them through (see refuse_if_full in _lib.lua); else '0'
--- ARGV[3] n, the number of groups; ARGV[4..3+n] the group ids
--- ARGV[4+n..] 5-tuples: group index (1-based), member, due ms or '' for now, '1' if high else '0',
+-- ARGV[3] how long to keep trace records, ms
+-- ARGV[4] n, the number of groups; ARGV[5..4+n] the group ids
+-- ARGV[5+n..] 5-tuples: group index (1-based), member, due ms or '' for now, '1' if high else '0',
 --             version or '' for none
 -- Returns {ready_added, scheduled_added, replaced, stale (ignored: a higher version was applied)}
 local K_SCHEDIDX, K_GROUPS, K_STATS, K_HIGH, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 refuse_if_full(K_STATS, 'enqueued', ARGV[2] == '1')  -- first write: a full Redis refuses here (see _lib.lua)
-local K_INFLIGHT, K_LEASES, K_VERSIONS, K_VERSION_ENDS, K_WAKE = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
-local linger = ARGV[1]
-local n = tonumber(ARGV[3])
+local K_INFLIGHT, K_LEASES, K_VERSIONS, K_VERSION_ENDS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local K_TRACE, K_WAKE = KEYS[10], KEYS[11]
+local linger, trace_ttl = ARGV[1], ARGV[3]
+local n = tonumber(ARGV[4])
 local now = now_ms()
 local dirty, sched_dirty = {}, {}
 local ready_added, sched_added, replaced, ready_delta, sched_delta, stale = 0, 0, 0, 0, 0, 0
 -- Checked once per call: a bulk import into an idle store skips the per-member lease lookups.
 local any_in_flight = redis.call('ZCARD', K_INFLIGHT) > 0
-for i = 4 + n, #ARGV, 5 do
+for i = 5 + n, #ARGV, 5 do
   local gi = tonumber(ARGV[i])
-  local group, member = ARGV[3 + gi], ARGV[i + 1]
-  local ready_key, sched_key = group_keys(10, gi)
+  local group, member = ARGV[4 + gi], ARGV[i + 1]
+  local ready_key, sched_key = group_keys(11, gi)
   local rid = group .. SEP .. member
   local due = now
   if ARGV[i + 2] ~= '' then due = tonumber(ARGV[i + 2]) end
   local high = ARGV[i + 3] == '1'
   if not admit_version(K_VERSIONS, K_VERSION_ENDS, rid, ARGV[i + 4], false, now) then
     stale = stale + 1
+    trace_stale(K_TRACE, K_VERSIONS, trace_ttl, group, member, ARGV[i + 4], now)
   else
     -- A pending request is in at most one of its group's ready and sched sets.
     local was_ready = redis.call('ZREM', ready_key, member) == 1
@@ -75,12 +80,12 @@ for i = 4 + n, #ARGV, 5 do
   end
 end
 for gi, _ in pairs(dirty) do
-  local ready_key = group_keys(10, gi)
-  reindex(K_GROUPS, ready_key, ARGV[3 + gi], linger, K_STATS)
+  local ready_key = group_keys(11, gi)
+  reindex(K_GROUPS, ready_key, ARGV[4 + gi], linger, K_STATS)
 end
 for gi, _ in pairs(sched_dirty) do
-  local _, sched_key = group_keys(10, gi)
-  reindex_sched(K_SCHEDIDX, sched_key, ARGV[3 + gi])
+  local _, sched_key = group_keys(11, gi)
+  reindex_sched(K_SCHEDIDX, sched_key, ARGV[4 + gi])
 end
 -- A request due now should not wait for the pump's next timer: wake one (pump.py).
 if ready_added > 0 then wake(K_WAKE) end

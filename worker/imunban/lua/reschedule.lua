@@ -4,19 +4,22 @@
 -- Only a request pending now (ready or scheduled) moves; one in flight, ended or never enqueued is left
 -- alone and nothing is stored for it. It keeps its priority; its attempts restart (a new instruction,
 -- as an enqueue). With a version, one lower than the version applied to the request (or equal to a
--- cancel's) is ignored and counted as stale_instructions; one that applies is remembered.
+-- cancel's) is ignored, counted as stale_instructions and noted in the request's trace record; one that
+-- applies is remembered.
 -- KEYS[1] schedidx   KEYS[2] groups   KEYS[3] stats   KEYS[4] high   KEYS[5] meta   KEYS[6] versions
--- KEYS[7] version_ends   KEYS[8] wake   KEYS[9] ready:{group}   KEYS[10] sched:{group}
+-- KEYS[7] version_ends   KEYS[8] trace (shard prefix)   KEYS[9] wake   KEYS[10] ready:{group}
+-- KEYS[11] sched:{group}
 -- ARGV[1] "linger_ms:max_linger_ms"   ARGV[2] group id   ARGV[3] the new due time, ms
--- ARGV[4] version, or '' for none   ARGV[5..] members
+-- ARGV[4] version, or '' for none   ARGV[5] how long to keep trace records, ms   ARGV[6..] members
 -- Returns {rescheduled, stale (ignored: a higher version was applied)}.
 local K_SCHEDIDX, K_GROUPS, K_STATS, K_HIGH, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 refuse_if_full(K_STATS, 'rescheduled')  -- first write: a full Redis refuses here (see _lib.lua)
-local K_VERSIONS, K_VERSION_ENDS, K_WAKE, K_READY, K_SCHED = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local K_VERSIONS, K_VERSION_ENDS, K_TRACE, K_WAKE = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local K_READY, K_SCHED = KEYS[10], KEYS[11]
 local group, due, version = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local now = now_ms()
 local rescheduled, stale, ready_delta, sched_delta = 0, 0, 0, 0
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local member = ARGV[i]
   local rid = group .. SEP .. member
   local in_ready = redis.call('ZSCORE', K_READY, member)
@@ -41,6 +44,7 @@ for i = 5, #ARGV do
       rescheduled = rescheduled + 1
     else
       stale = stale + 1
+      trace_stale(K_TRACE, K_VERSIONS, ARGV[5], group, member, version, now)
     end
   end
 end

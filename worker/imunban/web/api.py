@@ -55,12 +55,15 @@ async def api_overview(request: Request) -> Response:
 
 
 async def api_trace(request: Request) -> Response:
+    """``imunban trace --json``: one request with ``group_id`` and ``member``; with ``member`` alone, the
+    member's requests in every group (``imunban trace --member M --json``)."""
     ctx = app_ctx(request)
     group, member = params.group_id(request), params.member(request)
-    if group is None or member is None:
-        raise params.BadParam("group_id" if group is None else "member", "required")
-    deep = params.flag(request, "deep")  # search 10,000 outcome entries instead of the newest 500
-    return _ok(await run_in_threadpool(partial(data.member_trace, deep=deep), ctx, group, member))
+    if member is None:
+        raise params.BadParam("member", "required")
+    if group is None:
+        return _ok(await run_in_threadpool(data.member_requests, ctx, member))
+    return _ok(await run_in_threadpool(data.member_trace, ctx, group, member))
 
 
 async def api_scheduled(request: Request) -> Response:

@@ -16,16 +16,15 @@ from imunban.deployment import Deployment
 from imunban.health import add_app_state, add_states, thresholds
 from imunban.keys import HIGH_BAND_MS, request_id, split_request_id
 from imunban.scripts import register
-from imunban.stats import status, status_of_apps, trace
+from imunban.stats import status, status_of_apps
+from imunban.trace import member_search, summary, trace
+from imunban.web.common import fmt_ms
 from imunban.web.context import AppContext
 
 #: Dead letters looked at per filtered page (one script call; keeps a page fast with 100,000 of them).
 DEAD_SCAN_BUDGET = 5_000
-#: Outcome entries searched for one member's history (server-side, in one script call): the newest
-#: 500 keep a lookup within 10 ms; "search deeper" looks through 10,000 (within a page's 100 ms).
-HISTORY_SCAN = 500
-HISTORY_DEEP = 10_000
-HISTORY_MAX = 20
+#: Waiting groups whose ready heads are read to find the oldest due request.
+LAG_GROUPS = 32
 PAGE_MAX = 500
 #: The states shown in the banner under the header (a hold has its own banner), with their titles.
 BANNERS = {"paused": "DELIVERY PAUSED", "stalled": "DELIVERY STALLED", "full": "REDIS FULL: INTAKE REFUSED"}
@@ -108,20 +107,20 @@ def limiter_ahead_ms(ctx: AppContext, now: int) -> int | None:
 # -- trace --------------------------------------------------------------------------------------
 
 
-def member_trace(ctx: AppContext, group_id: str, member: str, *, deep: bool = False) -> dict[str, Any]:
-    """The engine's trace of one request plus its outcome history (newest first)."""
-    found = trace(ctx.client, ctx.keys, group_id, member, with_last_outcome=False)
-    scan = HISTORY_DEEP if deep else HISTORY_SCAN
-    found["history"] = outcome_history(ctx, group_id, member, scan)
-    found["history_searched"] = scan
-    found["last_outcome"] = found["history"][0] if found["history"] else None
+def member_trace(ctx: AppContext, group_id: str, member: str) -> dict[str, Any]:
+    """The trace of one request (imunban.trace: its record and live state, O(1) whatever the traffic since),
+    its ``summary`` with the console's times."""
+    found = trace(ctx.client, ctx.keys, group_id, member, kept_s=ctx.settings.trace_ttl_s)
+    found["summary"] = summary(found, fmt_ms)
     return found
 
 
-def outcome_history(ctx: AppContext, group_id: str, member: str, scan: int = HISTORY_SCAN) -> list[dict[str, str]]:
-    with translated("trace"):
-        raw = _script(ctx, "outcome_history")(keys=[ctx.keys.outcomes], args=[group_id, member, scan, HISTORY_MAX])
-    return [{"id": raw[i], **dict(zip(raw[i + 1][::2], raw[i + 1][1::2], strict=True))} for i in range(0, len(raw), 2)]
+def member_requests(ctx: AppContext, member: str) -> dict[str, Any]:
+    """The member's requests in every group that have a trace record, newest first (one shard read)."""
+    found = member_search(ctx.client, ctx.keys, member, kept_s=ctx.settings.trace_ttl_s)
+    for doc in found["requests"]:
+        doc["summary"] = summary(doc, fmt_ms)
+    return found
 
 
 # -- scheduled ----------------------------------------------------------------------------------

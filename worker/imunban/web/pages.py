@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,6 +17,7 @@ from starlette.routing import Route
 from imunban.deadletter import ReplayResult
 from imunban.errors import ImunbanError, StoreError
 from imunban.pause import validate_reason
+from imunban.trace import kept_text
 from imunban.validation import validate_group_id
 from imunban.web import actions, data, params
 from imunban.web.auth import COOKIE, LOCAL, SESSION_S, csrf_ok, same_origin
@@ -115,15 +115,28 @@ async def overview_page(request: Request) -> Response:
 
 
 async def trace_page(request: Request) -> Response:
+    """One request (group and member), or the member alone: its requests in every group."""
     ctx = app_ctx(request)
-    group, member, deep = params.group_id(request), params.member(request), params.flag(request, "deep")
-    result = None
-    if group or member:
-        if group is None or member is None:
-            raise params.BadParam("member" if group else "group_id", "give both group_id and member")
-        result = await run_in_threadpool(partial(data.member_trace, deep=deep), ctx, group, member)
+    group, member = params.group_id(request), params.member(request)
+    result = found = None
+    if group and member:
+        result = await run_in_threadpool(data.member_trace, ctx, group, member)
+    elif member:
+        found = await run_in_threadpool(data.member_requests, ctx, member)
+    elif group:
+        raise params.BadParam("member", "give the member too (or only the member, to find it in every group)")
     template = "trace_result.html" if request.headers.get("hx-request") else "trace.html"
-    return await render(request, template, ctx, "trace", group_id=group or "", member=member or "", result=result)
+    return await render(
+        request,
+        template,
+        ctx,
+        "trace",
+        group_id=group or "",
+        member=member or "",
+        result=result,
+        found=found,
+        kept=kept_text(ctx.settings.trace_ttl_s),
+    )
 
 
 async def scheduled_page(request: Request) -> Response:

@@ -74,6 +74,16 @@
     return cell;
   }
 
+  // A cell linking to the trace of request (group, member) of this page's app.
+  function traceCell(group, member) {
+    var cell = td("", "mono"), link = document.createElement("a");
+    var query = new URLSearchParams({group_id: group, member: member, app: document.body.getAttribute("data-app")});
+    link.href = "/trace?" + query.toString();
+    link.textContent = member;
+    cell.appendChild(link);
+    return cell;
+  }
+
   function pill(text, cls) {
     var span = document.createElement("span");
     span.className = "pill " + cls;
@@ -228,7 +238,7 @@
           who.colSpan = 2;
           row.appendChild(who);
         } else {
-          row.append(td(e.group_id, "mono"), td(e.member, "mono"));
+          row.append(td(e.group_id, "mono"), traceCell(e.group_id, e.member));
         }
         row.append(td(e.code), td(e.info, "info"), td(e.attempts, "num"));
         body.insertBefore(row, body.firstChild);
