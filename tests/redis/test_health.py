@@ -41,7 +41,8 @@ def test_memory_against_maxmemory_is_read(r: redis.Redis) -> None:
         memory = redis_memory(r, KEYS)
     finally:
         r.config_set("maxmemory", 0)
-    assert memory is not None and memory[1] == 512 * 1024 * 1024 and 0 < memory[0] < memory[1]
+    assert memory is not None and memory.max_bytes == 512 * 1024 * 1024
+    assert 0 < memory.counted_bytes <= memory.used_bytes < memory.max_bytes
 
 
 def test_an_overdue_schedule_counts_as_the_oldest_due(r: redis.Redis, store: Store) -> None:

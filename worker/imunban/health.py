@@ -8,22 +8,23 @@ The decision itself is :func:`imunban.state.derive`, a pure function.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import redis
-from redis.cluster import RedisCluster
 
-from imunban.connection import is_cluster, translated
+from imunban.connection import translated
 from imunban.heartbeat import WorkerBeat, workers
 from imunban.keys import Keys
-from imunban.linger import limiter_use
 from imunban.pause import PauseState
 from imunban.settings import Settings
 from imunban.state import AppState, Facts, HoldFacts, PauseFacts, Thresholds, check_line, derive, worst
-from imunban.vitals import oldest_due_ms  # the one reading of it, shared with the metrics
+
+# The one reading of each, shared with the metrics.
+from imunban.vitals import PACE_FIELDS, RedisMemory, oldest_due_ms, pace_share
+from imunban.vitals import redis_memory as read_memory
 
 #: Stats fields of the limiter's pace (``pace_count`` in lua/_lib.lua) and the last claim (claim.lua).
-STATS_FIELDS = ("last_claim_ms", "pace_us", "pace", "pace_interval_us", "pace_booked_us")
+STATS_FIELDS = ("last_claim_ms", *PACE_FIELDS)
 
 
 def thresholds(settings: Settings, *, lag_s: float | None = None) -> Thresholds:
@@ -32,23 +33,14 @@ def thresholds(settings: Settings, *, lag_s: float | None = None) -> Thresholds:
     return Thresholds(stall_after_ms=settings.stall_after_s * 1000, lag_ms=lag)
 
 
-def redis_memory(client: redis.Redis, keys: Keys) -> tuple[int, int] | None:
-    """(memory as maxmemory counts it, maxmemory; 0 = none) of the node holding the app, None if unreadable.
-
-    Redis refuses a write when used memory, less what it does not count for eviction (replication and
-    AOF buffers), is over maxmemory: that difference against maxmemory is what ``full`` means.
-    """
+def redis_memory(client: redis.Redis, keys: Keys) -> RedisMemory | None:
+    """INFO memory of the node holding the app (:func:`imunban.vitals.redis_memory`), None if unreadable:
+    the state goes without it. ``counted_bytes`` against ``max_bytes`` is what ``full`` means (Redis refuses a
+    write when used memory, less what it does not count for eviction, is over maxmemory)."""
     try:
-        if is_cluster(client):
-            cluster = cast(RedisCluster, client)
-            node = cluster.get_node_from_key(keys.stats)  # type: ignore[no-untyped-call]
-            info = cluster.info("memory", target_nodes=node)
-        else:
-            info = client.info("memory")
-    except redis.exceptions.RedisError:  # INFO renamed away, or Redis blinked: the state goes without it
+        return read_memory(client, keys.stats)
+    except redis.exceptions.RedisError:  # Redis blinked: the state goes without it
         return None
-    used = int(info.get("used_memory", 0)) - int(info.get("mem_not_counted_for_evict", 0))
-    return max(0, used), int(info.get("maxmemory", 0))
 
 
 def facts(
@@ -63,16 +55,8 @@ def facts(
         pause_raw, stats = pipe.execute()
     beats = workers(client, keys, now)
     pause = PauseState.from_hash(pause_raw)
-    last_claim, pace_us, pace, interval_us, booked_us = stats
-    use = None
-    if pace_us and pace and interval_us:
-        now_us = now * 1000
-        use = limiter_use(
-            float(pace),
-            (now_us - int(pace_us)) / 1e6,
-            int(interval_us) / 1e6,
-            (int(booked_us or 0) - now_us) / 1e6,
-        )
+    last_claim, *pace = stats
+    use = pace_share(pace, now)
     hold = snapshot.get("hold")
     memory = redis_memory(client, keys)
     found = Facts(
@@ -87,8 +71,8 @@ def facts(
         if not hold
         else HoldFacts(int(hold["code"]), str(hold["info"]), int(hold["since_ms"]), int(hold["next_probe_ms"])),
         pause=None if pause is None else PauseFacts(pause.reason, pause.since_ms, pause.by),
-        memory_used_bytes=None if memory is None else memory[0],
-        memory_max_bytes=0 if memory is None else memory[1],
+        memory_used_bytes=None if memory is None else memory.counted_bytes,
+        memory_max_bytes=0 if memory is None else memory.max_bytes,
         limiter_use=use,
     )
     return found, pause, beats

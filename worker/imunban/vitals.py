@@ -7,6 +7,7 @@ Each read is a few O(log N) commands; nothing here scans the store.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,6 +30,13 @@ class RedisMemory:
 
     used_bytes: int
     max_bytes: int
+    #: What Redis leaves out when it compares with maxmemory (replication and AOF buffers).
+    not_counted_bytes: int = 0
+
+    @property
+    def counted_bytes(self) -> int:
+        """Memory as maxmemory counts it: a write is refused when this is over ``max_bytes``."""
+        return max(0, self.used_bytes - self.not_counted_bytes)
 
     @property
     def used_ratio(self) -> float | None:
@@ -82,18 +90,27 @@ def workers_alive(client: redis.Redis, keys: Keys, now_ms: int) -> int:
     return sum(1 for beat in workers(client, keys, now_ms) if beat.alive)
 
 
+#: Stats fields of the limiter's pace (``pace_count`` in lua/_lib.lua), in the order :func:`pace_share` takes.
+PACE_FIELDS = ("pace_us", "pace", "pace_interval_us", "pace_booked_us")
+
+
+def pace_share(fields: Sequence[str | None], now_ms: int) -> float | None:
+    """Share of the limit used lately from the :data:`PACE_FIELDS` values; None before the first reservation."""
+    t_us, count, interval_us, booked_us = fields
+    if not t_us or not count or not interval_us:
+        return None
+    now_us = now_ms * 1000
+    return pace_use(
+        float(count), (now_us - float(t_us)) / 1e6, float(interval_us) / 1e6, (float(booked_us or 0) - now_us) / 1e6
+    )
+
+
 def limiter_use(client: redis.Redis, keys: Keys, now_ms: int) -> float:
     """Share of the limit used lately, from the pace the limiter script keeps in the stats hash (linger.py)."""
     with translated("limiter use"):
-        t_us, count, interval_us, booked_us = client.hmget(
-            keys.stats, ["pace_us", "pace", "pace_interval_us", "pace_booked_us"]
-        )
-    if t_us is None or count is None or interval_us is None:
-        return 0.0  # no reservation yet
-    now_us = now_ms * 1000
-    interval_s = float(interval_us) / 1e6
-    ahead_s = (float(booked_us or 0) - now_us) / 1e6
-    return pace_use(float(count), (now_us - float(t_us)) / 1e6, interval_s, ahead_s)
+        fields = cast(list[str | None], client.hmget(keys.stats, list(PACE_FIELDS)))
+    share = pace_share(fields, now_ms)
+    return 0.0 if share is None else share  # no reservation yet
 
 
 def redis_memory(client: redis.Redis, key: str) -> RedisMemory | None:
@@ -109,7 +126,8 @@ def redis_memory(client: redis.Redis, key: str) -> RedisMemory | None:
         return None
     if "used_memory" not in info and info and all(isinstance(v, dict) for v in info.values()):
         info = next(iter(info.values()))  # a cluster reply keyed by node
-    return RedisMemory(int(info.get("used_memory", 0)), int(info.get("maxmemory", 0)))
+    used, most = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+    return RedisMemory(used, most, int(info.get("mem_not_counted_for_evict", 0)))
 
 
 def read_vitals(client: redis.Redis, keys: Keys, now_ms: int) -> Vitals:
