@@ -32,7 +32,14 @@ from imunban.apps import (
 )
 from imunban.errors import ConfigError
 from imunban.keys import DEFAULT_APP
-from imunban.redis_url import CLUSTER_SCHEME, SENTINEL_SCHEME, check_plain_url, parse_cluster_url, parse_sentinel_url
+from imunban.redis_url import (
+    CLUSTER_SCHEME,
+    SENTINEL_SCHEME,
+    check_plain_url,
+    parse_cluster_url,
+    parse_sentinel_url,
+    url_has_password,
+)
 from imunban.secret import Secret, read_secret_file
 
 __all__ = ["API_LIMIT_PER_S", "PREFIX", "REGIONS", "Durability", "LingerPolicy", "Secret", "Settings"]
@@ -109,6 +116,9 @@ class Settings:
     #: A TOML file with one table per app (imunban.apps); None: the single-app variables define app ``default``.
     apps_file: str | None = None
     sentinel_password: Secret | None = field(default=None, repr=False)
+    #: Files holding the Redis password (for URLs without one) and the sentinels' password, read when connecting.
+    redis_password_file: Path | None = None
+    sentinel_password_file: Path | None = None
     durable_replicas: int = Durability().replicas
     durable_timeout_ms: int = Durability().timeout_ms
     #: App ``default`` as the single-app variables define it; the deployment's one app without an apps file.
@@ -167,6 +177,7 @@ class Settings:
         elif broker_url is not None:
             check_plain_url(broker_url, variable=PREFIX + "BROKER_URL")
         sentinel_password = env.text("SENTINEL_PASSWORD")
+        redis_password_file, sentinel_password_file = env.password_files(redis_url, broker_url, sentinel_password)
         key_prefix = env.ascii_name("KEY_PREFIX", d.key_prefix, max_bytes=64)
         if any(c in key_prefix for c in HASH_TAG_CHARS):
             raise ConfigError(f"{PREFIX}KEY_PREFIX must not contain {{ or }} (every key carries a {{hash tag}})")
@@ -179,6 +190,8 @@ class Settings:
             broker_url=broker_url,
             apps_file=env.text("APPS_FILE"),
             sentinel_password=None if sentinel_password is None else Secret(sentinel_password),
+            redis_password_file=redis_password_file,
+            sentinel_password_file=sentinel_password_file,
             durable_replicas=durable_replicas,
             # WAIT with timeout 0 would block forever.
             durable_timeout_ms=env.integer("DURABLE_TIMEOUT_MS", d.durable_timeout_ms, minimum=1),
@@ -222,6 +235,18 @@ class Settings:
     def durability(self) -> Durability:
         """What an intake needs before it reports success: replicas, room in Redis (see :class:`Durability`)."""
         return Durability(self.durable_replicas, self.durable_timeout_ms, self.intake_memory_fraction)
+
+    def redis_password(self) -> Secret | None:
+        """The password of ``IMUNBAN_REDIS_PASSWORD_FILE``, read now (when a client connects), else None."""
+        if self.redis_password_file is None:
+            return None
+        return Secret(read_secret_file(self.redis_password_file, f"{PREFIX}REDIS_PASSWORD_FILE"))
+
+    def sentinel_auth(self) -> Secret | None:
+        """The sentinels' password: ``IMUNBAN_SENTINEL_PASSWORD``, else its file's (read now), else None."""
+        if self.sentinel_password_file is None:
+            return self.sentinel_password
+        return Secret(read_secret_file(self.sentinel_password_file, f"{PREFIX}SENTINEL_PASSWORD_FILE"))
 
     def apps(self) -> Apps:
         """The apps this deployment serves: the apps file's (read now), else :attr:`single_app` alone."""
@@ -333,6 +358,28 @@ class _Env:
         if inline is not None and (len(inline) < 16 or not inline.isascii() or not inline.isprintable()):
             raise ConfigError(f"{PREFIX}{name}: the token must be at least 16 printable ASCII characters")
         return None if inline is None else Secret(inline)
+
+    def password_files(
+        self, redis_url: str | None, broker_url: str | None, sentinel_password: str | None
+    ) -> tuple[Path | None, Path | None]:
+        """IMUNBAN_REDIS_PASSWORD_FILE and IMUNBAN_SENTINEL_PASSWORD_FILE: named here, read when connecting.
+
+        A password in a file keeps it out of every environment and command line; it may not also be given
+        another way (one of two would be silently ignored).
+        """
+        redis_file, sentinel_file = self.text("REDIS_PASSWORD_FILE"), self.text("SENTINEL_PASSWORD_FILE")
+        if redis_file is not None:
+            for name, url in (("REDIS_URL", redis_url), ("BROKER_URL", broker_url)):
+                if url is not None and url_has_password(url):
+                    raise ConfigError(
+                        f"{PREFIX}REDIS_PASSWORD_FILE is set and {PREFIX}{name} carries a password too: set only one"
+                    )
+        if sentinel_file is not None and sentinel_password is not None:
+            raise ConfigError(f"set only one of {PREFIX}SENTINEL_PASSWORD and {PREFIX}SENTINEL_PASSWORD_FILE")
+        return (
+            None if redis_file is None else Path(redis_file),
+            None if sentinel_file is None else Path(sentinel_file),
+        )
 
     def web_tokens(self) -> dict[str, Secret | None]:
         viewer, operator = self.token("WEB_VIEWER_TOKEN"), self.token("WEB_OPERATOR_TOKEN")
