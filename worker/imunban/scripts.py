@@ -86,6 +86,8 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "migrate": ("stats",),  # then (old name, new name) pairs of the keys it moves: migrate.py builds them
     "trace": ("high", "meta", "inflight", "leases", "versions", "dead", "dead_info", *PER_GROUP),  # one group
     "dead_clear": ("dead", "dead_info"),
+    "dead_scan": ("dead", "dead_info"),
+    "dead_purge": ("dead", "dead_info"),
 }  # fmt: skip
 
 
