@@ -355,10 +355,10 @@ def test_dead_list_replay_purge(cli: Run, r: redis.Redis) -> None:
     assert [d["member"] for d in json.loads(cli("dead", "list", "--json", "--limit", "1", "--offset", "1")[1])] == ["b"]
     assert cli("dead", "replay", "g", "a") == (0, "replayed 1 dead letter (due now)\n", "")
     assert trace(r, KEYS, "g", "a")["state"] in ("ready", "scheduled")
-    rc, _, err = cli("dead", "purge")
+    rc, _, err = cli("dead", "purge", "--all")
     assert rc == 2 and "add --yes" in err and "2 dead letters" in err
     assert len(json.loads(cli("dead", "list", "--json")[1])) == 2
-    assert cli("dead", "purge", "--yes") == (0, "purged 2 dead letters\n", "")
+    assert cli("dead", "purge", "--all", "--yes") == (0, "purged 2 dead letters\n", "")
     assert json.loads(cli("dead", "list", "--json")[1]) == []
 
 
@@ -375,7 +375,7 @@ def test_dead_replay_of_nothing_dead_says_so_and_exits_1(cli: Run, r: redis.Redi
     end_as(r, "g", "a", "dead", 60003, "bad")
     rc, out, err = cli("dead", "replay", "g", "nobody", "else")
     assert (rc, out) == (1, "")
-    assert err == "imunban: no dead letter matched: none of the 2 requests given is a dead letter; nothing replayed\n"
+    assert err == "imunban: no dead letter matched: none of the 2 requests given is a dead letter; nothing done\n"
     assert status(r, KEYS)["dead"] == 1
     assert cli("dead", "replay", "g", "a", "nobody") == (
         0, "replayed 1 dead letter (due now); 1 of those given was not a dead letter\n", "",
@@ -431,14 +431,18 @@ def test_dead_replay_all_stopped_part_way_says_what_it_replayed(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["dead", "replay"], "replay: give either --all or GROUP_ID MEMBER"),
-        (["dead", "replay", "--all", "g", "a"], "replay: give either --all or GROUP_ID MEMBER"),
+        (["dead", "replay"], "replay: give one of --all, --code/--group, or GROUP_ID MEMBER"),
+        (["dead", "replay", "--all", "g", "a"], "replay: give one of --all, --code/--group, or GROUP_ID MEMBER"),
+        (["dead", "replay", "--all", "--code", "1"], "replay: give one of --all"),
+        (["dead", "purge", "--yes"], "purge: give one of --all, --code/--group, or GROUP_ID MEMBER"),
+        (["dead", "purge", "g", "a", "--group", "g"], "purge: give one of --all"),
+        (["dead", "list", "--group", ""], "--group: must not be empty"),
         (["dead", "replay", "g"], "MEMBER: give at least one MEMBER"),
         (["dead", "replay", "g", ""], "members[0]: must not be empty"),
     ],
 )
 def test_dead_replay_errors(cli: Run, args: list[str], message: str) -> None:
-    """dead replay needs exactly one of --all or GROUP MEMBER..."""
+    """dead replay and purge need exactly one selection: --all, --code/--group, or GROUP MEMBER..."""
     rc, _, err = cli(*args)
     assert rc == 2 and err.startswith(f"imunban: error: {message}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -174,7 +175,7 @@ class DeadLetters:
         letters = [DeadLetter.parse(raw[i], raw[i + 1]) for i in range(2, len(raw), 2)]
         return ScanPage(letters, looked, None if next_rank < 0 or next_rank >= total else next_rank)
 
-    def matching(self, flt: DeadFilter, chunk: int = 1_000) -> list[DeadLetter]:
+    def matching(self, flt: DeadFilter, chunk: int = 1_000) -> builtins.list[DeadLetter]:
         """Every dead letter matching ``flt``, newest first (for "replay/purge all that match")."""
         found: list[DeadLetter] = []
         cursor: int | None = 0

@@ -11,7 +11,9 @@ from imunban.errors import ImunbanError
 from imunban.version import VERSION
 
 #: Sub-modules of imunban.cli that contribute sub-commands, in help order.
-COMMAND_MODULES = ("produce", "operate", "control", "run", "exporter", "simulate", "web", "demo", "bench", "migrate")
+COMMAND_MODULES = (
+    "produce", "operate", "dead", "control", "run", "exporter", "simulate", "web", "demo", "bench", "migrate",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,26 +1,21 @@
-"""``imunban status``, ``imunban trace`` and ``imunban dead list|replay|purge``: the operator's view."""
+"""``imunban status`` and ``imunban trace``: the operator's view (dead letters: imunban.cli.dead)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from imunban.cli.common import bounded_float, fmt_ms, fmt_relative, open_app, open_deployment
+from imunban.cli.common import bounded_float, fmt_ms, fmt_relative, open_app, open_deployment, out_console, print_json
 from imunban.connection import server_time_ms
-from imunban.deadletter import DeadLetters, ReplayResult
-from imunban.errors import StoreError, ValidationError
 from imunban.health import add_app_state, add_states, check, thresholds
 from imunban.settings import Settings
 from imunban.state import fmt_bytes, span
 from imunban.stats import status, status_of_apps, trace
-from imunban.validation import validate_group_id, validate_member, validate_members
+from imunban.validation import validate_group_id, validate_member
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,51 +43,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _app_option(t)
     t.set_defaults(handler=run_trace)
 
-    d = sub.add_parser("dead", help="dead letters: list, replay, purge")
-    dsub = d.add_subparsers(dest="dead_action", metavar="ACTION", required=True)
-    dl = dsub.add_parser("list", help="dead letters, oldest first")
-    dl.add_argument("--json", action="store_true", help="machine-readable output")
-    dl.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
-    dl.add_argument("--offset", type=_non_negative, default=0, help="skip this many first")
-    _app_option(dl)
-    dl.set_defaults(handler=run_dead_list)
-    dr = dsub.add_parser("replay", help="schedule dead letters again, due now, with a fresh attempt budget")
-    dr.add_argument("--all", action="store_true", help="replay every dead letter")
-    dr.add_argument("group_id", nargs="?", metavar="GROUP_ID")
-    dr.add_argument("members", nargs="*", metavar="MEMBER")
-    _app_option(dr)
-    dr.set_defaults(handler=run_dead_replay)
-    dp = dsub.add_parser("purge", help="delete every dead letter (requires --yes)")
-    dp.add_argument("--yes", action="store_true", help="really delete them")
-    _app_option(dp)
-    dp.set_defaults(handler=run_dead_purge)
-
 
 def _app_option(
     parser: argparse.ArgumentParser, text: str = "the app (IMUNBAN_APPS_FILE); may be left out with one app"
 ) -> None:
     parser.add_argument("--app", default=None, help=text)
-
-
-def _positive(text: str) -> int:
-    value = _non_negative(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2))
 
 
 # -- status -----------------------------------------------------------------------------------
@@ -116,9 +71,9 @@ def run_status(args: argparse.Namespace) -> int:
             print(line)
             return level
     if args.json:
-        _print_json(snapshot)
+        print_json(snapshot)
         return level
-    console = Console(soft_wrap=True)
+    console = out_console()
     apps = snapshot.get("apps") or {}
     if len(apps) > 1:
         for name, of_app in apps.items():
@@ -227,7 +182,7 @@ def run_trace(args: argparse.Namespace) -> int:
     client = engine.store.client
     info = trace(client, engine.keys, group_id, member)
     if args.json:
-        _print_json(info)
+        print_json(info)
         return 0
     now = server_time_ms(client, engine.keys.stats)
     table = Table(title=f"trace {group_id} {member}", show_header=False, title_justify="left")
@@ -245,7 +200,7 @@ def run_trace(args: argparse.Namespace) -> int:
         dead = info["dead"]
         table.add_row("dead", f"ErrorCode {dead.get('code')}: {dead.get('info', '')}")
     table.add_row("last outcome", _outcome_text(info.get("last_outcome")))
-    Console(soft_wrap=True).print(table)
+    out_console().print(table)
     return 0
 
 
@@ -257,79 +212,3 @@ def _outcome_text(outcome: dict[str, str] | None) -> str:
     if outcome.get("outcome") != "delivered":
         text += f", ErrorCode {outcome.get('code')}: {outcome.get('info', '')}"
     return text
-
-
-# -- dead letters -----------------------------------------------------------------------------
-
-
-def run_dead_list(args: argparse.Namespace) -> int:
-    dead = open_app(args.app).dead
-    letters = dead.list(offset=args.offset, limit=args.limit)
-    if args.json:
-        _print_json([letter.as_dict() for letter in letters])
-        return 0
-    total = dead.count()
-    if not letters:
-        print(f"no dead letters{' at this offset' if total else ''} ({total:,} in all)")
-        return 0
-    table = Table(title=f"dead letters: {total:,} (showing {len(letters)} from {args.offset})", title_justify="left")
-    for column in ("group", "member", "code", "info", "attempts", "dead since"):
-        table.add_column(column)
-    for letter in letters:
-        table.add_row(
-            letter.group_id, letter.member, str(letter.code), letter.info, str(letter.attempts), fmt_ms(letter.at_ms)
-        )
-    Console(soft_wrap=True).print(table)
-    return 0
-
-
-def run_dead_replay(args: argparse.Namespace) -> int:
-    if args.all == (args.group_id is not None):
-        raise ValidationError("replay", "give either --all or GROUP_ID MEMBER [MEMBER ...]")
-    if args.all:
-        result = _replay_all(open_app(args.app).dead)
-        if not result.matched:
-            print("no dead letters to replay")
-            return 0
-    else:
-        if not args.members:
-            raise ValidationError("MEMBER", "give at least one MEMBER after GROUP_ID")
-        group_id = validate_group_id(args.group_id)
-        members = validate_members(args.members)
-        result = open_app(args.app).dead.replay([(group_id, m) for m in members])
-        if not result.matched:
-            # Nothing of what was named is a dead letter: a typo, or replayed or purged already.
-            given = f"{len(members)} request{'s' if len(members) != 1 else ''} given"
-            print(
-                f"imunban: no dead letter matched: none of the {given} is a dead letter; nothing replayed",
-                file=sys.stderr,
-            )
-            return 1
-    line = f"replayed {result.replayed} dead letter{'s' if result.replayed != 1 else ''} (due now)"
-    if result.not_dead:
-        line += f"; {result.not_dead} of those given {'was' if result.not_dead == 1 else 'were'} not a dead letter"
-    print(line)
-    if result.skipped:
-        print(result.skipped_text())
-    return 0
-
-
-def _replay_all(dead: DeadLetters) -> ReplayResult:
-    """Every dead letter, round by round; a Redis error part way says what the rounds before it did."""
-    total = ReplayResult()
-    try:
-        for step in dead.replay_rounds():
-            total += step
-    except StoreError as exc:
-        done = f"{total.replayed} dead letter{'s' if total.replayed != 1 else ''} replayed ({total.skipped} skipped)"
-        raise StoreError(f"{exc}; stopped part way: {done} before the error") from exc
-    return total
-
-
-def run_dead_purge(args: argparse.Namespace) -> int:
-    dead = open_app(args.app).dead
-    if not args.yes:
-        raise ValidationError("--yes", f"purge deletes all {dead.count():,} dead letters for good; add --yes to do it")
-    purged = dead.purge()
-    print(f"purged {purged} dead letter{'s' if purged != 1 else ''}")
-    return 0

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any, cast
 
 from imunban.connection import server_time_ms, translated
-from imunban.deadletter import SCAN_BUDGET, DeadFilter
+from imunban.deadletter import SCAN_BUDGET
+from imunban.deadletter import DeadFilter as DeadFilter  # the console's pages and actions name it data.DeadFilter
 from imunban.deployment import Deployment
 from imunban.health import add_app_state, add_states, thresholds
 from imunban.keys import HIGH_BAND_MS, request_id
