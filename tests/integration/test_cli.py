@@ -98,7 +98,12 @@ def test_enqueue_replaced_is_reported(cli: Run) -> None:
         (["enqueue", "g"], "imunban: error: MEMBER: give GROUP_ID and at least one MEMBER, or --file PATH|-"),
         (["enqueue"], "imunban: error: MEMBER: give GROUP_ID and at least one MEMBER"),
         (["enqueue", "g", "a", "--at", "soon"], "imunban: error: --at: is neither Unix seconds nor ISO-8601"),
-        (["enqueue", "g", "a", "--at", "1893456000000"], "imunban: error: --at: must be Unix seconds between"),
+        (
+            ["enqueue", "g", "a", "--at", "1796280070766"],
+            "imunban: error: --at: must be Unix seconds, got 1796280070766: milliseconds? In seconds that is "
+            "1796280070.766\n",
+        ),
+        (["enqueue", "g", "a", "--at", "99999999999999999"], "imunban: error: --at: must be Unix seconds between"),
         (["enqueue", "g", "a", "--in", "5x"], "imunban: error: --in: is not a duration: '5x'"),
         (["enqueue", "g", "a", "--in", "-5"], "imunban: error: --in: must not be negative"),
         (["enqueue", "g", "a", "--file", "x.jsonl"], "imunban: error: GROUP_ID: give either GROUP_ID MEMBER... or"),
