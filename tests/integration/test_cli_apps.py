@@ -114,6 +114,15 @@ def test_migrate_moves_an_old_store_under_the_app_named(cli: Run, r: redis.Redis
     assert cli("migrate", "--app", "cn")[1].startswith("nothing to move")
 
 
+@pytest.mark.parametrize("args", [["--check"], ["--check", "--json"], []])
+def test_migrate_names_an_unknown_app_even_with_check(cli: Run, r: redis.Redis, args: list[str]) -> None:
+    """migrate --app nope (also with --check) is refused naming the app, exit 2 like every bad --app; not "nothing"."""
+    rc, out, err = cli("migrate", "--app", "nope", *args)
+    assert (rc, out) == (2, "")
+    assert err.startswith("imunban: error: --app: unknown app 'nope' (known: cn, intl)")
+    assert r.dbsize() == 0
+
+
 def test_the_broker_of_a_cluster_state_must_be_named() -> None:
     """A redis+cluster:// state Redis cannot carry Celery: IMUNBAN_BROKER_URL is required, and used."""
     cluster = "redis+cluster://127.0.0.1:7000"
