@@ -209,6 +209,27 @@ def test_enqueue_file_bad_line_stores_nothing(cli: Run, r: redis.Redis, tmp_path
     assert r.dbsize() == 0
 
 
+def test_enqueue_file_reports_every_bad_line_in_one_pass(cli: Run, r: redis.Redis, tmp_path: Path) -> None:
+    """Several bad lines: each with its number and field in one error (the first 20, then a count); nothing stored."""
+    good = {"group_id": "g", "member": "a"}
+    path = write(tmp_path, good, "{oops", good, '{"group_id": "g"}', '{"group_id": "g", "member": "a", "at": "x"}')
+    rc, out, err = cli("enqueue", "--file", path)
+    assert (rc, out) == (2, "")
+    assert err.splitlines() == [
+        "imunban: error: --file: 3 bad lines; nothing was stored:",
+        "  line 2: line: is not valid JSON: Expecting property name enclosed in double quotes at column 2",
+        "  line 4: member: give exactly one of 'member' or 'members'",
+        "  line 5: at: is neither Unix seconds nor ISO-8601: 'x'",
+    ]
+    path = write(tmp_path, *(['{"group_id": ""}'] * 25), good)
+    rc, _, err = cli("enqueue", "--file", path)
+    shown = err.splitlines()
+    assert rc == 2 and shown[0] == "imunban: error: --file: 25 bad lines; nothing was stored:"
+    assert shown[1].startswith("  line 1: ") and shown[20].startswith("  line 20: ")
+    assert shown[21:] == ["  and 5 more bad lines"]
+    assert r.dbsize() == 0
+
+
 def test_enqueue_big_file_bad_last_line_stores_nothing(cli: Run, r: redis.Redis, tmp_path: Path) -> None:
     """Even after 30,000 good lines, a bad last line means nothing is stored."""
     path = tmp_path / "big.jsonl"

@@ -61,7 +61,10 @@ def test_a_missing_or_unknown_app_is_refused_and_nothing_is_stored(cli: Run, r: 
     lines = tmp_path / "in.jsonl"
     lines.write_text('{"group_id": "g", "member": "m", "app": "cn"}\n{"group_id": "g", "member": "n", "app": "eu"}\n')
     rc, _, err = cli("enqueue", "--file", str(lines))
-    assert rc == 2 and "unknown app 'eu'" in err
+    assert rc == 2 and err.startswith("imunban: error: line 2: app: unknown app 'eu' (known: cn, intl)")
+    lines.write_text('{"group_id": "g", "member": "m"}\n{"group_id": "g", "member": "n", "app": "cn"}\n')
+    rc, _, err = cli("enqueue", "--file", str(lines))  # no --app: line 1 names none
+    assert rc == 2 and err.startswith("imunban: error: line 1: app: is required")
     assert r.dbsize() == 0
 
 
