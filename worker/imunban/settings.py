@@ -31,6 +31,7 @@ from imunban.apps import (
     valid_base_url,
     valid_identifier,
 )
+from imunban.envnames import unknown_variables, warn_unknown
 from imunban.errors import ConfigError
 from imunban.keys import DEFAULT_APP
 from imunban.redis_url import CLUSTER_SCHEME, SENTINEL_SCHEME, check_plain_url, parse_cluster_url, parse_sentinel_url
@@ -215,6 +216,8 @@ class Settings:
         if for_delivery:
             with env.collecting():  # an unreadable apps file
                 env.errors += settings.apps().delivery_problems()
+        # Before any error: a misspelt name is often why a variable is "missing".
+        warn_unknown(unknown_variables(env.environ, env.read))
         env.raise_errors()
         return settings
 
@@ -243,8 +246,10 @@ class _Env:
     """
 
     def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
+        self.environ = environ
         self.errors: list[str] = []
+        #: Every variable asked for (the known ones: from_env reads each, set or not).
+        self.read: set[str] = set()
 
     def fail(self, message: str) -> None:
         self.errors.append(message)
@@ -265,7 +270,8 @@ class _Env:
             raise ConfigError(f"{len(self.errors)} settings are wrong:" + "".join(f"\n  {e}" for e in self.errors))
 
     def text(self, name: str) -> str | None:
-        raw = self._environ.get(PREFIX + name)
+        self.read.add(PREFIX + name)
+        raw = self.environ.get(PREFIX + name)
         if raw is None or raw.strip() == "":
             return None
         return raw.strip()
