@@ -19,8 +19,14 @@ from imunban.validation import validate_group_id, validate_member
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    s = sub.add_parser("status", help="the state of each app and why, queue depths, outcomes, workers, the hold")
+    s = sub.add_parser(
+        "status",
+        help="the state of each app and why, queue depths, outcomes, workers, the hold",
+        description="The state of the deployment: with several apps one row per app (--app NAME for one app's "
+        "detail), with one app its detail. --explain says what every column and row means.",
+    )
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--explain", action="store_true", help="what every counter means (reads nothing), then exit")
     s.add_argument(
         "--check",
         action="store_true",
@@ -54,6 +60,9 @@ def _app_option(
 
 
 def run_status(args: argparse.Namespace) -> int:
+    if args.explain:
+        print(explain())
+        return 0
     settings = Settings.from_env()
     limits = thresholds(settings, lag_s=args.lag_s)
     if args.app is not None:
@@ -76,9 +85,12 @@ def run_status(args: argparse.Namespace) -> int:
     console = out_console()
     apps = snapshot.get("apps") or {}
     if len(apps) > 1:
-        for name, of_app in apps.items():
-            console.print(status_table(of_app, f"imunban status: app {name}"))
-        console.print(status_table(snapshot, f"imunban status: all {len(apps)} apps"))
+        console.print(apps_table(snapshot))
+        state = snapshot.get("state") or {}
+        if state:
+            style = LEVEL_STYLE[int(state["level"])]
+            console.print(Text(f"{state['state'].upper()}: {state['reason']}", style=style))
+        console.print("imunban status --app NAME: one app in detail; --explain: what each column means")
     else:
         console.print(status_table(snapshot))
     for name, counts in (snapshot.get("orphaned_apps") or {}).items():
@@ -90,6 +102,80 @@ def run_status(args: argparse.Namespace) -> int:
             highlight=False,
         )
     return 0
+
+
+#: What each column of the apps table and each row of an app's detail means (``imunban status --explain``).
+LEGEND = {
+    "state": "delivering, idle, held, paused, stalled or full, with its reason (exit code of --check: 0 ok, "
+    "1 degraded or paused, 2 stalled, held or full)",
+    "backlog": "requests not ended yet: due now + scheduled + in flight",
+    "due (queued)": "requests due now, waiting for a worker to claim them",
+    "scheduled": "requests due later (--at/--in); they become due by themselves",
+    "in flight": "requests claimed by a worker whose API call is under way (a lease; reclaimed if the worker dies)",
+    "oldest due": "how long the oldest request due now has waited (--lag-s: when it counts as degraded)",
+    "dead": "dead letters: requests that ended dead (imunban dead list)",
+    "hold/pause": "HOLD: an app-wide API error (its ErrorCode) stopped delivery, probed until it clears; "
+    "PAUSE: an operator stopped delivery (imunban resume)",
+    "limit use": "share of the app's rate limit (IMUNBAN_RATE_LIMIT) the workers used lately",
+    "groups waiting": "groups with requests due now",
+    "workers alive": "workers that ticked recently (the last tick's age)",
+    "last claim": "how long ago a worker last claimed a batch",
+    "Redis memory": "used memory against maxmemory; intake is refused near it (IMUNBAN_INTAKE_MEMORY_FRACTION)",
+    "totals": "outcomes counted since the store began (delivered, dead, group_gone, retries, ...)",
+}
+
+
+def explain() -> str:
+    """The legend of ``imunban status``, one line per counter."""
+    width = max(map(len, LEGEND))
+    return "\n".join(f"{name:<{width}}  {text}" for name, text in LEGEND.items())
+
+
+def apps_table(snapshot: dict[str, Any]) -> Table:
+    """One compact row per app (state, backlog, due, oldest due, dead, hold/pause, limit use), then the totals."""
+    apps: dict[str, Any] = snapshot.get("apps") or {}
+    table = Table(title=f"imunban status: {len(apps)} apps", title_justify="left")
+    table.add_column("app")
+    table.add_column("state")
+    for name in ("backlog", "due", "oldest due", "dead"):
+        table.add_column(name, justify="right")
+    table.add_column("hold/pause")
+    table.add_column("limit use", justify="right")
+    for name, of_app in apps.items():
+        state = of_app.get("state") or {}
+        level = int(state.get("level") or 0)
+        lag, use = state.get("oldest_due_age_ms"), state.get("limiter_use")
+        table.add_row(
+            escape(name),
+            Text(str(state.get("state", "-")), style=LEVEL_STYLE[level]),
+            f"{of_app['queued'] + of_app['scheduled'] + of_app['in_flight']:,}",
+            f"{of_app['queued']:,}",
+            "-" if lag is None else span(lag),
+            f"{of_app['dead']:,}",
+            _hold_or_pause(of_app),
+            "-" if use is None else f"{round(use * 100)} %",
+        )
+    table.add_section()
+    table.add_row(
+        "all",
+        "",
+        f"{snapshot['queued'] + snapshot['scheduled'] + snapshot['in_flight']:,}",
+        f"{snapshot['queued']:,}",
+        "",
+        f"{snapshot['dead']:,}",
+        "",
+        "",
+    )
+    return table
+
+
+def _hold_or_pause(of_app: dict[str, Any]) -> Text:
+    hold, pause = of_app.get("hold"), of_app.get("pause")
+    if hold:
+        return Text(f"HOLD {hold['code']}", style="bold red")
+    if pause:
+        return Text("PAUSED", style="bold yellow")
+    return Text("-")
 
 
 def status_table(snapshot: dict[str, Any], title: str = "imunban status") -> Table:
