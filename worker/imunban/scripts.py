@@ -90,6 +90,8 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
         "stats", "high", "meta", "inflight", "leases", "versions", "trace", "dead", "dead_info", *PER_GROUP,
     ),  # one group
     "dead_clear": ("dead", "dead_info"),
+    "dead_scan": ("dead", "dead_info"),
+    "dead_purge": ("dead", "dead_info"),
 }  # fmt: skip
 
 

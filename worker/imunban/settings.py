@@ -1,7 +1,7 @@
 """Settings: one frozen object built from ``IMUNBAN_*`` environment variables.
 
 The environment is read here and nowhere else; everything else receives a :class:`Settings`.
-A bad value raises :class:`~imunban.errors.ConfigError` naming the variable. :class:`Settings`
+Bad values raise one :class:`~imunban.errors.ConfigError` naming every bad variable. :class:`Settings`
 holds what is deployment-wide (Redis, broker, durability, linger, retries, metrics, web tokens);
 what differs between apps lives in :class:`~imunban.apps.AppConfig`: the apps file's tables, or
 :attr:`Settings.single_app`, app ``default`` as the single-app variables define it. Secrets are
@@ -14,7 +14,8 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from imunban.apps import (
     valid_base_url,
     valid_identifier,
 )
+from imunban.envnames import unknown_variables, warn_unknown
 from imunban.errors import ConfigError
 from imunban.keys import DEFAULT_APP
 from imunban.redis_url import (
@@ -157,35 +159,40 @@ class Settings:
     web_operator_token: Secret | None = field(default=None, repr=False)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read every ``IMUNBAN_*`` variable; raise ConfigError naming the first bad one."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, for_delivery: bool = False) -> Settings:
+        """Read every ``IMUNBAN_*`` variable; raise one ConfigError naming every bad one.
+
+        ``for_delivery`` (a worker): what every app needs to sign and send calls is missing is named too.
+        """
         env = _Env(os.environ if environ is None else environ)
         d = cls()  # every default is written once, on its field above
         log_format = env.choice("LOG_FORMAT", LOG_FORMATS) or d.log_format
         log_level = (env.choice("LOG_LEVEL", LOG_LEVELS) or d.log_level).upper()
         linger_ms = env.integer("LINGER_MS", d.linger_ms, minimum=0)
         redis_url = env.url("REDIS_URL", REDIS_SCHEMES)
-        if redis_url is not None and redis_url.startswith(SENTINEL_SCHEME):
-            parse_sentinel_url(redis_url)  # a malformed URL stops the process here, naming the variable
-        if redis_url is not None and redis_url.startswith(CLUSTER_SCHEME):
-            parse_cluster_url(redis_url)
-        elif redis_url is not None and not redis_url.startswith(SENTINEL_SCHEME):
-            check_plain_url(redis_url)
+        with env.collecting():  # a malformed URL is named with the other bad variables
+            if redis_url is not None and redis_url.startswith(SENTINEL_SCHEME):
+                parse_sentinel_url(redis_url)
+            if redis_url is not None and redis_url.startswith(CLUSTER_SCHEME):
+                parse_cluster_url(redis_url)
+            elif redis_url is not None and not redis_url.startswith(SENTINEL_SCHEME):
+                check_plain_url(redis_url)
         broker_url = env.url("BROKER_URL", BROKER_SCHEMES)
-        if broker_url is not None and broker_url.startswith(SENTINEL_SCHEME):
-            parse_sentinel_url(broker_url, variable=PREFIX + "BROKER_URL")
-        elif broker_url is not None:
-            check_plain_url(broker_url, variable=PREFIX + "BROKER_URL")
+        with env.collecting():
+            if broker_url is not None and broker_url.startswith(SENTINEL_SCHEME):
+                parse_sentinel_url(broker_url, variable=PREFIX + "BROKER_URL")
+            elif broker_url is not None:
+                check_plain_url(broker_url, variable=PREFIX + "BROKER_URL")
         sentinel_password = env.text("SENTINEL_PASSWORD")
         redis_password_file, sentinel_password_file = env.password_files(redis_url, broker_url, sentinel_password)
         key_prefix = env.ascii_name("KEY_PREFIX", d.key_prefix, max_bytes=64)
         if any(c in key_prefix for c in HASH_TAG_CHARS):
-            raise ConfigError(f"{PREFIX}KEY_PREFIX must not contain {{ or }} (every key carries a {{hash tag}})")
+            env.fail(f"{PREFIX}KEY_PREFIX must not contain {{ or }} (every key carries a {{hash tag}})")
         durable_replicas = env.integer("DURABLE_REPLICAS", d.durable_replicas, minimum=0)
         if durable_replicas and redis_url is not None and redis_url.startswith(CLUSTER_SCHEME):
             # WAIT counts one connection's writes; a cluster client spreads them over many nodes.
-            raise ConfigError(f"{PREFIX}DURABLE_REPLICAS is not supported with a {CLUSTER_SCHEME} {PREFIX}REDIS_URL")
-        return cls(
+            env.fail(f"{PREFIX}DURABLE_REPLICAS is not supported with a {CLUSTER_SCHEME} {PREFIX}REDIS_URL")
+        settings = cls(
             redis_url=redis_url,
             broker_url=broker_url,
             apps_file=env.text("APPS_FILE"),
@@ -225,6 +232,13 @@ class Settings:
             data_dir=env.text("DATA_DIR"),
             **env.web_tokens(),
         )
+        if for_delivery:
+            with env.collecting():  # an unreadable apps file
+                env.errors += settings.apps().delivery_problems()
+        # Before any error: a misspelt name is often why a variable is "missing".
+        warn_unknown(unknown_variables(env.environ, env.read))
+        env.raise_errors()
+        return settings
 
     @property
     def linger(self) -> LingerPolicy:
@@ -256,13 +270,39 @@ class Settings:
 
 
 class _Env:
-    """Typed accessors over a mapping; every error names the full variable."""
+    """Typed accessors over a mapping; every error names the full variable.
+
+    A bad value is recorded (:meth:`fail`) and its default used, so that one run names every bad
+    variable (:meth:`raise_errors`), not the first alone.
+    """
 
     def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
+        self.environ = environ
+        self.errors: list[str] = []
+        #: Every variable asked for (the known ones: from_env reads each, set or not).
+        self.read: set[str] = set()
+
+    def fail(self, message: str) -> None:
+        self.errors.append(message)
+
+    @contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Record a ConfigError raised inside (by a parser of another module) instead of raising it."""
+        try:
+            yield
+        except ConfigError as exc:
+            self.fail(str(exc))
+
+    def raise_errors(self) -> None:
+        """One ConfigError naming every bad variable (the message alone when there is one)."""
+        if len(self.errors) == 1:
+            raise ConfigError(self.errors[0])
+        if self.errors:
+            raise ConfigError(f"{len(self.errors)} settings are wrong:" + "".join(f"\n  {e}" for e in self.errors))
 
     def text(self, name: str) -> str | None:
-        raw = self._environ.get(PREFIX + name)
+        self.read.add(PREFIX + name)
+        raw = self.environ.get(PREFIX + name)
         if raw is None or raw.strip() == "":
             return None
         return raw.strip()
@@ -273,7 +313,8 @@ class _Env:
         if raw is None:
             return None
         if raw.lower() not in [c.lower() for c in choices]:
-            raise ConfigError(f"{PREFIX}{name}={raw!r} is not one of {', '.join(choices)}")
+            self.fail(f"{PREFIX}{name}={raw!r} is not one of {', '.join(choices)}")
+            return None
         return raw.lower()
 
     def url(self, name: str, schemes: tuple[str, ...]) -> str | None:
@@ -281,13 +322,15 @@ class _Env:
         if raw is None:
             return None
         if not raw.startswith(schemes):
-            raise ConfigError(f"{PREFIX}{name} must start with {' or '.join(schemes)}")
+            self.fail(f"{PREFIX}{name} must start with {' or '.join(schemes)}")
+            return None
         return raw.rstrip("/") if raw.startswith(("http://", "https://")) else raw
 
     def ascii_name(self, name: str, default: str, *, max_bytes: int) -> str:
         raw = self.text(name) or default
         if len(raw.encode()) > max_bytes or not raw.isascii() or not raw.isprintable() or " " in raw:
-            raise ConfigError(f"{PREFIX}{name} must be printable ASCII without spaces, at most {max_bytes} bytes")
+            self.fail(f"{PREFIX}{name} must be printable ASCII without spaces, at most {max_bytes} bytes")
+            return default
         return raw
 
     def integer(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -303,11 +346,14 @@ class _Env:
         try:
             value = int(raw, 10)
         except ValueError:
-            raise ConfigError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+            self.fail(f"{PREFIX}{name} must be an integer, got {raw!r}")
+            return None
         if minimum is not None and value < minimum:
-            raise ConfigError(f"{PREFIX}{name} must be >= {minimum}, got {value}")
+            self.fail(f"{PREFIX}{name} must be >= {minimum}, got {value}")
+            return None
         if maximum is not None and value > maximum:
-            raise ConfigError(f"{PREFIX}{name} must be <= {maximum}, got {value}")
+            self.fail(f"{PREFIX}{name} must be <= {maximum}, got {value}")
+            return None
         return value
 
     def number(self, name: str, default: float, *, above: float = 0.0, maximum: float = math.inf) -> float:
@@ -318,23 +364,26 @@ class _Env:
         try:
             value = float(raw)
         except ValueError:
-            raise ConfigError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
+            self.fail(f"{PREFIX}{name} must be a number, got {raw!r}")
+            return default
         if not (math.isfinite(value) and above < value <= maximum):
             limit = "" if maximum == math.inf else f" and <= {maximum:g}"
-            raise ConfigError(f"{PREFIX}{name} must be a finite number > {above:g}{limit}, got {raw!r}")
+            self.fail(f"{PREFIX}{name} must be a finite number > {above:g}{limit}, got {raw!r}")
+            return default
         return value
 
     def single_app(self) -> AppConfig:
         """App ``default`` from the single-app variables; a key file is named here and read when a call is signed."""
         inline, path = self.text("SECRET_KEY"), self.text("SECRET_KEY_FILE")
         if inline is not None and path is not None:
-            raise ConfigError(f"set only one of {PREFIX}SECRET_KEY and {PREFIX}SECRET_KEY_FILE")
+            self.fail(f"set only one of {PREFIX}SECRET_KEY and {PREFIX}SECRET_KEY_FILE")
         identifier = self.text("IDENTIFIER") or DEFAULT_IDENTIFIER
         if not valid_identifier(identifier):
-            raise ConfigError(f"{PREFIX}IDENTIFIER must be printable ASCII without spaces, at most 32 bytes")
+            self.fail(f"{PREFIX}IDENTIFIER must be printable ASCII without spaces, at most 32 bytes")
         base_url = self.text("BASE_URL")
         if base_url is not None and not valid_base_url(base_url):
-            raise ConfigError(f"{PREFIX}BASE_URL must be an http:// or https:// URL with a host, got {base_url!r}")
+            self.fail(f"{PREFIX}BASE_URL must be an http:// or https:// URL with a host, got {base_url!r}")
+            base_url = None
         return AppConfig(
             DEFAULT_APP,
             sdkappid=self.optional_integer("SDKAPPID", minimum=1),
@@ -351,12 +400,20 @@ class _Env:
         """A token given inline (NAME) or in a file (NAME_FILE, e.g. a compose secret), at least 16 characters."""
         inline, path = self.text(name), self.text(name + "_FILE")
         if inline is not None and path is not None:
-            raise ConfigError(f"set only one of {PREFIX}{name} and {PREFIX}{name}_FILE")
+            self.fail(f"set only one of {PREFIX}{name} and {PREFIX}{name}_FILE")
+            return None
         if path is not None:
-            inline = read_secret_file(Path(path), f"{PREFIX}{name}_FILE", empty_ok=True)  # the length check says why
+            try:
+                inline = read_secret_file(
+                    Path(path), f"{PREFIX}{name}_FILE", empty_ok=True
+                )  # the length check says why
+            except ConfigError as exc:
+                self.fail(str(exc))
+                return None
             name += "_FILE"
         if inline is not None and (len(inline) < 16 or not inline.isascii() or not inline.isprintable()):
-            raise ConfigError(f"{PREFIX}{name}: the token must be at least 16 printable ASCII characters")
+            self.fail(f"{PREFIX}{name}: the token must be at least 16 printable ASCII characters")
+            return None
         return None if inline is None else Secret(inline)
 
     def password_files(
@@ -385,5 +442,5 @@ class _Env:
         viewer, operator = self.token("WEB_VIEWER_TOKEN"), self.token("WEB_OPERATOR_TOKEN")
         if viewer is not None and viewer == operator:
             # One token for both roles would let every viewer act.
-            raise ConfigError(f"{PREFIX}WEB_VIEWER_TOKEN and {PREFIX}WEB_OPERATOR_TOKEN must differ")
+            self.fail(f"{PREFIX}WEB_VIEWER_TOKEN and {PREFIX}WEB_OPERATOR_TOKEN must differ")
         return {"web_viewer_token": viewer, "web_operator_token": operator}
