@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from imunban.cli.common import bounded_int, open_deployment
-from imunban.logs import setup_logging
 from imunban.errors import ConfigError
+from imunban.logs import setup_logging
 from imunban.settings import Settings, check_root_path
 
 DEFAULT_HOST = "127.0.0.1"

@@ -355,8 +355,8 @@ async def resume_action(request: Request) -> Response:
     except StoreError as exc:
         raise HTTPException(503, str(exc)) from None
     back = first(form, "back") or "/holds"
-    return _back(request, back if back in ("/", "/holds") else "/holds", "resume" if ended else "noresume", int(bool(ended)),
-                 app=first(form, "app"))  # fmt: skip
+    back = back if back in ("/", "/holds") else "/holds"
+    return _back(request, back, "resume" if ended else "noresume", int(bool(ended)), app=first(form, "app"))
 
 
 ROUTES = [
