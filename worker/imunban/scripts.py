@@ -32,7 +32,7 @@ LIB = "_lib"
 KEY_ORDER = (
     "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", "outcomes",
     "dead", "dead_info", "dispatch", "hold", "pause", "probed", "holds", "ok_groups", "replies", "reply_expiry",
-    "limiter", "wake",
+    "limiter", "wake", "throughput",
 )  # fmt: skip
 #: Keys of one group, after every key of KEY_ORDER, always in this order.
 PER_GROUP = ("ready", "sched")
@@ -86,6 +86,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "migrate": ("stats",),  # then (old name, new name) pairs of the keys it moves: migrate.py builds them
     "trace": ("high", "meta", "inflight", "leases", "versions", "dead", "dead_info", *PER_GROUP),  # one group
     "dead_clear": ("dead", "dead_info"),
+    "throughput_sample": ("stats", "throughput"),
 }  # fmt: skip
 
 

@@ -19,11 +19,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from imunban import runbook
 from imunban.deployment import Deployment
 from imunban.errors import StoreError, ValidationError
 from imunban.keys import Keys
+from imunban.state import fmt_bytes
 from imunban.version import VERSION
-from imunban.web import api, pages
+from imunban.web import api, guide, pages
 from imunban.web.auth import SESSION_S, Authority
 from imunban.web.common import Console, Guard, fmt_ms
 from imunban.web.context import app_contexts
@@ -65,10 +67,18 @@ def _prefix(request: Request) -> dict[str, Any]:
     return {"R": root_of(request.scope)}
 
 
+def fmt_size(value: Any, zero: str = "no limit") -> str:
+    """Bytes as Redis counts them (``3.4 MiB``); '-' for nothing, ``zero`` for 0 (maxmemory 0: no limit)."""
+    if value is None or isinstance(value, jinja2.Undefined):
+        return "-"
+    return zero if int(value) == 0 else fmt_bytes(int(value))
+
+
 def templates() -> Jinja2Templates:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True)
-    env.filters.update(ms=fmt_ms, span=fmt_span, num=fmt_num)
+    env.filters.update(ms=fmt_ms, span=fmt_span, num=fmt_num, bytes=fmt_size)
     env.globals["version"] = VERSION  # the footer's
+    env.globals["runbook_for_code"] = runbook.for_code  # a hold's or a dead letter's entry (anchor, action)
     return Jinja2Templates(env=env, context_processors=[_prefix])
 
 
@@ -135,6 +145,7 @@ def create_app(
         routes=[
             *pages.ROUTES,
             *api.ROUTES,
+            *guide.ROUTES,
             Route("/healthz", _healthz),
             Route("/readyz", readyz),
             Route("/favicon.ico", _favicon),
