@@ -19,6 +19,7 @@ import redis
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.templating import Jinja2Templates
 
 from imunban.errors import StoreError
 from imunban.logredact import redact_url
@@ -109,7 +110,8 @@ async def outage_page(request: Request, exc: Exception) -> Response:
     if request.headers.get("hx-request"):
         return PlainTextResponse(f"{title} ({target}): {exc}", status_code=503, headers=headers)
     context = {"title": title, "target": target, "detail": str(exc), "checks": CHECKS, "unreachable": kind}
-    return con.templates.TemplateResponse(request, "outage.html", context, status_code=503, headers=headers)
+    templates: Jinja2Templates = con.templates
+    return templates.TemplateResponse(request, "outage.html", context, status_code=503, headers=headers)
 
 
 async def readyz(request: Request) -> Response:
