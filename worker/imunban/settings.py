@@ -157,6 +157,8 @@ class Settings:
     #: imunban web: who may look (viewer) and who may also act (operator); neither set = loopback only.
     web_viewer_token: Secret | None = field(default=None, repr=False)
     web_operator_token: Secret | None = field(default=None, repr=False)
+    #: imunban web: the path prefix a reverse proxy serves it under ("" = at the root; see check_root_path).
+    web_root_path: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, for_delivery: bool = False) -> Settings:
@@ -231,6 +233,7 @@ class Settings:
             trace_ttl_s=env.integer("TRACE_TTL_S", d.trace_ttl_s, minimum=1, maximum=10 * 365 * 86_400),
             data_dir=env.text("DATA_DIR"),
             **env.web_tokens(),
+            web_root_path=env.root_path("WEB_ROOT_PATH"),
         )
         if for_delivery:
             with env.collecting():  # an unreadable apps file
@@ -267,6 +270,21 @@ class Settings:
         if self.apps_file is None:
             return Apps([self.single_app])
         return parse_apps_file(Path(self.apps_file))
+
+
+def check_root_path(text: str) -> str:
+    """A path prefix such as ``/imunban`` or ``/ops/imunban`` ('' for ``/``); ValueError says what is wrong.
+
+    Letters, digits and ``-._~/`` only (it goes into every link and form of the console unescaped).
+    """
+    path = text.strip().rstrip("/")
+    if not text.strip().startswith("/"):
+        raise ValueError(f"must start with '/', got {text!r}")
+    if any(not (c.isascii() and (c.isalnum() or c in "-._~/")) for c in path):
+        raise ValueError(f"letters, digits and -._~/ only, got {text!r}")
+    if "//" in path or any(part in (".", "..") for part in path.split("/")):
+        raise ValueError(f"no empty, '.' or '..' segment, got {text!r}")
+    return path
 
 
 class _Env:
@@ -306,6 +324,14 @@ class _Env:
         if raw is None or raw.strip() == "":
             return None
         return raw.strip()
+
+    def root_path(self, name: str) -> str:
+        """A URL path prefix (see :func:`check_root_path`), '' when unset."""
+        raw = self.text(name)
+        try:
+            return "" if raw is None else check_root_path(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{PREFIX}{name}: {exc}") from None
 
     def choice(self, name: str, choices: Sequence[str]) -> str | None:
         """One of ``choices`` (case-insensitive, returned lower-case), or None when unset."""

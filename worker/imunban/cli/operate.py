@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from imunban import runbook
 from imunban.cli.common import bounded_float, fmt_ms, fmt_relative, open_app, open_deployment, out_console, print_json
 from imunban.health import add_app_state, add_states, check, thresholds
 from imunban.settings import Settings
@@ -190,6 +191,7 @@ def status_table(snapshot: dict[str, Any], title: str = "imunban status") -> Tab
         table.add_row("[bold red]HOLD[/]", f"[bold red]ErrorCode {hold['code']}[/]: {hold['info']}{app}")
         table.add_row("  held since", since)
         table.add_row("  next probe", fmt_relative(int(hold.get("next_probe_ms") or 0) or None, now))
+        table.add_row("  what to do", escape(runbook.hint(runbook.for_code(int(hold["code"])))))
     else:
         table.add_row("hold", "none")
     for label, key in (

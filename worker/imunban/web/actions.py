@@ -144,6 +144,19 @@ def reschedule(ctx: AppContext, pairs: Sequence[Pair], at: str | float, version:
     return done
 
 
+def send_now(ctx: AppContext, pairs: Sequence[Pair], version: int | None = None) -> int:
+    """Make pending requests due now ("Send now" on a scheduled row): a reschedule to the Redis server's now.
+
+    They go out through the normal path, behind the rate limit and any hold or pause, never around them.
+    """
+    now_ms = server_time_ms(ctx.client, ctx.keys.stats)
+    done = 0
+    with _stopping(lambda: done):
+        for group, members in _by_group(pairs).items():
+            done += ctx.store.reschedule(group, members, now_ms, version=version).rescheduled
+    return done
+
+
 def replay(ctx: AppContext, pairs: Sequence[Pair]) -> ReplayResult:
     """Replay the given dead letters (due now, through the normal path and the global limiter)."""
     total = ReplayResult()

@@ -14,9 +14,11 @@ from imunban.deadletter import SCAN_BUDGET
 from imunban.deadletter import DeadFilter as DeadFilter  # the console's pages and actions name it data.DeadFilter
 from imunban.deployment import Deployment
 from imunban.health import add_app_state, add_states, thresholds
-from imunban.keys import HIGH_BAND_MS, request_id
+from imunban.keys import HIGH_BAND_MS, request_id, split_request_id
+from imunban.runbook import for_code, for_state
 from imunban.scripts import register
 from imunban.stats import status, status_of_apps
+from imunban.throughput import KEEP_MINUTES
 from imunban.trace import member_search, summary, trace
 from imunban.web.common import fmt_ms
 from imunban.web.context import AppContext
@@ -56,10 +58,43 @@ def banner(state: dict[str, Any] | None) -> dict[str, str] | None:
     """The banner of a state that needs one (paused, stalled, full): its kind, title and text; else None."""
     if not state or state["state"] not in BANNERS:
         return None
+    entry = for_state(state["state"])
     return {
         "kind": state["state"],
         "title": BANNERS[state["state"]],
         "text": " · ".join([state["reason"], *state["notes"]]),
+        "hint": entry.action if entry else "",
+        "anchor": entry.anchor if entry else "",
+    }
+
+
+def hint_of_code(code: int) -> dict[str, str]:
+    """The runbook's entry for an ErrorCode as the pages show it: anchor, title, what to do."""
+    entry = for_code(code)
+    return {"anchor": entry.anchor, "title": entry.title, "action": entry.action}
+
+
+def memory_card(ctx: AppContext, state: dict[str, Any]) -> dict[str, Any]:
+    """Redis memory used against maxmemory, and where intake is refused (IMUNBAN_INTAKE_MEMORY_FRACTION of it)."""
+    memory = state.get("memory") or {}
+    max_bytes = int(memory.get("max_bytes") or 0)
+    fraction = ctx.settings.intake_memory_fraction
+    return {
+        **memory,
+        "intake_fraction": fraction,
+        "intake_bytes": int(max_bytes * fraction) if max_bytes else None,
+    }
+
+
+def throughput(ctx: AppContext) -> dict[str, Any]:
+    """The per-minute history of the last 24 h (imunban.throughput) with the calls/s limit: the charts' data."""
+    now = server_time_ms(ctx.client, ctx.keys.stats)
+    return {
+        "app": ctx.name,
+        "server_time_ms": now,
+        "minutes": KEEP_MINUTES,
+        "limit_per_s": ctx.rate_limit_per_s,
+        **ctx.sampler.history(now),
     }
 
 
@@ -89,6 +124,8 @@ def overview(ctx: AppContext) -> dict[str, Any]:
         "oldest_due_lag_ms": lag,
         "limiter_ahead_ms": limiter_ahead_ms(ctx, now),
         "workers": snapshot["workers"],
+        "memory": memory_card(ctx, snapshot["state"]),
+        "hold_hint": hint_of_code(int(snapshot["hold"]["code"])) if snapshot.get("hold") else None,
     }
 
 

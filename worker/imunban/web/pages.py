@@ -34,6 +34,7 @@ from imunban.web.common import (
 )
 from imunban.web.context import AppContext
 from imunban.web.params import MAX_EPOCH_MS
+from imunban.web.prefix import root_of
 
 #: What a finished action says on the page it returns to (fixed texts: nothing from the query is echoed).
 DONE = {
@@ -41,6 +42,7 @@ DONE = {
     "purge": "purged {n} dead letter(s)",
     "cancel": "cancelled {n} request(s)",
     "reschedule": "rescheduled {n} request(s)",
+    "send-now": "sent {n} request(s) now: due at once, through the normal path and the rate limit",
     "probe": "next probe allowed at {at}: the pump sends it then (never sooner than the last probe plus the "
     "hold's minimum interval)",
     "noprobe": "there is no hold to probe",
@@ -197,7 +199,7 @@ async def login(request: Request) -> Response:
     role = None if cross_site else con.authority.role_for_token(first(form, "token"))
     if role is not None:
         target = first(form, "next", "/")
-        response = RedirectResponse(target if params.local_path(target) else "/", 303)
+        response = RedirectResponse(root_of(request.scope) + (target if params.local_path(target) else "/"), 303)
         cookie, _ = con.authority.new_session(role)
         _cookie(response, request, cookie)
         return response
@@ -215,7 +217,7 @@ async def logout(request: Request) -> Response:
     who = principal_of(request)
     if who.via == "session":
         await run_in_threadpool(console(request).revocations.revoke, who.session_id)
-    response = RedirectResponse("/login", status_code=303)
+    response = RedirectResponse(root_of(request.scope) + "/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response
 
@@ -247,9 +249,10 @@ def _selected(form: dict[str, list[str]], group: str | None = None) -> list[acti
     return actions.parse_pairs(items)
 
 
-def _back(path: str, done: str, n: int, **params: str) -> RedirectResponse:
+def _back(request: Request, path: str, done: str, n: int, **params: str) -> RedirectResponse:
+    """Back to the page ``path`` (under the console's prefix) with what was done."""
     query = urlencode({**{k: v for k, v in params.items() if v}, "done": done, "n": n})
-    return RedirectResponse(f"{path}?{query}", status_code=303)
+    return RedirectResponse(f"{root_of(request.scope)}{path}?{query}", status_code=303)
 
 
 def _dead_verb(
@@ -292,7 +295,9 @@ async def dead_action(request: Request) -> Response:
         n = done
     await run_in_threadpool(actions.audit, ctx, who, f"dead.{verb}", n, detail, client_address(request))
     code = "" if flt.code is None else str(flt.code)
-    return _back("/dead", verb, n, app=first(form, "app"), code=code, group_id=flt.group_id or "", skipped=skipped)
+    return _back(
+        request, "/dead", verb, n, app=first(form, "app"), code=code, group_id=flt.group_id or "", skipped=skipped
+    )
 
 
 async def scheduled_action(request: Request) -> Response:
@@ -300,7 +305,7 @@ async def scheduled_action(request: Request) -> Response:
     who = check_action(request, form_token(form))
     ctx = app_ctx(request, first(form, "app") or None)
     verb = request.path_params["verb"]
-    if verb not in ("cancel", "reschedule"):
+    if verb not in ("cancel", "reschedule", "send-now"):
         raise HTTPException(404)
     try:
         group = validate_group_id(first(form, "group_id"))
@@ -308,6 +313,8 @@ async def scheduled_action(request: Request) -> Response:
         version = actions.form_version(first(form, "version"))
         if verb == "cancel":
             n = await run_in_threadpool(actions.cancel, ctx, pairs, version)
+        elif verb == "send-now":
+            n = await run_in_threadpool(actions.send_now, ctx, pairs, version)
         else:
             n = await run_in_threadpool(actions.reschedule, ctx, pairs, first(form, "at"), version)
     except actions.StoppedPartWay as exc:
@@ -319,7 +326,7 @@ async def scheduled_action(request: Request) -> Response:
     await run_in_threadpool(
         actions.audit, ctx, who, verb, n, f"group {group}: {len(pairs)} selected{said}", client_address(request)
     )
-    return _back("/scheduled", verb, n, app=first(form, "app"), group_id=group)
+    return _back(request, "/scheduled", verb, n, app=first(form, "app"), group_id=group)
 
 
 async def probe_action(request: Request) -> Response:
@@ -335,7 +342,7 @@ async def probe_action(request: Request) -> Response:
     said = f"probe now: next probe allowed at {fmt_ms(due_ms)}" if held else "probe now: no hold"
     await run_in_threadpool(actions.audit, ctx, who, "probe", int(held), said, client_address(request))
     at = str(due_ms) if held else ""
-    return _back("/holds", "probe" if held else "noprobe", int(held), app=first(form, "app"), at=at)
+    return _back(request, "/holds", "probe" if held else "noprobe", int(held), app=first(form, "app"), at=at)
 
 
 async def pause_action(request: Request) -> Response:
@@ -349,7 +356,7 @@ async def pause_action(request: Request) -> Response:
         raise HTTPException(503, str(exc)) from None
     except ImunbanError as exc:
         raise params.bad_request(exc) from None
-    return _back("/holds", "pause" if newly else "repause", 1, app=first(form, "app"))
+    return _back(request, "/holds", "pause" if newly else "repause", 1, app=first(form, "app"))
 
 
 async def resume_action(request: Request) -> Response:
@@ -361,8 +368,8 @@ async def resume_action(request: Request) -> Response:
     except StoreError as exc:
         raise HTTPException(503, str(exc)) from None
     back = first(form, "back") or "/holds"
-    return _back(back if back in ("/", "/holds") else "/holds", "resume" if ended else "noresume", int(bool(ended)),
-                 app=first(form, "app"))  # fmt: skip
+    back = back if back in ("/", "/holds") else "/holds"
+    return _back(request, back, "resume" if ended else "noresume", int(bool(ended)), app=first(form, "app"))
 
 
 ROUTES = [
