@@ -10,7 +10,7 @@ from test_cli import KEYS, end_as
 from helpers import Run
 from imunban.cli.common import fmt_ms
 from imunban.deadletter import DeadLetters
-from imunban.stats import trace
+from imunban.trace import trace
 
 
 def dead_members(r: redis.Redis) -> list[tuple[str, str]]:

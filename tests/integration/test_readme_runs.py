@@ -47,7 +47,8 @@ def test_version(cli: Run) -> None:
 
 def test_readme_commands_run_as_written(cli: Run) -> None:
     """Each runnable README command, in the README's order, succeeds on the embedded default: exit 0 (status
-    --check: its documented 0, 1 or 2 with one line), and no error."""
+    --check: its documented 0, 1 or 2 with one line; a dead-letter selection matching none: 1, saying so), and no
+    error."""
     commands = readme_commands()
     assert {"enqueue", "cancel", "status", "trace", "dead", "pause", "resume"} <= {args[0] for args in commands}
     for args in commands:
@@ -55,5 +56,8 @@ def test_readme_commands_run_as_written(cli: Run) -> None:
         assert "error" not in err, (args, err)
         if args[:2] == ["status", "--check"]:
             assert rc in (0, 1, 2) and len(out.strip().splitlines()) == 1, (args, out)
+        elif args[0] == "dead" and args[1] in ("replay", "purge") and "--all" not in args:
+            # A selection that matches no dead letter exits 1 and says so (there are none here).
+            assert (rc, err.startswith("imunban: no dead letter matched")) in ((0, False), (1, True)), (args, rc, err)
         else:
             assert rc == 0, (args, rc, out, err)

@@ -14,7 +14,7 @@ from imunban.errors import ConfigError
 from imunban.keys import Keys
 from imunban.producer import Producer
 from imunban.settings import Settings, check_root_path
-from imunban.stats import trace
+from imunban.trace import trace
 from web_helpers import BASE, OPERATOR, VIEWER, bearer, console_client, make_dead, sign_in
 
 KEYS = Keys()

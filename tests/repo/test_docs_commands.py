@@ -31,7 +31,7 @@ def documented_commands() -> list[tuple[str, list[str]]]:
 def test_commands_are_found() -> None:
     """The extraction sees the README's commands (guards the test below)."""
     commands = {" ".join(args) for _, args in documented_commands()}
-    assert {"worker", "status --check", "demo", "dead purge --yes"} <= commands
+    assert {"worker", "status --check", "demo", "dead purge --code 10004 --yes"} <= commands
     assert len(commands) >= 20
 
 

@@ -49,7 +49,9 @@ def _known_keys() -> set[tuple[str, str]]:
             continue
         for scope, tag in (("app", "{P:A}:"), ("deployment", "{P}:")):
             if isinstance(value, str) and value.startswith(tag):
-                known.add((scope, value.removeprefix(tag).replace("\0", "*")))
+                # A prefix (``trace:``, whose shards end in a digest of the member) names keys with a variable part.
+                name = value.removeprefix(tag).replace("\0", "*")
+                known.add((scope, name + "*" if name.endswith(":") else name))
     return known
 
 

@@ -14,7 +14,7 @@ from imunban.deadletter import SCAN_BUDGET
 from imunban.deadletter import DeadFilter as DeadFilter  # the console's pages and actions name it data.DeadFilter
 from imunban.deployment import Deployment
 from imunban.health import add_app_state, add_states, thresholds
-from imunban.keys import HIGH_BAND_MS, request_id, split_request_id
+from imunban.keys import HIGH_BAND_MS, request_id
 from imunban.runbook import for_code, for_state
 from imunban.scripts import register
 from imunban.stats import status, status_of_apps
