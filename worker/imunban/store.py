@@ -246,17 +246,21 @@ class Store:
         raw = self._run_claim(group_id, token, probe=probe, max_members=max_members, redirect=False)
         return self._claimed(group_id, token, raw)
 
-    def claim_next(self, group_id: str) -> tuple[str, Batch | Held | None]:
-        """A delivery run's next batch: an urgent group first, then ``group_id``, then the oldest claimable one.
+    def claim_next(self, group_id: str, *, spread: int = 1, pick: int = 0) -> tuple[str, Batch | Held | None]:
+        """A delivery run's next batch: an urgent group first, then ``group_id``, then one of the oldest claimable.
 
         The claim script reads the head of the groups index itself and answers with the group to serve
         instead (a high-priority member waits there, or ``group_id`` has nothing claimable): one round
-        trip while the run's own group has work, two when it moves on. Returns the group and its batch.
+        trip while the run's own group has work, two when it moves on. A run that moves on goes to the
+        ``pick``-th (modulo) of the ``spread`` oldest claimable groups (1: the oldest). Returns the group
+        and its batch.
         """
         candidate = group_id
         for _ in range(CLAIM_REDIRECTS + 1):
             token = uuid.uuid4().hex
-            raw = self._run_claim(candidate, token, probe=False, max_members=MAX_MEMBERS, redirect=True)
+            raw = self._run_claim(
+                candidate, token, probe=False, max_members=MAX_MEMBERS, redirect=True, spread=spread, pick=pick
+            )
             if raw and raw[0] == "next":
                 candidate = str(raw[1])
                 continue
@@ -267,13 +271,23 @@ class Store:
             return candidate, batch
         return group_id, None  # the head kept moving under us: the pump dispatches whatever is left
 
-    def _run_claim(self, group_id: str, token: str, *, probe: bool, max_members: int, redirect: bool) -> list[Any]:
+    def _run_claim(
+        self,
+        group_id: str,
+        token: str,
+        *,
+        probe: bool,
+        max_members: int,
+        redirect: bool,
+        spread: int = 1,
+        pick: int = 0,
+    ) -> list[Any]:
         with translated("claim"):
             raw = self._claim(
                 keys=self._claim_keys([group_id]),
                 args=[
                     group_id, max_members, self.lease_ms, token, self.linger_arg, int(probe), int(probe),
-                    min(self.lease_ms, REPLY_TTL_MS), int(redirect),
+                    min(self.lease_ms, REPLY_TTL_MS), int(redirect), spread, pick,
                 ],
             )  # fmt: skip
         return cast(list[Any], raw)
