@@ -7,7 +7,7 @@ model. Clients must be created with ``decode_responses=True``.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
@@ -42,6 +42,11 @@ CLAIM_REDIRECTS = 2
 #: re-sends a script after a connection error although the first send may have run; its retries
 #: (connection.connect) end well within this.
 REPLY_TTL_MS = 60_000
+
+
+def _call_id() -> str:
+    """A fresh lease token or call id: 128 random bits as 32 hex digits, as uuid4().hex was, at a fifth of its CPU."""
+    return os.urandom(16).hex()
 
 
 class Store:
@@ -242,7 +247,7 @@ class Store:
 
     def claim(self, group_id: str, *, probe: bool = False, max_members: int = MAX_MEMBERS) -> Batch | Held | None:
         """Lease up to ``max_members`` ready members of the group; None if nothing is claimable."""
-        token = uuid.uuid4().hex
+        token = _call_id()
         raw = self._run_claim(group_id, token, probe=probe, max_members=max_members, redirect=False)
         return self._claimed(group_id, token, raw)
 
@@ -257,7 +262,7 @@ class Store:
         """
         candidate = group_id
         for _ in range(CLAIM_REDIRECTS + 1):
-            token = uuid.uuid4().hex
+            token = _call_id()
             raw = self._run_claim(
                 candidate, token, probe=False, max_members=MAX_MEMBERS, redirect=True, spread=spread, pick=pick
             )
@@ -316,7 +321,7 @@ class Store:
                 keys=self._ack_keys(),
                 args=[
                     batch.token, batch.group_id, outcome, code, info, self.outcome_maxlen,
-                    uuid.uuid4().hex, REPLY_TTL_MS, calls, *batch.members,
+                    _call_id(), REPLY_TTL_MS, calls, *batch.members,
                 ],
             )  # fmt: skip
         return int(raw[0]), [int(x) for x in raw[2:]]
@@ -330,7 +335,7 @@ class Store:
                 keys=self._requeue_keys([batch.group_id]),
                 args=[
                     batch.token, batch.group_id, max(0, int(delay_ms)), code,
-                    int(counts_as_attempt), self.linger_arg, uuid.uuid4().hex, REPLY_TTL_MS, calls, *batch.members,
+                    int(counts_as_attempt), self.linger_arg, _call_id(), REPLY_TTL_MS, calls, *batch.members,
                 ],
             )  # fmt: skip
         return int(raw[0])
