@@ -1,6 +1,6 @@
 """The HTTP client for ``v4/group_open_http_svc/unban_group_member``.
 
-One :class:`ApiClient` per worker process, shared by its threads: a keep-alive connection pool
+One :class:`ApiClient` per worker process, shared by its threads: a kept-alive connection per thread
 (the docs ask for it), a cached admin UserSig, and region failover to the backup domain on DNS or
 connect failures only. Every failure is raised as a :class:`imunban.errors.ApiError` subclass that
 says what to do; the client retries nothing itself (the delivery engine owns retries and rate).
