@@ -6,6 +6,7 @@ mid-answer, a garbled answer), a one-shot raw socket server.
 
 from __future__ import annotations
 
+import gc
 import socket
 import struct
 import threading
@@ -215,3 +216,13 @@ def test_client_uses_lean_route_without_proxy(server: SimulatorServer) -> None:
     api = ApiClient(make_app(server.url))
     with api:
         assert all(isinstance(r, LeanRoute) for r in api._routes)
+
+
+def test_a_route_dropped_without_close_closes_its_sockets(server: SimulatorServer) -> None:
+    """Garbage-collecting a route closes its kept connections (no socket left open, no ResourceWarning)."""
+    route = route_to(server.url)
+    route.post("?x=1", BODY)
+    (conn,) = route._all
+    del route
+    gc.collect()
+    assert conn.sock is None

@@ -21,6 +21,7 @@ import select
 import socket
 import ssl
 import threading
+import weakref
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -60,6 +61,15 @@ def _dropped(sock: socket.socket) -> bool:
         return True
 
 
+def _close_all(conns: set[http.client.HTTPConnection], lock: threading.Lock) -> None:
+    """Close and forget every connection in ``conns`` (the set is emptied in place)."""
+    with lock:
+        todo = list(conns)
+        conns.clear()
+    for conn in todo:
+        conn.close()
+
+
 class LeanRoute:
     """POSTs to one base URL, one persistent connection per calling thread; thread-safe."""
 
@@ -88,6 +98,8 @@ class LeanRoute:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: set[http.client.HTTPConnection] = set()  # every thread's connection, for close()
+        # A route dropped without close() still closes its sockets (as urllib3's pools do when collected).
+        weakref.finalize(self, _close_all, self._all, self._lock)
 
     def __repr__(self) -> str:
         return f"LeanRoute({'https' if self.https else 'http'}://{self.host}:{self.port}{self.path})"
@@ -111,10 +123,7 @@ class LeanRoute:
 
     def close(self) -> None:
         """Close every thread's connection (a thread's next call connects again)."""
-        with self._lock:
-            conns, self._all = list(self._all), set()
-        for conn in conns:
-            conn.close()
+        _close_all(self._all, self._lock)
 
     def _connection(self) -> http.client.HTTPConnection:
         """This thread's open connection: the kept one if the server has not closed it, else a new one."""
