@@ -182,7 +182,7 @@ def test_scattered_idle_hog_rows() -> None:
 
 
 def test_build_rows_includes_the_new_scenarios_and_drain_cpu_target() -> None:
-    """The table has rows for every new scenario, and the drain's CPU per call has its 1.5 ms target."""
+    """The table has rows for every new scenario, and the drain's CPU per call has its 1 ms target (issue 20)."""
     results = {
         "config": BenchConfig().to_json(),
         "scenarios": {
@@ -196,7 +196,7 @@ def test_build_rows_includes_the_new_scenarios_and_drain_cpu_target() -> None:
     rows = build_rows(results)
     assert {r.scenario for r in rows} == {"drain", "latency", "scattered", "idle", "hog"}
     cpu = next(r for r in rows if r.metric.startswith("worker CPU per API call"))
-    assert cpu.verdict == MISS and cpu.value == "3.40 ms / 0.17 ms" and cpu.target == "≤ 1.5 ms per call"
+    assert cpu.verdict == MISS and cpu.value == "3.40 ms / 0.17 ms" and cpu.target == "≤ 1 ms per call"
     assert math.isclose(BenchConfig.quick_config().latency_s, 3.0)
 
 
