@@ -31,8 +31,8 @@ LIB = "_lib"
 #: The one order of KEYS: a script takes any of these it needs in this relative order.
 KEY_ORDER = (
     "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", "outcomes",
-    "dead", "dead_info", "dispatch", "hold", "pause", "probed", "holds", "ok_groups", "replies", "reply_expiry",
-    "limiter", "wake",
+    "dead", "dead_info", "dispatch", "hold", "pause", "limit", "probed", "holds", "ok_groups", "replies",
+    "reply_expiry", "limiter", "wake",
 )  # fmt: skip
 #: Keys of one group, after every key of KEY_ORDER, always in this order.
 PER_GROUP = ("ready", "sched")
@@ -82,6 +82,8 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "limiter_reserve": ("stats", "inflight", "leases", "hold", "pause", "limiter"),  # lease, hold, pause; pace
     "pause": ("outcomes", "pause"),
     "resume": ("outcomes", "pause", "holds", "wake"),
+    "limit_set": ("outcomes", "limit"),
+    "limit_reset": ("outcomes", "limit"),
     "limiter_penalize": ("limiter",),
     "migrate": ("stats",),  # then (old name, new name) pairs of the keys it moves: migrate.py builds them
     "trace": ("high", "meta", "inflight", "leases", "versions", "dead", "dead_info", *PER_GROUP),  # one group
