@@ -19,11 +19,16 @@ when full, which is intake being refused. See docs/durability.md.
 :data:`INTAKE_GATE`: after the store refused a public message because Redis is full, the worker takes
 no public message for :data:`PAUSE_S` (the message went back to its queue) but keeps taking delivery
 runs, which free memory; so a full Redis costs no busy loop of refusals.
+
+:data:`DELIVERY_GATE`: a worker takes at most IMUNBAN_CONCURRENCY delivery runs at once; ``imunban worker``
+runs :data:`~imunban_celery.names.INTAKE_THREADS` more pool threads, so intake never waits for a thread
+held by a delivery run (docs/celery-contract.md, "Isolation between apps").
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -37,7 +42,7 @@ from kombu.utils.json import dumps, loads
 
 from imunban.connection import is_redis_full
 from imunban.scripts import lua_source
-from imunban_celery.names import INTERNAL_QUEUE, PUBLIC_QUEUE
+from imunban_celery.names import is_intake, is_internal
 
 log = logging.getLogger("imunban.tasks")
 
@@ -65,6 +70,37 @@ class IntakeGate:
 
 #: One per worker process: the consumer reads it, the intake tasks close it (see the module docstring).
 INTAKE_GATE = IntakeGate()
+
+
+class DeliveryGate:
+    """How many delivery runs this process has taken and not finished; at ``cap`` it takes no more.
+
+    The pool has ``cap`` + :data:`~imunban_celery.names.INTAKE_THREADS` threads (``imunban worker``),
+    so intake (any app's) always finds a thread: it never waits behind delivery runs, which can
+    hold a thread for seconds, mostly asleep on their app's limiter. Counted by delivery tag from
+    the moment kombu records a popped run until it is acknowledged or rejected.
+    """
+
+    def __init__(self, cap: int | None = None) -> None:
+        self.cap = cap
+        self._taken: set[str] = set()
+        self._lock = threading.Lock()
+
+    def taken(self, tag: str) -> None:
+        with self._lock:
+            self._taken.add(tag)
+
+    def done(self, tag: str) -> None:
+        with self._lock:
+            self._taken.discard(tag)
+
+    def full(self) -> bool:
+        """Whether this process runs ``cap`` delivery runs already (no cap: never)."""
+        return self.cap is not None and len(self._taken) >= self.cap
+
+
+#: One per worker process: the consumer counts delivery runs in it; the Celery context sets its cap.
+DELIVERY_GATE = DeliveryGate()
 
 
 def _script(client: redis.Redis, name: str) -> Any:
@@ -110,12 +146,16 @@ class FullSafeQoS(kombu_redis.QoS):
                 log.warning("recording a popped message failed (connection); again in %.1f s", delay_s)
                 time.sleep(delay_s)
         virtual.QoS.append(self, message, delivery_tag)
+        if is_internal(str(delivery.get("routing_key") or "")):
+            DELIVERY_GATE.taken(delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
         self._forget(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)
+        DELIVERY_GATE.done(delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        DELIVERY_GATE.done(delivery_tag)
         if requeue:
             self.restore_by_tag(delivery_tag, leftmost=True)
         else:
@@ -191,7 +231,7 @@ class FullSafeChannel(kombu_redis.Channel):
                 _script(client, "binding_add")(keys=tables, args=[member])
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
-        internal = queue == INTERNAL_QUEUE or queue.startswith(INTERNAL_QUEUE + ".")
+        internal = is_internal(queue)
         if not internal or kwargs.get("_publish_batch") is not None or queue in getattr(self, "_expires", {}):
             super()._put(queue, message, **kwargs)
             return
@@ -200,24 +240,35 @@ class FullSafeChannel(kombu_redis.Channel):
             _script(client, "queue_push")(keys=[key], args=[dumps(message)])
 
     def _brpop_start(self, timeout: float | None = None) -> None:
-        if not INTAKE_GATE.paused():
+        skip = skipped_queues(INTAKE_GATE.paused(), DELIVERY_GATE.full())
+        if skip is None:
             super()._brpop_start(timeout)
             return
         cycle = self._queue_cycle
-        self._queue_cycle = _Without(cycle, PUBLIC_QUEUE)
+        self._queue_cycle = _Without(cycle, skip)
         try:
             super()._brpop_start(timeout)
         finally:
             self._queue_cycle = cycle
 
 
-class _Without:
-    """A queue cycle that leaves ``skip`` out of the queues it offers (all of them if nothing else is left)."""
+def skipped_queues(intake_paused: bool, delivery_full: bool) -> Callable[[str], bool] | None:
+    """Which queues the next pop leaves out: intake ones after a full-Redis refusal, delivery runs while this
+    process runs its cap of them (so its spare threads stay for intake); None: none."""
+    if intake_paused:  # delivery runs free memory: taken even beyond the cap, in the spare threads
+        return is_intake
+    if delivery_full:
+        return is_internal
+    return None
 
-    def __init__(self, cycle: Any, skip: str) -> None:
+
+class _Without:
+    """A queue cycle that leaves the queues ``skip`` names out of those it offers (all of them if nothing is left)."""
+
+    def __init__(self, cycle: Any, skip: Callable[[str], bool]) -> None:
         self._cycle = cycle
         self._skip = skip
 
     def consume(self, n: int) -> list[str]:
         queues: list[str] = list(self._cycle.consume(n))
-        return [q for q in queues if q != self._skip] or queues
+        return [q for q in queues if not self._skip(q)] or queues
