@@ -48,6 +48,8 @@ log = logging.getLogger("imunban.tasks")
 
 #: How long a worker takes no public message after Redis refused one for being full.
 PAUSE_S = 1.0
+#: The BRPOP timeout while this process runs its cap of delivery runs (Redis >= 6 takes a fraction).
+FULL_POP_TIMEOUT_S = 0.02
 #: Waits before re-sending the record of a popped message after a connection error (1.5 s in all).
 RECORD_RETRY_S = (0.1, 0.2, 0.4, 0.8)
 
@@ -240,10 +242,15 @@ class FullSafeChannel(kombu_redis.Channel):
             _script(client, "queue_push")(keys=[key], args=[dumps(message)])
 
     def _brpop_start(self, timeout: float | None = None) -> None:
-        skip = skipped_queues(INTAKE_GATE.paused(), DELIVERY_GATE.full())
+        full = DELIVERY_GATE.full()
+        skip = skipped_queues(INTAKE_GATE.paused(), full)
         if skip is None:
             super()._brpop_start(timeout)
             return
+        if full:
+            # A pop that leaves the delivery runs out must not sleep kombu's whole second: a run that ends
+            # meanwhile frees a place that the next pop should fill at once.
+            timeout = FULL_POP_TIMEOUT_S
         cycle = self._queue_cycle
         self._queue_cycle = _Without(cycle, skip)
         try:

@@ -99,7 +99,7 @@ class BenchConfig:
             failover_backlog=5_000,
             web_dead=10_000,
             web_requests=20,
-            apps_backlog=20_000,
+            apps_backlog=30_000,  # the issue 20 shape: B beside A draining 30,000
             apps_b_backlog=10_000,
             repeats=2,
         )
