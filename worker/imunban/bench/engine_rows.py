@@ -49,6 +49,15 @@ def latency_rows(lat: dict[str, Any]) -> list[Row]:
         if part.get("due_p99_ms") is not None and part.get("measured_from") == "send":
             rows.append(Row("latency", f"{100 * load:.0f} % load, {source}: from the assigned due time (reference)",
                             _ms3(part, "due_"), "", INFO))  # fmt: skip
+    burst = lat.get("burst")
+    if burst:
+        bound = burst.get("bound_s")
+        complete = burst.get("early") == 0 and burst.get("delivered") == burst.get("members")
+        measured = f"{num(burst.get('last_s'), '.3f')} s / {num(burst.get('early'))}"
+        metric = f"burst of {num(burst.get('members'))} due in the same instant: last delivered after it / early"
+        target = f"≤ {num(bound, '.3f')} s (1.1 x N / (20 x limit) + a round trip) / 0"
+        ok = check(burst.get("last_s"), lambda v: bound is not None and v <= bound) if complete else MISS
+        rows.append(Row("latency", metric, measured, target, ok))
     return rows
 
 

@@ -170,6 +170,40 @@ def _window(cfg: BenchConfig, cluster: LocalCluster, load: float, source: str, r
     return result
 
 
+#: Members of the same-second burst (issue 20: "a burst of 2,000 requests due in the same second").
+BURST_MEMBERS = 2_000
+#: One round trip of the simulator's API latency, in the burst's bound (BenchConfig has no field for it).
+BURST_ROUND_TRIP_S = 0.03
+
+
+def burst_bound_s(members: int, rate_limit: float, round_trip_s: float = BURST_ROUND_TRIP_S) -> float:
+    """The burst's bound: 1.1 x N / (20 x limit) (full batches at the limit, 10 % slack) + one round trip."""
+    return 1.1 * members / (20 * rate_limit) + round_trip_s
+
+
+def _burst(cfg: BenchConfig, cluster: LocalCluster) -> dict[str, Any]:
+    """BURST_MEMBERS requests in 100 groups, all due at the same instant, enqueued ahead: lateness from that instant."""
+    at = time.time() + LEAD_S
+    cluster.producer().bulk(
+        {"group_id": f"burst-{g:03d}", "members": [f"b{g:03d}-{m:02d}" for m in range(BURST_MEMBERS // 100)], "at": at}
+        for g in range(100)
+    )
+    after = last_outcome_id(cluster)
+    wait_for(lambda: drained(cluster), 60.0, poll_s=0.05)
+    at_ms = at * 1000
+    late = [int(o["at_ms"]) - at_ms for o in read_outcomes(cluster, after=after)
+            if o.get("outcome") == "delivered" and o.get("group_id", "").startswith("burst-")]  # fmt: skip
+    bound = burst_bound_s(BURST_MEMBERS, cfg.rate_limit)
+    return {
+        "members": BURST_MEMBERS,
+        "delivered": len(late),
+        "bound_s": bound,
+        "last_s": max(late) / 1000 if late else None,
+        **summarize([round(v) for v in late]),
+        "early": sum(1 for v in late if v < 0),
+    }
+
+
 def latency(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
     """Every load in ``cfg.latency_loads`` from every source, lowest load first, each window drained before the next."""
     windows: list[dict[str, Any]] = []
@@ -185,7 +219,11 @@ def latency(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
                     f"p99.9 {part['p999_ms']} ms, {part['delivered']}/{part['requests']} delivered, "
                     f"{part['members_per_call'] or 0:.1f} members/call"
                 )
+        burst = _burst(cfg, cluster)
+        log(f"  burst of {burst['members']:,} due in the same instant: last {burst['last_s']} s "
+            f"(bound {burst['bound_s']:.3f} s), {burst['early']} early")  # fmt: skip
     return {
+        "burst": burst,
         "capacity_per_s": cfg.drain_target_per_s,
         "loads": list(cfg.latency_loads),
         "seconds": cfg.latency_s,
