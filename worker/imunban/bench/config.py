@@ -18,7 +18,7 @@ from imunban.sim.config import SimConfig
 #: Every scenario, in the order they run (one at a time: the machine may have only two cores).
 SCENARIOS = (
     "drain", "naive", "latency", "scattered", "idle", "hog", "bulk", "scale", "chaos", "full", "failover", "web",
-    "apps",
+    "apps", "quota",
 )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from imunban.bench.engine_rows import apps_rows, hog_rows, idle_rows, latency_rows, scattered_rows
+from imunban.bench.quota import quota_rows
 from imunban.bench.verdict import INFO as INFO
 from imunban.bench.verdict import MISS as MISS
 from imunban.bench.verdict import OK as OK
@@ -166,6 +167,7 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         "failover": _failover_rows,
         "web": _web_rows,
         "apps": apps_rows,
+        "quota": quota_rows,
     }
     for name, build in builders.items():
         data = scenarios.get(name)
