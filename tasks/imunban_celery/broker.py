@@ -96,6 +96,11 @@ class DeliveryGate:
         with self._lock:
             self._taken.discard(tag)
 
+    def forget(self, tags: list[str]) -> None:
+        """Stop counting ``tags`` (their channel closed: restored to their queue, never acknowledged here)."""
+        with self._lock:
+            self._taken.difference_update(tags)
+
     def full(self) -> bool:
         """Whether this process runs ``cap`` delivery runs already (no cap: never)."""
         return self.cap is not None and len(self._taken) >= self.cap
@@ -163,6 +168,12 @@ class FullSafeQoS(kombu_redis.QoS):
         else:
             self._forget(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)
+
+    def restore_unacked(self, client: redis.Redis | None = None) -> None:
+        # The channel is closing (connection lost, shutdown): its runs go back to their queue and their
+        # acks will never come, so the gate must stop counting them or it would stay full for good.
+        DELIVERY_GATE.forget(list(self._delivered))
+        super().restore_unacked(client)
 
     def _forget(self, delivery_tag: str) -> None:
         with self.channel.conn_or_acquire() as client:

@@ -209,3 +209,7 @@ def test_delivery_runs_popped_are_counted_until_acked_and_a_full_gate_pops_intak
         got[0].ack()
         run.ack()
         assert not gate.full() and fr.llen(INTERNAL_QUEUE) == 1
+        consume(conn, INTERNAL, 1)
+        assert gate.full()
+        conn.default_channel.qos.restore_unacked()  # the channel closes (connection lost): the run goes back
+        assert not gate.full() and fr.llen(INTERNAL_QUEUE) == 1
