@@ -86,10 +86,20 @@ class DeliveryGate:
     def __init__(self, cap: int | None = None) -> None:
         self.cap = cap
         self._taken: set[str] = set()
+        self._owner: int | None = None
         self._lock = threading.Lock()
 
-    def taken(self, tag: str) -> None:
+    def taken(self, tag: str, owner: int = 0) -> None:
+        """A run was popped by the consumer channel ``owner`` (its QoS's id).
+
+        One consumer channel at a time: a new one (the broker connection was lost and re-opened) means the
+        old channel's runs were restored to their queue or will never be acknowledged here, so they stop
+        counting (those still running finish uncounted, within the pool's size).
+        """
         with self._lock:
+            if owner != self._owner:
+                self._taken.clear()
+                self._owner = owner
             self._taken.add(tag)
 
     def done(self, tag: str) -> None:
@@ -154,7 +164,7 @@ class FullSafeQoS(kombu_redis.QoS):
                 time.sleep(delay_s)
         virtual.QoS.append(self, message, delivery_tag)
         if is_internal(str(delivery.get("routing_key") or "")):
-            DELIVERY_GATE.taken(delivery_tag)
+            DELIVERY_GATE.taken(delivery_tag, id(self))
 
     def ack(self, delivery_tag: str) -> None:
         self._forget(delivery_tag)

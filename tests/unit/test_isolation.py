@@ -52,6 +52,16 @@ def test_the_delivery_gate_counts_runs_taken_and_closes_at_its_cap() -> None:
     assert not DeliveryGate().full()  # no cap (a plain celery worker): never full
 
 
+def test_a_new_consumer_channel_starts_the_count_afresh() -> None:
+    """Runs of a channel that closed (connection lost) stop counting once a new channel takes a run."""
+    gate = DeliveryGate(cap=2)
+    gate.taken("t1", owner=1)
+    gate.taken("t2", owner=1)
+    assert gate.full()
+    gate.taken("t3", owner=2)
+    assert not gate.full()
+
+
 def test_a_full_gate_leaves_delivery_queues_out_and_a_refusal_intake_queues() -> None:
     """Full: the next pop offers only intake queues; after a full-Redis refusal only delivery queues."""
     queues = worker_queues(TWO)
