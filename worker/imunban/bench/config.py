@@ -18,7 +18,7 @@ from imunban.sim.config import SimConfig
 #: Every scenario, in the order they run (one at a time: the machine may have only two cores).
 SCENARIOS = (
     "drain", "naive", "latency", "scattered", "idle", "hog", "bulk", "scale", "chaos", "full", "failover", "web",
-    "apps", "fourapps",
+    "apps", "fourapps", "quota",
 )  # fmt: skip
 
 
@@ -102,7 +102,7 @@ class BenchConfig:
             failover_backlog=5_000,
             web_dead=10_000,
             web_requests=20,
-            apps_backlog=20_000,
+            apps_backlog=30_000,  # the issue 20 shape: B beside A draining 30,000
             apps_b_backlog=10_000,
             fourapps_backlog=12_000,
             repeats=2,

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from imunban.bench.engine_rows import apps_rows, hog_rows, idle_rows, latency_rows, scattered_rows
 from imunban.bench.fourapps import fourapps_rows
+from imunban.bench.quota import quota_rows
 from imunban.bench.verdict import INFO as INFO
 from imunban.bench.verdict import MISS as MISS
 from imunban.bench.verdict import OK as OK
@@ -187,6 +188,7 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         "web": _web_rows,
         "apps": apps_rows,
         "fourapps": fourapps_rows,
+        "quota": quota_rows,
     }
     for name, build in builders.items():
         data = scenarios.get(name)

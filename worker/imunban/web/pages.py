@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from imunban.deadletter import ReplayResult
 from imunban.errors import ImunbanError, StoreError
+from imunban.livelimit import validate_rate
 from imunban.pause import validate_reason
 from imunban.trace import kept_text
 from imunban.validation import validate_group_id
@@ -48,6 +49,8 @@ DONE = {
     "repause": "delivery was paused already: the reason is updated",
     "resume": "resumed delivery: due requests go out now",
     "noresume": "delivery was not paused",
+    "limit": "rate limit set: every worker applies it within 1 s",
+    "unlimit": "rate limit back to the configured one: every worker applies it within 1 s",
 }
 #: Added to the replay's flash when dead letters were skipped (``skipped`` in the query, a number).
 SKIPPED = "; skipped {k}: cancelled, superseded or pending again since they died (nothing ended comes back)"
@@ -365,6 +368,22 @@ async def resume_action(request: Request) -> Response:
                  app=first(form, "app"))  # fmt: skip
 
 
+async def limit_action(request: Request) -> Response:
+    """Set the app's live rate limit (``rate``), or revert to the configured one (``reset``); audited."""
+    form = await read_form(request)
+    who = check_action(request, form_token(form))
+    ctx = app_ctx(request, first(form, "app") or None)
+    reset = bool(first(form, "reset"))
+    try:
+        rate = None if reset else validate_rate(first(form, "rate"))
+        await run_in_threadpool(actions.set_limit, ctx, who, rate, client_address(request))
+    except StoreError as exc:
+        raise HTTPException(503, str(exc)) from None
+    except ImunbanError as exc:
+        raise params.bad_request(exc) from None
+    return _back("/holds", "unlimit" if reset else "limit", 1, app=first(form, "app"))
+
+
 ROUTES = [
     Route("/", overview_page),
     Route("/trace", trace_page),
@@ -379,4 +398,5 @@ ROUTES = [
     Route("/actions/probe", probe_action, methods=["POST"]),
     Route("/actions/pause", pause_action, methods=["POST"]),
     Route("/actions/resume", resume_action, methods=["POST"]),
+    Route("/actions/limit", limit_action, methods=["POST"]),
 ]
