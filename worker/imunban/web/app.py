@@ -25,7 +25,7 @@ from imunban.errors import StoreError, ValidationError
 from imunban.keys import Keys
 from imunban.state import fmt_bytes
 from imunban.version import VERSION
-from imunban.web import api, guide, pages
+from imunban.web import api, forms, guide, pages
 from imunban.web.auth import SESSION_S, Authority
 from imunban.web.common import Console, Guard, fmt_ms
 from imunban.web.context import app_contexts
@@ -144,6 +144,7 @@ def create_app(
     app = Starlette(
         routes=[
             *pages.ROUTES,
+            *forms.ROUTES,
             *api.ROUTES,
             *guide.ROUTES,
             Route("/healthz", _healthz),
