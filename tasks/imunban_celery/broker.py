@@ -59,7 +59,7 @@ def record_retry_delay(failures: int, elapsed_s: float) -> float | None:
     """
     if elapsed_s >= RECORD_RETRY_BUDGET_S:
         return None
-    wait_s = min(RECORD_RETRY_CAP_S, RECORD_RETRY_FIRST_S * 2 ** max(0, failures - 1))
+    wait_s: float = min(RECORD_RETRY_CAP_S, RECORD_RETRY_FIRST_S * 2.0 ** max(0, failures - 1))
     return min(wait_s, RECORD_RETRY_BUDGET_S - elapsed_s)
 
 

@@ -42,7 +42,7 @@ class FakeBroker:
         return self
 
     def ensure_connection(self, errback: Callable[..., Any], max_retries: int | None, **options: Any) -> FakeBroker:
-        found: FakeBroker = kombu.utils.functional.retry_over_time(
+        found: FakeBroker = kombu.utils.functional.retry_over_time(  # type: ignore[no-untyped-call]
             self._connect, (ConnectionRefusedError,), (), {}, lambda exc, intervals, retries: next(intervals),
             max_retries, **options,
         )  # fmt: skip
