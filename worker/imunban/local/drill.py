@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import cast
 
@@ -76,6 +77,8 @@ class FailoverFigures:
     #: Per worker (index order): seconds from the promotion to its first API call, and to its first heartbeat.
     first_delivery_s: list[float | None] = field(default_factory=list)
     heartbeat_s: list[float | None] = field(default_factory=list)
+    #: Per worker: seconds from the promotion until its Celery consumer was connected again (its log says so).
+    consumer_s: list[float | None] = field(default_factory=list)
     #: Seconds from the promotion until the killed node was back, in sync, as a replica.
     rejoined_s: float | None = None
     #: Intakes refused from this kill to the next (re-sent by their producer), and unbans sent twice.
@@ -98,8 +101,12 @@ class DrillReport:
     duplicates: int = 0
     delivered_calls: int = 0
     failovers: list[FailoverFigures] = field(default_factory=list)
-    #: How often the watcher saw each state (``unreadable``: Redis did not answer, mid-failover).
+    #: How often the watcher saw each state (``unreadable``: Redis did not answer, mid-failover), and why
+    #: it said ``stalled`` if it ever did.
     states_seen: Counter[str] = field(default_factory=Counter)
+    stalled_reasons: list[str] = field(default_factory=list)
+    #: Acknowledged but lost, by producer (python, cli, celery).
+    lost_by: Counter[str] = field(default_factory=Counter)
     workers_died: int = 0
     drained: bool = False
     #: Errors that reached a producer or a worker log and mention NOSCRIPT (must be 0).
@@ -127,9 +134,9 @@ class DrillReport:
 class _StateWatch(threading.Thread):
     """Reads the app's state twice a second, as ``imunban status`` would, and counts each one seen."""
 
-    def __init__(self, cluster: LocalCluster, keys: list[Keys], stall_after_s: int, seen: Counter[str]) -> None:
+    def __init__(self, cluster: LocalCluster, keys: list[Keys], stall_after_s: int, report: DrillReport) -> None:
         super().__init__(name="drill-state", daemon=True)
-        self.cluster, self.keys, self.seen = cluster, keys, seen
+        self.cluster, self.keys, self.report = cluster, keys, report
         self.limits = Thresholds(stall_after_ms=stall_after_s * 1000)
         self.stop = threading.Event()
 
@@ -138,10 +145,12 @@ class _StateWatch(threading.Thread):
             try:
                 states = add_states(self.cluster.client, self.keys, self.cluster.status(), self.limits)
             except StoreError:
-                self.seen["unreadable"] += 1
+                self.report.states_seen["unreadable"] += 1
                 continue
             for state in states.values():
-                self.seen[state.state] += 1
+                self.report.states_seen[state.state] += 1
+                if state.state == "stalled":
+                    self.report.stalled_reasons.append(state.reason)
 
 
 def run_drill(
@@ -200,13 +209,14 @@ def _run(
         CliIntake(names, cfg.cli_batch, cfg.cli_every_s, cluster.env()),
         CeleryIntake(names, cfg.celery_batch, cfg.celery_every_s, cluster.client),
     ]
-    watch = _StateWatch(cluster, [app.keys for app in cluster.deployment], cfg.stall_after_s, report.states_seen)
-    for thread in (*intakes, watch):
-        thread.start()
+    watch = _StateWatch(cluster, [app.keys for app in cluster.deployment], cfg.stall_after_s, report)
+    for intake in intakes:
+        intake.start()
     kills: list[float] = []
     duplicates_at: list[int] = []
     try:
         _wait(lambda: _calls(cluster) > 0, 60, "first delivery")
+        watch.start()  # from the first delivery: workers still starting are not a stall
         time.sleep(2.0)
         rig.current_primary().client().script_flush()
         log("script cache flushed on the primary")
@@ -220,7 +230,8 @@ def _run(
             report.failovers.append(figures)
             log(f"failover {number}: :{figures.killed_port} killed, :{figures.promoted_port} promoted after "
                 f"{figures.kill_to_promotion_s:.2f}s; workers called the API again after "
-                f"{_seconds(figures.first_delivery_s)} and beat after {_seconds(figures.heartbeat_s)}; "
+                f"{_seconds(figures.first_delivery_s)}, beat after {_seconds(figures.heartbeat_s)}, consumers "
+                f"connected after {_seconds(figures.consumer_s)}; "
                 f"old primary back as a replica after {_seconds([figures.rejoined_s])}")  # fmt: skip
         time.sleep(cfg.after_last_s)
     finally:
@@ -228,7 +239,8 @@ def _run(
         for stop in stops:
             stop.set()
         for thread in (*intakes, watch):
-            thread.join(timeout=90)
+            if thread.is_alive():
+                thread.join(timeout=90)
     report.drained = cluster.wait_drained(cfg.drain_timeout_s)
     report.workers_died = len(cluster.exited())
     duplicates_at.append(_duplicates(cluster))
@@ -241,7 +253,8 @@ def _run(
         report.noscript_errors += sum(1 for _, why in intake.refusals if "NOSCRIPT" in why or "NoScript" in why)
         report.acknowledged_by[intake.kind] = len(intake.acked)
     report.refused = sum(report.refused_by.values())
-    _tally(cluster, backlog + [pair for intake in intakes for pair in intake.acked], report)
+    acked = [(pair, "backlog") for pair in backlog] + [(pair, i.kind) for i in intakes for pair in i.acked]
+    _tally(cluster, acked, report)
 
 
 def _failover(
@@ -250,7 +263,9 @@ def _failover(
     """Kill the primary, wait for the promotion, bring the old one back as a replica, watch every worker return."""
     old = rig.kill_primary()
     new = rig.wait_promotion(old)
-    promoted_at, promoted_ms = time.monotonic(), time.time() * 1000  # heartbeats carry the server's (this host's) clock
+    # Heartbeats and worker logs carry the wall clock of this host (the server's TIME, the log's timestamp).
+    promoted_at, promoted_ms = time.monotonic(), time.time() * 1000
+    killed_ms = promoted_ms - (promoted_at - killed_at) * 1000
     figures = FailoverFigures(old.port, new.port, promoted_at - killed_at)
     pids = [str(proc.pid) if proc is not None else "-" for proc in cluster.workers]
     keys = next(iter(cluster.deployment)).keys
@@ -275,7 +290,23 @@ def _failover(
     figures.first_delivery_s = [None if at is None else at - promoted_at for at in firsts]
     figures.heartbeat_s = beats
     rejoined.join(timeout=60)
+    logs = [cluster.root / f"worker-{index}.log" for index in range(len(taps))]
+    figures.consumer_s = [_connected_after(path, killed_ms, promoted_ms) for path in logs]
     return figures
+
+
+def _connected_after(log: Path, killed_ms: float, promoted_ms: float) -> float | None:
+    """Seconds from the promotion to the first "Connected to" of this worker's consumer after the kill."""
+    for line in log.read_text(errors="replace").splitlines():
+        if "celery.worker.consumer.connection: Connected to" not in line:
+            continue
+        try:
+            at_ms = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp() * 1000
+        except ValueError:
+            continue
+        if at_ms > killed_ms:
+            return (at_ms - promoted_ms) / 1000
+    return None
 
 
 def _rejoin(rig: SentinelRig, old: RedisServer, new: RedisServer, figures: FailoverFigures, promoted_at: float) -> None:
@@ -289,18 +320,19 @@ def _seconds(values: list[float | None]) -> str:
     return ", ".join("never" if v is None else f"{v:.2f}s" for v in values)
 
 
-def _tally(cluster: LocalCluster, acked: list[Pair], report: DrillReport) -> None:
+def _tally(cluster: LocalCluster, acked: list[tuple[Pair, str]], report: DrillReport) -> None:
     assert cluster.simulator is not None
     stats = cluster.sim_stats()
     report.acknowledged = len(acked)
     report.duplicates = int(stats["duplicate_unbans"])
     report.delivered_calls = int(stats["calls_ok"])
     delivered: dict[str, frozenset[str]] = {}
-    for group, member in acked:
+    for (group, member), kind in acked:
         if group not in delivered:
             delivered[group] = cluster.simulator.unbanned(group)
         if member not in delivered[group]:
             report.lost += 1
+            report.lost_by[kind] += 1
             if len(report.lost_sample) < 10:
                 report.lost_sample.append(f"{group}/{member}")
 
