@@ -190,7 +190,7 @@ class SentinelRig:
     def rejoin(self, old: RedisServer, primary: RedisServer) -> None:
         """Start a killed node again, on its port and data, as a replica of ``primary`` (the old primary comes back)."""
         old.extra_args = ("--replicaof", "127.0.0.1", str(primary.port), *self._auth_args())
-        old.start()
+        old.start(timeout_s=60.0)  # it loads its AOF first: seconds on a loaded machine
 
     def wait_replicas(self, count: int, timeout_s: float = 30.0) -> None:
         """Wait until the current primary has ``count`` replicas online (WAIT can then be confirmed)."""
