@@ -43,6 +43,11 @@ def failover(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
     report = run_drill(root / "failover-drill", drill_cfg, log=lambda message: log(f"  {message}"))
     result: dict[str, Any] = {
         **{k: v for k, v in dataclasses.asdict(report).items() if k not in ("lost_sample", "stalled_reasons")},
+        # asdict rebuilds a Counter from its (key, count) pairs, counting the pairs: keep them as dicts.
+        "refused_by": dict(report.refused_by),
+        "states_seen": dict(report.states_seen),
+        "lost_by": dict(report.lost_by),
+        "lost_sample": report.lost_sample,
         "kill_to_delivery_s": report.kill_to_delivery_s,
         "kill_to_promotion_s": report.kill_to_promotion_s,
         "promotion_to_delivery_s": report.promotion_to_delivery_s,

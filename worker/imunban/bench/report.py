@@ -120,6 +120,8 @@ def _failover_rows(f: dict[str, Any]) -> list[Row]:
     return [
         Row("failover", "acknowledged requests (IMUNBAN_DURABLE_REPLICAS=1)", _num(f.get("acknowledged")), "", INFO),
         Row("failover", "acknowledged but lost", _num(f.get("lost")), "0", _check(f.get("lost"), lambda n: n == 0)),
+        Row("failover", "drained after the last failover", str(f.get("drained", "—")), "True",
+            _check(f.get("drained"), bool)),
         Row("failover", "refused intakes (re-sent by the producer)", _num(f.get("refused")), "", INFO),
         Row("failover", "failovers (primary SIGKILLed, old one back as a replica)", _num(len(f.get("failovers", []))),
             "3", _check(len(f.get("failovers", [])), lambda n: n >= 3)),
