@@ -39,6 +39,7 @@ def failover(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
         sim_latency_ms=int(cfg.latency_ms),
         failovers=3,
         interval_s=FAILOVER_INTERVAL_S,
+        drain_timeout_s=180.0,
     )
     report = run_drill(root / "failover-drill", drill_cfg, log=lambda message: log(f"  {message}"))
     result: dict[str, Any] = {
