@@ -195,6 +195,11 @@ class RedisCluster:
         self.killed.append(node)
         return node
 
+    def restart(self, node: RedisServer) -> None:
+        """Start a SIGKILLed node again on its port and nodes.conf: it rejoins as a replica of its successor."""
+        node.start()
+        self.killed.remove(node)
+
     def wait_promotion(self, key: str, old: RedisServer, timeout_s: float = 30.0) -> RedisServer:
         """Until a live master other than ``old`` serves ``key``'s slot and answers as a master; return it."""
         slot = self.slot_of(key)
