@@ -73,6 +73,11 @@ class FollowingCluster(RedisCluster):
         self.ride_out = failover  # before redis-py's constructor, which sends commands
         super().__init__(*args, **kwargs)
 
+    def set_retry(self, retry: Retry) -> None:
+        """``retry`` paces each command's retries (a CLI fails sooner than a worker); one immediate re-route inside."""
+        retry.update_supported_errors(CLUSTER_RETRY_ON)
+        self.ride_out = retry
+
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         run: Callable[..., Any] = super().execute_command
         if kwargs.get("target_nodes") is not None:

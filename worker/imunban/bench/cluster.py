@@ -1,0 +1,121 @@
+"""The ``cluster`` scenario of ``imunban bench``: Redis Cluster drills and bulk intake on a cluster.
+
+1. The master-kill drill (:mod:`imunban.local.cluster_drill`): app alpha's master SIGKILLed while
+   two apps drain and durable producers enqueue: lost (must be 0), seconds to the promotion and to
+   alpha delivering again (≤ 5 s), the other app's longest pause, refused intakes, duplicates.
+2. The reshard drill: alpha's slot moved to another master (10 keys per MIGRATE, as
+   ``redis-cli --cluster reshard``) mid-drain: lost, the slot's time in flight, alpha's pause.
+3. ``Producer.bulk`` members/s of one app, side by side: one Redis, a 3-master cluster (one pipeline
+   per node), the same cluster with ``IMUNBAN_DURABLE_REPLICAS=1`` (WAIT on the app's node); and the
+   producer's CPU per member (getrusage), which is what a machine shared with others measures best.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from imunban.bench.config import BenchConfig
+from imunban.bench.util import Log, per_s
+from imunban.connection import connect
+from imunban.local.cluster_drill import ClusterDrillConfig, ClusterDrillReport, run_cluster_drill
+from imunban.local.redis_cluster import RedisCluster
+from imunban.local.redis_server import RedisServer
+from imunban.producer import Producer
+from imunban.settings import Settings
+
+GROUP_FMT = "@TGS#2C{:07d}"
+MEMBER_FMT = "user_{:07d}"
+
+
+def cluster(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
+    """Both drills, then the bulk rates; return the figures."""
+    drill_cfg = ClusterDrillConfig(workers=cfg.workers, backlog=cfg.cluster_backlog, sim_latency_ms=int(cfg.latency_ms))
+    result: dict[str, Any] = {}
+    for drill in ("kill", "reshard"):
+        report = run_cluster_drill(root / f"cluster-{drill}", drill, drill_cfg, log=lambda m: log(f"  {m}"))
+        result[drill] = _as_json(report)
+        log(
+            f"  {drill}: lost {report.lost} of {report.acknowledged:,}; alpha delivering again after "
+            f"{_s(report.resumed_s)} (longest pause {_s(report.affected_max_gap_s)}); beta's longest pause "
+            f"{_s(report.other_max_gap_s)}; refused {report.refused}; duplicates {report.duplicates}"
+        )
+    result.update(_bulk_rates(cfg, root / "cluster-bulk", log))
+    return result
+
+
+def _as_json(report: ClusterDrillReport) -> dict[str, Any]:
+    data = {k: v for k, v in dataclasses.asdict(report).items() if k != "refused_by"}
+    data["refused_by"] = dict(report.refused_by)
+    return data
+
+
+def _s(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.2f}s"
+
+
+def _bulk_rates(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
+    """Best-of-``repeats`` Producer.bulk members/s and producer CPU µs/member, one Redis against a cluster."""
+    per_group = max(1, cfg.bulk_members // cfg.bulk_groups)
+    items = [
+        {"group_id": GROUP_FMT.format(i // per_group), "member": MEMBER_FMT.format(i)} for i in range(cfg.bulk_members)
+    ]
+    best: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+
+    def measure(client: redis.Redis, name: str, replicas: int, flush: Callable[[], object]) -> None:
+        settings = Settings(key_prefix="bench", durable_replicas=replicas, durable_timeout_ms=1_000)
+        flush()
+        producer = Producer.on(client, settings)
+        cpu_before = _cpu_s()
+        started = time.perf_counter()
+        stored = producer.bulk(items).stored
+        rate = per_s(stored, time.perf_counter() - started) or 0.0
+        if rate > best.get(name, 0.0):
+            best[name] = rate
+            cpu[name] = (_cpu_s() - cpu_before) / max(1, stored) * 1e6
+
+    with (
+        RedisServer(root / "single", appendonly=False) as single,
+        RedisCluster(root / "rc", masters=3, replicas=1) as rig,
+    ):
+        one = connect(Settings(), url=single.url)
+        many = connect(Settings(), url=rig.url)
+        try:
+            for _ in range(cfg.repeats):  # interleaved: the machine's load moves all three alike
+                measure(one, "single", 0, one.flushall)
+                measure(many, "cluster", 0, lambda: _flush_cluster(rig))
+                measure(many, "cluster_durable", 1, lambda: _flush_cluster(rig))
+        finally:
+            one.close()
+            many.close()
+    log(
+        f"  bulk members/s: one Redis {best['single']:,.0f}; 3-master cluster {best['cluster']:,.0f}, "
+        f"with IMUNBAN_DURABLE_REPLICAS=1 {best['cluster_durable']:,.0f}; producer CPU µs/member "
+        f"{cpu['single']:.1f} / {cpu['cluster']:.1f} / {cpu['cluster_durable']:.1f}"
+    )
+    return {
+        "bulk_members": cfg.bulk_members,
+        "bulk_single_per_s": round(best["single"]),
+        "bulk_cluster_per_s": round(best["cluster"]),
+        "bulk_cluster_durable_per_s": round(best["cluster_durable"]),
+        "cluster_vs_single": round(best["cluster"] / best["single"], 3) if best["single"] else None,
+        "producer_cpu_us_per_member": {k: round(v, 2) for k, v in cpu.items()},
+    }
+
+
+def _flush_cluster(rig: RedisCluster) -> None:
+    for node in rig.live[: rig.n_masters]:
+        with node.client() as client:
+            client.flushall()
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
