@@ -6,8 +6,9 @@
 2. The reshard drill: alpha's slot moved to another master (10 keys per MIGRATE, as
    ``redis-cli --cluster reshard``) mid-drain: lost, the slot's time in flight, alpha's pause.
 3. ``Producer.bulk`` members/s of one app, side by side: one Redis, a 3-master cluster (one pipeline
-   per node), the same cluster with ``IMUNBAN_DURABLE_REPLICAS=1`` (WAIT on the app's node); and the
-   producer's CPU per member (getrusage), which is what a machine shared with others measures best.
+   per node), a 3-master cluster with a replica each, without and with ``IMUNBAN_DURABLE_REPLICAS=1``
+   (WAIT on the app's node); and the producer's CPU per member (getrusage), steadier than wall time on
+   a machine shared with others. On two cores a replica competes with its master for CPU.
 """
 
 from __future__ import annotations
@@ -83,28 +84,29 @@ def _bulk_rates(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
 
     with (
         RedisServer(root / "single", appendonly=False) as single,
-        RedisCluster(root / "rc", masters=3, replicas=1) as rig,
+        RedisCluster(root / "rc", masters=3) as bare,
+        RedisCluster(root / "rc-replicas", masters=3, replicas=1) as replicated,
     ):
-        one = connect(Settings(), url=single.url)
-        many = connect(Settings(), url=rig.url)
+        one, plain, durable = (connect(Settings(), url=url) for url in (single.url, bare.url, replicated.url))
         try:
-            for _ in range(cfg.repeats):  # interleaved: the machine's load moves all three alike
+            for _ in range(cfg.repeats):  # interleaved: the machine's load moves them all alike
                 measure(one, "single", 0, one.flushall)
-                measure(many, "cluster", 0, lambda: _flush_cluster(rig))
-                measure(many, "cluster_durable", 1, lambda: _flush_cluster(rig))
+                measure(plain, "cluster", 0, lambda: _flush_cluster(bare))
+                measure(durable, "cluster_replicas", 0, lambda: _flush_cluster(replicated))
+                measure(durable, "cluster_durable", 1, lambda: _flush_cluster(replicated))
         finally:
-            one.close()
-            many.close()
+            for client in (one, plain, durable):
+                client.close()
+    names = ("single", "cluster", "cluster_replicas", "cluster_durable")
     log(
-        f"  bulk members/s: one Redis {best['single']:,.0f}; 3-master cluster {best['cluster']:,.0f}, "
-        f"with IMUNBAN_DURABLE_REPLICAS=1 {best['cluster_durable']:,.0f}; producer CPU µs/member "
-        f"{cpu['single']:.1f} / {cpu['cluster']:.1f} / {cpu['cluster_durable']:.1f}"
+        "  bulk members/s: one Redis / 3-master cluster / with a replica each / and IMUNBAN_DURABLE_REPLICAS=1: "
+        + " / ".join(f"{best[n]:,.0f}" for n in names)
+        + "; producer CPU µs/member "
+        + " / ".join(f"{cpu[n]:.1f}" for n in names)
     )
     return {
         "bulk_members": cfg.bulk_members,
-        "bulk_single_per_s": round(best["single"]),
-        "bulk_cluster_per_s": round(best["cluster"]),
-        "bulk_cluster_durable_per_s": round(best["cluster_durable"]),
+        **{f"bulk_{name}_per_s": round(best[name]) for name in names},
         "cluster_vs_single": round(best["cluster"] / best["single"], 3) if best["single"] else None,
         "producer_cpu_us_per_member": {k: round(v, 2) for k, v in cpu.items()},
     }

@@ -159,10 +159,11 @@ def _cluster_rows(c: dict[str, Any]) -> list[Row]:
         Row("cluster", "bulk members/s: one Redis / 3-master cluster", f"{_num(c.get('bulk_single_per_s'))} / "
             f"{_num(c.get('bulk_cluster_per_s'))}", "cluster ≥ 50,000",
             _check(c.get("bulk_cluster_per_s"), lambda r: r >= 50_000)),
-        Row("cluster", "bulk members/s on the cluster, IMUNBAN_DURABLE_REPLICAS=1",
-            _num(c.get("bulk_cluster_durable_per_s")), "", INFO),
-        Row("cluster", "producer CPU µs/member: one Redis / cluster / cluster + WAIT",
-            " / ".join(_num(cpu.get(n), ".1f") for n in ("single", "cluster", "cluster_durable")), "", INFO),
+        Row("cluster", "bulk members/s, cluster with replicas: no WAIT / IMUNBAN_DURABLE_REPLICAS=1",
+            f"{_num(c.get('bulk_cluster_replicas_per_s'))} / {_num(c.get('bulk_cluster_durable_per_s'))}", "", INFO),
+        Row("cluster", "producer CPU µs/member: one Redis / cluster / + replicas / + WAIT",
+            " / ".join(_num(cpu.get(n), ".1f") for n in ("single", "cluster", "cluster_replicas", "cluster_durable")),
+            "", INFO),
     ]  # fmt: skip
 
 
