@@ -8,6 +8,7 @@ processes delivering and one durable producer per app enqueuing. Short versions 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def test_master_killed_mid_drain(tmp_path: Path) -> None:
 @pytest.mark.timeout(120)
 def test_slot_resharded_mid_drain(tmp_path: Path) -> None:
     """Alpha's slot moved to another master while it drains and producers enqueue: 0 lost, delivery continues."""
-    report = run_cluster_drill(tmp_path, "reshard", ClusterDrillConfig(**{**SHORT.__dict__, "reshard_pause_s": 0.01}))
+    report = run_cluster_drill(tmp_path, "reshard", dataclasses.replace(SHORT, reshard_pause_s=0.01))
     print(f"\ncluster reshard drill: {report}")
     assert_nothing_lost(report)
     assert report.moved_keys > 100 and report.migrating_s is not None

@@ -222,7 +222,7 @@ def _reshard(
 ) -> None:
     slot = state.slot_of(Keys("imunban", AFFECTED).stats)
     source = state.master_of_slot(slot)
-    target = next(node for node in state.live if node is not source and _is_master(node))
+    target = next(node for node in state.live if node is not source and state.is_master(node))
     move = move_slot(
         state, slot, target, batch=cfg.reshard_batch, between_batches=lambda _: time.sleep(cfg.reshard_pause_s)
     )
@@ -231,11 +231,6 @@ def _reshard(
         f"slot {slot} of {AFFECTED!r} moved :{source.port} -> :{target.port}: "
         f"{move.keys} keys in {move.migrating_s:.2f}s"
     )
-
-
-def _is_master(node: RedisServer) -> bool:
-    with node.client() as client:
-        return str(client.info("replication").get("role")) == "master"
 
 
 def _timings(report: ClusterDrillReport, sampler: _Sampler, affected: _Producer, event_at: float) -> None:

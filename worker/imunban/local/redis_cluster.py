@@ -188,6 +188,11 @@ class RedisCluster:
         """Index in :attr:`nodes` of the master that serves ``key`` now."""
         return self.nodes.index(self.master_of_slot(self.slot_of(key)))
 
+    @staticmethod
+    def is_master(node: RedisServer) -> bool:
+        with node.client() as client:
+            return str(client.info("replication").get("role")) == "master"
+
     def kill_master(self, key: str) -> RedisServer:
         """SIGKILL the master that serves ``key`` (a crash: what its replica had not received is gone)."""
         node = self.master_of_slot(self.slot_of(key))
@@ -206,10 +211,7 @@ class RedisCluster:
 
         def promoted() -> bool:
             node = self.master_of_slot(slot)
-            if node is old:
-                return False
-            with node.client() as client:
-                return str(client.info("replication").get("role")) == "master"
+            return node is not old and self.is_master(node)
 
         self._wait(promoted, timeout_s, f"new master for slot {slot}")
         return self.master_of_slot(slot)

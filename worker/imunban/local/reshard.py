@@ -66,13 +66,8 @@ def move_slot(
         dst.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
         src.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
     for node in cluster.live:
-        if node not in (source, target) and _is_master(node):
+        if node not in (source, target) and cluster.is_master(node):
             with node.client() as client:
                 client.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
     move.migrating_s = time.monotonic() - started
     return move
-
-
-def _is_master(node: RedisServer) -> bool:
-    with node.client() as client:
-        return str(client.info("replication").get("role")) == "master"
