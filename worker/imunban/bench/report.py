@@ -144,6 +144,39 @@ def _failover_rows(f: dict[str, Any]) -> list[Row]:
     ]  # fmt: skip
 
 
+def _cluster_rows(c: dict[str, Any]) -> list[Row]:
+    k, m = c.get("kill", {}), c.get("reshard", {})
+    cpu = c.get("producer_cpu_us_per_member", {})
+    return [
+        Row("cluster", "kill: acknowledged / lost (IMUNBAN_DURABLE_REPLICAS=1)",
+            f"{_num(k.get('acknowledged'))} / {_num(k.get('lost'))}", "0 lost",
+            _check(k.get("lost"), lambda n: n == 0)),
+        Row("cluster", "kill → replica promoted", f"{_num(k.get('kill_to_promotion_s'), '.2f')} s", "", INFO),
+        Row("cluster", "kill → killed app delivering again", f"{_num(k.get('resumed_s'), '.2f')} s", "≤ 5 s",
+            _check(k.get("resumed_s"), lambda s: s <= 5)),
+        Row("cluster", "kill: other app's longest pause", f"{_num(k.get('other_max_gap_s'), '.2f')} s", "< 1 s",
+            _check(k.get("other_max_gap_s"), lambda s: s < 1)),
+        Row("cluster", "kill: refused intakes (re-sent) / duplicates",
+            f"{_num(k.get('refused'))} / {_num(k.get('duplicates'))}", "", INFO),
+        Row("cluster", "reshard: acknowledged / lost", f"{_num(m.get('acknowledged'))} / {_num(m.get('lost'))}",
+            "0 lost", _check(m.get("lost"), lambda n: n == 0)),
+        Row("cluster", "reshard: keys moved, slot in flight",
+            f"{_num(m.get('moved_keys'))} in {_num(m.get('migrating_s'), '.2f')} s", "", INFO),
+        Row("cluster", "reshard: moved app's longest pause", f"{_num(m.get('affected_max_gap_s'), '.2f')} s",
+            "reported", INFO),
+        Row("cluster", "reshard: other app's longest pause", f"{_num(m.get('other_max_gap_s'), '.2f')} s", "< 1 s",
+            _check(m.get("other_max_gap_s"), lambda s: s < 1)),
+        Row("cluster", "bulk members/s: one Redis / 3-master cluster", f"{_num(c.get('bulk_single_per_s'))} / "
+            f"{_num(c.get('bulk_cluster_per_s'))}", "cluster ≥ 50,000",
+            _check(c.get("bulk_cluster_per_s"), lambda r: r >= 50_000)),
+        Row("cluster", "bulk members/s, cluster with replicas: no WAIT / IMUNBAN_DURABLE_REPLICAS=1",
+            f"{_num(c.get('bulk_cluster_replicas_per_s'))} / {_num(c.get('bulk_cluster_durable_per_s'))}", "", INFO),
+        Row("cluster", "producer CPU µs/member: one Redis / cluster / + replicas / + WAIT",
+            " / ".join(_num(cpu.get(n), ".1f") for n in ("single", "cluster", "cluster_replicas", "cluster_durable")),
+            "", INFO),
+    ]  # fmt: skip
+
+
 def _web_rows(w: dict[str, Any]) -> list[Row]:
     """One row per console page or API call: p95 server time (p50 beside it), ≤ 100 ms; a member lookup ≤ 10 ms."""
     size = f"{w.get('scheduled', 0):,} scheduled, {w.get('dead', 0):,} dead"
@@ -176,6 +209,7 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         "failover": _failover_rows,
         "web": _web_rows,
         "apps": apps_rows,
+        "cluster": _cluster_rows,
     }
     for name, build in builders.items():
         data = scenarios.get(name)
