@@ -23,7 +23,7 @@ from imunban.local.redis_cluster import RedisCluster
 from imunban.local.reshard import move_slot
 from imunban.producer import Producer
 from imunban.scripts import GroupArgs, register, script_keys
-from imunban.settings import Durability, LingerPolicy, Settings
+from imunban.settings import DEFAULT_TRACE_TTL_S, Durability, LingerPolicy, Settings
 from imunban.store import Store
 
 
@@ -96,7 +96,8 @@ def test_a_call_mid_migration_is_retried_and_applied_whole(rig: RedisCluster, cl
     enqueue = register(client, "enqueue")
     packed = GroupArgs()
     packed.add("new-group", [f"n{i}" for i in range(50)], "", "0", "")
-    call = (enqueue, script_keys(keys, "enqueue", packed.groups), [LingerPolicy(0).script_arg, "1", *packed.argv()])
+    args = [LingerPolicy(0).script_arg, "1", DEFAULT_TRACE_TTL_S * 1000, *packed.argv()]
+    call = (enqueue, script_keys(keys, "enqueue", packed.groups), args)
     waits: list[float] = []
     waited = threading.Event()
     replies: list[Any] = []
