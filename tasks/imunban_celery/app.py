@@ -11,19 +11,21 @@ both consume the public and the internal queue.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
 from kombu.entity import Queue
 
+from imunban.apps import Apps
 from imunban.errors import ConfigError
 from imunban.ha import SENTINEL_TIMEOUT_S
 from imunban.local.embedded import resolve_settings
 from imunban.redis_url import is_cluster_url, is_sentinel_url, parse_sentinel_url
 from imunban.settings import Settings
 from imunban_celery import guard, maintenance, unban
-from imunban_celery.context import Context, base_conf
-from imunban_celery.names import DELIVER_TASK, INTERNAL_QUEUE, PUBLIC_QUEUE, WORKER_QUEUES
+from imunban_celery.context import Context, base_conf, route_intake
+from imunban_celery.names import CANCEL_TASK, DELIVER_TASK, INTERNAL_QUEUE, PUBLIC_QUEUE, UNBAN_TASK, WORKER_QUEUES
 
 __all__ = ["INTERNAL_QUEUE", "PUBLIC_QUEUE", "WORKER_QUEUES", "create_celery"]
 
@@ -47,7 +49,9 @@ def create_celery(settings: Settings | None = None) -> Celery:
         # Declared here, so a worker started without -Q consumes both queues, not only the default one.
         task_queues=[Queue(name, routing_key=name) for name in context.worker_queues()],  # type: ignore[no-untyped-call]
         task_create_missing_queues=True,
-        task_routes={DELIVER_TASK: {"queue": INTERNAL_QUEUE}},
+        # Intake with several apps goes to its app's intake queue unless the sender names a queue
+        # (an explicit queue wins: producers that send to the public queue keep working).
+        task_routes=[{DELIVER_TASK: {"queue": INTERNAL_QUEUE}}, intake_router(context.apps)],
         # Tasks are short (a delivery run has a few-second budget); nothing relies on ETA/countdown.
         broker_transport_options={"visibility_timeout": 300, **transport_options},
     )
@@ -56,6 +60,17 @@ def create_celery(settings: Settings | None = None) -> Celery:
     unban.register(celery)
     maintenance.register(celery)
     return celery
+
+
+def intake_router(apps: Apps) -> Callable[..., dict[str, str] | None]:
+    """A Celery router: ``imunban.unban``/``imunban.cancel`` to the queue :func:`route_intake` picks."""
+
+    def route(name: str, args: Any, kwargs: dict[str, Any] | None, options: Any, *_: Any, **__: Any) -> Any:
+        if name in (UNBAN_TASK, CANCEL_TASK):
+            return {"queue": route_intake(apps, kwargs)}
+        return None
+
+    return route
 
 
 def broker(settings: Settings) -> tuple[str | None, dict[str, Any]]:

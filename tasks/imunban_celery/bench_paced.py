@@ -21,12 +21,14 @@ from typing import Any
 
 from imunban.settings import Settings
 from imunban_celery.app import create_celery
-from imunban_celery.names import PUBLIC_QUEUE, UNBAN_TASK
+from imunban_celery.context import context_of, route_intake
+from imunban_celery.names import UNBAN_TASK
 
 
 def run(schedule: list[dict[str, Any]], sent_path: Path, settings: Settings | None = None) -> dict[str, Any]:
     """Send every scheduled message at its offset; return the count, the span and how far sends fell behind."""
     celery = create_celery(settings or Settings.from_env())
+    apps = context_of(celery).apps
     with celery.connection_for_write() as connection:
         connection.ensure_connection(max_retries=3)
         with celery.producer_pool.acquire(block=True) as producer:
@@ -46,7 +48,9 @@ def run(schedule: list[dict[str, Any]], sent_path: Path, settings: Settings | No
                 celery.send_task(
                     UNBAN_TASK,
                     kwargs=kwargs,
-                    queue=PUBLIC_QUEUE,
+                    # Its app's intake queue with several apps (the public one otherwise): as a producer
+                    # that knows the deployment's apps sends (docs/celery-contract.md).
+                    queue=route_intake(apps, kwargs),
                     producer=producer,
                 )
             seconds = time.perf_counter() - started

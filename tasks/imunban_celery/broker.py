@@ -19,11 +19,16 @@ when full, which is intake being refused. See docs/durability.md.
 :data:`INTAKE_GATE`: after the store refused a public message because Redis is full, the worker takes
 no public message for :data:`PAUSE_S` (the message went back to its queue) but keeps taking delivery
 runs, which free memory; so a full Redis costs no busy loop of refusals.
+
+:data:`DELIVERY_GATE`: a worker takes at most IMUNBAN_CONCURRENCY delivery runs at once; ``imunban worker``
+runs :data:`~imunban_celery.names.INTAKE_THREADS` more pool threads, so intake never waits for a thread
+held by a delivery run (docs/celery-contract.md, "Isolation between apps").
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -37,12 +42,14 @@ from kombu.utils.json import dumps, loads
 
 from imunban.connection import is_redis_full
 from imunban.scripts import lua_source
-from imunban_celery.names import INTERNAL_QUEUE, PUBLIC_QUEUE
+from imunban_celery.names import is_intake, is_internal
 
 log = logging.getLogger("imunban.tasks")
 
 #: How long a worker takes no public message after Redis refused one for being full.
 PAUSE_S = 1.0
+#: The BRPOP timeout while this process runs its cap of delivery runs (Redis >= 6 takes a fraction).
+FULL_POP_TIMEOUT_S = 0.02
 #: The record of a popped message is re-sent after connection errors for this long: longer than a
 #: Sentinel failover (down-after-milliseconds, then the election), since meanwhile the message exists
 #: only in this process. 1.5 s lost a message in each failover of the drill that caught one in flight.
@@ -85,6 +92,52 @@ _sleep = time.sleep
 
 #: One per worker process: the consumer reads it, the intake tasks close it (see the module docstring).
 INTAKE_GATE = IntakeGate()
+
+
+class DeliveryGate:
+    """How many delivery runs this process has taken and not finished; at ``cap`` it takes no more.
+
+    The pool has ``cap`` + :data:`~imunban_celery.names.INTAKE_THREADS` threads (``imunban worker``),
+    so intake (any app's) always finds a thread: it never waits behind delivery runs, which can
+    hold a thread for seconds, mostly asleep on their app's limiter. Counted by delivery tag from
+    the moment kombu records a popped run until it is acknowledged or rejected.
+    """
+
+    def __init__(self, cap: int | None = None) -> None:
+        self.cap = cap
+        self._taken: set[str] = set()
+        self._owner: int | None = None
+        self._lock = threading.Lock()
+
+    def taken(self, tag: str, owner: int = 0) -> None:
+        """A run was popped by the consumer channel ``owner`` (its QoS's id).
+
+        One consumer channel at a time: a new one (the broker connection was lost and re-opened) means the
+        old channel's runs were restored to their queue or will never be acknowledged here, so they stop
+        counting (those still running finish uncounted, within the pool's size).
+        """
+        with self._lock:
+            if owner != self._owner:
+                self._taken.clear()
+                self._owner = owner
+            self._taken.add(tag)
+
+    def done(self, tag: str) -> None:
+        with self._lock:
+            self._taken.discard(tag)
+
+    def forget(self, tags: list[str]) -> None:
+        """Stop counting ``tags`` (their channel closed: restored to their queue, never acknowledged here)."""
+        with self._lock:
+            self._taken.difference_update(tags)
+
+    def full(self) -> bool:
+        """Whether this process runs ``cap`` delivery runs already (no cap: never)."""
+        return self.cap is not None and len(self._taken) >= self.cap
+
+
+#: One per worker process: the consumer counts delivery runs in it; the Celery context sets its cap.
+DELIVERY_GATE = DeliveryGate()
 
 
 def _script(client: redis.Redis, name: str) -> Any:
@@ -137,17 +190,27 @@ class FullSafeQoS(kombu_redis.QoS):
         if failures:
             log.warning("recorded the popped message after %d failed attempt(s)", failures)
         virtual.QoS.append(self, message, delivery_tag)
+        if is_internal(str(delivery.get("routing_key") or "")):
+            DELIVERY_GATE.taken(delivery_tag, id(self))
 
     def ack(self, delivery_tag: str) -> None:
         self._forget(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)
+        DELIVERY_GATE.done(delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        DELIVERY_GATE.done(delivery_tag)
         if requeue:
             self.restore_by_tag(delivery_tag, leftmost=True)
         else:
             self._forget(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)
+
+    def restore_unacked(self, client: redis.Redis | None = None) -> None:
+        # The channel is closing (connection lost, shutdown): its runs go back to their queue and their
+        # acks will never come, so the gate must stop counting them or it would stay full for good.
+        DELIVERY_GATE.forget(list(self._delivered))
+        super().restore_unacked(client)
 
     def _forget(self, delivery_tag: str) -> None:
         with self.channel.conn_or_acquire() as client:
@@ -218,7 +281,7 @@ class FullSafeChannel(kombu_redis.Channel):
                 _script(client, "binding_add")(keys=tables, args=[member])
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
-        internal = queue == INTERNAL_QUEUE or queue.startswith(INTERNAL_QUEUE + ".")
+        internal = is_internal(queue)
         if not internal or kwargs.get("_publish_batch") is not None or queue in getattr(self, "_expires", {}):
             super()._put(queue, message, **kwargs)
             return
@@ -227,24 +290,40 @@ class FullSafeChannel(kombu_redis.Channel):
             _script(client, "queue_push")(keys=[key], args=[dumps(message)])
 
     def _brpop_start(self, timeout: float | None = None) -> None:
-        if not INTAKE_GATE.paused():
+        full = DELIVERY_GATE.full()
+        skip = skipped_queues(INTAKE_GATE.paused(), full)
+        if skip is None:
             super()._brpop_start(timeout)
             return
+        if full:
+            # A pop that leaves the delivery runs out must not sleep kombu's whole second: a run that ends
+            # meanwhile frees a place that the next pop should fill at once.
+            timeout = FULL_POP_TIMEOUT_S
         cycle = self._queue_cycle
-        self._queue_cycle = _Without(cycle, PUBLIC_QUEUE)
+        self._queue_cycle = _Without(cycle, skip)
         try:
             super()._brpop_start(timeout)
         finally:
             self._queue_cycle = cycle
 
 
-class _Without:
-    """A queue cycle that leaves ``skip`` out of the queues it offers (all of them if nothing else is left)."""
+def skipped_queues(intake_paused: bool, delivery_full: bool) -> Callable[[str], bool] | None:
+    """Which queues the next pop leaves out: intake ones after a full-Redis refusal, delivery runs while this
+    process runs its cap of them (so its spare threads stay for intake); None: none."""
+    if intake_paused:  # delivery runs free memory: taken even beyond the cap, in the spare threads
+        return is_intake
+    if delivery_full:
+        return is_internal
+    return None
 
-    def __init__(self, cycle: Any, skip: str) -> None:
+
+class _Without:
+    """A queue cycle that leaves the queues ``skip`` names out of those it offers (all of them if nothing is left)."""
+
+    def __init__(self, cycle: Any, skip: Callable[[str], bool]) -> None:
         self._cycle = cycle
         self._skip = skip
 
     def consume(self, n: int) -> list[str]:
         queues: list[str] = list(self._cycle.consume(n))
-        return [q for q in queues if q != self._skip] or queues
+        return [q for q in queues if not self._skip(q)] or queues

@@ -18,7 +18,14 @@ from imunban.fairness import FairShare
 from imunban.metrics import observer_for
 from imunban.runtime import prepare_worker
 from imunban.settings import Settings
-from imunban_celery.names import DELIVER_TASK, INTERNAL_QUEUE, PUBLIC_QUEUE, WORKER_QUEUES, internal_queue
+from imunban_celery.names import (
+    DELIVER_TASK,
+    INTERNAL_QUEUE,
+    PUBLIC_QUEUE,
+    WORKER_QUEUES,
+    intake_queue,
+    internal_queue,
+)
 
 
 class Context:
@@ -76,14 +83,28 @@ class Context:
 
 
 def worker_queues(apps: Apps) -> list[str]:
-    """The public queue and the internal delivery queue(s): one per app when there are several.
+    """The public queue, and with several apps each app's intake queue; the internal delivery queue(s).
 
     kombu's Redis transport takes the next message from its queues in rotation, so a worker serves
-    the apps with due work in turn, and one app's backlog of runs never sits in front of another's.
+    the apps with due work in turn: one app's backlog of runs never sits in front of another's, and
+    one app's flood of intake messages (on its own queue) never in front of another app's intake.
     """
     if len(apps) == 1:
         return list(WORKER_QUEUES)
-    return [PUBLIC_QUEUE, *(internal_queue(app.name) for app in apps)]
+    return [
+        PUBLIC_QUEUE,
+        *(intake_queue(app.name) for app in apps),
+        *(internal_queue(app.name) for app in apps),
+    ]
+
+
+def route_intake(apps: Apps, kwargs: dict[str, Any] | None) -> str:
+    """The queue an ``imunban.unban``/``imunban.cancel`` is sent to: its app's intake queue when there are
+    several apps and it names a served one, else the public queue (which stays valid for every app)."""
+    app = (kwargs or {}).get("app")
+    if len(apps) > 1 and isinstance(app, str) and app in apps.by_name:
+        return intake_queue(app)
+    return PUBLIC_QUEUE
 
 
 def context_of(celery: Celery) -> Context:

@@ -17,6 +17,7 @@ from imunban.keys import Keys
 from imunban.local.cluster import LocalCluster
 from imunban.local.redis_cluster import RedisCluster
 from imunban.local.redis_server import RedisServer
+from imunban.pause import Actor
 from imunban.sim.core import SimConfig
 from imunban.trace import member_search, trace
 from imunban_celery.app import create_celery
@@ -121,6 +122,28 @@ def test_a_hold_on_one_app_does_not_stop_the_other(make_cluster: ClusterFactory)
     cluster.sim_of("alpha").configure(global_error=None)  # alpha's configuration is fixed
     assert cluster.wait_until(lambda s: s["delivered"] == 120 and s["hold"] is None, 30), cluster.status()
     assert_each_app_got_its_own(cluster, groups=3, per_group=20)
+
+
+@pytest.mark.timeout(120)
+def test_a_pause_of_one_app_leaves_the_other_delivering_through_its_own_queue(make_cluster: ClusterFactory) -> None:
+    """alpha paused with a backlog takes no thread and no call; beta's Celery messages (routed to imunban.app.beta by
+    the app kwarg) and Python requests are all delivered in full batches; alpha drains after resume."""
+    cluster = make_cluster(workers=1, concurrency=2, sim_config=SimConfig(latency_ms=5))
+    producer = cluster.producer()
+    producer.bulk({"group_id": f"alpha-g{g}", "members": members("alpha", g, 100), "app": "alpha"} for g in range(20))
+    cluster.deployment.app("alpha").pause.pause("maintenance", Actor("cli", "cli", "test"))
+    celery = create_celery(cluster.settings())
+    for g in range(3):
+        celery.send_task(
+            UNBAN_TASK, kwargs={"group_id": f"beta-g{g}", "members": members("beta", g, 40), "app": "beta"}
+        )
+    producer.bulk({"group_id": "beta-g3", "members": members("beta", 3, 40), "app": "beta"} for _ in range(1))
+    assert cluster.wait_until(lambda s: s["apps"]["beta"]["delivered"] == 160, 30), cluster.status()
+    assert cluster.sim_of("alpha").snapshot()["calls"] == 0
+    assert cluster.sim_of("beta").snapshot()["calls_ok"] == 8  # full batches of 20
+    assert cluster.status()["apps"]["alpha"]["queued"] == 2_000
+    cluster.deployment.app("alpha").pause.resume(Actor("cli", "cli", "test"))
+    assert cluster.wait_until(lambda s: s["apps"]["alpha"]["delivered"] == 2_000, 60), cluster.status()
 
 
 @pytest.mark.timeout(180)

@@ -16,6 +16,7 @@ from imunban.deployment import open_deployment
 from imunban.health import add_app_state, add_states, thresholds
 from imunban.hold import Hold
 from imunban.keys import Keys
+from imunban.livelimit import add_limit, add_limits
 from imunban.producer import Producer
 from imunban.settings import LingerPolicy, Settings
 from imunban.stats import status, status_of_apps
@@ -46,12 +47,15 @@ def test_status_is_the_cli_document(r: redis.Redis, redis_url: str) -> None:
     api = client.get("/api/status", headers=OP).json()
     cli = status_of_apps(r, [Keys("imunban")])  # `imunban status --json`: the totals and `apps`, with their states
     add_states(r, [Keys("imunban")], cli, thresholds(Settings()))
+    deployment = open_deployment(Settings(), client=r)
+    add_limits(deployment, cli)  # and each app's rate limit
     assert set(api) == set(cli) and set(api["apps"]) == {"default"}
     assert _timeless(api) == _timeless(cli)
     assert api["state"]["state"] == api["apps"]["default"]["state"]["state"] == "stalled"  # due work, no worker
     # ?app=NAME is `imunban status --app NAME --json`: that app's document alone.
     one = status(r, Keys())
     add_app_state(r, Keys(), one, thresholds(Settings()))
+    add_limit(deployment.app("default").limit, one)
     assert _timeless(client.get("/api/status?app=default", headers=OP).json()) == _timeless(one)
 
 
@@ -93,6 +97,9 @@ def test_two_apps_switcher_totals_status_and_actions(r: redis.Redis, redis_url: 
     both = [Keys("imunban", "alpha"), Keys("imunban", "beta")]
     cli = status_of_apps(r, both)
     add_states(r, both, cli, thresholds(Settings()))
+    limits = Apps([AppConfig("alpha", rate_limit_per_s=190.0), AppConfig("beta", rate_limit_per_s=95.0)])
+    add_limits(open_deployment(Settings(), client=r, apps=limits), cli)
+    assert doc["apps"]["beta"]["rate_limit"]["effective_per_s"] == 95.0
     assert _timeless(doc) == _timeless(cli)
     assert doc["state"]["reason"].startswith("app alpha: no live worker")  # the worst app, named
     assert (doc["queued"], doc["dead"], doc["apps"]["alpha"]["queued"], doc["apps"]["beta"]["dead"]) == (3, 1, 2, 1)

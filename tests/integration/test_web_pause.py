@@ -93,3 +93,21 @@ def test_a_healthy_app_shows_no_state_banner(r: redis.Redis, redis_url: str) -> 
     page = console_client(r, redis_url).get("/", headers=OP).text
     assert 'class="state-banner hidden"' in page
     assert '<span id="state-pill" class="pill state-delivering">DELIVERING</span>' in page
+
+
+def test_the_console_sets_and_resets_the_live_limit(r: redis.Redis, redis_url: str) -> None:
+    """POST /api/limit (operator) sets the rate, shown on /holds and in /api/status; the form resets it; a viewer
+    may not; a bad rate is a 400 naming the field; each change is audited with the console's role."""
+    client = console_client(r, redis_url)
+    answer = client.post("/api/limit", json={"rate": 150}, headers=OP).json()
+    assert answer["effective_per_s"] == 150.0 and answer["source"] == "live" and answer["replaced_per_s"] is None
+    assert client.get("/api/status", headers=OP).json()["apps"]["default"]["rate_limit"]["live_per_s"] == 150.0
+    assert "Back to the configured limit" in client.get("/holds", headers=OP).text
+    bad = client.post("/api/limit", json={"rate": 0}, headers=OP)
+    assert bad.status_code == 400 and "rate" in bad.text
+    assert client.post("/api/limit", json={"rate": 100}, headers=bearer(VIEWER)).status_code == 403
+    csrf = sign_in(client, OPERATOR)
+    done = client.post("/actions/limit", data={"reset": "1", "csrf_token": csrf}, headers={"origin": BASE})
+    assert done.status_code == 303 and "done=unlimit" in done.headers["location"]
+    assert not r.exists(KEYS.limit)
+    assert [(e["action"], e["role"]) for e in audits(r)] == [("limit", "operator"), ("limit", "operator")]

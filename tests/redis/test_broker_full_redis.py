@@ -188,3 +188,28 @@ def test_a_popped_message_survives_a_dropped_connection_before_it_is_recorded(
         assert not failures and fr.hlen("unacked") == 1 and fr.llen(PUBLIC_QUEUE) == 0
         got[0].ack()
     assert fr.hlen("unacked") == 0
+
+
+def test_delivery_runs_popped_are_counted_until_acked_and_a_full_gate_pops_intake_only(
+    fr: redis.Redis, small_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A popped delivery run counts in the delivery gate until acked or rejected (intake does not count); at the
+    cap the next pop takes an intake message although delivery runs wait (their thread is kept for intake)."""
+    gate = broker.DeliveryGate(cap=1)
+    monkeypatch.setattr(broker, "DELIVERY_GATE", gate)
+    with connect(small_server) as conn:
+        publish(conn, INTERNAL, "run1", "run2")
+        run = consume(conn, INTERNAL, 1)[0]
+        assert gate.full()
+        publish(conn, PUBLIC, "intake")
+        got: list[Any] = []
+        with conn.Consumer([INTERNAL, PUBLIC], callbacks=[lambda body, message: got.append(message)], prefetch_count=9):
+            conn.drain_events(timeout=5)
+        assert [m.payload["n"] for m in got] == ["intake"] and gate.full()
+        got[0].ack()
+        run.ack()
+        assert not gate.full() and fr.llen(INTERNAL_QUEUE) == 1
+        consume(conn, INTERNAL, 1)
+        assert gate.full()
+        conn.default_channel.qos.restore_unacked()  # the channel closes (connection lost): the run goes back
+        assert not gate.full() and fr.llen(INTERNAL_QUEUE) == 1

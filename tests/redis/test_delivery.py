@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from imunban.classify import classify
-from imunban.delivery import Deliverer
+from imunban.delivery import CLAIM_SPREAD, Deliverer
 from imunban.errors import TransportError
 from imunban.hold import Hold
 from imunban.keys import Keys
@@ -74,6 +74,7 @@ def make(store: Store, api: FakeApi, jitter: float = 0.0, **policy: int) -> tupl
         hold,
         policy=dataclasses.replace(DEFAULT_POLICY, **policy),
         rand=lambda: jitter,
+        pick=lambda n: 0,  # a run that moves on takes the oldest claimable group (the spread's first)
     )
     return deliverer, limiter
 
@@ -218,6 +219,23 @@ def test_run_moves_on_to_oldest_waiting_group(store: Store) -> None:
     report = deliverer.deliver_group("b")
     assert [g for g, _ in api.calls] == ["b", "a", "c"]
     assert report.delivered == 6
+
+
+def test_run_moves_on_to_the_picked_one_of_the_oldest_groups(store: Store) -> None:
+    """A run that moves on asks for a pick among CLAIM_SPREAD groups and goes to that one of the oldest claimable."""
+    api = FakeApi()
+    asked: list[int] = []
+
+    def second(n: int) -> int:
+        asked.append(n)
+        return 1
+
+    deliverer = Deliverer(store, Limiter(), api, Hold(store.client, store.keys), pick=second)
+    for g in ("a", "b", "c", "d"):
+        enqueue(store, g, ["m1"])
+    deliverer.deliver_group("none")
+    assert [g for g, _ in api.calls] == ["b", "c", "d", "a"]  # the 2nd oldest claimable each time; a is left
+    assert set(asked) == {CLAIM_SPREAD}
 
 
 def test_poison_member_isolated_by_bisection(store: Store, r: redis.Redis, keys: Keys) -> None:

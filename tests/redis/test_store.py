@@ -666,3 +666,23 @@ def test_group_gone_also_ends_members_scheduled_far_ahead(store: Store, r: redis
     assert int(ended["c"]["due_ms"]) == far
     assert r.zcard(KEYS.sched_group("g")) == 0 and r.zscore(KEYS.schedidx, "g") is None
     assert r.zscore(KEYS.sched_group("other"), "e") == far
+
+
+def test_claim_next_spreads_runs_over_the_oldest_claimable_groups(r: redis.Redis, store: Store) -> None:
+    """A run that moves on takes the pick-th (modulo) of the spread oldest claimable groups; never a lingering one."""
+    now = server_ms(r)
+    store.enqueue([req(g, "x", at_ms=now - 5_000 + i) for i, g in enumerate("abcd")])
+    store.enqueue([req("later", "z")])
+    r.zadd(KEYS.groups, {"later": server_ms(r) + LONG_LINGER_MS})  # as a lingering group is indexed
+    assert store.claim_next("empty", spread=3, pick=1)[0] == "b"
+    assert store.claim_next("empty", spread=3, pick=5)[0] == "d"  # a, c, d claimable among the 3 oldest: 5 % 3
+    assert store.claim_next("empty", spread=10, pick=0)[0] == "a"
+    assert store.claim_next("empty", spread=10, pick=7)[0] == "c"  # only c is claimable: the lingering one never
+    assert store.claim_next("empty", spread=10, pick=7) == ("empty", None)
+
+
+def test_claim_next_spread_still_serves_high_priority_first(r: redis.Redis, store: Store) -> None:
+    """Whatever the pick, a group holding a high-priority member goes before the others."""
+    now = server_ms(r)
+    store.enqueue([req(g, "x", at_ms=now - 5_000) for g in "abc"] + [req("vip", "boss", high=True)])
+    assert store.claim_next("empty", spread=16, pick=2)[0] == "vip"

@@ -109,7 +109,7 @@ def test_rows_verdicts() -> None:
     verdict = {(r.scenario, r.metric): r.verdict for r in rows}
     assert verdict[("drain", "ratio to 20 x configured limit")] == OK
     assert verdict[("naive", "imunban / naive, same run")] == OK  # 3,700 / 190 = 19.5
-    assert verdict[("latency", "10 % load (380/s), scheduled: p50 / p99 / p99.9")] == MISS
+    assert verdict[("latency", "10 % load (380/s), scheduled: p50 / p99 / p99.9 (from the due time)")] == MISS
     assert verdict[("bulk", "bulk / apply_async, same run")] == OK
     assert verdict[("scale", "enqueue/s: empty → full (median paired ratio)")] == MISS
     assert (

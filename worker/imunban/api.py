@@ -1,14 +1,15 @@
 """The HTTP client for ``v4/group_open_http_svc/unban_group_member``.
 
-One :class:`ApiClient` per worker process, shared by its threads: a keep-alive connection pool
+One :class:`ApiClient` per worker process, shared by its threads: a kept-alive connection per thread
 (the docs ask for it), a cached admin UserSig, and region failover to the backup domain on DNS or
 connect failures only. Every failure is raised as a :class:`imunban.errors.ApiError` subclass that
 says what to do; the client retries nothing itself (the delivery engine owns retries and rate).
 
-The one POST goes through urllib3's connection pool directly: requests' per-call work (merging the
-session, reading proxies and CA bundles from the environment, cookies, re-parsing the URL) cost more
-CPU than the rest of a delivery. What requests read from the environment on every call (HTTP(S)_PROXY,
-NO_PROXY, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) is read once, when the client is made.
+The one POST goes, per thread, over a persistent ``http.client`` connection (:mod:`imunban.lean_http`):
+requests' and then urllib3's per-call work (merging the session, the pool's check-out, response and
+header objects, re-encoding the URL) cost more CPU than the rest of a delivery. Through a proxy it
+goes through urllib3's ProxyManager. What requests read from the environment on every call
+(HTTP(S)_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) is read once, when the client is made.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import urllib3
 from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_auth_from_url, get_environ_proxies, select_proxy
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, MaxRetryError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
-from urllib3.util import make_headers, parse_url
+from urllib3.util import make_headers
 from urllib3.util.retry import Retry
 
 from imunban.apps import AppConfig
@@ -44,11 +45,12 @@ from imunban.errors import (
     ValidationError,
 )
 from imunban.keys import MAX_MEMBERS
+from imunban.lean_http import HEADERS, LeanRoute, Response
 from imunban.logredact import scrub_exception
 from imunban.settings import CONNECT_TIMEOUT_S, READ_TIMEOUT_S
 from imunban.usersig import UserSigCache
 
-__all__ = ["FAILOVER_S", "MAX_MEMBERS", "UNBAN_PATH", "ApiClient", "Transport"]
+__all__ = ["FAILOVER_S", "MAX_MEMBERS", "UNBAN_PATH", "ApiClient", "Route", "Transport"]
 
 #: The unban API's path under the region's base URL.
 UNBAN_PATH = "/v4/group_open_http_svc/unban_group_member"
@@ -63,8 +65,6 @@ _RANDOM_RANGE = 2**32
 #: (total=0 rather than False: a failure comes wrapped in a MaxRetryError that quotes the URL,
 #: which :func:`imunban.logredact.scrub_exception` then redacts.)
 _NO_RETRIES = Retry(total=0, connect=0, read=False, redirect=False, status=0)
-
-_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,14 @@ def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
         todo += [n for n in nested if isinstance(n, BaseException)]
 
 
+def _ca_bundle() -> str:
+    """The CA bundle requests would use: REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE or certifi's."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or DEFAULT_CA_BUNDLE_PATH
+
+
 def _tls_options() -> dict[str, Any]:
-    """Certificates verified against the CA bundle requests would use: REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE or certifi."""
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or DEFAULT_CA_BUNDLE_PATH
+    """Certificates verified against the CA bundle requests would use (for urllib3's managers)."""
+    bundle = _ca_bundle()
     return {"cert_reqs": "CERT_REQUIRED", ("ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"): bundle}
 
 
@@ -131,24 +136,71 @@ def _proxy_manager(proxy: str, pool_size: int) -> Transport:
     return urllib3.ProxyManager(proxy, proxy_headers=headers, **options)
 
 
-def _default_routes(base_urls: Sequence[str], pool_size: int) -> tuple[list[tuple[Transport, str]], list[Any]]:
-    """For each base URL, what to post through and the URL to post to; and the managers to close.
+class Route(Protocol):
+    """One base URL's way to post: ``post(path and query, body)`` raises only classified ApiErrors."""
 
-    Without a proxy the call goes to the host's keep-alive pool with the path alone (no pool lookup
-    per call); with one (from the environment, as requests picks it) through a ProxyManager.
+    def post(self, target: str, body: bytes) -> Response: ...
+
+    def close(self) -> None: ...
+
+
+class _Urllib3Route:
+    """A POST through a urllib3 manager (a proxy) or a test's transport; ``url`` is prefixed to the target."""
+
+    def __init__(self, transport: Transport, url: str, timeout: urllib3.Timeout, *, owned: bool) -> None:
+        self.transport = transport
+        self.url = url
+        self._timeout = timeout
+        self._owned = owned
+
+    def post(self, target: str, body: bytes) -> Response:
+        try:
+            # Certificates are verified (the managers are made with CERT_REQUIRED); no redirect is followed.
+            response = self.transport.urlopen(
+                "POST",
+                self.url + target,
+                body=body,
+                headers=HEADERS,
+                timeout=self._timeout,
+                retries=_NO_RETRIES,
+                redirect=False,
+                preload_content=True,
+            )
+        except HTTPError as exc:
+            # The library's message quotes the URL with the usersig: never let it out.
+            scrub_exception(exc)
+            raise _urllib3_transport_error(exc) from exc
+        return Response(response.status, response.reason or "", response.data)
+
+    def close(self) -> None:
+        if self._owned:
+            clear = getattr(self.transport, "clear", None)
+            if clear is not None:
+                clear()
+
+
+def _default_routes(base_urls: Sequence[str], pool_size: int, connect_s: float, read_s: float) -> list[Route]:
+    """For each base URL, how the POST goes: a lean per-thread connection, or through the environment's proxy.
+
+    The proxy (if any) is picked as requests picks it; one ProxyManager per proxy, shared by its routes.
     """
-    direct = urllib3.PoolManager(num_pools=4, maxsize=pool_size, retries=_NO_RETRIES, **_tls_options())
+    timeout = urllib3.Timeout(connect=connect_s, read=read_s)
     managers: dict[str, Transport] = {}
-    routes: list[tuple[Transport, str]] = []
+    routes: list[Route] = []
     for base_url in base_urls:
         proxy = select_proxy(base_url, get_environ_proxies(base_url))
         if proxy:
-            if proxy not in managers:
+            owned = proxy not in managers
+            if owned:
                 managers[proxy] = _proxy_manager(proxy, pool_size)
-            routes.append((managers[proxy], base_url + UNBAN_PATH))
+            routes.append(_Urllib3Route(managers[proxy], base_url + UNBAN_PATH, timeout, owned=owned))
         else:
-            routes.append((direct.connection_from_url(base_url), (parse_url(base_url).path or "") + UNBAN_PATH))
-    return routes, [direct, *managers.values()]
+            routes.append(
+                LeanRoute(
+                    base_url, UNBAN_PATH, connect_timeout_s=connect_s, read_timeout_s=read_s, ca_bundle=_ca_bundle()
+                )
+            )
+    return routes
 
 
 class ApiClient:
@@ -175,7 +227,6 @@ class ApiClient:
         if not urls:
             raise ValueError("base_urls must not be empty")
         self.base_urls: tuple[str, ...] = tuple(u.rstrip("/") for u in urls)
-        self._timeout = urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s)
         self._sigs = sig_cache or UserSigCache(sdkappid, identifier, secret)
         self._rng = rng or _default_rng
         self._monotonic = monotonic
@@ -185,13 +236,13 @@ class ApiClient:
         self._preferred_until = 0.0
         #: (UserSig, the query string's first part with it, URL-encoded): re-encoded only when the sig changes.
         self._signed = ("", "")
-        #: Per base URL: what the POST goes through and the URL (or, on a host's own pool, the path) it goes to.
-        self._routes: list[tuple[Transport, str]]
-        self._managers: list[Any]  # what close() clears: only what this client made
+        #: Per base URL: how the POST goes there (given the target "?query").
+        self._routes: list[Route]
         if transport is None:
-            self._routes, self._managers = _default_routes(self.base_urls, pool_size)
+            self._routes = _default_routes(self.base_urls, pool_size, connect_timeout_s, read_timeout_s)
         else:
-            self._routes, self._managers = [(transport, url + UNBAN_PATH) for url in self.base_urls], []
+            timeout = urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s)
+            self._routes = [_Urllib3Route(transport, url + UNBAN_PATH, timeout, owned=False) for url in self.base_urls]
 
     def __repr__(self) -> str:
         urls = ", ".join(self.base_urls)
@@ -207,8 +258,8 @@ class ApiClient:
         self._sigs.invalidate()
 
     def close(self) -> None:
-        for manager in self._managers:
-            manager.clear()
+        for route in self._routes:
+            route.close()
 
     def __enter__(self) -> ApiClient:
         return self
@@ -269,24 +320,8 @@ class ApiClient:
         return f"{signed[1]}&random={self._rng()}&contenttype=json"
 
     def _call(self, index: int, body: bytes, group_id: str, n_members: int) -> None:
-        transport, url = self._routes[index]
         started = time.monotonic()
-        try:
-            # Certificates are verified (the pools are made with CERT_REQUIRED); no redirect is followed.
-            response = transport.urlopen(
-                "POST",
-                url + "?" + self._query(),
-                body=body,
-                headers=_HEADERS,
-                timeout=self._timeout,
-                retries=_NO_RETRIES,
-                redirect=False,
-                preload_content=True,
-            )
-        except HTTPError as exc:
-            # The library's message quotes the URL with the usersig: never let it out.
-            scrub_exception(exc)
-            raise self._transport_error(exc) from exc
+        response = self._routes[index].post("?" + self._query(), body)
         error = self._check(response)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -317,9 +352,9 @@ class ApiClient:
         return TransportError(0, f"request failed ({kind})")
 
     @staticmethod
-    def _check(response: urllib3.BaseHTTPResponse) -> ApiError | None:
+    def _check(response: Response) -> ApiError | None:
         if response.status != 200:
-            return classify(0, f"HTTP {response.status} {response.reason or ''}".strip(), response.status)
+            return classify(0, f"HTTP {response.status} {response.reason}".strip(), response.status)
         try:
             payload: Any = json.loads(response.data)
         except ValueError:

@@ -29,6 +29,7 @@ from imunban.errors import ConfigError
 from imunban.hold import Hold
 from imunban.keys import Keys
 from imunban.limiter import RedisRateLimiter
+from imunban.livelimit import LiveLimit, LiveRate
 from imunban.observe import Observer
 from imunban.pause import Pause
 from imunban.pump import Pump, PumpConfig, Submit
@@ -77,6 +78,10 @@ class AppEngine:
         self.dead = DeadLetters(client, self.keys, durability=settings.durability)
         #: An operator's pause (imunban pause/resume, the console): a hold no probe lifts.
         self.pause = Pause(client, self.keys, outcome_maxlen=settings.outcome_stream_maxlen)
+        #: An operator's live rate limit (imunban limit, the console); the limiter paces by it.
+        self.limit = LiveLimit(
+            client, self.keys, config.rate_limit_per_s, outcome_maxlen=settings.outcome_stream_maxlen
+        )
         self._lock = threading.Lock()
         self._delivery: _Delivery | None = None
         self._pump: Pump | None = None
@@ -126,7 +131,10 @@ class AppEngine:
     def _build_delivery(self) -> _Delivery:
         d = self._deployment
         credentials = self.config.credentials()  # a ConfigError names the app, the file and the field
-        limiter = RedisRateLimiter(d.client, self.keys, credentials.sdkappid, self.config.rate_limit_per_s)
+        live_rate = LiveRate(self.limit.get, self.config.rate_limit_per_s)
+        limiter = RedisRateLimiter(
+            d.client, self.keys, credentials.sdkappid, self.config.rate_limit_per_s, live_rate=live_rate
+        )
         api = d.api_factory(self.config) if d.api_factory is not None else d.api_client(self.config)
         deliverer = Deliverer(
             self.store,

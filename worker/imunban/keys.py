@@ -27,6 +27,8 @@ key                       type    content
                                   ``last_claim_ms`` (claim.lua: a worker alive but not claiming is seen)
 ``t:hold``                HASH    code, info, since_ms, next_probe_ms, probes (absent = no hold)
 ``t:pause``               HASH    reason, since_ms, role, via, client: an operator paused delivery (absent = not)
+``t:limit``               HASH    rate_per_s, since_ms, role, via, client: an operator's live rate limit (absent =
+                                  the configured one; livelimit.py)
 ``t:limiter:{sdkappid}``  STRING  GCRA theoretical arrival time, microseconds
 ``t:dispatch``            ZSET    marker id "group SEP slot" -> ms the dispatch marker expires
 ``t:probed``              HASH    group -> number of its latest probe in the current hold (deleted with it)
@@ -229,6 +231,10 @@ class Keys:
     @property
     def pause(self) -> str:
         return f"{self._p}:pause"
+
+    @property
+    def limit(self) -> str:
+        return f"{self._p}:limit"
 
     def limiter(self, sdkappid: int | str) -> str:
         return f"{self._p}:limiter:{sdkappid}"

@@ -47,6 +47,11 @@ MAX_LEAD_MS = MAX_PENALTY_MS + MAX_WAIT_MS + 1_000
 LEASE_CHECK_HORIZON_MS = 250
 
 
+def interval_us(rate_per_s: float) -> int:
+    """The GCRA emission interval of ``rate_per_s``, rounded up: a hair under the target is safe, over is not."""
+    return math.ceil(1_000_000 / rate_per_s)
+
+
 @dataclass(frozen=True)
 class LeaseCheck:
     """Reserve only for ``members`` of ``group_id`` still leased to ``token``, renewing them for ``lease_ms``."""
@@ -97,10 +102,12 @@ class RedisRateLimiter:
         rate_per_s: float,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        live_rate: Callable[[], float] | None = None,
     ) -> None:
         self.key = keys.limiter(sdkappid)
-        # Round the interval up: a rate a hair under the target is safe, a hair over is not.
-        self.interval_us = math.ceil(1_000_000 / rate_per_s)
+        self.interval_us = interval_us(rate_per_s)
+        #: The operator's live limit (imunban.livelimit.LiveRate, cached): asked before every reservation.
+        self._live_rate = live_rate
         self._sleep = sleep
         self._reserve = register(client, "limiter_reserve")
         self._penalize = register(client, "limiter_penalize")
@@ -118,6 +125,8 @@ class RedisRateLimiter:
         lease: list[int | str] = (
             [0, "", "", 1] if check is None else [check.lease_ms, check.token, check.group_id, int(check.probe)]
         )
+        if self._live_rate is not None:
+            self.interval_us = interval_us(self._live_rate())
         args: list[int | str] = [self.interval_us, max_wait_ms * 1000, MAX_LEAD_MS * 1000, *lease]
         if check is not None:
             args += check.members

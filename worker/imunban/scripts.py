@@ -31,7 +31,7 @@ LIB = "_lib"
 #: The one order of KEYS: a script takes any of these it needs in this relative order.
 KEY_ORDER = (
     "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", "outcomes",
-    "trace", "dead", "dead_info", "dispatch", "hold", "pause", "probed", "holds", "ok_groups", "replies",
+    "trace", "dead", "dead_info", "dispatch", "hold", "pause", "limit", "probed", "holds", "ok_groups", "replies",
     "reply_expiry", "limiter", "wake",
 )  # fmt: skip
 #: Keys of one group, after every key of KEY_ORDER, always in this order.
@@ -84,6 +84,8 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "limiter_reserve": ("stats", "inflight", "leases", "hold", "pause", "limiter"),  # lease, hold, pause; pace
     "pause": ("outcomes", "pause"),
     "resume": ("outcomes", "pause", "holds", "wake"),
+    "limit_set": ("outcomes", "limit"),
+    "limit_reset": ("outcomes", "limit"),
     "limiter_penalize": ("limiter",),
     "migrate": ("stats",),  # then (old name, new name) pairs of the keys it moves: migrate.py builds them
     "trace": (

@@ -5,8 +5,10 @@ Two apps, A and B, each with its own SDKAppID, key, limit (``cfg.rate_limit``) a
 
 1. A drains a backlog of ``apps_backlog`` members while B receives a trickle of ``apps_trickle_per_s``
    requests/s through Celery (``send_task("imunban.unban", app="B")`` by the paced publisher
-   subprocess, :mod:`imunban_celery.bench_paced`): A's members/s against 20 x its limit, B's
-   due -> delivered p99 (outcome stream of B, Redis clock) against 1 s;
+   subprocess, :mod:`imunban_celery.bench_paced`, to B's intake queue), one every 200 ms through
+   ``Producer.enqueue`` and one every 2 s through ``imunban enqueue --app B`` (a new process each):
+   A's members/s against 20 x its limit, B's send -> delivered p99 of each source (the producer's clock
+   at the send, before the CLI process starts; one host, so one clock) against 250 ms;
 2. A's simulator answers a configuration error (60006) to every call, so A is held, while B drains a
    backlog of ``apps_b_backlog`` members: B's members/s against 20 x its limit, nothing of A dead;
    then A's error is lifted and A resumes by itself.
@@ -21,6 +23,7 @@ import json
 import random
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -93,6 +96,13 @@ def _span_rate(sim: dict[str, Any]) -> tuple[float | None, float | None]:
     return span, per_s(sim["members_unbanned"], span)
 
 
+def _sent_ms(folder: Path) -> dict[str, int]:
+    """member -> Unix ms of its ``send_task`` (the paced publisher's sent.txt, in schedule order)."""
+    items = [json.loads(line) for line in (folder / "trickle.jsonl").read_text().splitlines() if line]
+    stamps = [int(line) for line in (folder / "sent.txt").read_text().split()]
+    return {m: ms for item, ms in zip(items, stamps, strict=False) for m in item["members"]}
+
+
 def _start_trickle(cluster: LocalCluster, cfg: BenchConfig, seconds: float, folder: Path) -> subprocess.Popen[bytes]:
     """The paced Celery publisher: ``apps_trickle_per_s`` one-member requests/s for app B, for ``seconds``."""
     rng = random.Random(f"{cfg.seed}-apps-trickle")
@@ -109,6 +119,40 @@ def _start_trickle(cluster: LocalCluster, cfg: BenchConfig, seconds: float, fold
         return subprocess.Popen(cmd, env=child_env(cluster.env()), stdout=subprocess.PIPE, stderr=log)
     finally:
         log.close()
+
+
+#: One-member requests for B through the Python producer and the CLI during phase 1: (interval s, group prefix).
+PY_EVERY_S, CLI_EVERY_S = 0.2, 2.0
+
+
+def _python_and_cli(cluster: LocalCluster, seconds: float, stop: threading.Event) -> dict[str, int]:
+    """B's requests through ``Producer.enqueue`` (every PY_EVERY_S) and ``imunban enqueue --app B`` (every
+    CLI_EVERY_S), for ``seconds``; returns member -> Unix ms of the call (before the CLI process starts)."""
+    producer, env = cluster.producer(), child_env(cluster.env())
+    sent: dict[str, int] = {}
+    started, n, next_cli = time.monotonic(), 0, 0.0
+    children: list[subprocess.Popen[bytes]] = []
+    while not stop.is_set() and time.monotonic() - started < seconds:
+        n += 1
+        if time.monotonic() - started >= next_cli:
+            member = f"c{n:06d}"
+            sent[member] = int(time.time() * 1000)
+            cmd = [sys.executable, "-m", "imunban", "enqueue", "--app", APP_B, f"cli-{n % 10:03d}", member]
+            children.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            next_cli += CLI_EVERY_S
+        member = f"p{n:06d}"
+        sent[member] = int(time.time() * 1000)
+        producer.enqueue(f"py-{n % 10:03d}", [member], app=APP_B)
+        stop.wait(PY_EVERY_S)
+    for child in children:
+        child.wait(timeout=60)
+    return sent
+
+
+def _from_send(outcomes: list[dict[str, str]], sent: dict[str, int], prefix: str) -> list[int]:
+    """send -> delivered (ms) of the delivered members of groups starting with ``prefix``."""
+    return [int(o["at_ms"]) - sent[o["member"]] for o in outcomes
+            if o.get("group_id", "").startswith(prefix) and o["member"] in sent]  # fmt: skip
 
 
 def apps(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
@@ -134,6 +178,9 @@ def _phase1(cfg: BenchConfig, cluster: LocalCluster, folder: Path, target: float
     pids = worker_pids(cluster)
     redis_pid = [cluster.redis_server.process.pid] if cluster.redis_server and cluster.redis_server.process else []
     publisher = _start_trickle(cluster, cfg, expected_s + 4.0, folder)
+    stop, direct = threading.Event(), {}
+    feeder = threading.Thread(target=lambda: direct.update(_python_and_cli(cluster, expected_s + 4.0, stop)))
+    feeder.start()
     time.sleep(1.5)  # the publisher imports Celery and connects: its trickle is flowing when A's backlog lands
     cpu0, redis0, own0, wall0 = tree_cpu(pids), cpu_total(redis_pid), time.process_time(), time.monotonic()
     cluster.producer().bulk(_backlog(APP_A, "backlog-", cfg.apps_backlog))
@@ -142,10 +189,15 @@ def _phase1(cfg: BenchConfig, cluster: LocalCluster, folder: Path, target: float
     cpu1, redis1, own1, wall1 = tree_cpu(pids), cpu_total(redis_pid), time.process_time(), time.monotonic()
     snap_a, snap_b_during = sim_a.snapshot(), sim_b.snapshot()
     out, _ = publisher.communicate(timeout=expected_s + 120)
+    stop.set()
+    feeder.join()
     sent = json.loads(out.decode().strip().splitlines()[-1]) if out.strip() else {}
     drained_b = wait_for(lambda: _app_drained(cluster, APP_B), 60, poll_s=0.1)
     outcomes = [o for o in _outcomes(cluster, APP_B, after_b) if o.get("outcome") == "delivered"]
-    b_lat = [int(o["at_ms"]) - int(o["due_ms"]) for o in outcomes if o.get("group_id", "").startswith("trickle-")]
+    # Every latency from the producer's send (its clock; one host), not from the due time intake assigned.
+    b_lat = _from_send(outcomes, _sent_ms(folder), "trickle-")
+    b_due = [int(o["at_ms"]) - int(o["due_ms"]) for o in outcomes if o.get("group_id", "").startswith("trickle-")]
+    b_py, b_cli = _from_send(outcomes, direct, "py-"), _from_send(outcomes, direct, "cli-")
     span, rate = _span_rate(snap_a)
     wall = wall1 - wall0
     calls = snap_a["calls"] + snap_b_during["calls"]
@@ -168,6 +220,13 @@ def _phase1(cfg: BenchConfig, cluster: LocalCluster, folder: Path, target: float
         "b_p50_ms": percentile(b_lat, 50),
         "b_p99_ms": percentile(b_lat, 99),
         "b_max_ms": max(b_lat) if b_lat else None,
+        "b_due_p99_ms": percentile(b_due, 99),
+        "b_python_delivered": len(b_py),
+        "b_python_p50_ms": percentile(b_py, 50),
+        "b_python_p99_ms": percentile(b_py, 99),
+        "b_cli_delivered": len(b_cli),
+        "b_cli_p50_ms": percentile(b_cli, 50),
+        "b_cli_p99_ms": percentile(b_cli, 99),
         "b_rate_limited": sim_b.snapshot()["rate_limited"],
         "calls": calls,
         "worker_cpu_s": cpu,
@@ -179,7 +238,8 @@ def _phase1(cfg: BenchConfig, cluster: LocalCluster, folder: Path, target: float
         },
     }
     log(f"  A: {rate or 0:,.0f} members/s ({(result['a_ratio_to_20x_limit'] or 0):.3f} of 20 x limit); "
-        f"B trickle: {len(b_lat)} delivered, p99 {result['b_p99_ms']} ms; workers {result['cores_used']['workers']} "
+        f"B from send p99: Celery {result['b_p99_ms']} ms ({len(b_lat)}), Python {result['b_python_p99_ms']} ms "
+        f"({len(b_py)}), CLI {result['b_cli_p99_ms']} ms ({len(b_cli)}); workers {result['cores_used']['workers']} "
         "cores")  # fmt: skip
     return result
 

@@ -18,7 +18,7 @@ from imunban.sim.config import SimConfig
 #: Every scenario, in the order they run (one at a time: the machine may have only two cores).
 SCENARIOS = (
     "drain", "naive", "latency", "scattered", "idle", "hog", "bulk", "scale", "chaos", "full", "failover", "web",
-    "apps", "cluster",
+    "apps", "cluster", "fourapps", "quota",
 )  # fmt: skip
 
 
@@ -73,6 +73,9 @@ class BenchConfig:
     apps_backlog: int = 1_000_000
     apps_b_backlog: int = 100_000
     apps_trickle_per_s: float = 10.0
+    # 10. four apps at full rate at once (bench/fourapps.py): each app's backlog, threads per worker
+    fourapps_backlog: int = 40_000
+    fourapps_concurrency: int = 16
     repeats: int = 4  # rounds of the Redis-only measurements; the best of each is reported
     seed: int = 20_240_601
     scenarios: tuple[str, ...] = SCENARIOS
@@ -102,8 +105,9 @@ class BenchConfig:
             cluster_backlog=2_000,
             web_dead=10_000,
             web_requests=20,
-            apps_backlog=20_000,
+            apps_backlog=30_000,  # the issue 20 shape: B beside A draining 30,000
             apps_b_backlog=10_000,
+            fourapps_backlog=12_000,
             repeats=2,
         )
         return dataclasses.replace(quick, **changes)

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from imunban.bench.engine_rows import apps_rows, hog_rows, idle_rows, latency_rows, scattered_rows
+from imunban.bench.fourapps import fourapps_rows
+from imunban.bench.quota import quota_rows
 from imunban.bench.verdict import INFO as INFO
 from imunban.bench.verdict import MISS as MISS
 from imunban.bench.verdict import OK as OK
@@ -23,7 +25,7 @@ from imunban.bench.verdict import num as _num
 #: "Unchanged from an empty store" read as: at least this fraction of the empty-store rate.
 UNCHANGED = 0.85
 #: Target (docs/semantics.md#targets): worker CPU (the whole worker process tree) per API call during a drain.
-CPU_PER_CALL_S = 0.0015
+CPU_PER_CALL_S = 0.0010
 
 
 def _drain_rows(d: dict[str, Any], limit: float) -> list[Row]:
@@ -43,7 +45,23 @@ def _drain_rows(d: dict[str, Any], limit: float) -> list[Row]:
         Row("drain", "worker CPU per API call / per member (process tree)", _cpu(d.get("worker_cpu_s_per_call"),
             d.get("members_per_call")), f"≤ {1000 * CPU_PER_CALL_S:g} ms per call",
             _check(d.get("worker_cpu_s_per_call"), lambda c: c <= CPU_PER_CALL_S)),
+        *_floor_rows(d),
     ]  # fmt: skip
+
+
+def _floor_rows(d: dict[str, Any]) -> list[Row]:
+    """The bare client loop of the same run (bench/floor.py) and the worker's CPU per call over it."""
+    floor = d.get("floor")
+    if not isinstance(floor, dict):
+        return []
+    if "error" in floor:
+        return [Row("drain", "floor: bare client loop", str(floor["error"])[:100], "", MISS)]
+    what = (f"floor: bare http.client POST + {floor.get('round_trips_per_call')} EVALSHA per call, "
+            f"{floor.get('threads')} threads at {_num(floor.get('rate_per_s'))}/s")  # fmt: skip
+    return [
+        Row("drain", what, _cpu(floor.get("cpu_s_per_call"), 20.0), "", INFO),
+        Row("drain", "worker CPU per call / floor's, same run", _num(d.get("worker_to_floor"), ".2f", "x"), "", INFO),
+    ]
 
 
 def _naive_rows(n: dict[str, Any], d: dict[str, Any] | None) -> list[Row]:
@@ -210,6 +228,8 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         "web": _web_rows,
         "apps": apps_rows,
         "cluster": _cluster_rows,
+        "fourapps": fourapps_rows,
+        "quota": quota_rows,
     }
     for name, build in builders.items():
         data = scenarios.get(name)

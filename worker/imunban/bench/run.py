@@ -18,7 +18,9 @@ Scenarios (see :mod:`imunban.bench.scenarios`, :mod:`imunban.bench.naive`, :mod:
    ``cluster`` a Redis Cluster master killed and a slot moved mid-drain, bulk intake on a cluster
    (:mod:`imunban.bench.cluster`);
 8. ``web``     the console's pages on a big store; ``apps`` two apps: A's backlog beside B's Celery
-   trickle, then A held while B drains (:mod:`imunban.bench.apps`).
+   trickle, then A held while B drains (:mod:`imunban.bench.apps`); ``fourapps`` four apps at full rate
+   at once: members/s per app, rejections, worker cores (:mod:`imunban.bench.fourapps`); ``quota`` the API's
+   quota drops from 200/s to 100/s mid-drain and the bench sets a live limit (:mod:`imunban.bench.quota`).
 
 Ratios are measured side by side in the same run, because the absolute numbers of a shared or
 noisy machine move from run to run.
@@ -41,9 +43,11 @@ from imunban.bench.cluster import cluster
 from imunban.bench.config import BenchConfig, machine_info
 from imunban.bench.cpu import hog, idle
 from imunban.bench.failover import failover
+from imunban.bench.fourapps import fourapps
 from imunban.bench.full import full
 from imunban.bench.latency import latency
 from imunban.bench.naive import naive
+from imunban.bench.quota import quota
 from imunban.bench.redis_scenarios import bulk, scale
 from imunban.bench.report import MISS, build_rows, plot_drain, print_table, write_outputs
 from imunban.bench.scattered import scattered
@@ -68,6 +72,8 @@ RUNNERS: dict[str, Scenario] = {
     "web": web,
     "apps": apps,
     "cluster": cluster,
+    "fourapps": fourapps,
+    "quota": quota,
 }
 
 

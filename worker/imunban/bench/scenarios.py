@@ -7,12 +7,14 @@ HTTP, ``imunban worker`` subprocesses) and returns a JSON-ready dict of what it 
 from __future__ import annotations
 
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from imunban.bench.config import BenchConfig
+from imunban.bench.floor import floor_calls, measure_floor, ratio, round_trips_per_call
 from imunban.bench.util import (
     Log,
     cpu_total,
@@ -81,10 +83,15 @@ def measure_drain(cfg: BenchConfig, cluster: LocalCluster, *, idle_s: float = 2.
         for g in range(cfg.drain_groups)
     )
     enqueue_s = time.monotonic() - started
+    # From here on the script calls are the workers' (the bench's own polls run no script).
+    scripts_after_enqueue, calls_after_enqueue = _script_calls(cluster), cluster.sim_stats()["calls"]
     done = wait_for(lambda: drained(cluster), max(120.0, 5 * total / cfg.drain_target_per_s), poll_s=0.05)
     cpu_after, redis_after, own_after = tree_cpu(pids), cpu_total(redis_pid), time.process_time()
     wall = time.monotonic() - started
     sim = cluster.sim_stats()
+    round_trips = round_trips_per_call(
+        _script_calls(cluster) - scripts_after_enqueue, sim["calls"] - calls_after_enqueue
+    )
     # Idle cost of the pumps, to tell it apart from per-call cost (the idle scenario measures it longer).
     time.sleep(idle_s)
     cpu_idle = tree_cpu(pids)
@@ -97,6 +104,8 @@ def measure_drain(cfg: BenchConfig, cluster: LocalCluster, *, idle_s: float = 2.
     idle = (cpu_idle - cpu_after) / idle_s if cpu_idle is not None and cpu_after is not None and idle_s else None
     timeline = [row for row in sim["timeline"] if first is not None and int(first) <= row["t"] <= int(last)]
     interior = [row["members"] for row in timeline[1:-1]]
+    cpu_per_call = per_s(cpu, sim["calls"]) if cpu is not None else None
+    floor = _floor(cluster, sim["calls"], per_s(sim["calls"], span), round_trips)
     return {
         "groups": cfg.drain_groups,
         "members_per_group": cfg.drain_members,
@@ -115,8 +124,12 @@ def measure_drain(cfg: BenchConfig, cluster: LocalCluster, *, idle_s: float = 2.
         "rate_limited": sim["rate_limited"],
         "max_calls_in_1s": sim["max_calls_in_1s"],
         "worker_cpu_s": cpu,
-        "worker_cpu_s_per_call": per_s(cpu, sim["calls"]) if cpu is not None else None,
+        "worker_cpu_s_per_call": cpu_per_call,
         "idle_cpu_s_per_s": idle,
+        # The bare client loop in the same run (bench/floor.py): what a call cannot cost less than here.
+        "script_calls_per_api_call": round_trips,
+        "floor": floor,
+        "worker_to_floor": ratio(cpu_per_call, floor.get("cpu_s_per_call")),
         # Where the machine's cores went while draining (cores = CPU seconds / wall seconds).
         "cores_used": {
             "workers": cpu / wall if cpu is not None else None,
@@ -129,6 +142,23 @@ def measure_drain(cfg: BenchConfig, cluster: LocalCluster, *, idle_s: float = 2.
         "dead": status.get("dead"),
         "timeline": [{**row, "t": row["t"] - int(first)} for row in timeline] if first is not None else [],
     }
+
+
+def _script_calls(cluster: LocalCluster) -> int:
+    """EVALSHA and EVAL calls the cluster's Redis has served so far (INFO commandstats)."""
+    stats: dict[str, Any] = cluster.client.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval"))
+
+
+def _floor(cluster: LocalCluster, calls: int, rate_per_s: float | None, round_trips: int) -> dict[str, Any]:
+    """The bare client loop against the same simulator and Redis at the drain's call rate; {"error"} if it failed."""
+    if not rate_per_s or cluster.sim_server is None:
+        return {"error": "no call rate measured"}
+    try:
+        return measure_floor(cluster.env(), cluster.api_url, cluster.redis_url, floor_calls(calls), rate_per_s,
+                             round_trips)  # fmt: skip
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 # -- 6. chaos ----------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from imunban.cli.common import bounded_float, fmt_ms, fmt_relative, open_app, op
 from imunban.deadletter import DeadLetters, ReplayResult
 from imunban.errors import StoreError, ValidationError
 from imunban.health import add_app_state, add_states, check, thresholds
+from imunban.livelimit import add_limit, add_limits, describe
 from imunban.settings import Settings
 from imunban.state import fmt_bytes, span
 from imunban.stats import status, status_of_apps
@@ -97,10 +98,12 @@ def run_status(args: argparse.Namespace) -> int:
         engine = open_app(args.app, settings)
         snapshot = status(engine.store.client, engine.keys)
         states = {engine.name: add_app_state(engine.store.client, engine.keys, snapshot, limits)}
+        add_limit(engine.limit, snapshot)
     else:
         deployment = open_deployment(settings)
         snapshot = status_of_apps(deployment.client, [app.keys for app in deployment])
         states = add_states(deployment.client, [app.keys for app in deployment], snapshot, limits)
+        add_limits(deployment, snapshot)
     level = 0
     if args.check:
         level, line = check(states)
@@ -143,6 +146,8 @@ def status_table(snapshot: dict[str, Any], title: str = "imunban status") -> Tab
         app = f" (app {pause['app']})" if pause.get("app") else ""
         table.add_row("[bold yellow]PAUSED[/]", f"[bold yellow]{escape(pause['reason'])}[/]{app}")
         table.add_row("  paused by", f"{escape(pause['by'])}, {fmt_relative(int(pause['since_ms']), now)}")
+    if snapshot.get("rate_limit"):
+        table.add_row("rate limit", escape(describe(snapshot["rate_limit"])))
     hold = snapshot["hold"]
     if hold:
         since = fmt_relative(int(hold["since_ms"]), now)

@@ -33,7 +33,9 @@ def run_worker(args: argparse.Namespace) -> int:
     from celery import signals
 
     from imunban_celery.app import create_celery
+    from imunban_celery.broker import DELIVERY_GATE
     from imunban_celery.context import context_of
+    from imunban_celery.names import INTAKE_THREADS
 
     settings = Settings.from_env()
     # Missing credentials or a bad apps file stop the command before the embedded Redis starts.
@@ -58,12 +60,15 @@ def run_worker(args: argparse.Namespace) -> int:
     quiet = ["--quiet"] if settings.log_format == "json" else []
     if quiet:
         celery_worker.safe_say = _say_as_json
+    DELIVERY_GATE.cap = settings.concurrency
     celery.worker_main(
         [
             *quiet,
             "worker",
             "--pool=threads",
-            f"--concurrency={settings.concurrency}",
+            # IMUNBAN_CONCURRENCY delivery runs at most, and INTAKE_THREADS more threads that only intake
+            # gets: a producer's message never waits for a thread held by a delivery run (broker.DELIVERY_GATE).
+            f"--concurrency={settings.concurrency + INTAKE_THREADS}",
             f"--queues={','.join(context.worker_queues())}",
             f"--hostname={name}",
             f"--loglevel={settings.log_level}",

@@ -12,6 +12,10 @@
 --         no round trip of its own to read the index): the head of the groups index when it holds a
 --         high-priority member (it goes first), or the head when it is claimable and this group has
 --         nothing claimable; else '0' (claim this group or nothing)
+-- ARGV[10] spread: with ARGV[9], how many of the oldest claimable groups to choose among (1: the head)
+-- ARGV[11] pick: which of them, any non-negative integer, taken modulo how many there are (a caller's
+--          random draw: delivery runs that move on at once then land on different groups instead of
+--          all piling onto the head, where all but one find it emptied and claim again)
 -- Returns {'hold'} while held or paused; {'next', group} for ARGV[9] (nothing leased); {} when nothing is claimable;
 -- else {now_ms, member, due_ms, high(0/1), attempts, member, ...}; due_ms is the original due time
 -- (kept in meta across delayed retries), so age and latency count from it.
@@ -29,12 +33,15 @@ local now = now_ms()
 -- The run's alternative (ARGV[9]): nothing, or {'next', head} when this group has nothing to claim.
 local instead = {}
 if ARGV[9] == '1' then
-  local head = redis.call('ZRANGE', K_GROUPS, 0, 0, 'WITHSCORES')
-  if #head > 0 and head[1] ~= group then
-    local score = tonumber(head[2])
-    if score < 0 then return {'next', head[1]} end  -- a high-priority member waits there: it goes first
-    if score <= now then instead = {'next', head[1]} end
+  local heads = redis.call('ZRANGE', K_GROUPS, 0, math.max(1, tonumber(ARGV[10] or '1')) - 1, 'WITHSCORES')
+  if #heads > 0 and heads[1] ~= group and tonumber(heads[2]) < 0 then
+    return {'next', heads[1]}  -- a high-priority member waits there: it goes first
   end
+  local claimable = {}
+  for i = 1, #heads, 2 do
+    if heads[i] ~= group and tonumber(heads[i + 1]) <= now then claimable[#claimable + 1] = heads[i] end
+  end
+  if #claimable > 0 then instead = {'next', claimable[(tonumber(ARGV[11] or '0') % #claimable) + 1]} end
 end
 local at = redis.call('ZSCORE', K_GROUPS, group)
 if not at then return instead end

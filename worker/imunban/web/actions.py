@@ -202,3 +202,11 @@ def pause(ctx: AppContext, who: Principal, reason: str, client: str = "") -> boo
 def resume(ctx: AppContext, who: Principal, client: str = "") -> Resumed | None:
     """Resume delivery and wake a pump (audited by resume.lua); the pause that ended, None if there was none."""
     return ctx.pause.resume(actor(who, client))
+
+
+def set_limit(ctx: AppContext, who: Principal, rate: float | None, client: str = "") -> float | None:
+    """Set the app's live rate limit, or revert to the configured one with ``rate`` None (audited by
+    limit_set.lua / limit_reset.lua in the same step); the live rate it replaced, None if there was none."""
+    if rate is None:
+        return ctx.engine.limit.reset(actor(who, client))
+    return ctx.engine.limit.set(rate, actor(who, client))

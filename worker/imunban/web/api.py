@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from imunban.deadletter import ReplayResult
 from imunban.errors import ImunbanError, StoreError
+from imunban.livelimit import validate_rate
 from imunban.pause import validate_reason
 from imunban.validation import validate_version
 from imunban.web import actions, data, params
@@ -237,6 +238,23 @@ async def api_resume(request: Request) -> Response:
     )
 
 
+async def api_limit(request: Request) -> Response:
+    """``{"rate": CALLS_PER_S | "reset": true[, "app": NAME]}``: set or revert the app's live rate limit (audited)."""
+    who = check_action(request)
+    body = await read_json(request)
+    ctx = app_ctx(request, body.get("app"))
+    reset = body.get("reset") is True
+    try:
+        rate = None if reset else validate_rate(body.get("rate"))
+        before = await run_in_threadpool(actions.set_limit, ctx, who, rate, client_address(request))
+    except StoreError as exc:
+        raise HTTPException(503, str(exc)) from None
+    except ImunbanError as exc:
+        raise params.bad_request(exc) from None
+    state = await run_in_threadpool(ctx.engine.limit.get)
+    return _ok({"app": ctx.name, "replaced_per_s": before, **state.as_dict()})
+
+
 # -- server-sent events -------------------------------------------------------------------------
 
 
@@ -317,6 +335,7 @@ ROUTES = [
     Route("/api/reschedule", api_reschedule, methods=["POST"]),
     Route("/api/probe", api_probe, methods=["POST"]),
     Route("/api/pause", api_pause, methods=["POST"]),
+    Route("/api/limit", api_limit, methods=["POST"]),
     Route("/api/resume", api_resume, methods=["POST"]),
     Route("/events/overview", events_overview),
     Route("/events/outcomes", events_outcomes),

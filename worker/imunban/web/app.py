@@ -22,7 +22,7 @@ from imunban.deployment import Deployment
 from imunban.errors import ValidationError
 from imunban.keys import Keys
 from imunban.version import VERSION
-from imunban.web import api, pages
+from imunban.web import api, forms, pages
 from imunban.web.auth import SESSION_S, Authority
 from imunban.web.common import Console, Guard, fmt_ms
 from imunban.web.context import app_contexts
@@ -118,6 +118,7 @@ def create_app(
     app = Starlette(
         routes=[
             *pages.ROUTES,
+            *forms.ROUTES,
             *api.ROUTES,
             Route("/healthz", _healthz),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

@@ -15,6 +15,7 @@ from imunban.connection import server_time_ms, translated
 from imunban.deployment import Deployment
 from imunban.health import add_app_state, add_states, thresholds
 from imunban.keys import HIGH_BAND_MS, request_id, split_request_id
+from imunban.livelimit import add_limit, add_limits
 from imunban.scripts import register
 from imunban.stats import status, status_of_apps
 from imunban.trace import member_search, summary, trace
@@ -41,6 +42,7 @@ def app_status(ctx: AppContext) -> dict[str, Any]:
     """One app's status document with its state (what ``imunban status --app NAME --json`` prints)."""
     snapshot = status(ctx.client, ctx.keys)
     add_app_state(ctx.client, ctx.keys, snapshot, thresholds(ctx.settings))
+    add_limit(ctx.engine.limit, snapshot)
     return snapshot
 
 
@@ -49,6 +51,7 @@ def all_status(deployment: Deployment) -> dict[str, Any]:
     keys = [app.keys for app in deployment]
     totals = status_of_apps(deployment.client, keys)
     add_states(deployment.client, keys, totals, thresholds(deployment.settings))
+    add_limits(deployment, totals)
     return totals
 
 
@@ -69,9 +72,10 @@ def overview(ctx: AppContext) -> dict[str, Any]:
     now = int(snapshot["server_time_ms"])
     # The state's reads give the oldest due request and the workers too (imunban.health).
     state = add_app_state(ctx.client, ctx.keys, snapshot, thresholds(ctx.settings))
+    limit_state = add_limit(ctx.engine.limit, snapshot)
     ctx.sampler.maybe_sample()
     rates = ctx.sampler.latest()
-    limit = ctx.rate_limit_per_s
+    limit = limit_state.effective_per_s  # the live limit when an operator set one
     calls = rates["calls_per_s"]
     lag = state.oldest_due_age_ms
     return {
@@ -262,6 +266,7 @@ def holds(ctx: AppContext) -> dict[str, Any]:
         "server_time_ms": now,
         "hold": current.as_dict() if current else None,
         "pause": paused.as_dict() if paused else None,
+        "limit": ctx.engine.limit.get().as_dict(),
         "history": history,
     }
 
