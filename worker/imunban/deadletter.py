@@ -11,7 +11,7 @@ import redis
 
 from imunban.connection import translated
 from imunban.keys import Keys, split_request_id
-from imunban.pipelines import require_durability_support, run_scripts
+from imunban.pipelines import run_scripts
 from imunban.scripts import GroupArgs, register, script_keys
 from imunban.settings import Durability
 
@@ -93,7 +93,7 @@ class DeadLetters:
         self.client = client
         self.keys = keys
         #: What a replay waits for before it reports success (WAIT; see imunban.pipelines).
-        self.durability = require_durability_support(client, durability)
+        self.durability = durability or Durability()
         self._replay = register(client, "dead_replay")
         self._clear = register(client, "dead_clear")
 
