@@ -50,8 +50,24 @@ log = logging.getLogger("imunban.tasks")
 PAUSE_S = 1.0
 #: The BRPOP timeout while this process runs its cap of delivery runs (Redis >= 6 takes a fraction).
 FULL_POP_TIMEOUT_S = 0.02
-#: Waits before re-sending the record of a popped message after a connection error (1.5 s in all).
-RECORD_RETRY_S = (0.1, 0.2, 0.4, 0.8)
+#: The record of a popped message is re-sent after connection errors for this long: longer than a
+#: Sentinel failover (down-after-milliseconds, then the election), since meanwhile the message exists
+#: only in this process. 1.5 s lost a message in each failover of the drill that caught one in flight.
+RECORD_RETRY_BUDGET_S = 60.0
+#: The first wait before re-sending it, doubling up to the cap: the new primary is used within the cap.
+RECORD_RETRY_FIRST_S = 0.05
+RECORD_RETRY_CAP_S = 0.25
+
+
+def record_retry_delay(failures: int, elapsed_s: float) -> float | None:
+    """Seconds to wait before re-sending a record after ``failures`` failed sends, ``elapsed_s`` after the first.
+
+    None once the budget is spent (the caller gives up and the error reaches the consumer).
+    """
+    if elapsed_s >= RECORD_RETRY_BUDGET_S:
+        return None
+    wait_s: float = min(RECORD_RETRY_CAP_S, RECORD_RETRY_FIRST_S * 2.0 ** max(0, failures - 1))
+    return min(wait_s, RECORD_RETRY_BUDGET_S - elapsed_s)
 
 
 class IntakeGate:
@@ -69,6 +85,10 @@ class IntakeGate:
     def paused(self) -> bool:
         return self._clock() < self._until
 
+
+#: The record's clock and sleep (tests replace them).
+_clock = time.monotonic
+_sleep = time.sleep
 
 #: One per worker process: the consumer reads it, the intake tasks close it (see the module docstring).
 INTAKE_GATE = IntakeGate()
@@ -151,17 +171,24 @@ class FullSafeQoS(kombu_redis.QoS):
         entry = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
         args = [delivery_tag, time.time(), entry]
         # The popped message is only in this process until the record is written: a dropped connection
-        # must not lose it, so the (idempotent) record is sent again for a moment before giving up.
-        for delay_s in (*RECORD_RETRY_S, None):
+        # or a failover must not lose it, so the (idempotent) record is sent again until the primary (a
+        # new one, through Sentinel) takes it, within RECORD_RETRY_BUDGET_S.
+        started, failures = _clock(), 0
+        while True:
             try:
                 with self.channel.conn_or_acquire() as client:
                     _script(client, "unacked_add")(keys=[self.unacked_index_key, self.unacked_key], args=args)
                 break
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                failures += 1
+                delay_s = record_retry_delay(failures, _clock() - started)
                 if delay_s is None:
                     raise
-                log.warning("recording a popped message failed (connection); again in %.1f s", delay_s)
-                time.sleep(delay_s)
+                if failures == 1:  # one line per outage, not one per attempt
+                    log.warning("recording a popped message failed (connection); sending it again until it is taken")
+                _sleep(delay_s)
+        if failures:
+            log.warning("recorded the popped message after %d failed attempt(s)", failures)
         virtual.QoS.append(self, message, delivery_tag)
         if is_internal(str(delivery.get("routing_key") or "")):
             DELIVERY_GATE.taken(delivery_tag, id(self))

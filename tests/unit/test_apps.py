@@ -179,12 +179,12 @@ def test_resolve_the_app_of_a_request() -> None:
         two.resolve(3)
 
 
-def test_key_prefix_with_braces_and_cluster_durability_are_refused() -> None:
-    """A brace in the prefix would break the hash tag; WAIT cannot confirm writes spread over a cluster."""
+def test_key_prefix_with_braces_is_refused_and_cluster_durability_accepted() -> None:
+    """A brace in the prefix would break the hash tag; IMUNBAN_DURABLE_REPLICAS works with a cluster (WAIT per node)."""
     with pytest.raises(ConfigError, match="IMUNBAN_KEY_PREFIX must not contain"):
         Settings.from_env({"IMUNBAN_KEY_PREFIX": "a{b}"})
-    with pytest.raises(ConfigError, match="IMUNBAN_DURABLE_REPLICAS is not supported"):
-        Settings.from_env({"IMUNBAN_REDIS_URL": "redis+cluster://127.0.0.1:7000", "IMUNBAN_DURABLE_REPLICAS": "1"})
+    env = {"IMUNBAN_REDIS_URL": "redis+cluster://127.0.0.1:7000", "IMUNBAN_DURABLE_REPLICAS": "1"}
+    assert Settings.from_env(env).durable_replicas == 1
 
 
 @pytest.mark.parametrize(

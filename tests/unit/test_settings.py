@@ -8,16 +8,11 @@ from pathlib import Path
 
 import fakeredis
 import pytest
-from redis.cluster import RedisCluster
 
 from imunban.apps import AppConfig
-from imunban.deadletter import DeadLetters
 from imunban.deployment import open_deployment
 from imunban.errors import ConfigError
-from imunban.keys import Keys
-from imunban.pipelines import require_durability_support
-from imunban.settings import REGIONS, Durability, LingerPolicy, Secret, Settings
-from imunban.store import Store
+from imunban.settings import REGIONS, LingerPolicy, Secret, Settings
 
 KEY = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
 
@@ -299,13 +294,3 @@ def test_a_malformed_redis_url_is_refused_naming_the_variable(url: str, problem:
 )
 def test_well_formed_redis_urls_pass(url: str) -> None:
     assert Settings.from_env({"IMUNBAN_REDIS_URL": url}).redis_url == url
-
-
-def test_a_cluster_client_built_in_code_refuses_durability() -> None:
-    """Store and DeadLetters on a Redis Cluster client with replicas > 0 refuse, naming the setting (no silent skip)."""
-    cluster = RedisCluster.__new__(RedisCluster)  # no connection: the check comes before any command
-    with pytest.raises(ConfigError, match="IMUNBAN_DURABLE_REPLICAS"):
-        Store(cluster, Keys("p"), durability=Durability(1))
-    with pytest.raises(ConfigError, match="IMUNBAN_DURABLE_REPLICAS"):
-        DeadLetters(cluster, Keys("p"), durability=Durability(1))
-    assert require_durability_support(cluster, None) == Durability(0)

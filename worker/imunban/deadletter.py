@@ -12,7 +12,7 @@ import redis
 
 from imunban.connection import translated
 from imunban.keys import Keys, request_id, split_request_id
-from imunban.pipelines import require_durability_support, run_scripts
+from imunban.pipelines import run_scripts
 from imunban.scripts import GroupArgs, register, script_keys
 from imunban.settings import Durability
 
@@ -137,7 +137,7 @@ class DeadLetters:
         self.client = client
         self.keys = keys
         #: What a replay waits for before it reports success (WAIT; see imunban.pipelines).
-        self.durability = require_durability_support(client, durability)
+        self.durability = durability or Durability()
         self._replay = register(client, "dead_replay")
         self._clear = register(client, "dead_clear")
         self._scan = register(client, "dead_scan")

@@ -12,43 +12,27 @@ counts the replicas that acknowledged this *connection's* writes, so it must tra
 connection as the writes: a pipeline is sent on one connection, also when redis-py retries it after
 a connection error (the writes are then sent again before the WAIT). Too few replicas in time is a
 :class:`~imunban.errors.DurabilityError`, never a silent success.
+
+On a Redis Cluster the calls go as one pipeline per node, WAIT on each (:mod:`imunban.cluster_scripts`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis
-from redis.commands.core import Script
+from redis.cluster import RedisCluster
 
+from imunban.cluster_scripts import ScriptCall, confirm_replicas, run_on_cluster
 from imunban.connection import is_cluster, translated
-from imunban.errors import ConfigError, DurabilityError
 from imunban.settings import Durability
 
 log = logging.getLogger("imunban.redis")
 
-#: (script, KEYS, ARGV) of one call.
-ScriptCall = tuple[Script, Sequence[str], Sequence[str | int]]
 #: Reloads before giving up: a cache emptied again right after a reload means something is wrong.
 NOSCRIPT_RELOADS = 3
-
-
-def require_durability_support(client: redis.Redis, durability: Durability | None) -> Durability:
-    """``durability`` (default: none), or ConfigError if ``client`` cannot honour it.
-
-    WAIT counts one connection's writes; a cluster client spreads an app's scripts over its own
-    connections, so ``replicas > 0`` on a Redis Cluster would skip WAIT silently: refuse instead
-    (as :meth:`imunban.settings.Settings.from_env` does for IMUNBAN_DURABLE_REPLICAS).
-    """
-    durability = durability or Durability()
-    if durability.replicas and is_cluster(client):
-        raise ConfigError(
-            f"durability with {durability.replicas} replica(s) (IMUNBAN_DURABLE_REPLICAS) is not supported on a "
-            "Redis Cluster client: WAIT cannot confirm writes spread over the cluster's connections"
-        )
-    return durability
 
 
 def run_scripts(
@@ -67,9 +51,15 @@ def run_scripts(
     """
     replicas = durability.replicas if durability is not None else 0
     if is_cluster(client):
-        # redis-py's cluster pipeline refuses EVALSHA: one call at a time, each routed by its first
-        # key (all keys of one call belong to one app, so one slot). Settings refuse WAIT here.
-        return _run_one_by_one(calls, operation=operation, raise_on_error=raise_on_error)
+        # redis-py's cluster pipeline refuses EVALSHA: one pipeline per node, WAIT on that node.
+        with translated(operation):
+            return run_on_cluster(
+                cast(RedisCluster, client),
+                calls,
+                operation=operation,
+                durability=durability,
+                raise_on_error=raise_on_error,
+            )
     with translated(operation):
         for attempt in range(NOSCRIPT_RELOADS + 1):
             pipe = client.pipeline(transaction=False)
@@ -98,30 +88,7 @@ def run_scripts(
             break
     if replicas:
         assert durability is not None
-        confirmed = replies.pop()
-        if isinstance(confirmed, Exception):  # only with raise_on_error=False
-            raise DurabilityError(f"redis: {operation}: WAIT failed: {confirmed}") from confirmed
-        confirmed = int(confirmed)
-        if confirmed < replicas:
-            raise DurabilityError(
-                f"redis: {operation}: the primary stored it, but only {confirmed} of {replicas} replica(s) "
-                f"confirmed within {durability.timeout_ms} ms (IMUNBAN_DURABLE_REPLICAS); the request may or "
-                "may not be stored: re-sending it is safe"
-            )
-    return replies
-
-
-def _run_one_by_one(calls: Sequence[ScriptCall], *, operation: str, raise_on_error: bool) -> list[Any]:
-    """Each call by itself (Script reloads on NOSCRIPT); errors raised, or returned in place."""
-    replies: list[Any] = []
-    with translated(operation):
-        for script, keys, args in calls:
-            try:
-                replies.append(script(keys=list(keys), args=list(args)))
-            except redis.exceptions.ResponseError as exc:
-                if raise_on_error:
-                    raise
-                replies.append(exc)
+        confirm_replicas(replies.pop(), durability, operation)
     return replies
 
 

@@ -185,10 +185,8 @@ class Settings:
         key_prefix = env.ascii_name("KEY_PREFIX", d.key_prefix, max_bytes=64)
         if any(c in key_prefix for c in HASH_TAG_CHARS):
             env.fail(f"{PREFIX}KEY_PREFIX must not contain {{ or }} (every key carries a {{hash tag}})")
+        # On a Redis Cluster, WAIT runs on the node that took the writes (imunban.cluster_scripts).
         durable_replicas = env.integer("DURABLE_REPLICAS", d.durable_replicas, minimum=0)
-        if durable_replicas and redis_url is not None and redis_url.startswith(CLUSTER_SCHEME):
-            # WAIT counts one connection's writes; a cluster client spreads them over many nodes.
-            env.fail(f"{PREFIX}DURABLE_REPLICAS is not supported with a {CLUSTER_SCHEME} {PREFIX}REDIS_URL")
         settings = cls(
             redis_url=redis_url,
             broker_url=broker_url,

@@ -18,7 +18,7 @@ from imunban.connection import is_redis_full, server_time_ms, translated
 from imunban.errors import RedisFullError
 from imunban.keys import MAX_MEMBERS, Keys, split_request_id
 from imunban.memory import MemoryGauge
-from imunban.pipelines import require_durability_support, run_scripts
+from imunban.pipelines import run_scripts
 from imunban.scripts import GroupArgs, ScriptKeys, register, script_keys
 from imunban.settings import DEFAULT_TRACE_TTL_S, Durability, LingerPolicy
 from imunban.validation import UnbanRequest
@@ -68,7 +68,7 @@ class Store:
         self.keys = keys
         #: What enqueue and cancel wait for before they report success (WAIT; see imunban.pipelines),
         #: and the share of maxmemory past which an enqueue is refused (the rest is delivery's).
-        self.durability = require_durability_support(client, durability)
+        self.durability = durability or Durability()
         #: How full Redis is, for that refusal (imunban.memory).
         self.memory = memory or MemoryGauge(client, keys.stats)
         #: What the scripts take: the linger bound (see imunban.linger).

@@ -17,9 +17,10 @@ from typing import Any, cast
 
 import redis
 
+from imunban.cluster_scripts import ScriptCall
 from imunban.connection import translated
 from imunban.keys import HIGH_BAND_MS, SEP, Keys, glob_escape, request_id, split_request_id
-from imunban.pipelines import ScriptCall, run_scripts
+from imunban.pipelines import run_scripts
 from imunban.scripts import register, script_keys
 from imunban.settings import DEFAULT_TRACE_TTL_S
 from imunban.stats import parse_lease, parse_meta

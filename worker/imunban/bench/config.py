@@ -18,7 +18,7 @@ from imunban.sim.config import SimConfig
 #: Every scenario, in the order they run (one at a time: the machine may have only two cores).
 SCENARIOS = (
     "drain", "naive", "latency", "scattered", "idle", "hog", "bulk", "scale", "chaos", "full", "failover", "web",
-    "apps", "fourapps", "quota",
+    "apps", "cluster", "fourapps", "quota",
 )  # fmt: skip
 
 
@@ -63,6 +63,8 @@ class BenchConfig:
     full_headroom_bytes: int = 8 * 1024 * 1024
     # 7. failover: members waiting when the drill starts (the drain the SIGKILL interrupts)
     failover_backlog: int = 20_000
+    # 7b. Redis Cluster drills (bench/cluster.py): members per app waiting when the kill / the move comes
+    cluster_backlog: int = 6_000
     # 8. web console: `scheduled` scheduled requests (above), these dead letters, requests per call measured
     web_dead: int = 100_000
     web_requests: int = 40
@@ -100,6 +102,7 @@ class BenchConfig:
             chaos_timeout_s=120.0,
             full_headroom_bytes=2 * 1024 * 1024,
             failover_backlog=5_000,
+            cluster_backlog=2_000,
             web_dead=10_000,
             web_requests=20,
             apps_backlog=30_000,  # the issue 20 shape: B beside A draining 30,000

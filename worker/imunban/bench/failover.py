@@ -1,8 +1,9 @@
 """The ``failover`` scenario of ``imunban bench``: the failover drill during a drain, and what WAIT costs.
 
-1. The drill (:mod:`imunban.local.drill`): a backlog drains and a producer enqueues continuously
-   with ``IMUNBAN_DURABLE_REPLICAS=1`` while the Redis primary is SIGKILLed: acknowledged, lost (must
-   be 0), refused intakes, seconds from the kill to the first delivery after it, duplicates.
+1. The drill (:mod:`imunban.local.drill`): a backlog drains and Python, CLI and Celery producers
+   enqueue with ``IMUNBAN_DURABLE_REPLICAS=1`` while the Redis primary is SIGKILLed three times, 30 s
+   apart: acknowledged, lost (must be 0), and per failover the promotion time, each worker's return
+   to the API, heartbeat and consumer after it (must be <= 2 s), refused intakes, duplicates.
 2. Bulk enqueue members/s on the same kind of rig (1 primary, 2 replicas, AOF everysec) without and
    with ``IMUNBAN_DURABLE_REPLICAS=1`` (WAIT once per pipeline; must stay >= 50,000/s), and on one
    node with ``appendfsync everysec`` against ``always`` (docs/durability.md).
@@ -24,18 +25,34 @@ from imunban.local.sentinel import SentinelRig
 from imunban.producer import Producer
 from imunban.settings import Settings
 
+#: Seconds between two kills of the primary in the bench (the e2e test uses 9).
+FAILOVER_INTERVAL_S = 30.0
 GROUP_FMT = "@TGS#2B{:07d}"
 MEMBER_FMT = "user_{:07d}"
 
 
 def failover(cfg: BenchConfig, root: Path, log: Log) -> dict[str, Any]:
     """Run the drill, then time bulk enqueue with and without WAIT; return the figures."""
-    drill_cfg = DrillConfig(workers=cfg.workers, backlog=cfg.failover_backlog, sim_latency_ms=int(cfg.latency_ms))
+    drill_cfg = DrillConfig(
+        workers=cfg.workers,
+        backlog=cfg.failover_backlog,
+        sim_latency_ms=int(cfg.latency_ms),
+        failovers=3,
+        interval_s=FAILOVER_INTERVAL_S,
+        drain_timeout_s=180.0,
+    )
     report = run_drill(root / "failover-drill", drill_cfg, log=lambda message: log(f"  {message}"))
     result: dict[str, Any] = {
-        **{k: v for k, v in dataclasses.asdict(report).items() if k not in ("refused_by", "lost_sample")},
+        **{k: v for k, v in dataclasses.asdict(report).items() if k not in ("lost_sample", "stalled_reasons")},
+        # asdict rebuilds a Counter from its (key, count) pairs, counting the pairs: keep them as dicts.
         "refused_by": dict(report.refused_by),
+        "states_seen": dict(report.states_seen),
+        "lost_by": dict(report.lost_by),
+        "lost_sample": report.lost_sample,
         "kill_to_delivery_s": report.kill_to_delivery_s,
+        "kill_to_promotion_s": report.kill_to_promotion_s,
+        "promotion_to_delivery_s": report.promotion_to_delivery_s,
+        "stalled": report.states_seen["stalled"],
     }
     result.update(_bulk_costs(cfg, root / "failover-bulk", log))
     return result

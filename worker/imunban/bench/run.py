@@ -15,6 +15,8 @@ Scenarios (see :mod:`imunban.bench.scenarios`, :mod:`imunban.bench.naive`, :mod:
    ``full``    intake fills Redis with Celery messages in flight: accepted, delivered, lost, workers that
    died, delivered while full, a worker started on the full Redis (:mod:`imunban.bench.full`);
 7. ``failover`` the Sentinel failover drill during a drain, and bulk enqueue with and without WAIT;
+   ``cluster`` a Redis Cluster master killed and a slot moved mid-drain, bulk intake on a cluster
+   (:mod:`imunban.bench.cluster`);
 8. ``web``     the console's pages on a big store; ``apps`` two apps: A's backlog beside B's Celery
    trickle, then A held while B drains (:mod:`imunban.bench.apps`); ``fourapps`` four apps at full rate
    at once: members/s per app, rejections, worker cores (:mod:`imunban.bench.fourapps`); ``quota`` the API's
@@ -37,6 +39,7 @@ from typing import Any
 from rich.console import Console
 
 from imunban.bench.apps import apps
+from imunban.bench.cluster import cluster
 from imunban.bench.config import BenchConfig, machine_info
 from imunban.bench.cpu import hog, idle
 from imunban.bench.failover import failover
@@ -68,6 +71,7 @@ RUNNERS: dict[str, Scenario] = {
     "failover": failover,
     "web": web,
     "apps": apps,
+    "cluster": cluster,
     "fourapps": fourapps,
     "quota": quota,
 }

@@ -48,14 +48,17 @@ class LocalCluster:
         appendonly: bool = True,
         apps: Mapping[str, float] | None = None,
         app_sim_configs: Mapping[str, SimConfig] | None = None,
+        worker_env: Callable[[int], Mapping[str, str]] | None = None,
     ) -> None:
         """``apps``: app name -> rate limit, served from an apps file and one multi-app simulator
-        (each app its own SDKAppID, key and admin; ``app_sim_configs`` its own faults)."""
+        (each app its own SDKAppID, key and admin; ``app_sim_configs`` its own faults).
+        ``worker_env``: variables of worker ``index`` only, called as it starts (the failover drill's API taps)."""
         self.root = root
         self.n_workers = workers
         self.concurrency = concurrency
         self.sim_config = sim_config or SimConfig()
         self.extra_env = dict(env or {})
+        self.worker_env = worker_env
         self.external_redis_url = redis_url
         self.redis_server: RedisServer | None = None
         if redis_url is None:
@@ -207,6 +210,8 @@ class LocalCluster:
     def start_worker(self, index: int) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("IMUNBAN_")}
         env.update(self.env())
+        if self.worker_env is not None:
+            env.update(self.worker_env(index))
         log = open(self.root / f"worker-{index}.log", "ab")  # noqa: SIM115  (owned by the child)
         self.workers[index] = subprocess.Popen(
             [sys.executable, "-m", "imunban", "worker", "--name", f"w{index}-{os.getpid()}@localhost"],

@@ -3,7 +3,7 @@
 Every process is a ``redis-server`` (the one :func:`redis_server_binary` finds; ``--sentinel`` makes
 it a sentinel) on a free 127.0.0.1 port, AOF on, started and stopped by its own pid. :meth:`kill_primary`
 SIGKILLs whichever node is the primary now; :meth:`wait_promotion` waits for the sentinels to agree
-on a new one.
+on a new one; :meth:`rejoin` brings the killed node back as a replica of the new one.
 """
 
 from __future__ import annotations
@@ -187,6 +187,11 @@ class SentinelRig:
         self._wait(promoted, timeout_s, "a new primary")
         return self.current_primary()
 
+    def rejoin(self, old: RedisServer, primary: RedisServer) -> None:
+        """Start a killed node again, on its port and data, as a replica of ``primary`` (the old primary comes back)."""
+        old.extra_args = ("--replicaof", "127.0.0.1", str(primary.port), *self._auth_args())
+        old.start(timeout_s=60.0)  # it loads its AOF first: seconds on a loaded machine
+
     def wait_replicas(self, count: int, timeout_s: float = 30.0) -> None:
         """Wait until the current primary has ``count`` replicas online (WAIT can then be confirmed)."""
         self._wait(lambda: self._online_replicas(self.current_primary()) >= count, timeout_s, f"{count} replica(s)")
@@ -237,4 +242,4 @@ class SentinelRig:
         while not predicate():
             if time.monotonic() > deadline:
                 raise StoreError(f"sentinel rig: no {what} within {timeout_s:g}s")
-            time.sleep(0.05)
+            time.sleep(0.02)
