@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 SOURCES = worker tasks tests
 
-.PHONY: install test test-fast lint format typecheck check demo bench clean
+.PHONY: install test test-fast lint format typecheck check demo bench constraints clean
 
 # The venv, made on first use; `make install` refreshes it after pyproject.toml changes.
 $(BIN)/python:
@@ -44,6 +44,12 @@ demo: $(BIN)/python
 
 bench: $(BIN)/python
 	$(BIN)/imunban bench --plot docs/bench-drain.png
+
+# The image's pinned dependencies (the Dockerfile installs with --constraint constraints.txt); run after changing
+# [project] dependencies in pyproject.toml. Needs uv (`pip install uv`); tests/repo/test_constraints.py checks it.
+constraints:
+	uv pip compile pyproject.toml --python-version 3.11 --python-platform linux --annotation-style line \
+	  --custom-compile-command "make constraints" -o constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache *.egg-info

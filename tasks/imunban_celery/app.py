@@ -35,6 +35,9 @@ def create_celery(settings: Settings | None = None) -> Celery:
     settings = resolve_settings(settings or Settings.from_env())
     broker_url, transport_options = broker(settings)
     celery = Celery("imunban", broker=broker_url, set_as_current=False)
+    password = settings.redis_password()  # IMUNBAN_REDIS_PASSWORD_FILE, for a plain broker URL without one
+    if password is not None and "primary_password" not in transport_options:
+        celery.conf.broker_password = password.reveal()
     context = Context(celery, settings)
     celery.conf.update(
         base_conf(settings),
@@ -99,11 +102,15 @@ def broker(settings: Settings) -> tuple[str | None, dict[str, Any]]:
         "socket_connect_timeout": SENTINEL_TIMEOUT_S,
         "socket_timeout": SENTINEL_TIMEOUT_S,
     }
-    if settings.sentinel_password is not None:
-        sentinel_kwargs["password"] = settings.sentinel_password.reveal()
+    sentinel_password = settings.sentinel_auth()
+    if sentinel_password is not None:
+        sentinel_kwargs["password"] = sentinel_password.reveal()
     options: dict[str, Any] = {"master_name": parsed.service, "sentinel_kwargs": sentinel_kwargs}
-    if parsed.password is not None:
-        options["primary_password"] = parsed.password
+    primary_password, file_password = parsed.password, settings.redis_password()
+    if primary_password is None and file_password is not None:
+        primary_password = file_password.reveal()
+    if primary_password is not None:
+        options["primary_password"] = primary_password
     if parsed.username is not None:
         options["primary_username"] = parsed.username
     return broker_url, options

@@ -11,23 +11,26 @@ import json
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
 import redis
+from starlette.responses import PlainTextResponse
 
 from imunban.heartbeat import Heartbeat
 from imunban.hold import Hold
 from imunban.keys import Keys
 from imunban.producer import Producer
-from imunban.web.sampler import Sample
-from web_helpers import OPERATOR, bearer, console_app, make_dead, serving
+from imunban.throughput import MINUTE_MS
+from web_helpers import OPERATOR, VIEWER, bearer, console_app, make_dead, serving
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -82,6 +85,19 @@ def _seed(r: redis.Redis) -> None:
         Heartbeat(r, KEYS, worker).beat()
 
 
+def _history(r: redis.Redis, rates_per_s: list[float], calls_per_member: float) -> None:
+    """Per-minute snapshots in Redis ending this minute, as the console's sampler writes them, at these rates."""
+    now_minute = int(r.time()[0]) // 60
+    first = now_minute - len(rates_per_s)
+    delivered = 0
+    members = {}
+    for i, rate in enumerate([0.0, *rates_per_s]):
+        minute = first + i
+        delivered += int(rate * 60)
+        members[f"{minute}:{minute * MINUTE_MS}:{delivered}:{int(delivered * calls_per_member)}"] = minute
+    r.zadd(KEYS.throughput, members)
+
+
 def _cli_status(redis_url: str) -> dict[str, int]:
     env = {**os.environ, "IMUNBAN_REDIS_URL": redis_url}
     out = subprocess.run([sys.executable, "-m", "imunban", "status", "--json"], env=env, check=True,
@@ -106,15 +122,10 @@ def _no_csp_violations(driver: WebDriver) -> None:
 def test_console_in_a_browser(r: redis.Redis, redis_url: str, browser: WebDriver, tmp_path: Path) -> None:
     """Sign in; the live overview matches the CLI; replay one dead letter by clicking; every page renders."""
     _seed(r)
+    # The charts draw the per-minute history kept in Redis; give it 24 hours with a drain 3 hours ago.
+    rates = [3600 if 1200 < i < 1300 else 40 + (i % 7) * 9 + 30 * math.sin(i / 90) for i in range(24 * 60)]
+    _history(r, rates, calls_per_member=1 / 19)
     app = console_app(r, redis_url, sample=True)
-    # The throughput chart plots the console's own samples; give it 15 minutes of a drain that just ended.
-    sampler = app.state.console.apps["default"].sampler
-    now_ms = int(r.time()[0]) * 1000
-    total = 0
-    for i in range(450):
-        rate = 3600 if 120 < i < 330 else (40 + (i % 7) * 9)
-        total += int(rate * 2)
-        sampler._ring.append(Sample(now_ms - (450 - i) * 2000, total, total // 19))
     with serving(app) as base:
         browser.get(base + "/dead")
         assert "/login" in browser.current_url
@@ -124,6 +135,7 @@ def test_console_in_a_browser(r: redis.Redis, redis_url: str, browser: WebDriver
 
         browser.get(base + "/")
         _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#chart canvas"))
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-calls canvas"))
         cli = _cli_status(redis_url)
         for key in ("queued", "scheduled", "in_flight", "dead"):
             assert _number(browser, f"status.{key}") == cli[key], key
@@ -219,12 +231,9 @@ def test_stalled_and_paused_in_a_browser(r: redis.Redis, redis_url: str, browser
     producer.enqueue("@TGS#2Bsched", [f"ban_{i:03d}" for i in range(25)], at=time.time() + 3600)
     now_ms = int(r.time()[0]) * 1000
     r.hset(KEYS.workers, "worker-a:4121", now_ms - 42_000)  # its last tick: it died 42 s ago
+    # A steady trickle for a day that stopped a minute ago.
+    _history(r, [70 + 25 * math.sin(i / 25) for i in range(24 * 60 - 1)] + [0], calls_per_member=1 / 12)
     app = console_app(r, redis_url, sample=True)
-    sampler = app.state.console.apps["default"].sampler
-    total = 0
-    for i in range(450):  # a steady trickle that stopped 50 s ago
-        total += 0 if i > 425 else int((70 + 25 * math.sin(i / 25)) * 2)
-        sampler._ring.append(Sample(now_ms - (450 - i) * 2000, total, total // 12))
     with serving(app) as base:
         browser.get(base + "/login")
         browser.find_element(By.NAME, "token").send_keys(OPERATOR)
@@ -265,4 +274,110 @@ def test_stalled_and_paused_in_a_browser(r: redis.Redis, redis_url: str, browser
             ("pause", "operator", "session"),
             ("resume", "operator", "session"),
         ]
+        _no_csp_violations(browser)
+
+
+def _sign_in(browser: WebDriver, base: str, token: str) -> None:
+    browser.get(base + "/login")
+    browser.find_element(By.NAME, "token").send_keys(token)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _wait(browser, ec.url_to_be(base + "/"))
+
+
+def test_a_viewer_sees_no_action_buttons_in_a_browser(r: redis.Redis, redis_url: str, browser: WebDriver) -> None:
+    """Signed in as a viewer: dead letters, a group's schedule and the holds page show no action button."""
+    make_dead(r, "@TGS#2Bdead01", ["ghost_1"], code=10004, info="member ghost does not exist")
+    Producer.on(r).enqueue("@TGS#2Bsched", ["ban_1"], at=time.time() + 3600)
+    with serving(console_app(r, redis_url)) as base:
+        _sign_in(browser, base, VIEWER)
+        for path in ("/dead", "/scheduled?group_id=%40TGS%232Bsched", "/holds"):
+            browser.get(base + path)
+            labels = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "main button")]
+            assert not [t for t in labels if t.startswith(("Replay", "Purge", "Cancel", "Send now", "Probe", "Pause"))]
+        browser.get(base + "/dead")
+        assert "member ghost does not exist" in browser.page_source  # the viewer sees the data, not the buttons
+        _no_csp_violations(browser)
+
+
+def test_redis_down_page_in_a_browser(browser: WebDriver) -> None:
+    """A console whose Redis is unreachable shows the styled page naming it and what to check (no password)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    url = f"redis://:browser-secret-pw@127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5, decode_responses=True)
+    with serving(console_app(client, url, tokens=False)) as base:
+        browser.get(base + "/dead")
+        card = browser.find_element(By.ID, "outage")
+        assert "Redis unreachable" in card.text and f"127.0.0.1:{port}" in card.text
+        assert "IMUNBAN_REDIS_URL" in card.text and "browser-secret-pw" not in browser.page_source
+        assert card.value_of_css_property("border-radius") != "0px"  # the console's stylesheet applies
+        _no_csp_violations(browser)
+
+
+class _Proxy:
+    """A reverse proxy in front of the console: only /imunban/... is passed on (prefix stripped); anything else is
+    a 404 it records, as a real proxy under a prefix would never reach the console with it."""
+
+    def __init__(self, app: object, prefix: str) -> None:
+        self.app, self.prefix, self.missed = app, prefix, list[str]()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)  # type: ignore[operator]
+            return
+        if not path.startswith(self.prefix + "/"):
+            self.missed.append(path)
+            await PlainTextResponse("not behind the prefix", status_code=404)(scope, receive, send)
+            return
+        inner = path[len(self.prefix) :]
+        await self.app({**scope, "path": inner, "raw_path": inner.encode()}, receive, send)  # type: ignore[operator]
+
+
+def test_root_path_behind_a_prefix_in_a_browser(r: redis.Redis, redis_url: str, browser: WebDriver) -> None:
+    """Behind a proxy at /imunban: sign in, the live overview with both charts, every nav link, a form action and
+    its redirect all stay under the prefix; the proxy sees no request outside it."""
+    make_dead(r, "@TGS#2Bdead01", ["ghost_1", "ghost_2"], code=10004, info="member ghost does not exist")
+    _history(r, [50.0 + i % 30 for i in range(120)], calls_per_member=1 / 15)
+    proxy = _Proxy(console_app(r, redis_url, sample=True, root_path="/imunban"), "/imunban")
+    with serving(proxy) as host:  # type: ignore[arg-type]
+        base = host + "/imunban"
+        browser.get(base + "/dead")
+        _wait(browser, ec.url_contains("/imunban/login"))
+        browser.find_element(By.NAME, "token").send_keys(OPERATOR)
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _wait(browser, ec.url_to_be(base + "/dead"))
+        browser.get(base + "/")
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#chart canvas"))
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-calls canvas"))
+        _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, '[data-k="status.dead"]').text == "2")
+        for link in [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "header nav a")]:
+            browser.get(str(link))
+            assert browser.current_url.startswith(base + "/"), link
+        browser.get(base + "/dead")
+        browser.find_element(By.CSS_SELECTOR, 'button[data-replay="ghost_1"]').click()
+        flash = _wait(browser, ec.visibility_of_element_located((By.CSS_SELECTOR, ".flash")))
+        assert "replayed 1 dead letter" in flash.text  # type: ignore[attr-defined]
+        assert browser.current_url.startswith(base + "/dead?")
+        _no_csp_violations(browser)
+    assert proxy.missed == [] or set(proxy.missed) <= {"/favicon.ico"}, proxy.missed
+
+
+def test_send_now_in_a_browser(r: redis.Redis, redis_url: str, browser: WebDriver) -> None:
+    """ "Send now" on a scheduled row: the request becomes ready (due now), the other stays scheduled, and the
+    action is audited."""
+    Producer.on(r).enqueue("@TGS#2Blater", ["ban_1", "ban_2"], at=time.time() + 3600)
+    with serving(console_app(r, redis_url)) as base:
+        _sign_in(browser, base, OPERATOR)
+        browser.get(base + "/scheduled?group_id=%40TGS%232Blater")
+        browser.find_element(By.CSS_SELECTOR, 'button[data-send-now="ban_2"]').click()
+        flash = _wait(browser, ec.visibility_of_element_located((By.CSS_SELECTOR, ".flash")))
+        assert "sent 1 request(s) now" in flash.text  # type: ignore[attr-defined]
+        rows = {row.find_element(By.CSS_SELECTOR, "td.mono").text: row.text for row in
+                browser.find_elements(By.CSS_SELECTOR, "table.table tbody tr")}  # fmt: skip
+        assert "ready" in rows["ban_2"] and "scheduled" in rows["ban_1"]
+        with httpx2.Client(base_url=base, headers=bearer(OPERATOR)) as api:
+            entry = api.get("/api/outcomes?limit=1").json()["entries"][0]
+        assert (entry["action"], entry["count"], entry["role"]) == ("send-now", "1", "operator")
         _no_csp_violations(browser)

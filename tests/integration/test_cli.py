@@ -99,7 +99,12 @@ def test_enqueue_replaced_is_reported(cli: Run) -> None:
         (["enqueue", "g"], "imunban: error: MEMBER: give GROUP_ID and at least one MEMBER, or --file PATH|-"),
         (["enqueue"], "imunban: error: MEMBER: give GROUP_ID and at least one MEMBER"),
         (["enqueue", "g", "a", "--at", "soon"], "imunban: error: --at: is neither Unix seconds nor ISO-8601"),
-        (["enqueue", "g", "a", "--at", "1893456000000"], "imunban: error: --at: must be Unix seconds between"),
+        (
+            ["enqueue", "g", "a", "--at", "1796280070766"],
+            "imunban: error: --at: must be Unix seconds, got 1796280070766: milliseconds? In seconds that is "
+            "1796280070.766\n",
+        ),
+        (["enqueue", "g", "a", "--at", "99999999999999999"], "imunban: error: --at: must be Unix seconds between"),
         (["enqueue", "g", "a", "--in", "5x"], "imunban: error: --in: is not a duration: '5x'"),
         (["enqueue", "g", "a", "--in", "-5"], "imunban: error: --in: must not be negative"),
         (["enqueue", "g", "a", "--file", "x.jsonl"], "imunban: error: GROUP_ID: give either GROUP_ID MEMBER... or"),
@@ -204,6 +209,27 @@ def test_enqueue_file_bad_line_stores_nothing(cli: Run, r: redis.Redis, tmp_path
     rc, out, err = cli("enqueue", "--file", path)
     assert (rc, out) == (2, "")
     assert err.startswith(f"imunban: error: {message}"), err
+    assert r.dbsize() == 0
+
+
+def test_enqueue_file_reports_every_bad_line_in_one_pass(cli: Run, r: redis.Redis, tmp_path: Path) -> None:
+    """Several bad lines: each with its number and field in one error (the first 20, then a count); nothing stored."""
+    good = {"group_id": "g", "member": "a"}
+    path = write(tmp_path, good, "{oops", good, '{"group_id": "g"}', '{"group_id": "g", "member": "a", "at": "x"}')
+    rc, out, err = cli("enqueue", "--file", path)
+    assert (rc, out) == (2, "")
+    assert err.splitlines() == [
+        "imunban: error: --file: 3 bad lines; nothing was stored:",
+        "  line 2: line: is not valid JSON: Expecting property name enclosed in double quotes at column 2",
+        "  line 4: member: give exactly one of 'member' or 'members'",
+        "  line 5: at: is neither Unix seconds nor ISO-8601: 'x'",
+    ]
+    path = write(tmp_path, *(['{"group_id": ""}'] * 25), good)
+    rc, _, err = cli("enqueue", "--file", path)
+    shown = err.splitlines()
+    assert rc == 2 and shown[0] == "imunban: error: --file: 25 bad lines; nothing was stored:"
+    assert shown[1].startswith("  line 1: ") and shown[20].startswith("  line 20: ")
+    assert shown[21:] == ["  and 5 more bad lines"]
     assert r.dbsize() == 0
 
 
@@ -330,10 +356,10 @@ def test_dead_list_replay_purge(cli: Run, r: redis.Redis) -> None:
     assert [d["member"] for d in json.loads(cli("dead", "list", "--json", "--limit", "1", "--offset", "1")[1])] == ["b"]
     assert cli("dead", "replay", "g", "a") == (0, "replayed 1 dead letter (due now)\n", "")
     assert trace(r, KEYS, "g", "a")["state"] in ("ready", "scheduled")
-    rc, _, err = cli("dead", "purge")
+    rc, _, err = cli("dead", "purge", "--all")
     assert rc == 2 and "add --yes" in err and "2 dead letters" in err
     assert len(json.loads(cli("dead", "list", "--json")[1])) == 2
-    assert cli("dead", "purge", "--yes") == (0, "purged 2 dead letters\n", "")
+    assert cli("dead", "purge", "--all", "--yes") == (0, "purged 2 dead letters\n", "")
     assert json.loads(cli("dead", "list", "--json")[1]) == []
 
 
@@ -350,7 +376,7 @@ def test_dead_replay_of_nothing_dead_says_so_and_exits_1(cli: Run, r: redis.Redi
     end_as(r, "g", "a", "dead", 60003, "bad")
     rc, out, err = cli("dead", "replay", "g", "nobody", "else")
     assert (rc, out) == (1, "")
-    assert err == "imunban: no dead letter matched: none of the 2 requests given is a dead letter; nothing replayed\n"
+    assert err == "imunban: no dead letter matched: none of the 2 requests given is a dead letter; nothing done\n"
     assert status(r, KEYS)["dead"] == 1
     assert cli("dead", "replay", "g", "a", "nobody") == (
         0, "replayed 1 dead letter (due now); 1 of those given was not a dead letter\n", "",
@@ -406,14 +432,18 @@ def test_dead_replay_all_stopped_part_way_says_what_it_replayed(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["dead", "replay"], "replay: give either --all or GROUP_ID MEMBER"),
-        (["dead", "replay", "--all", "g", "a"], "replay: give either --all or GROUP_ID MEMBER"),
+        (["dead", "replay"], "replay: give one of --all, --code/--group, or GROUP_ID MEMBER"),
+        (["dead", "replay", "--all", "g", "a"], "replay: give one of --all, --code/--group, or GROUP_ID MEMBER"),
+        (["dead", "replay", "--all", "--code", "1"], "replay: give one of --all"),
+        (["dead", "purge", "--yes"], "purge: give one of --all, --code/--group, or GROUP_ID MEMBER"),
+        (["dead", "purge", "g", "a", "--group", "g"], "purge: give one of --all"),
+        (["dead", "list", "--group", ""], "--group: must not be empty"),
         (["dead", "replay", "g"], "MEMBER: give at least one MEMBER"),
         (["dead", "replay", "g", ""], "members[0]: must not be empty"),
     ],
 )
 def test_dead_replay_errors(cli: Run, args: list[str], message: str) -> None:
-    """dead replay needs exactly one of --all or GROUP MEMBER..."""
+    """dead replay and purge need exactly one selection: --all, --code/--group, or GROUP MEMBER..."""
     rc, _, err = cli(*args)
     assert rc == 2 and err.startswith(f"imunban: error: {message}")
 

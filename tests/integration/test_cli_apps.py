@@ -61,7 +61,10 @@ def test_a_missing_or_unknown_app_is_refused_and_nothing_is_stored(cli: Run, r: 
     lines = tmp_path / "in.jsonl"
     lines.write_text('{"group_id": "g", "member": "m", "app": "cn"}\n{"group_id": "g", "member": "n", "app": "eu"}\n')
     rc, _, err = cli("enqueue", "--file", str(lines))
-    assert rc == 2 and "unknown app 'eu'" in err
+    assert rc == 2 and err.startswith("imunban: error: line 2: app: unknown app 'eu' (known: cn, intl)")
+    lines.write_text('{"group_id": "g", "member": "m"}\n{"group_id": "g", "member": "n", "app": "cn"}\n')
+    rc, _, err = cli("enqueue", "--file", str(lines))  # no --app: line 1 names none
+    assert rc == 2 and err.startswith("imunban: error: line 1: app: is required")
     assert r.dbsize() == 0
 
 
@@ -74,8 +77,8 @@ def test_a_file_names_apps_per_line_with_app_as_the_default(cli: Run, r: redis.R
     assert status(r, Keys("imunban", "cn"))["queued"] == 1 and status(r, Keys("imunban", "intl"))["queued"] == 1
 
 
-def test_status_has_one_section_per_app_and_the_totals(cli: Run) -> None:
-    """status --json: the totals, and apps: {NAME: {...}}; the table shows each app then all."""
+def test_status_has_one_row_per_app_and_the_totals(cli: Run) -> None:
+    """status --json: the totals, and apps: {NAME: {...}}; the table: one compact row per app, then all."""
     cli("enqueue", "g1", "a", "b", "--app", "cn")
     cli("enqueue", "g2", "c", "--app", "intl", "--in", "1h")
     rc, out, _ = cli("status", "--json")
@@ -85,7 +88,29 @@ def test_status_has_one_section_per_app_and_the_totals(cli: Run) -> None:
     rc, out, _ = cli("status", "--json", "--app", "intl")
     assert json.loads(out)["scheduled"] == 1 and "apps" not in json.loads(out)
     rc, out, _ = cli("status")
-    assert "app cn" in out and "app intl" in out and "all 2 apps" in out
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]] for line in out.splitlines()
+            if line.count("│") == 9}  # fmt: skip
+    header = next(line for line in out.splitlines() if line.count("┃") == 9)
+    assert [c.strip() for c in header.split("┃")[1:-1]] == [
+        "app", "state", "backlog", "due", "oldest due", "dead", "hold/pause", "limit use",
+    ]  # fmt: skip
+    assert rows["cn"][0] in ("idle", "delivering", "stalled") and rows["cn"][1:3] == ["2", "2"]
+    assert rows["intl"][1:3] == ["1", "0"] and rows["intl"][4:] == ["0", "-", "-"]
+    assert rows["all"][1:3] == ["3", "2"]
+    assert len(out.splitlines()) <= 15 and "totals since the store began" not in out
+    rc, out, _ = cli("status", "--app", "cn")
+    assert rc == 0 and "totals since the store began" in out  # one app in detail
+    rc, out, _ = cli("status", "--check")
+    assert rc == 2 and out.startswith("CRITICAL stalled (app cn)")  # --check as before: 2 due, no worker
+
+
+def test_status_explain_gives_a_legend_for_every_counter(cli: Run) -> None:
+    """status --explain: a line for every column of the apps table and every row of the detail, without Redis."""
+    rc, out, _ = cli("status", "--explain")
+    names = [line.split("  ")[0] for line in out.splitlines()]
+    assert rc == 0
+    for column in ("state", "backlog", "due (queued)", "oldest due", "dead", "hold/pause", "limit use", "in flight"):
+        assert column in names
 
 
 def test_trace_and_dead_take_the_app(cli: Run) -> None:
@@ -112,6 +137,15 @@ def test_migrate_moves_an_old_store_under_the_app_named(cli: Run, r: redis.Redis
     assert rc == 0 and json.loads(out) == {"app": "cn", "renamed": 3, "merged": 0}
     assert status(r, Keys("imunban", "cn"))["queued"] == 1
     assert cli("migrate", "--app", "cn")[1].startswith("nothing to move")
+
+
+@pytest.mark.parametrize("args", [["--check"], ["--check", "--json"], []])
+def test_migrate_names_an_unknown_app_even_with_check(cli: Run, r: redis.Redis, args: list[str]) -> None:
+    """migrate --app nope (also with --check) is refused naming the app, exit 2 like every bad --app; not "nothing"."""
+    rc, out, err = cli("migrate", "--app", "nope", *args)
+    assert (rc, out) == (2, "")
+    assert err.startswith("imunban: error: --app: unknown app 'nope' (known: cn, intl)")
+    assert r.dbsize() == 0
 
 
 def test_the_broker_of_a_cluster_state_must_be_named() -> None:

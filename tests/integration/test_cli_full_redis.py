@@ -77,7 +77,7 @@ def test_enqueue_into_a_full_redis_exits_non_zero_saying_nothing_was_stored(
 def test_status_trace_and_dead_purge_work_on_a_full_redis(
     small_redis: redis.Redis, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """At maxmemory: `imunban status --json` and `trace` answer, `dead purge --yes` deletes the dead letters."""
+    """At maxmemory: `imunban status --json` and `trace` answer, `dead purge --all --yes` deletes the dead letters."""
     store = Store(small_redis, KEYS, linger=LingerPolicy(0))
     store.enqueue([UnbanRequest("@TGS#g", ("a", "b"))])
     batch = store.claim("@TGS#g", max_members=1)
@@ -88,6 +88,6 @@ def test_status_trace_and_dead_purge_work_on_a_full_redis(
     assert json.loads(capsys.readouterr().out)["dead"] == 1
     assert main(["trace", "@TGS#g", "b", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["state"] == "ready"
-    assert main(["dead", "purge", "--yes"]) == 0
+    assert main(["dead", "purge", "--all", "--yes"]) == 0
     assert "purged 1 dead letter" in capsys.readouterr().out
     assert small_redis.zcard(KEYS.dead) == 0

@@ -80,3 +80,15 @@ def test_stale_port_file_is_ignored(cli: Run, data_dir: Path) -> None:
     assert embedded.status(str(data_dir))[1] is None
     rc, _, err = cli("enqueue", "g", "a")
     assert rc == 0 and "started the embedded Redis server" in err
+
+
+def test_producer_from_env_uses_the_embedded_default(cli: Run, data_dir: Path) -> None:
+    """Producer.from_env() with IMUNBAN_REDIS_URL unset writes to the embedded server, as imunban.enqueue() does."""
+    from imunban import Producer
+    from imunban.settings import Settings
+
+    for producer, member in ((Producer.from_env(), "a"), (Producer.from_env(Settings(data_dir=str(data_dir))), "b")):
+        assert producer.enqueue("g", [member], at="2099-01-01T00:00Z").scheduled == 1
+        producer.deployment.client.close()
+    rc, out, _ = cli("status", "--json")
+    assert rc == 0 and json.loads(out)["scheduled"] == 2

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from helpers import KEYS, req, server_ms, true_scheduled
-from imunban.deadletter import DeadLetter, DeadLetters, ReplayResult
+from imunban.deadletter import DeadFilter, DeadLetter, DeadLetters, ReplayResult
 from imunban.keys import request_id
 from imunban.schedule import Scheduler
 from imunban.settings import LingerPolicy
@@ -50,6 +50,28 @@ def test_list_pages_with_offset_and_limit(store: Store, dead: DeadLetters) -> No
     assert len(dead.list(limit=2)) == 2
     assert len(dead.list(offset=4, limit=10)) == 1
     assert dead.list(offset=5) == []
+
+
+def test_matching_filters_by_code_and_group_across_scan_windows(store: Store, dead: DeadLetters) -> None:
+    """matching() finds every dead letter of a code and/or group, newest first, however small the scan window."""
+    kill(store, "g1", "a", "b", code=10004)
+    kill(store, "g2", "c", code=10004)
+    kill(store, "g2", "d", code=70107)
+    by_code = dead.matching(DeadFilter(code=10004), chunk=1)
+    assert sorted((d.group_id, d.member) for d in by_code) == [("g1", "a"), ("g1", "b"), ("g2", "c")]
+    assert [d.member for d in dead.matching(DeadFilter(code=10004, group_id="g2"))] == ["c"]
+    assert [d.member for d in dead.matching(DeadFilter(group_id="g2"))] == ["d", "c"]
+    page = dead.scan(DeadFilter(), 0, 2)
+    assert (len(page.letters), page.next_rank) == (2, 2)
+    assert dead.scan(DeadFilter(), 2, 2).next_rank is None
+
+
+def test_purge_some_deletes_only_the_given_dead_letters(store: Store, dead: DeadLetters) -> None:
+    """purge_some() deletes the named dead letters (entry and info) and counts only real ones."""
+    kill(store, "g", "a", "b", "c")
+    assert sum(dead.purge_some([("g", "a"), ("g", "c"), ("g", "never")])) == 2
+    assert [d.member for d in dead.list()] == ["b"]
+    assert dead.client.hexists(dead.keys.dead_info, request_id("g", "a")) == 0
 
 
 def test_replay_chosen_pairs_makes_them_pending_due_now(r: redis.Redis, store: Store, dead: DeadLetters) -> None:

@@ -29,8 +29,8 @@ KEY_ARGS = {
     "TIME": 0, "DBSIZE": 0, "FLUSHDB": 0,
     "GET": 1, "GETEX": 1, "SET": 1, "DEL": 2, "EXISTS": 1, "PEXPIRE": 1, "TYPE": 1,
     "HGET": 1, "HMGET": 1, "HSET": 1, "HDEL": 1, "HEXISTS": 1, "HINCRBY": 1,
-    "ZADD": 1, "ZREM": 1, "ZSCORE": 1, "ZCARD": 1, "ZRANGE": 1, "ZPOPMIN": 1,
-    "ZREMRANGEBYSCORE": 1, "ZREMRANGEBYRANK": 1,
+    "ZADD": 1, "ZREM": 1, "ZSCORE": 1, "ZCARD": 1, "ZRANGE": 1, "ZREVRANGE": 1, "ZPOPMIN": 1,
+    "ZREMRANGEBYSCORE": 1, "ZREMRANGEBYRANK": 1, "ZCOUNT": 1,
     "XADD": 1, "LPUSH": 1, "LTRIM": 1,
     "RENAME": 2, "HGETALL": 1, "HSETNX": 1,  # migrate.lua (and TYPE, above)
 }  # fmt: skip

@@ -64,9 +64,11 @@ def test_status_counts_overdue_of_several_groups_and_keeps_later_ones_scheduled(
     """Overdue scheduled requests of several groups count as queued; the rest of their groups stays scheduled."""
     now = server_ms(r)
     later = now + 3_600_000
-    store.enqueue([req("a", "1", "2", at_ms=now + 2), req("a", "3", at_ms=later), req("b", "1", at_ms=now + 3)])
+    # Far enough ahead that a loaded machine still stores them as scheduled (2 ms ahead arrived due already).
+    store.enqueue([req("a", "1", "2", at_ms=now + 250), req("a", "3", at_ms=later), req("b", "1", at_ms=now + 251)])
     store.enqueue([req("c", "1", at_ms=later + 1), req("r", "1")])
-    wait_server_ms(r, now + 4)
+    assert status(r, KEYS)["scheduled"] == 5
+    wait_server_ms(r, now + 252)
     s = status(r, KEYS)
     assert (s["queued"], s["scheduled"]) == (4, 2)
-    assert s["next_due_ms"] == now + 2
+    assert s["next_due_ms"] == now + 250

@@ -57,12 +57,15 @@ def test_services_present(compose: dict[str, Any]) -> None:
 
 
 def test_dockerfile_installs_package_as_non_root() -> None:
-    """python:3.11-slim, pip install ., a non-root USER, entrypoint `imunban`."""
+    """A pinned python:3.11.x-slim-bookworm, pip install ., a numeric non-root USER with a passwd entry, `imunban`."""
     text = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim\b", text, flags=re.MULTILINE)
-    assert re.search(r"^RUN pip install \.", text, flags=re.MULTILINE)
+    assert re.search(r"^FROM python:3\.11\.\d+-slim-bookworm\s*$", text, flags=re.MULTILINE)
+    assert re.search(r"^RUN pip install .*\.", text, flags=re.MULTILINE)
     users = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)
-    assert users and users[-1] not in ("root", "0")
+    assert users and re.fullmatch(r"(\d+)(:\d+)?", users[-1]), "USER must be numeric (runAsNonRoot checks a number)"
+    uid = users[-1].split(":")[0]
+    assert int(uid) != 0
+    assert re.search(rf"useradd [^\n]*--uid {uid}\b", text), "a passwd entry with the same uid"
     assert _dockerfile_entrypoint() == ["imunban"]
     ignored = (ROOT / ".dockerignore").read_text()
     assert "!worker/" in ignored and "*" in ignored.splitlines(), "the build context must not carry secrets/ or .env"
@@ -85,15 +88,23 @@ def test_commands_are_real_entry_points(compose: dict[str, Any]) -> None:
 
 
 def test_redis_private_durable_and_password_protected(compose: dict[str, Any]) -> None:
-    """redis: AOF everysec, noeviction, requirepass, no host ports, a healthcheck and a named volume."""
+    """redis: deploy/redis (AOF everysec, noeviction, the password from a secret), no host ports, a named volume."""
     redis = compose["services"]["redis"]
     assert str(redis["image"]).startswith("redis:7")
-    command = [str(part) for part in redis["command"]]
-    pairs = dict(zip(command[1::2], command[2::2], strict=False))
-    assert pairs["--appendonly"] == "yes"
-    assert pairs["--appendfsync"] == "everysec"
-    assert pairs["--maxmemory-policy"] == "noeviction"
-    assert VAR_RE.search(pairs["--requirepass"]), "the password comes from .env, never from this file"
+    assert redis["entrypoint"] == ["sh", "/etc/imunban/start.sh"]
+    mounts = _mounts(redis)
+    conf = mounts["/etc/imunban/redis.conf"].read_text()
+    for line in (
+        "appendonly yes",
+        "appendfsync everysec",
+        "maxmemory-policy noeviction",
+        "include /tmp/redis-auth.conf",
+    ):
+        assert re.search(rf"^{line}$", conf, flags=re.MULTILINE), line
+    start = mounts["/etc/imunban/start.sh"].read_text()
+    assert "/run/secrets/redis_password" in start and "requirepass" in start
+    assert redis["secrets"] == ["redis_password"] and "redis_password" in compose["secrets"]
+    assert "--maxmemory" in redis["command"]
     assert "ports" not in redis
     assert "ping" in " ".join(redis["healthcheck"]["test"])
     volume = redis["volumes"][0].split(":")[0]
@@ -121,8 +132,9 @@ def test_worker_setup(compose: dict[str, Any]) -> None:
     worker = compose["services"]["worker"]
     assert int(worker["deploy"]["replicas"]) >= 2
     assert worker["env_file"] == ".env" or ".env" in worker["env_file"]
-    url = worker["environment"]["IMUNBAN_REDIS_URL"]
-    assert url.startswith("redis://:${IMUNBAN_REDIS_PASSWORD") and url.endswith("@redis:6379/0")
+    assert worker["environment"]["IMUNBAN_REDIS_URL"] == "redis://redis:6379/0"
+    assert worker["environment"]["IMUNBAN_REDIS_PASSWORD_FILE"] == "/run/secrets/redis_password"
+    assert "redis_password" in worker["secrets"]
     assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
@@ -160,7 +172,7 @@ def test_profiles(compose: dict[str, Any]) -> None:
 def test_every_variable_is_in_env_example() -> None:
     """Every ${VAR} docker-compose.yml interpolates is defined in .env.example."""
     used = set(VAR_RE.findall((ROOT / "docker-compose.yml").read_text()))
-    assert "IMUNBAN_REDIS_PASSWORD" in used
+    assert "IMUNBAN_REDIS_MAXMEMORY" in used
     missing = used - set(_env_example())
     assert not missing, f"define in .env.example: {sorted(missing)}"
 
@@ -174,7 +186,7 @@ def test_web_console_tokens_are_compose_secrets(compose: dict[str, Any]) -> None
         assert secret in compose["secrets"] and secret in web["secrets"]
         assert env[f"IMUNBAN_WEB_{role.upper()}_TOKEN_FILE"] == f"/run/secrets/{secret}"
         assert f"IMUNBAN_WEB_{role.upper()}_TOKEN" not in env
-    assert env["IMUNBAN_REDIS_URL"].endswith("@redis:6379/0")
+    assert env["IMUNBAN_REDIS_URL"] == "redis://redis:6379/0"
     assert web["depends_on"]["redis"]["condition"] == "service_healthy"
     argv = _argv(web)
     assert argv[argv.index("--host") + 1] == "0.0.0.0"  # inside its container; published on 127.0.0.1 only

@@ -78,7 +78,7 @@ def test_bytes_lines_and_bom() -> None:
         ('{"group_id": "g", "members": []}', "members", "must not be empty"),
         ('{"group_id": "g", "members": ["a", 5]}', "members[1]", "must be a string"),
         ('{"group_id": "g", "member": "a", "at": "tomorrow"}', "at", "neither Unix seconds nor ISO-8601"),
-        ('{"group_id": "g", "member": "a", "at": 1893456000000}', "at", "between 2000 and 2200"),
+        ('{"group_id": "g", "member": "a", "at": 1893456000000}', "at", "milliseconds? In seconds that is 1893456000"),
         ('{"group_id": "g", "member": "a", "at": NaN}', "at", "finite"),
         ('{"group_id": "g", "member": "a", "at": 1e999}', "at", "finite"),
         ('{"group_id": "g", "member": "a", "at": true}', "at", "boolean"),

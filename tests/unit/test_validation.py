@@ -165,6 +165,16 @@ def test_parse_at_rejects_bad_times_naming_the_field(value: object) -> None:
     assert info.value.field == "at"
 
 
+@pytest.mark.parametrize(("value", "seconds"), [(1796280070766, "1796280070.766"), ("1893456000000", "1893456000")])
+def test_parse_at_names_milliseconds_and_suggests_the_seconds(value: object, seconds: str) -> None:
+    """Epoch milliseconds where seconds are expected: the error says so and gives the seconds, not 1.79628e+12."""
+    with pytest.raises(ValidationError) as info:
+        parse_at(value, "--at")
+    assert info.value.field == "--at"
+    assert info.value.reason.endswith(f"milliseconds? In seconds that is {seconds}")
+    assert "e+" not in info.value.reason
+
+
 def test_parse_at_uses_the_given_field_name() -> None:
     """The field name is the caller's (e.g. a CLI option)."""
     with pytest.raises(ValidationError) as info:

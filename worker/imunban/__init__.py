@@ -23,7 +23,6 @@ from typing import Any
 
 from imunban.deployment import Deployment, open_deployment
 from imunban.producer import Producer, When
-from imunban.settings import Settings
 from imunban.store import EnqueueResult
 from imunban.validation import UnbanRequest
 from imunban.version import VERSION as __version__  # noqa: F401  (imunban.__version__)
@@ -50,14 +49,7 @@ def default_producer() -> Producer:
     global _default
     with _default_lock:
         if _default is None:
-            settings = Settings.from_env()
-            if settings.redis_url is None:
-                # The embedded server is a tool (imunban.local): loaded only when it is the default in use,
-                # never at import (the one engine -> tool edge, named in pyproject.toml's engine contract).
-                from imunban.local.embedded import resolve_settings
-
-                settings = resolve_settings(settings)
-            _default = Producer(open_deployment(settings))
+            _default = Producer.from_env()  # an unset IMUNBAN_REDIS_URL: the embedded server, started if need be
         return _default
 
 

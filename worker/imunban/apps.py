@@ -157,9 +157,28 @@ class Apps:
 
     def require_delivery(self) -> None:
         """Fail now, naming the app, the file and the field, if any app cannot sign calls (a worker's start)."""
+        problems = self.delivery_problems()
+        if len(problems) == 1:
+            raise ConfigError(problems[0])
+        if problems:
+            raise ConfigError(f"{len(problems)} settings are wrong:" + "".join(f"\n  {p}" for p in problems))
+
+    def delivery_problems(self) -> list[str]:
+        """Why each app cannot sign or send calls, every missing or bad field of each (empty: all can)."""
+        problems: list[str] = []
         for app in self:
-            app.credentials()
-            app.api_urls()
+            try:
+                app.credentials()
+            except ConfigError as exc:
+                problems.append(str(exc))
+                if app.sdkappid is None and app.secret_key is None and app.secret_key_file is None:
+                    # credentials() stops at the SDKAppID: the key is missing as well.
+                    problems.append(f"{app.where('secret_key')} is required (the app's secret key)")
+            try:
+                app.api_urls()
+            except ConfigError as exc:
+                problems.append(str(exc))
+        return problems
 
     def resolve(self, name: object) -> AppConfig:
         """The app a request names; with one app it may name none. ValidationError(``app``) otherwise."""

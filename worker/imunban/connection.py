@@ -43,8 +43,12 @@ def connect(settings: Settings, *, url: str | None = None) -> redis.Redis:
     # A restart (with AOF) or a Sentinel failover takes seconds: retry (about 17 s in all) instead of
     # failing the batch; past that the caller gets a StoreError, and the pump or producer tries again.
     retry = failover_retry(cap_s=RETRY_CAP_S, retries=RETRIES)
+    # IMUNBAN_REDIS_PASSWORD_FILE is read now, and only for the configured URL (never the embedded server's).
+    password = settings.redis_password() if url == settings.redis_url else None
+    if password is not None:
+        options["password"] = password.reveal()
     if is_sentinel_url(url):
-        return sentinel_client(url, settings.sentinel_password, options=options, retry=retry)
+        return sentinel_client(url, settings.sentinel_auth(), options=options, retry=retry)
     if is_cluster_url(url):
         # The same backoff and count, also on the cluster's own failover errors.
         backoff = ExponentialBackoff(cap=RETRY_CAP_S, base=0.05)
@@ -98,7 +102,7 @@ def cluster_client(url: str, *, options: dict[str, Any], retry: Retry) -> redis.
     client = FollowingCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],  # type: ignore[no-untyped-call]
         username=parsed.username,
-        password=parsed.password,
+        password=parsed.password or cluster_options.pop("password", None),
         retry=Retry(NoBackoff(), 1),
         failover=retry,
         **cluster_options,

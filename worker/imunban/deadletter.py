@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -10,10 +11,30 @@ from typing import Any, cast
 import redis
 
 from imunban.connection import translated
-from imunban.keys import Keys, split_request_id
+from imunban.keys import Keys, request_id, split_request_id
 from imunban.pipelines import run_scripts
 from imunban.scripts import GroupArgs, register, script_keys
 from imunban.settings import Durability
+
+#: Dead letters a filtered scan looks at per script call (keeps one call short with 100,000 of them).
+SCAN_BUDGET = 5_000
+#: Request ids per purge script call.
+PURGE_CHUNK = 1_000
+
+
+@dataclass(frozen=True)
+class DeadFilter:
+    """Which dead letters: of one ErrorCode, of one group, or both (None: any)."""
+
+    code: int | None = None
+    group_id: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.code is not None or bool(self.group_id)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "group_id": self.group_id}
 
 
 @dataclass(frozen=True)
@@ -34,6 +55,29 @@ class DeadLetter:
             "attempts": self.attempts,
             "at_ms": self.at_ms,
         }
+
+    @classmethod
+    def parse(cls, rid: str, raw: str | None) -> DeadLetter:
+        """A dead letter from its request id and its dead_info JSON (absent: zeros)."""
+        group_id, member = split_request_id(rid)
+        info: dict[str, Any] = json.loads(raw) if raw else {}
+        return cls(
+            group_id=group_id,
+            member=member,
+            code=int(info.get("code") or 0),
+            info=str(info.get("info") or ""),
+            attempts=int(info.get("attempts") or 0),
+            at_ms=int(info.get("at_ms") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class ScanPage:
+    """One call of :meth:`DeadLetters.scan`: the matches, how many were looked at, where to go on (None: the end)."""
+
+    letters: list[DeadLetter]
+    looked_at: int
+    next_rank: int | None
 
 
 @dataclass(frozen=True)
@@ -96,6 +140,8 @@ class DeadLetters:
         self.durability = durability or Durability()
         self._replay = register(client, "dead_replay")
         self._clear = register(client, "dead_clear")
+        self._scan = register(client, "dead_scan")
+        self._purge = register(client, "dead_purge")
 
     def count(self) -> int:
         with translated("dead letters"):
@@ -108,21 +154,47 @@ class DeadLetters:
         with translated("dead letters"):
             rids = cast(list[str], self.client.zrange(self.keys.dead, offset, offset + limit - 1))
             infos = cast(list[str | None], self.client.hmget(self.keys.dead_info, rids) if rids else [])
-        out = []
-        for rid, raw in zip(rids, infos, strict=True):
-            group_id, member = split_request_id(rid)
-            info: dict[str, Any] = json.loads(raw) if raw else {}
-            out.append(
-                DeadLetter(
-                    group_id=group_id,
-                    member=member,
-                    code=int(info.get("code", 0)),
-                    info=str(info.get("info", "")),
-                    attempts=int(info.get("attempts", 0)),
-                    at_ms=int(info.get("at_ms", 0)),
-                )
+        return [DeadLetter.parse(rid, raw) for rid, raw in zip(rids, infos, strict=True)]
+
+    def scan(self, flt: DeadFilter, cursor: int = 0, limit: int = 100, *, budget: int = SCAN_BUDGET) -> ScanPage:
+        """Dead letters matching ``flt``, newest first, from rank ``cursor``: at most ``limit``, looking at
+        no more than ``budget`` entries (unfiltered: ``limit``) in one read-only script call (dead_scan.lua)."""
+        with translated("dead letters"):
+            total = int(self.client.zcard(self.keys.dead))
+            raw = self._scan(
+                keys=script_keys(self.keys, "dead_scan"),
+                args=[
+                    cursor,
+                    budget if flt.active else limit,
+                    limit,
+                    "" if flt.code is None else flt.code,
+                    flt.group_id or "",
+                ],
             )
-        return out
+        next_rank, looked = int(raw[0]), int(raw[1])
+        letters = [DeadLetter.parse(raw[i], raw[i + 1]) for i in range(2, len(raw), 2)]
+        return ScanPage(letters, looked, None if next_rank < 0 or next_rank >= total else next_rank)
+
+    def matching(self, flt: DeadFilter, chunk: int = 1_000) -> builtins.list[DeadLetter]:
+        """Every dead letter matching ``flt``, newest first (for "replay/purge all that match")."""
+        found: list[DeadLetter] = []
+        cursor: int | None = 0
+        while cursor is not None:
+            page = self.scan(flt, cursor, chunk, budget=max(SCAN_BUDGET, chunk))
+            found += page.letters
+            cursor = page.next_rank
+        return found
+
+    def purge_some(self, pairs: Sequence[tuple[str, str]]) -> Iterator[int]:
+        """Delete the given dead letters, :data:`PURGE_CHUNK` per script call; yields how many each call deleted.
+
+        Each call is atomic on its own, so a caller that meets an error part way knows what the calls before did.
+        """
+        for i in range(0, len(pairs), PURGE_CHUNK):
+            rids = [request_id(group, member) for group, member in pairs[i : i + PURGE_CHUNK]]
+            with translated("dead letters"):
+                # A script that frees memory: it works on a full Redis (dead_purge.lua).
+                yield int(self._purge(keys=script_keys(self.keys, "dead_purge"), args=rids))
 
     def replay(self, pairs: Sequence[tuple[str, str]] = (), *, limit: int = 10_000) -> ReplayResult:
         """Schedule dead letters again, due now (the given (group, member) pairs, else the oldest).

@@ -151,9 +151,9 @@ def sentinel_client(
         connection_class=FollowingConnection,
         db=parsed.db,
         username=parsed.username,
-        password=parsed.password,
+        password=parsed.password or options.get("password"),
         retry=retry,
-        **options,
+        **{k: v for k, v in options.items() if k != "password"},
     )
     return client
 

@@ -40,6 +40,8 @@ key                       type    content
 ``t:replies``             HASH    call id -> encoded reply of a claim/ack/requeue/dispatch, for a replayed call
 ``t:reply_expiry``        ZSET    call id -> ms its reply may be forgotten (trimmed as new replies arrive)
 ``t:wake``                LIST    a few tokens: something became due now or a slot freed; a waiting pump BLPOPs it
+``t:throughput``          ZSET    "minute:at_ms:delivered:calls" -> epoch minute: the counters once a minute, 24 h
+                                  (throughput.py; the console's history chart, shared by every replica)
 ``t:alarm:<pump>``        LIST    one pump's own alarm token at its next due time (a BLPOP timeout is served late)
 ``d:workers``             HASH    worker id -> ms of its pump's last tick (heartbeat.py; silent ones pruned)
 ``d:stats``               HASH    deployment counters: ``rejected_messages`` (a message's app is not known)
@@ -231,6 +233,10 @@ class Keys:
     @property
     def pause(self) -> str:
         return f"{self._p}:pause"
+
+    @property
+    def throughput(self) -> str:
+        return f"{self._p}:throughput"
 
     @property
     def limit(self) -> str:

@@ -63,8 +63,15 @@ class Producer:
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> Producer:
-        """A producer on the deployment of the ``IMUNBAN_*`` settings (``IMUNBAN_REDIS_URL`` must be set)."""
-        return cls(open_deployment(settings or Settings.from_env()))
+        """A producer on the deployment of the ``IMUNBAN_*`` settings; no ``IMUNBAN_REDIS_URL``: the embedded server."""
+        settings = settings or Settings.from_env()
+        if settings.redis_url is None:
+            # The embedded server is a tool (imunban.local), loaded only when it is the default in use, never
+            # at import: the one engine -> tool edge, named in pyproject.toml's import contracts.
+            from imunban.local.embedded import resolve_settings
+
+            settings = resolve_settings(settings)
+        return cls(open_deployment(settings))
 
     def enqueue(
         self,

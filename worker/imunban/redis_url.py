@@ -195,3 +195,13 @@ def check_plain_url(url: str, *, variable: str = _VARIABLE) -> None:
                 parser(value)
             except (TypeError, ValueError):
                 raise _bad(f"option {name!r} has a bad value {value!r}", variable, _PLAIN_FORM) from None
+
+
+def url_has_password(url: str) -> bool:
+    """Whether ``url`` (plain, ``redis+sentinel://`` or ``redis+cluster://``) carries a password of its own."""
+    scheme, _, rest = url.partition("://")
+    if scheme == "unix":
+        return "password=" in rest.partition("?")[2]
+    netloc = rest.partition("/")[0].partition("?")[0]
+    credentials, at, _ = netloc.rpartition("@")
+    return bool(at) and bool(credentials.partition(":")[2])

@@ -32,7 +32,7 @@ LIB = "_lib"
 KEY_ORDER = (
     "schedidx", "groups", "stats", "high", "meta", "inflight", "leases", "versions", "version_ends", "outcomes",
     "trace", "dead", "dead_info", "dispatch", "hold", "pause", "limit", "probed", "holds", "ok_groups", "replies",
-    "reply_expiry", "limiter", "wake",
+    "reply_expiry", "limiter", "wake", "throughput",
 )  # fmt: skip
 #: Keys of one group, after every key of KEY_ORDER, always in this order.
 PER_GROUP = ("ready", "sched")
@@ -92,6 +92,9 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
         "stats", "high", "meta", "inflight", "leases", "versions", "trace", "dead", "dead_info", *PER_GROUP,
     ),  # one group
     "dead_clear": ("dead", "dead_info"),
+    "dead_scan": ("dead", "dead_info"),
+    "dead_purge": ("dead", "dead_info"),
+    "throughput_sample": ("stats", "throughput"),
 }  # fmt: skip
 
 

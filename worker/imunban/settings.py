@@ -1,7 +1,7 @@
 """Settings: one frozen object built from ``IMUNBAN_*`` environment variables.
 
 The environment is read here and nowhere else; everything else receives a :class:`Settings`.
-A bad value raises :class:`~imunban.errors.ConfigError` naming the variable. :class:`Settings`
+Bad values raise one :class:`~imunban.errors.ConfigError` naming every bad variable. :class:`Settings`
 holds what is deployment-wide (Redis, broker, durability, linger, retries, metrics, web tokens);
 what differs between apps lives in :class:`~imunban.apps.AppConfig`: the apps file's tables, or
 :attr:`Settings.single_app`, app ``default`` as the single-app variables define it. Secrets are
@@ -12,30 +12,34 @@ tracebacks, and a secret key file is read only when an API call is signed.
 from __future__ import annotations
 
 import functools
-import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from imunban.apps import (
     API_LIMIT_PER_S,
-    DEFAULT_IDENTIFIER,
-    DEFAULT_RATE_LIMIT_PER_S,
     PREFIX,
     REGIONS,
     AppConfig,
     Apps,
     parse_apps_file,
-    valid_base_url,
-    valid_identifier,
 )
-from imunban.errors import ConfigError
+from imunban.envnames import unknown_variables, warn_unknown
+from imunban.envreader import EnvReader, check_root_path
 from imunban.keys import DEFAULT_APP
-from imunban.redis_url import CLUSTER_SCHEME, SENTINEL_SCHEME, check_plain_url, parse_cluster_url, parse_sentinel_url
+from imunban.redis_url import (
+    CLUSTER_SCHEME,
+    SENTINEL_SCHEME,
+    check_plain_url,
+    parse_cluster_url,
+    parse_sentinel_url,
+)
 from imunban.secret import Secret, read_secret_file
 
-__all__ = ["API_LIMIT_PER_S", "PREFIX", "REGIONS", "Durability", "LingerPolicy", "Secret", "Settings"]
+__all__ = [
+    "API_LIMIT_PER_S", "PREFIX", "REGIONS", "Durability", "LingerPolicy", "Secret", "Settings", "check_root_path",
+]  # fmt: skip
 
 #: The API's own server-side timeout: the client's read timeout must be longer.
 SERVER_TIMEOUT_S = 3.0
@@ -109,6 +113,9 @@ class Settings:
     #: A TOML file with one table per app (imunban.apps); None: the single-app variables define app ``default``.
     apps_file: str | None = None
     sentinel_password: Secret | None = field(default=None, repr=False)
+    #: Files holding the Redis password (for URLs without one) and the sentinels' password, read when connecting.
+    redis_password_file: Path | None = None
+    sentinel_password_file: Path | None = None
     durable_replicas: int = Durability().replicas
     durable_timeout_ms: int = Durability().timeout_ms
     #: App ``default`` as the single-app variables define it; the deployment's one app without an apps file.
@@ -145,38 +152,48 @@ class Settings:
     #: imunban web: who may look (viewer) and who may also act (operator); neither set = loopback only.
     web_viewer_token: Secret | None = field(default=None, repr=False)
     web_operator_token: Secret | None = field(default=None, repr=False)
+    #: imunban web: the path prefix a reverse proxy serves it under ("" = at the root; see check_root_path).
+    web_root_path: str = ""
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read every ``IMUNBAN_*`` variable; raise ConfigError naming the first bad one."""
-        env = _Env(os.environ if environ is None else environ)
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, for_delivery: bool = False) -> Settings:
+        """Read every ``IMUNBAN_*`` variable; raise one ConfigError naming every bad one.
+
+        ``for_delivery`` (a worker): what every app needs to sign and send calls is missing is named too.
+        """
+        env = EnvReader(os.environ if environ is None else environ)
         d = cls()  # every default is written once, on its field above
         log_format = env.choice("LOG_FORMAT", LOG_FORMATS) or d.log_format
         log_level = (env.choice("LOG_LEVEL", LOG_LEVELS) or d.log_level).upper()
         linger_ms = env.integer("LINGER_MS", d.linger_ms, minimum=0)
         redis_url = env.url("REDIS_URL", REDIS_SCHEMES)
-        if redis_url is not None and redis_url.startswith(SENTINEL_SCHEME):
-            parse_sentinel_url(redis_url)  # a malformed URL stops the process here, naming the variable
-        if redis_url is not None and redis_url.startswith(CLUSTER_SCHEME):
-            parse_cluster_url(redis_url)
-        elif redis_url is not None and not redis_url.startswith(SENTINEL_SCHEME):
-            check_plain_url(redis_url)
+        with env.collecting():  # a malformed URL is named with the other bad variables
+            if redis_url is not None and redis_url.startswith(SENTINEL_SCHEME):
+                parse_sentinel_url(redis_url)
+            if redis_url is not None and redis_url.startswith(CLUSTER_SCHEME):
+                parse_cluster_url(redis_url)
+            elif redis_url is not None and not redis_url.startswith(SENTINEL_SCHEME):
+                check_plain_url(redis_url)
         broker_url = env.url("BROKER_URL", BROKER_SCHEMES)
-        if broker_url is not None and broker_url.startswith(SENTINEL_SCHEME):
-            parse_sentinel_url(broker_url, variable=PREFIX + "BROKER_URL")
-        elif broker_url is not None:
-            check_plain_url(broker_url, variable=PREFIX + "BROKER_URL")
+        with env.collecting():
+            if broker_url is not None and broker_url.startswith(SENTINEL_SCHEME):
+                parse_sentinel_url(broker_url, variable=PREFIX + "BROKER_URL")
+            elif broker_url is not None:
+                check_plain_url(broker_url, variable=PREFIX + "BROKER_URL")
         sentinel_password = env.text("SENTINEL_PASSWORD")
+        redis_password_file, sentinel_password_file = env.password_files(redis_url, broker_url, sentinel_password)
         key_prefix = env.ascii_name("KEY_PREFIX", d.key_prefix, max_bytes=64)
         if any(c in key_prefix for c in HASH_TAG_CHARS):
-            raise ConfigError(f"{PREFIX}KEY_PREFIX must not contain {{ or }} (every key carries a {{hash tag}})")
+            env.fail(f"{PREFIX}KEY_PREFIX must not contain {{ or }} (every key carries a {{hash tag}})")
         # On a Redis Cluster, WAIT runs on the node that took the writes (imunban.cluster_scripts).
         durable_replicas = env.integer("DURABLE_REPLICAS", d.durable_replicas, minimum=0)
-        return cls(
+        settings = cls(
             redis_url=redis_url,
             broker_url=broker_url,
             apps_file=env.text("APPS_FILE"),
             sentinel_password=None if sentinel_password is None else Secret(sentinel_password),
+            redis_password_file=redis_password_file,
+            sentinel_password_file=sentinel_password_file,
             durable_replicas=durable_replicas,
             # WAIT with timeout 0 would block forever.
             durable_timeout_ms=env.integer("DURABLE_TIMEOUT_MS", d.durable_timeout_ms, minimum=1),
@@ -209,7 +226,15 @@ class Settings:
             trace_ttl_s=env.integer("TRACE_TTL_S", d.trace_ttl_s, minimum=1, maximum=10 * 365 * 86_400),
             data_dir=env.text("DATA_DIR"),
             **env.web_tokens(),
+            web_root_path=env.root_path("WEB_ROOT_PATH"),
         )
+        if for_delivery:
+            with env.collecting():  # an unreadable apps file
+                env.errors += settings.apps().delivery_problems()
+        # Before any error: a misspelt name is often why a variable is "missing".
+        warn_unknown(unknown_variables(env.environ, env.read))
+        env.raise_errors()
+        return settings
 
     @property
     def linger(self) -> LingerPolicy:
@@ -221,120 +246,20 @@ class Settings:
         """What an intake needs before it reports success: replicas, room in Redis (see :class:`Durability`)."""
         return Durability(self.durable_replicas, self.durable_timeout_ms, self.intake_memory_fraction)
 
+    def redis_password(self) -> Secret | None:
+        """The password of ``IMUNBAN_REDIS_PASSWORD_FILE``, read now (when a client connects), else None."""
+        if self.redis_password_file is None:
+            return None
+        return Secret(read_secret_file(self.redis_password_file, f"{PREFIX}REDIS_PASSWORD_FILE"))
+
+    def sentinel_auth(self) -> Secret | None:
+        """The sentinels' password: ``IMUNBAN_SENTINEL_PASSWORD``, else its file's (read now), else None."""
+        if self.sentinel_password_file is None:
+            return self.sentinel_password
+        return Secret(read_secret_file(self.sentinel_password_file, f"{PREFIX}SENTINEL_PASSWORD_FILE"))
+
     def apps(self) -> Apps:
         """The apps this deployment serves: the apps file's (read now), else :attr:`single_app` alone."""
         if self.apps_file is None:
             return Apps([self.single_app])
         return parse_apps_file(Path(self.apps_file))
-
-
-class _Env:
-    """Typed accessors over a mapping; every error names the full variable."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-
-    def text(self, name: str) -> str | None:
-        raw = self._environ.get(PREFIX + name)
-        if raw is None or raw.strip() == "":
-            return None
-        return raw.strip()
-
-    def choice(self, name: str, choices: Sequence[str]) -> str | None:
-        """One of ``choices`` (case-insensitive, returned lower-case), or None when unset."""
-        raw = self.text(name)
-        if raw is None:
-            return None
-        if raw.lower() not in [c.lower() for c in choices]:
-            raise ConfigError(f"{PREFIX}{name}={raw!r} is not one of {', '.join(choices)}")
-        return raw.lower()
-
-    def url(self, name: str, schemes: tuple[str, ...]) -> str | None:
-        raw = self.text(name)
-        if raw is None:
-            return None
-        if not raw.startswith(schemes):
-            raise ConfigError(f"{PREFIX}{name} must start with {' or '.join(schemes)}")
-        return raw.rstrip("/") if raw.startswith(("http://", "https://")) else raw
-
-    def ascii_name(self, name: str, default: str, *, max_bytes: int) -> str:
-        raw = self.text(name) or default
-        if len(raw.encode()) > max_bytes or not raw.isascii() or not raw.isprintable() or " " in raw:
-            raise ConfigError(f"{PREFIX}{name} must be printable ASCII without spaces, at most {max_bytes} bytes")
-        return raw
-
-    def integer(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
-        """An integer in [minimum, maximum], ``default`` when unset."""
-        value = self.optional_integer(name, minimum=minimum, maximum=maximum)
-        return default if value is None else value
-
-    def optional_integer(self, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int | None:
-        """An integer in [minimum, maximum], None when unset."""
-        raw = self.text(name)
-        if raw is None:
-            return None
-        try:
-            value = int(raw, 10)
-        except ValueError:
-            raise ConfigError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
-        if minimum is not None and value < minimum:
-            raise ConfigError(f"{PREFIX}{name} must be >= {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise ConfigError(f"{PREFIX}{name} must be <= {maximum}, got {value}")
-        return value
-
-    def number(self, name: str, default: float, *, above: float = 0.0, maximum: float = math.inf) -> float:
-        """A finite number in (above, maximum]."""
-        raw = self.text(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
-        if not (math.isfinite(value) and above < value <= maximum):
-            limit = "" if maximum == math.inf else f" and <= {maximum:g}"
-            raise ConfigError(f"{PREFIX}{name} must be a finite number > {above:g}{limit}, got {raw!r}")
-        return value
-
-    def single_app(self) -> AppConfig:
-        """App ``default`` from the single-app variables; a key file is named here and read when a call is signed."""
-        inline, path = self.text("SECRET_KEY"), self.text("SECRET_KEY_FILE")
-        if inline is not None and path is not None:
-            raise ConfigError(f"set only one of {PREFIX}SECRET_KEY and {PREFIX}SECRET_KEY_FILE")
-        identifier = self.text("IDENTIFIER") or DEFAULT_IDENTIFIER
-        if not valid_identifier(identifier):
-            raise ConfigError(f"{PREFIX}IDENTIFIER must be printable ASCII without spaces, at most 32 bytes")
-        base_url = self.text("BASE_URL")
-        if base_url is not None and not valid_base_url(base_url):
-            raise ConfigError(f"{PREFIX}BASE_URL must be an http:// or https:// URL with a host, got {base_url!r}")
-        return AppConfig(
-            DEFAULT_APP,
-            sdkappid=self.optional_integer("SDKAPPID", minimum=1),
-            identifier=identifier,
-            secret_key=None if inline is None else Secret(inline),
-            secret_key_file=None if path is None else Path(path),
-            region=self.choice("REGION", sorted(REGIONS)),
-            base_url=None if base_url is None else base_url.rstrip("/"),
-            # The API's own limit is the ceiling: it cannot be bought up.
-            rate_limit_per_s=self.number("RATE_LIMIT", DEFAULT_RATE_LIMIT_PER_S, maximum=API_LIMIT_PER_S),
-        )
-
-    def token(self, name: str) -> Secret | None:
-        """A token given inline (NAME) or in a file (NAME_FILE, e.g. a compose secret), at least 16 characters."""
-        inline, path = self.text(name), self.text(name + "_FILE")
-        if inline is not None and path is not None:
-            raise ConfigError(f"set only one of {PREFIX}{name} and {PREFIX}{name}_FILE")
-        if path is not None:
-            inline = read_secret_file(Path(path), f"{PREFIX}{name}_FILE", empty_ok=True)  # the length check says why
-            name += "_FILE"
-        if inline is not None and (len(inline) < 16 or not inline.isascii() or not inline.isprintable()):
-            raise ConfigError(f"{PREFIX}{name}: the token must be at least 16 printable ASCII characters")
-        return None if inline is None else Secret(inline)
-
-    def web_tokens(self) -> dict[str, Secret | None]:
-        viewer, operator = self.token("WEB_VIEWER_TOKEN"), self.token("WEB_OPERATOR_TOKEN")
-        if viewer is not None and viewer == operator:
-            # One token for both roles would let every viewer act.
-            raise ConfigError(f"{PREFIX}WEB_VIEWER_TOKEN and {PREFIX}WEB_OPERATOR_TOKEN must differ")
-        return {"web_viewer_token": viewer, "web_operator_token": operator}

@@ -98,7 +98,13 @@ def parse_at(value: object, field: str = "at") -> int | None:
     if not math.isfinite(seconds):
         raise ValidationError(field, "must be a finite time")
     if not MIN_AT_S <= seconds < MAX_AT_S:
-        raise ValidationError(field, f"must be Unix seconds between 2000 and 2200, got {seconds:g}")
+        if MIN_AT_S <= seconds / 1000 < MAX_AT_S:
+            # Epoch milliseconds (what JavaScript and Java hand out) where seconds are expected.
+            raise ValidationError(
+                field,
+                f"must be Unix seconds, got {seconds:.15g}: milliseconds? In seconds that is {seconds / 1000:.15g}",
+            )
+        raise ValidationError(field, f"must be Unix seconds between 2000 and 2200, got {seconds:.15g}")
     return round(seconds * 1000)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import redis
+from rich.console import Console
 
 from imunban import deployment
 from imunban.apps import Apps
@@ -64,6 +66,20 @@ def check_app(catalog: Apps, name: object) -> str:
         return catalog.resolve(name).name
     except ValidationError as exc:
         raise ValidationError("--app", exc.reason) from None
+
+
+#: The width tables are laid out for when stdout is not a terminal: wide enough that no column is cut.
+PIPED_WIDTH = 10_000
+
+
+def out_console(*, highlight: bool = True) -> Console:
+    """A console on stdout: a terminal's width, or piped, wide enough that no column is cut to ``…`` or wrapped."""
+    console = Console(soft_wrap=True, highlight=highlight)
+    return console if console.is_terminal else Console(soft_wrap=True, highlight=highlight, width=PIPED_WIDTH)
+
+
+def print_json(data: object) -> None:
+    print(json.dumps(data, indent=2))
 
 
 def fmt_ms(ms: int | None) -> str:

@@ -11,21 +11,36 @@ One request per line::
 >= 0 (absent: ``default_version``, else none). Blank lines are skipped.
 A bad line raises :class:`~imunban.errors.ValidationError` with its 1-based line number and field.
 
-:func:`read_all` validates a whole input before anything may be stored, and keeps memory small by
-merging runs of consecutive lines that share group, due time, priority and version into one request.
+:func:`read_all` validates a whole input before anything may be stored, reporting every bad line in
+one pass (:class:`BadLines`), and keeps memory small by merging runs of consecutive lines that share
+group, due time, priority and version into one request.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from imunban.errors import ValidationError
 from imunban.validation import UnbanRequest, request_from_mapping, validate_priority
 
 #: Members per merged request: stays well under one enqueue chunk, so chunks stay bounded.
 MERGE_LIMIT = 500
+#: Bad lines an input's error lists one by one; the rest are counted.
+BAD_LINES_SHOWN = 20
+
+
+class BadLines(ValidationError):
+    """Several bad lines of one input: the first :data:`BAD_LINES_SHOWN` listed, each with its line number and field."""
+
+    def __init__(self, errors: list[ValidationError], total: int) -> None:
+        self.errors = errors
+        self.total = total
+        listed = "".join(f"\n  {error}" for error in errors)
+        more = f"\n  and {total - len(errors):,} more bad lines" if total > len(errors) else ""
+        super().__init__("--file", f"{total:,} bad lines; nothing was stored:{listed}{more}")
 
 
 def parse_line(raw: str | bytes, line: int) -> dict[str, object] | None:
@@ -118,20 +133,35 @@ def read_all(
     default_priority: str = "normal",
     default_version: int | None = None,
     default_app: str | None = None,
+    check_app: Callable[[str | None], object] | None = None,
 ) -> Validated:
-    """Validate every line (raising at the first bad one, so nothing gets stored); merge runs."""
+    """Validate every line, then merge runs; any bad line raises (:class:`BadLines` for several), so nothing is stored.
+
+    ``check_app`` (e.g. the deployment's app catalog) is asked about each line's app: an unknown one is
+    a bad line too, with its number.
+    """
     out = Validated()
     groups: dict[str, str] = {}  # one string object per group id, however many lines name it
     run: list[str] = []
     head: UnbanRequest | None = None
-    requests = read_requests(
+    errors: list[ValidationError] = []
+    bad = 0
+    requests = _checked_lines(
         lines,
+        check_app,
         default_at_ms=default_at_ms,
-        default_priority=default_priority,
+        default_priority=validate_priority(default_priority, "--priority"),
         default_version=default_version,
         default_app=default_app,
     )
     for number, request in requests:
+        if isinstance(request, ValidationError):
+            bad += 1
+            if len(errors) < BAD_LINES_SHOWN:
+                errors.append(request)
+            continue
+        if bad:
+            continue  # nothing will be stored: only the remaining lines' errors matter
         out.lines = number
         out.members += len(request.members)
         same = head is not None and (head.group_id, head.at_ms, head.priority, head.version, head.app) == (
@@ -149,9 +179,31 @@ def read_all(
         group_id = groups.setdefault(request.group_id, request.group_id)
         head = UnbanRequest(group_id, (), request.at_ms, request.priority, request.version, request.app)
         run = list(request.members)
+    if bad == 1:
+        raise errors[0]
+    if bad:
+        raise BadLines(errors, bad)
     if head is not None:
         out.requests.append(replace(head, members=tuple(run)))
     return out
+
+
+def _checked_lines(
+    lines: Iterable[str | bytes], check_app: Callable[[str | None], object] | None, **defaults: Any
+) -> Iterator[tuple[int, UnbanRequest | ValidationError]]:
+    """Each non-blank line's request, or its error (with its line number), in order."""
+    for number, raw in enumerate(lines, start=1):
+        try:
+            data = parse_line(raw, number)
+            if data is None:
+                continue
+            request = to_request(data, number, **defaults)
+            if check_app is not None:
+                check_app(request.app)
+        except ValidationError as exc:
+            yield number, exc if exc.line is not None else ValidationError(exc.field, exc.reason, line=number)
+            continue
+        yield number, request
 
 
 def _json_reason(exc: ValueError) -> str:

@@ -1,31 +1,32 @@
-"""``imunban status`` and ``imunban dead list|replay|purge``: the operator's view (``imunban trace``: cli/trace.py)."""
+"""``imunban status``: the operator's view (dead letters: imunban.cli.dead; trace: imunban.cli.trace)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from imunban.cli.common import bounded_float, fmt_ms, fmt_relative, open_app, open_deployment
-from imunban.deadletter import DeadLetters, ReplayResult
-from imunban.errors import StoreError, ValidationError
+from imunban import runbook
+from imunban.cli.common import bounded_float, fmt_ms, fmt_relative, open_app, open_deployment, out_console, print_json
 from imunban.health import add_app_state, add_states, check, thresholds
 from imunban.livelimit import add_limit, add_limits, describe
 from imunban.settings import Settings
 from imunban.state import fmt_bytes, span
 from imunban.stats import status, status_of_apps
-from imunban.validation import validate_group_id, validate_members
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    s = sub.add_parser("status", help="the state of each app and why, queue depths, outcomes, workers, the hold")
+    s = sub.add_parser(
+        "status",
+        help="the state of each app and why, queue depths, outcomes, workers, the hold",
+        description="The state of the deployment: with several apps one row per app (--app NAME for one app's "
+        "detail), with one app its detail. --explain says what every column and row means.",
+    )
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--explain", action="store_true", help="what every counter means (reads nothing), then exit")
     s.add_argument(
         "--check",
         action="store_true",
@@ -41,25 +42,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _app_option(s, "only this app (default: one section per app, and the totals)")
     s.set_defaults(handler=run_status)
 
-    d = sub.add_parser("dead", help="dead letters: list, replay, purge")
-    dsub = d.add_subparsers(dest="dead_action", metavar="ACTION", required=True)
-    dl = dsub.add_parser("list", help="dead letters, oldest first")
-    dl.add_argument("--json", action="store_true", help="machine-readable output")
-    dl.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
-    dl.add_argument("--offset", type=_non_negative, default=0, help="skip this many first")
-    _app_option(dl)
-    dl.set_defaults(handler=run_dead_list)
-    dr = dsub.add_parser("replay", help="schedule dead letters again, due now, with a fresh attempt budget")
-    dr.add_argument("--all", action="store_true", help="replay every dead letter")
-    dr.add_argument("group_id", nargs="?", metavar="GROUP_ID")
-    dr.add_argument("members", nargs="*", metavar="MEMBER")
-    _app_option(dr)
-    dr.set_defaults(handler=run_dead_replay)
-    dp = dsub.add_parser("purge", help="delete every dead letter (requires --yes)")
-    dp.add_argument("--yes", action="store_true", help="really delete them")
-    _app_option(dp)
-    dp.set_defaults(handler=run_dead_purge)
-
 
 def _app_option(
     parser: argparse.ArgumentParser, text: str = "the app (IMUNBAN_APPS_FILE); may be left out with one app"
@@ -67,31 +49,13 @@ def _app_option(
     parser.add_argument("--app", default=None, help=text)
 
 
-def _positive(text: str) -> int:
-    value = _non_negative(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2))
-
-
 # -- status -----------------------------------------------------------------------------------
 
 
 def run_status(args: argparse.Namespace) -> int:
+    if args.explain:
+        print(explain())
+        return 0
     settings = Settings.from_env()
     limits = thresholds(settings, lag_s=args.lag_s)
     if args.app is not None:
@@ -111,14 +75,17 @@ def run_status(args: argparse.Namespace) -> int:
             print(line)
             return level
     if args.json:
-        _print_json(snapshot)
+        print_json(snapshot)
         return level
-    console = Console(soft_wrap=True)
+    console = out_console()
     apps = snapshot.get("apps") or {}
     if len(apps) > 1:
-        for name, of_app in apps.items():
-            console.print(status_table(of_app, f"imunban status: app {name}"))
-        console.print(status_table(snapshot, f"imunban status: all {len(apps)} apps"))
+        console.print(apps_table(snapshot))
+        state = snapshot.get("state") or {}
+        if state:
+            style = LEVEL_STYLE[int(state["level"])]
+            console.print(Text(f"{state['state'].upper()}: {state['reason']}", style=style))
+        console.print("imunban status --app NAME: one app in detail; --explain: what each column means")
     else:
         console.print(status_table(snapshot))
     for name, counts in (snapshot.get("orphaned_apps") or {}).items():
@@ -130,6 +97,80 @@ def run_status(args: argparse.Namespace) -> int:
             highlight=False,
         )
     return 0
+
+
+#: What each column of the apps table and each row of an app's detail means (``imunban status --explain``).
+LEGEND = {
+    "state": "delivering, idle, held, paused, stalled or full, with its reason (exit code of --check: 0 ok, "
+    "1 degraded or paused, 2 stalled, held or full)",
+    "backlog": "requests not ended yet: due now + scheduled + in flight",
+    "due (queued)": "requests due now, waiting for a worker to claim them",
+    "scheduled": "requests due later (--at/--in); they become due by themselves",
+    "in flight": "requests claimed by a worker whose API call is under way (a lease; reclaimed if the worker dies)",
+    "oldest due": "how long the oldest request due now has waited (--lag-s: when it counts as degraded)",
+    "dead": "dead letters: requests that ended dead (imunban dead list)",
+    "hold/pause": "HOLD: an app-wide API error (its ErrorCode) stopped delivery, probed until it clears; "
+    "PAUSE: an operator stopped delivery (imunban resume)",
+    "limit use": "share of the app's rate limit (IMUNBAN_RATE_LIMIT) the workers used lately",
+    "groups waiting": "groups with requests due now",
+    "workers alive": "workers that ticked recently (the last tick's age)",
+    "last claim": "how long ago a worker last claimed a batch",
+    "Redis memory": "used memory against maxmemory; intake is refused near it (IMUNBAN_INTAKE_MEMORY_FRACTION)",
+    "totals": "outcomes counted since the store began (delivered, dead, group_gone, retries, ...)",
+}
+
+
+def explain() -> str:
+    """The legend of ``imunban status``, one line per counter."""
+    width = max(map(len, LEGEND))
+    return "\n".join(f"{name:<{width}}  {text}" for name, text in LEGEND.items())
+
+
+def apps_table(snapshot: dict[str, Any]) -> Table:
+    """One compact row per app (state, backlog, due, oldest due, dead, hold/pause, limit use), then the totals."""
+    apps: dict[str, Any] = snapshot.get("apps") or {}
+    table = Table(title=f"imunban status: {len(apps)} apps", title_justify="left")
+    table.add_column("app")
+    table.add_column("state")
+    for name in ("backlog", "due", "oldest due", "dead"):
+        table.add_column(name, justify="right")
+    table.add_column("hold/pause")
+    table.add_column("limit use", justify="right")
+    for name, of_app in apps.items():
+        state = of_app.get("state") or {}
+        level = int(state.get("level") or 0)
+        lag, use = state.get("oldest_due_age_ms"), state.get("limiter_use")
+        table.add_row(
+            escape(name),
+            Text(str(state.get("state", "-")), style=LEVEL_STYLE[level]),
+            f"{of_app['queued'] + of_app['scheduled'] + of_app['in_flight']:,}",
+            f"{of_app['queued']:,}",
+            "-" if lag is None else span(lag),
+            f"{of_app['dead']:,}",
+            _hold_or_pause(of_app),
+            "-" if use is None else f"{round(use * 100)} %",
+        )
+    table.add_section()
+    table.add_row(
+        "all",
+        "",
+        f"{snapshot['queued'] + snapshot['scheduled'] + snapshot['in_flight']:,}",
+        f"{snapshot['queued']:,}",
+        "",
+        f"{snapshot['dead']:,}",
+        "",
+        "",
+    )
+    return table
+
+
+def _hold_or_pause(of_app: dict[str, Any]) -> Text:
+    hold, pause = of_app.get("hold"), of_app.get("pause")
+    if hold:
+        return Text(f"HOLD {hold['code']}", style="bold red")
+    if pause:
+        return Text("PAUSED", style="bold yellow")
+    return Text("-")
 
 
 def status_table(snapshot: dict[str, Any], title: str = "imunban status") -> Table:
@@ -155,6 +196,7 @@ def status_table(snapshot: dict[str, Any], title: str = "imunban status") -> Tab
         table.add_row("[bold red]HOLD[/]", f"[bold red]ErrorCode {hold['code']}[/]: {hold['info']}{app}")
         table.add_row("  held since", since)
         table.add_row("  next probe", fmt_relative(int(hold.get("next_probe_ms") or 0) or None, now))
+        table.add_row("  what to do", escape(runbook.hint(runbook.for_code(int(hold["code"])))))
     else:
         table.add_row("hold", "none")
     for label, key in (
@@ -212,79 +254,3 @@ def state_rows(table: Table, snapshot: dict[str, Any]) -> None:
     else:
         used, most = fmt_bytes(memory["used_bytes"]), fmt_bytes(memory["max_bytes"])
         table.add_row("Redis memory", f"{used} of {most} maxmemory ({round(memory['ratio'] * 100)} %)")
-
-
-# -- dead letters -----------------------------------------------------------------------------
-
-
-def run_dead_list(args: argparse.Namespace) -> int:
-    dead = open_app(args.app).dead
-    letters = dead.list(offset=args.offset, limit=args.limit)
-    if args.json:
-        _print_json([letter.as_dict() for letter in letters])
-        return 0
-    total = dead.count()
-    if not letters:
-        print(f"no dead letters{' at this offset' if total else ''} ({total:,} in all)")
-        return 0
-    table = Table(title=f"dead letters: {total:,} (showing {len(letters)} from {args.offset})", title_justify="left")
-    for column in ("group", "member", "code", "info", "attempts", "dead since"):
-        table.add_column(column)
-    for letter in letters:
-        table.add_row(
-            letter.group_id, letter.member, str(letter.code), letter.info, str(letter.attempts), fmt_ms(letter.at_ms)
-        )
-    Console(soft_wrap=True).print(table)
-    return 0
-
-
-def run_dead_replay(args: argparse.Namespace) -> int:
-    if args.all == (args.group_id is not None):
-        raise ValidationError("replay", "give either --all or GROUP_ID MEMBER [MEMBER ...]")
-    if args.all:
-        result = _replay_all(open_app(args.app).dead)
-        if not result.matched:
-            print("no dead letters to replay")
-            return 0
-    else:
-        if not args.members:
-            raise ValidationError("MEMBER", "give at least one MEMBER after GROUP_ID")
-        group_id = validate_group_id(args.group_id)
-        members = validate_members(args.members)
-        result = open_app(args.app).dead.replay([(group_id, m) for m in members])
-        if not result.matched:
-            # Nothing of what was named is a dead letter: a typo, or replayed or purged already.
-            given = f"{len(members)} request{'s' if len(members) != 1 else ''} given"
-            print(
-                f"imunban: no dead letter matched: none of the {given} is a dead letter; nothing replayed",
-                file=sys.stderr,
-            )
-            return 1
-    line = f"replayed {result.replayed} dead letter{'s' if result.replayed != 1 else ''} (due now)"
-    if result.not_dead:
-        line += f"; {result.not_dead} of those given {'was' if result.not_dead == 1 else 'were'} not a dead letter"
-    print(line)
-    if result.skipped:
-        print(result.skipped_text())
-    return 0
-
-
-def _replay_all(dead: DeadLetters) -> ReplayResult:
-    """Every dead letter, round by round; a Redis error part way says what the rounds before it did."""
-    total = ReplayResult()
-    try:
-        for step in dead.replay_rounds():
-            total += step
-    except StoreError as exc:
-        done = f"{total.replayed} dead letter{'s' if total.replayed != 1 else ''} replayed ({total.skipped} skipped)"
-        raise StoreError(f"{exc}; stopped part way: {done} before the error") from exc
-    return total
-
-
-def run_dead_purge(args: argparse.Namespace) -> int:
-    dead = open_app(args.app).dead
-    if not args.yes:
-        raise ValidationError("--yes", f"purge deletes all {dead.count():,} dead letters for good; add --yes to do it")
-    purged = dead.purge()
-    print(f"purged {purged} dead letter{'s' if purged != 1 else ''}")
-    return 0

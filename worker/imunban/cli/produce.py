@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from typing import IO
@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="unban members now or later (positional, or JSON Lines with --file)",
         description="Unban MEMBERs of GROUP_ID now, at a time (--at) or after a delay (--in); or read JSON Lines "
         'requests {"group_id": ..., "member"|"members": ..., "at"?, "priority"?, "version"?} from --file PATH or - '
-        "(stdin). A file is validated completely before anything is stored. --at/--in/--priority/"
+        "(stdin). A file is validated completely before anything is stored (every bad line is reported, with its "
+        "number). --at/--in/--priority/"
         "--instruction-version are defaults for lines that do not say.",
     )
     p.add_argument("group_id", nargs="?", metavar="GROUP_ID")
@@ -150,6 +151,8 @@ def _enqueue_file(args: argparse.Namespace, settings: Settings) -> int:
     if args.delay is not None:
         parse_duration(args.delay, "--in")
     catalog = settings.apps()
+    if args.app is not None:
+        check_app(catalog, args.app)
     producer = _producer(settings, catalog) if args.delay is not None else None
     default_at_ms = _default_at_ms(args, producer)
     with ExitStack() as stack:
@@ -162,15 +165,26 @@ def _enqueue_file(args: argparse.Namespace, settings: Settings) -> int:
             default_priority=args.priority or "normal",
             default_version=default_version,
             default_app=args.app,
+            check_app=_app_checker(catalog),  # every line's app is checked before anything is stored
         )
         if progress is not None and reading is not None:
             progress.update(reading, completed=size or 0, total=size)
-        for app in {request.app for request in validated.requests}:
-            check_app(catalog, app)  # every app is checked before anything is stored
         producer = producer or _producer(settings, catalog)
         result = _store(producer, validated, progress)
     print(_summary(result, lines=validated.lines))
     return 0
+
+
+def _app_checker(catalog: Apps) -> Callable[[str | None], object]:
+    """``catalog.resolve`` remembering the apps it found (a file names the same few apps on every line)."""
+    known: set[str | None] = set()
+
+    def check(app: str | None) -> None:
+        if app not in known:
+            catalog.resolve(app)  # ValidationError naming 'app'; read_all adds the line
+            known.add(app)
+
+    return check
 
 
 def _open_input(path: str, stack: ExitStack) -> tuple[IO[bytes], int | None]:

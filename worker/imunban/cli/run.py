@@ -37,9 +37,9 @@ def run_worker(args: argparse.Namespace) -> int:
     from imunban_celery.context import context_of
     from imunban_celery.names import INTAKE_THREADS
 
-    settings = Settings.from_env()
-    # Missing credentials or a bad apps file stop the command before the embedded Redis starts.
-    settings.apps().require_delivery()
+    # Missing credentials or a bad apps file stop the command before the embedded Redis starts, every
+    # missing or bad variable named at once.
+    settings = Settings.from_env(for_delivery=True)
     if args.concurrency is not None:
         if args.concurrency < 1:
             raise SystemExit("imunban: error: --concurrency must be >= 1")

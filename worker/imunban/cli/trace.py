@@ -6,11 +6,10 @@ import argparse
 import json
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from imunban.cli.common import fmt_relative, open_app
+from imunban.cli.common import fmt_relative, open_app, out_console
 from imunban.connection import server_time_ms
 from imunban.errors import ValidationError
 from imunban.settings import Settings
@@ -50,7 +49,7 @@ def run_trace(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     now = server_time_ms(client, engine.keys.stats)
-    console = Console(soft_wrap=True, highlight=False)
+    console = out_console(highlight=False)
     # The answer first, on lines of their own (never wrapped into a table cell); then what the state needs.
     console.print(f"[bold]trace {escape(group_id)} {escape(member)}: {info['state']}[/]")
     console.print(escape(summary(info, lambda ms: fmt_relative(ms, now))))
@@ -94,7 +93,7 @@ def _run_member(args: argparse.Namespace, member: str) -> int:
         print(json.dumps(found, indent=2))
         return 0
     now = server_time_ms(client, engine.keys.stats)
-    console = Console(soft_wrap=True, highlight=False)
+    console = out_console(highlight=False)
     if not found["requests"]:
         console.print(
             f"member {escape(member)}: no request ended in any group in the last {settings.trace_ttl_s:,} s "

@@ -279,10 +279,9 @@ def _summarise(
     poison_ok = [(d.group_id, d.member, d.code) for d in dead] == [(plan.poison_group, POISON, POISON_CODE)]
     dead_text = ", ".join(f"{d.member} in {d.group_id} ({d.code})" for d in dead[:3]) or "none"
     delivered_ok = missing == 0 and not timed_out
-    events = len(plan.burst) + len(plan.scheduled)
     ok_calls = sim["calls_ok"] or 1
     rows: list[Row] = [
-        ("events enqueued", f"{events:,} ({len(plan.burst):,} burst, {len(plan.scheduled):,} scheduled)", None),
+        ("events enqueued", events_text(plan), None),
         ("deduplicated on enqueue", f"{counters['deduplicated']:,}", None),
         ("delivered (distinct)", f"{plan.expected_total - missing:,} / {plan.expected_total:,}", delivered_ok),
         ("dead letters", f"{len(dead)}: {dead_text}", poison_ok),
@@ -297,6 +296,12 @@ def _summarise(
         ("scheduled: due -> delivered", _lateness(cluster, plan, limit), None),
     ]
     return rows, delivered_ok and poison_ok
+
+
+def events_text(plan: Plan) -> str:
+    """The summary's "events enqueued": the burst's distinct unbans, their repeats and the expiries (as README says)."""
+    unbans, repeats, expiries = len(plan.burst) - DUPLICATE_EVENTS, DUPLICATE_EVENTS, len(plan.scheduled)
+    return f"{unbans + repeats + expiries:,} ({unbans:,} unbans + {repeats:,} repeats, {expiries:,} expiries)"
 
 
 def _codes(sim: dict[str, Any]) -> str:

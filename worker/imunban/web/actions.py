@@ -21,7 +21,6 @@ from typing import Any
 from imunban.connection import server_time_ms, translated
 from imunban.deadletter import ReplayResult
 from imunban.errors import ImunbanError, StoreError, ValidationError
-from imunban.keys import request_id
 from imunban.pause import Actor, Resumed
 from imunban.scripts import register
 from imunban.validation import parse_at, validate_group_id, validate_member, validate_version
@@ -145,6 +144,19 @@ def reschedule(ctx: AppContext, pairs: Sequence[Pair], at: str | float, version:
     return done
 
 
+def send_now(ctx: AppContext, pairs: Sequence[Pair], version: int | None = None) -> int:
+    """Make pending requests due now ("Send now" on a scheduled row): a reschedule to the Redis server's now.
+
+    They go out through the normal path, behind the rate limit and any hold or pause, never around them.
+    """
+    now_ms = server_time_ms(ctx.client, ctx.keys.stats)
+    done = 0
+    with _stopping(lambda: done):
+        for group, members in _by_group(pairs).items():
+            done += ctx.store.reschedule(group, members, now_ms, version=version).rescheduled
+    return done
+
+
 def replay(ctx: AppContext, pairs: Sequence[Pair]) -> ReplayResult:
     """Replay the given dead letters (due now, through the normal path and the global limiter)."""
     total = ReplayResult()
@@ -166,13 +178,10 @@ def replay_matching(ctx: AppContext, flt: DeadFilter) -> ReplayResult:
 
 def purge(ctx: AppContext, pairs: Sequence[Pair]) -> int:
     """Delete the given dead letters."""
-    script = register(ctx.client, "dead_purge", package="imunban.web")
     total = 0
     with _stopping(lambda: total):
-        for i in range(0, len(pairs), CHUNK):
-            rids = [request_id(group, member) for group, member in pairs[i : i + CHUNK]]
-            with translated("dead letters"):
-                total += int(script(keys=[ctx.keys.dead, ctx.keys.dead_info], args=rids))
+        for step in ctx.dead.purge_some(pairs):
+            total += step
     return total
 
 

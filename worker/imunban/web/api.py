@@ -55,6 +55,11 @@ async def api_overview(request: Request) -> Response:
     return _ok(await run_in_threadpool(data.overview, app_ctx(request)))
 
 
+async def api_throughput(request: Request) -> Response:
+    """The per-minute throughput of the last 24 h, kept in Redis (the same on every replica), and the limit."""
+    return _ok(await run_in_threadpool(data.throughput, app_ctx(request)))
+
+
 async def api_trace(request: Request) -> Response:
     """``imunban trace --json``: one request with ``group_id`` and ``member``; with ``member`` alone, the
     member's requests in every group (``imunban trace --member M --json``)."""
@@ -324,6 +329,7 @@ def _outcomes(ctx: AppContext, after: str | None, limit: int) -> dict[str, Any]:
 ROUTES = [
     Route("/api/status", api_status),
     Route("/api/overview", api_overview),
+    Route("/api/throughput", api_throughput),
     Route("/api/trace", api_trace),
     Route("/api/scheduled", api_scheduled),
     Route("/api/dead", api_dead),

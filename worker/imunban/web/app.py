@@ -9,24 +9,29 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from imunban import runbook
 from imunban.deployment import Deployment
-from imunban.errors import ValidationError
+from imunban.errors import StoreError, ValidationError
 from imunban.keys import Keys
+from imunban.state import fmt_bytes
 from imunban.version import VERSION
-from imunban.web import api, forms, pages
+from imunban.web import api, forms, guide, pages
 from imunban.web.auth import SESSION_S, Authority
 from imunban.web.common import Console, Guard, fmt_ms
 from imunban.web.context import app_contexts
+from imunban.web.outage import outage_page, readyz
 from imunban.web.params import BadParam
+from imunban.web.prefix import RootPath, root_of, route_path
 from imunban.web.sampler import SamplerThread
 from imunban.web.sessions import Revocations
 from imunban.web.streams import StreamHub
@@ -57,11 +62,24 @@ def fmt_num(value: Any) -> str:
     return "-" if value is None else f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
 
 
+def _prefix(request: Request) -> dict[str, Any]:
+    """``R``: what every URL of a page starts with (the console's path prefix, '' at the root)."""
+    return {"R": root_of(request.scope)}
+
+
+def fmt_size(value: Any, zero: str = "no limit") -> str:
+    """Bytes as Redis counts them (``3.4 MiB``); '-' for nothing, ``zero`` for 0 (maxmemory 0: no limit)."""
+    if value is None or isinstance(value, jinja2.Undefined):
+        return "-"
+    return zero if int(value) == 0 else fmt_bytes(int(value))
+
+
 def templates() -> Jinja2Templates:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True)
-    env.filters.update(ms=fmt_ms, span=fmt_span, num=fmt_num)
+    env.filters.update(ms=fmt_ms, span=fmt_span, num=fmt_num, bytes=fmt_size)
     env.globals["version"] = VERSION  # the footer's
-    return Jinja2Templates(env=env)
+    env.globals["runbook_for_code"] = runbook.for_code  # a hold's or a dead letter's entry (anchor, action)
+    return Jinja2Templates(env=env, context_processors=[_prefix])
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -70,7 +88,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         exc = BadParam(exc.field, exc.reason)
     assert isinstance(exc, HTTPException)
     field = exc.field if isinstance(exc, BadParam) else None
-    if request.url.path.startswith(("/api/", "/events/")):
+    if route_path(request.scope).startswith(("/api/", "/events/")):
         body = {"error": exc.detail} if field is None else {"error": exc.detail, "field": field}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
     if request.headers.get("hx-request"):  # console.js shows it as text above the page
@@ -81,7 +99,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _healthz(request: Request) -> Response:
+    """Liveness: the process answers (whatever Redis does; /readyz checks Redis)."""
     return PlainTextResponse("ok")
+
+
+async def _favicon(request: Request) -> Response:
+    """The icon at the root, for browsers that ask there whatever the page's <link rel=icon> says."""
+    return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml")
 
 
 def create_app(
@@ -91,11 +115,13 @@ def create_app(
     sample: bool = True,
     streams: StreamHub | None = None,
     throttle: Throttle | None = None,
+    root_path: str | None = None,
 ) -> Starlette:
     """The console for the apps of ``deployment``; ``sample`` runs the background sampler of the rate chart.
 
     ``authority`` (who may look, who may act) defaults to the deployment's web tokens. ``streams`` counts
     and feeds the live streams, ``throttle`` counts failed sign-ins (tests pass their own caps and clocks).
+    ``root_path`` is the path prefix behind a reverse proxy (default: the settings' IMUNBAN_WEB_ROOT_PATH).
     """
     apps = app_contexts(deployment)
     authority = authority or Authority.from_settings(deployment.settings)
@@ -120,11 +146,23 @@ def create_app(
             *pages.ROUTES,
             *forms.ROUTES,
             *api.ROUTES,
+            *guide.ROUTES,
             Route("/healthz", _healthz),
+            Route("/readyz", readyz),
+            Route("/favicon.ico", _favicon),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
         ],
-        middleware=[Middleware(Guard, authority=authority, throttle=throttle, revocations=revocations)],
-        exception_handlers={HTTPException: _http_error, ValidationError: _http_error},
+        middleware=[
+            Middleware(RootPath, root=deployment.settings.web_root_path if root_path is None else root_path),
+            Middleware(Guard, authority=authority, throttle=throttle, revocations=revocations),
+        ],
+        exception_handlers={
+            HTTPException: _http_error,
+            ValidationError: _http_error,
+            # Redis unreachable or refusing where a route did not expect it: a styled 503, one log line.
+            StoreError: outage_page,
+            redis.exceptions.RedisError: outage_page,
+        },
         lifespan=lifespan,
     )
     app.state.console = Console(deployment, apps, authority, templates(), streams or StreamHub(), throttle, revocations)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -22,6 +22,8 @@ from imunban.deployment import Deployment
 from imunban.web import params
 from imunban.web.auth import CSRF_FIELD, LOCAL, Authority, Principal, csrf_ok, same_origin
 from imunban.web.context import AppContext
+from imunban.web.outage import OutageLog
+from imunban.web.prefix import root_of, route_path
 from imunban.web.sessions import Revocations
 from imunban.web.streams import StreamHub
 from imunban.web.throttle import Throttle
@@ -40,8 +42,9 @@ SECURITY_HEADERS = {
     "cross-origin-opener-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
 }
-#: Reachable without signing in (the sign-in page itself, its assets, a liveness probe that says nothing).
-PUBLIC = ("/login", "/healthz")
+#: Reachable without signing in (the sign-in page itself, its assets, the icon, liveness and readiness probes
+#: that say nothing about the data).
+PUBLIC = ("/login", "/healthz", "/readyz", "/favicon.ico")
 #: The largest request body the console reads (forms and JSON actions are a few kB).
 MAX_BODY = 1_000_000
 TOO_LARGE = f"request body too large: the console reads at most 1 MB ({MAX_BODY:,} bytes)"
@@ -61,6 +64,8 @@ class Console:
     streams: StreamHub
     throttle: Throttle
     revocations: Revocations
+    #: Rate-limits the log lines of a Redis that cannot be reached (one per kind per minute).
+    outages: OutageLog = field(default_factory=OutageLog)
 
 
 def console(request: Request) -> Console:
@@ -125,7 +130,7 @@ class Guard:
         await self.app(scope, receive, send_with_headers)
 
     async def _refusal(self, request: Request) -> Response | None:
-        path = request.url.path
+        path = route_path(request.scope)
         if not self.authority.host_allowed(request):
             return PlainTextResponse("this console answers to localhost / 127.0.0.1 only", status_code=421)
         address = client_address(request)
@@ -147,7 +152,7 @@ class Guard:
                     status_code=401,
                     headers={"www-authenticate": "Bearer"},
                 )
-            return RedirectResponse("/login?next=" + quote(path), status_code=303)
+            return RedirectResponse(root_of(request.scope) + "/login?next=" + quote(path), status_code=303)
         if request.method not in ("GET", "HEAD"):
             if not same_origin(request):
                 return forbidden(request, "cross-site request refused")
@@ -161,15 +166,20 @@ def throttled(request: Request, wait_s: float) -> Response:
     retry_after = str(math.ceil(wait_s))
     reason = f"too many failed sign-ins from this address or on this console: try again in {retry_after} s"
     headers = {"retry-after": retry_after}
-    if request.url.path.startswith(("/api/", "/events/")):
+    if route_path(request.scope).startswith(("/api/", "/events/")):
         return JSONResponse({"error": reason}, status_code=429, headers=headers)
     return PlainTextResponse(reason, status_code=429, headers=headers)
 
 
 def forbidden(request: Request, reason: str) -> Response:
-    if request.url.path.startswith("/api/"):
+    """403: JSON for the API, the text alone for htmx, else the console's styled error page."""
+    if route_path(request.scope).startswith("/api/"):
         return JSONResponse({"error": reason}, status_code=403)
-    return PlainTextResponse(reason, status_code=403)
+    if request.headers.get("hx-request"):
+        return PlainTextResponse(reason, status_code=403)
+    templates: Jinja2Templates = request.app.state.console.templates
+    context = {"status": 403, "message": reason, "field": None}
+    return templates.TemplateResponse(request, "error.html", context, status_code=403)
 
 
 async def read_body(request: Request) -> bytes:

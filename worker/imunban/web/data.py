@@ -7,23 +7,25 @@ script (:data:`DEAD_SCAN_BUDGET` entries) and hand back where to continue.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from typing import Any, cast
 
 from imunban.connection import server_time_ms, translated
+from imunban.deadletter import SCAN_BUDGET
+from imunban.deadletter import DeadFilter as DeadFilter  # the console's pages and actions name it data.DeadFilter
 from imunban.deployment import Deployment
 from imunban.health import add_app_state, add_states, thresholds
-from imunban.keys import HIGH_BAND_MS, request_id, split_request_id
+from imunban.keys import HIGH_BAND_MS, request_id
 from imunban.livelimit import add_limit, add_limits
+from imunban.runbook import for_code, for_state
 from imunban.scripts import register
 from imunban.stats import status, status_of_apps
+from imunban.throughput import KEEP_MINUTES
 from imunban.trace import member_search, summary, trace
 from imunban.web.common import fmt_ms
 from imunban.web.context import AppContext
 
 #: Dead letters looked at per filtered page (one script call; keeps a page fast with 100,000 of them).
-DEAD_SCAN_BUDGET = 5_000
+DEAD_SCAN_BUDGET = SCAN_BUDGET
 #: Waiting groups whose ready heads are read to find the oldest due request.
 LAG_GROUPS = 32
 PAGE_MAX = 500
@@ -59,10 +61,43 @@ def banner(state: dict[str, Any] | None) -> dict[str, str] | None:
     """The banner of a state that needs one (paused, stalled, full): its kind, title and text; else None."""
     if not state or state["state"] not in BANNERS:
         return None
+    entry = for_state(state["state"])
     return {
         "kind": state["state"],
         "title": BANNERS[state["state"]],
         "text": " · ".join([state["reason"], *state["notes"]]),
+        "hint": entry.action if entry else "",
+        "anchor": entry.anchor if entry else "",
+    }
+
+
+def hint_of_code(code: int) -> dict[str, str]:
+    """The runbook's entry for an ErrorCode as the pages show it: anchor, title, what to do."""
+    entry = for_code(code)
+    return {"anchor": entry.anchor, "title": entry.title, "action": entry.action}
+
+
+def memory_card(ctx: AppContext, state: dict[str, Any]) -> dict[str, Any]:
+    """Redis memory used against maxmemory, and where intake is refused (IMUNBAN_INTAKE_MEMORY_FRACTION of it)."""
+    memory = state.get("memory") or {}
+    max_bytes = int(memory.get("max_bytes") or 0)
+    fraction = ctx.settings.intake_memory_fraction
+    return {
+        **memory,
+        "intake_fraction": fraction,
+        "intake_bytes": int(max_bytes * fraction) if max_bytes else None,
+    }
+
+
+def throughput(ctx: AppContext) -> dict[str, Any]:
+    """The per-minute history of the last 24 h (imunban.throughput) with the calls/s limit: the charts' data."""
+    now = server_time_ms(ctx.client, ctx.keys.stats)
+    return {
+        "app": ctx.name,
+        "server_time_ms": now,
+        "minutes": KEEP_MINUTES,
+        "limit_per_s": ctx.rate_limit_per_s,
+        **ctx.sampler.history(now),
     }
 
 
@@ -93,6 +128,8 @@ def overview(ctx: AppContext) -> dict[str, Any]:
         "oldest_due_lag_ms": lag,
         "limiter_ahead_ms": limiter_ahead_ms(ctx, now),
         "workers": snapshot["workers"],
+        "memory": memory_card(ctx, snapshot["state"]),
+        "hold_hint": hint_of_code(int(snapshot["hold"]["code"])) if snapshot.get("hold") else None,
     }
 
 
@@ -189,19 +226,6 @@ def group_page(ctx: AppContext, group_id: str, offset: int, limit: int) -> dict[
 # -- dead letters -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DeadFilter:
-    code: int | None = None
-    group_id: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.code is not None or bool(self.group_id)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "group_id": self.group_id}
-
-
 def dead_page(
     ctx: AppContext, flt: DeadFilter, cursor: int, limit: int, budget: int = DEAD_SCAN_BUDGET
 ) -> dict[str, Any]:
@@ -209,50 +233,20 @@ def dead_page(
     limit = min(max(1, limit), PAGE_MAX)
     with translated("dead letters"):
         total = int(ctx.client.zcard(ctx.keys.dead))
-        raw = _script(ctx, "dead_scan")(
-            keys=[ctx.keys.dead, ctx.keys.dead_info],
-            args=[
-                cursor,
-                budget if flt.active else limit,
-                limit,
-                "" if flt.code is None else flt.code,
-                flt.group_id or "",
-            ],
-        )
-    next_rank, looked = int(raw[0]), int(raw[1])
-    items = []
-    for i in range(2, len(raw), 2):
-        group_id, member = split_request_id(raw[i])
-        info: dict[str, Any] = json.loads(raw[i + 1]) if raw[i + 1] else {}
-        items.append(
-            {
-                "group_id": group_id,
-                "member": member,
-                "code": int(info.get("code") or 0),
-                "info": str(info.get("info") or ""),
-                "attempts": int(info.get("attempts") or 0),
-                "at_ms": int(info.get("at_ms") or 0),
-            }
-        )
+    page = ctx.dead.scan(flt, cursor, limit, budget=budget)
     return {
         "total": total,
         "filter": flt.as_dict(),
         "cursor": cursor,
-        "next_cursor": None if next_rank < 0 or next_rank >= total else next_rank,
-        "looked_at": looked,
-        "items": items,
+        "next_cursor": page.next_rank,
+        "looked_at": page.looked_at,
+        "items": [letter.as_dict() for letter in page.letters],
     }
 
 
-def dead_matching(ctx: AppContext, flt: DeadFilter, chunk: int = 1_000) -> list[tuple[str, str]]:
+def dead_matching(ctx: AppContext, flt: DeadFilter) -> list[tuple[str, str]]:
     """Every dead letter matching ``flt`` (for "replay/purge all that match": a POST, never a page)."""
-    found: list[tuple[str, str]] = []
-    cursor: int | None = 0
-    while cursor is not None:
-        page = dead_page(ctx, flt, cursor, chunk, budget=max(DEAD_SCAN_BUDGET, chunk))
-        found += [(item["group_id"], item["member"]) for item in page["items"]]
-        cursor = page["next_cursor"]
-    return found
+    return [(letter.group_id, letter.member) for letter in ctx.dead.matching(flt)]
 
 
 # -- holds and outcomes -------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from imunban.web.common import (
 )
 from imunban.web.context import AppContext
 from imunban.web.pages import dead_filter
+from imunban.web.prefix import root_of
 
 # -- form actions -------------------------------------------------------------------------------
 
@@ -52,9 +53,10 @@ def _selected(form: dict[str, list[str]], group: str | None = None) -> list[acti
     return actions.parse_pairs(items)
 
 
-def _back(path: str, done: str, n: int, **params: str) -> RedirectResponse:
+def _back(request: Request, path: str, done: str, n: int, **params: str) -> RedirectResponse:
+    """Back to the page ``path`` (under the console's prefix) with what was done."""
     query = urlencode({**{k: v for k, v in params.items() if v}, "done": done, "n": n})
-    return RedirectResponse(f"{path}?{query}", status_code=303)
+    return RedirectResponse(f"{root_of(request.scope)}{path}?{query}", status_code=303)
 
 
 def _dead_verb(
@@ -97,7 +99,9 @@ async def dead_action(request: Request) -> Response:
         n = done
     await run_in_threadpool(actions.audit, ctx, who, f"dead.{verb}", n, detail, client_address(request))
     code = "" if flt.code is None else str(flt.code)
-    return _back("/dead", verb, n, app=first(form, "app"), code=code, group_id=flt.group_id or "", skipped=skipped)
+    return _back(
+        request, "/dead", verb, n, app=first(form, "app"), code=code, group_id=flt.group_id or "", skipped=skipped
+    )
 
 
 async def scheduled_action(request: Request) -> Response:
@@ -105,7 +109,7 @@ async def scheduled_action(request: Request) -> Response:
     who = check_action(request, form_token(form))
     ctx = app_ctx(request, first(form, "app") or None)
     verb = request.path_params["verb"]
-    if verb not in ("cancel", "reschedule"):
+    if verb not in ("cancel", "reschedule", "send-now"):
         raise HTTPException(404)
     try:
         group = validate_group_id(first(form, "group_id"))
@@ -113,6 +117,8 @@ async def scheduled_action(request: Request) -> Response:
         version = actions.form_version(first(form, "version"))
         if verb == "cancel":
             n = await run_in_threadpool(actions.cancel, ctx, pairs, version)
+        elif verb == "send-now":
+            n = await run_in_threadpool(actions.send_now, ctx, pairs, version)
         else:
             n = await run_in_threadpool(actions.reschedule, ctx, pairs, first(form, "at"), version)
     except actions.StoppedPartWay as exc:
@@ -124,7 +130,7 @@ async def scheduled_action(request: Request) -> Response:
     await run_in_threadpool(
         actions.audit, ctx, who, verb, n, f"group {group}: {len(pairs)} selected{said}", client_address(request)
     )
-    return _back("/scheduled", verb, n, app=first(form, "app"), group_id=group)
+    return _back(request, "/scheduled", verb, n, app=first(form, "app"), group_id=group)
 
 
 async def probe_action(request: Request) -> Response:
@@ -140,7 +146,7 @@ async def probe_action(request: Request) -> Response:
     said = f"probe now: next probe allowed at {fmt_ms(due_ms)}" if held else "probe now: no hold"
     await run_in_threadpool(actions.audit, ctx, who, "probe", int(held), said, client_address(request))
     at = str(due_ms) if held else ""
-    return _back("/holds", "probe" if held else "noprobe", int(held), app=first(form, "app"), at=at)
+    return _back(request, "/holds", "probe" if held else "noprobe", int(held), app=first(form, "app"), at=at)
 
 
 async def pause_action(request: Request) -> Response:
@@ -154,7 +160,7 @@ async def pause_action(request: Request) -> Response:
         raise HTTPException(503, str(exc)) from None
     except ImunbanError as exc:
         raise params.bad_request(exc) from None
-    return _back("/holds", "pause" if newly else "repause", 1, app=first(form, "app"))
+    return _back(request, "/holds", "pause" if newly else "repause", 1, app=first(form, "app"))
 
 
 async def resume_action(request: Request) -> Response:
@@ -166,8 +172,8 @@ async def resume_action(request: Request) -> Response:
     except StoreError as exc:
         raise HTTPException(503, str(exc)) from None
     back = first(form, "back") or "/holds"
-    return _back(back if back in ("/", "/holds") else "/holds", "resume" if ended else "noresume", int(bool(ended)),
-                 app=first(form, "app"))  # fmt: skip
+    back = back if back in ("/", "/holds") else "/holds"
+    return _back(request, back, "resume" if ended else "noresume", int(bool(ended)), app=first(form, "app"))
 
 
 async def limit_action(request: Request) -> Response:
@@ -183,7 +189,7 @@ async def limit_action(request: Request) -> Response:
         raise HTTPException(503, str(exc)) from None
     except ImunbanError as exc:
         raise params.bad_request(exc) from None
-    return _back("/holds", "unlimit" if reset else "limit", 1, app=first(form, "app"))
+    return _back(request, "/holds", "unlimit" if reset else "limit", 1, app=first(form, "app"))
 
 
 ROUTES = [

@@ -29,6 +29,7 @@ from imunban.web.common import (
 )
 from imunban.web.context import AppContext
 from imunban.web.params import MAX_EPOCH_MS
+from imunban.web.prefix import root_of
 
 #: What a finished action says on the page it returns to (fixed texts: nothing from the query is echoed).
 DONE = {
@@ -36,6 +37,7 @@ DONE = {
     "purge": "purged {n} dead letter(s)",
     "cancel": "cancelled {n} request(s)",
     "reschedule": "rescheduled {n} request(s)",
+    "send-now": "sent {n} request(s) now: due at once, through the normal path and the rate limit",
     "probe": "next probe allowed at {at}: the pump sends it then (never sooner than the last probe plus the "
     "hold's minimum interval)",
     "noprobe": "there is no hold to probe",
@@ -194,7 +196,7 @@ async def login(request: Request) -> Response:
     role = None if cross_site else con.authority.role_for_token(first(form, "token"))
     if role is not None:
         target = first(form, "next", "/")
-        response = RedirectResponse(target if params.local_path(target) else "/", 303)
+        response = RedirectResponse(root_of(request.scope) + (target if params.local_path(target) else "/"), 303)
         cookie, _ = con.authority.new_session(role)
         _cookie(response, request, cookie)
         return response
@@ -212,7 +214,7 @@ async def logout(request: Request) -> Response:
     who = principal_of(request)
     if who.via == "session":
         await run_in_threadpool(console(request).revocations.revoke, who.session_id)
-    response = RedirectResponse("/login", status_code=303)
+    response = RedirectResponse(root_of(request.scope) + "/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response
 

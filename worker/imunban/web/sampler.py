@@ -1,8 +1,11 @@
-"""The rate chart's memory: a ring of counter samples, so the overview can draw the last 15 minutes.
+"""The overview's live rates, and the console's share of the throughput history kept in Redis.
 
-Rates are differences of the engine's counters (``delivered``, ``calls`` in the stats hash) between
-samples taken every :data:`SAMPLE_EVERY_S` by a background thread of the console, with the Redis
-server's clock. The ring lives in this process: a restarted console starts a fresh chart.
+Live rates (the Delivered/s and Calls/s cards) are differences of the engine's counters
+(``delivered``, ``calls`` in the stats hash) between samples taken every :data:`SAMPLE_EVERY_S` by a
+background thread of the console, with the Redis server's clock, kept in a ring in this process.
+The charts draw the per-minute history of :mod:`imunban.throughput` instead, which lives in Redis:
+each sample here also offers this minute's snapshot (the first replica in a minute writes it), so
+the chart is the same on every replica and after a restart.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ import redis
 from imunban.connection import server_time_ms, translated
 from imunban.errors import StoreError
 from imunban.keys import Keys
+from imunban.throughput import KEEP_MINUTES, MINUTE_MS, rates, record, snapshots
 
 log = logging.getLogger(__name__)
 
 SAMPLE_EVERY_S = 2.0
+#: How long one read of the history serves the pages (it changes once a minute).
+HISTORY_CACHE_MS = 10_000
 #: 15 minutes of samples.
 WINDOW_S = 900
 RING = int(WINDOW_S / SAMPLE_EVERY_S) + 1
@@ -42,6 +48,8 @@ class RateSampler:
         self.keys = keys
         self._ring: deque[Sample] = deque(maxlen=ring)
         self._lock = threading.Lock()
+        self._recorded_minute = 0
+        self._history: tuple[int, dict[str, list[float | None]]] | None = None
 
     def sample(self) -> Sample | None:
         """Read the counters once and keep them; None if Redis did not answer."""
@@ -57,6 +65,27 @@ class RateSampler:
             if not self._ring or taken.at_ms > self._ring[-1].at_ms:
                 self._ring.append(taken)
         return taken
+
+    def record_history(self, now_ms: int) -> None:
+        """Offer this minute's snapshot to the shared history (once per minute from this replica)."""
+        if now_ms // MINUTE_MS == self._recorded_minute:
+            return
+        try:
+            record(self.client, self.keys)
+        except StoreError as exc:
+            log.debug("throughput snapshot skipped: %s", exc)
+            return
+        self._recorded_minute = now_ms // MINUTE_MS
+
+    def history(self, now_ms: int) -> dict[str, list[float | None]]:
+        """Per-minute rates of the last 24 h from Redis ({"t", "delivered", "calls"}), read at most every 10 s."""
+        cached = self._history
+        if cached is not None and 0 <= now_ms - cached[0] < HISTORY_CACHE_MS:
+            return cached[1]
+        # One snapshot before the window, so its first minute has a rate too.
+        found = rates(snapshots(self.client, self.keys, now_ms // MINUTE_MS - KEEP_MINUTES - 1))
+        self._history = (now_ms, found)
+        return found
 
     def maybe_sample(self, min_gap_ms: int = int(SAMPLE_EVERY_S * 1000)) -> None:
         """Sample unless the newest sample is recent (pages call this when no thread runs)."""
@@ -114,5 +143,7 @@ class SamplerThread:
     def _run(self) -> None:
         while not self._stop.is_set():
             for sampler in self.samplers:
-                sampler.sample()
+                # Only this thread writes the history: a page or API GET never changes Redis.
+                if (taken := sampler.sample()) is not None:
+                    sampler.record_history(taken.at_ms)
             self._stop.wait(self.every_s)

@@ -1,6 +1,6 @@
 // imunban console: the only script of the pages (CSP script-src 'self': no inline script, no handlers
 // in attributes). It keeps the overview and the outcome tail live over server-sent events, draws the
-// throughput chart with uPlot, and asks before destructive buttons. Data goes into the page with
+// throughput charts with uPlot (their history read from the API), and asks before destructive buttons. Data goes into the page with
 // textContent only, never as HTML.
 (function () {
   "use strict";
@@ -17,6 +17,13 @@
       return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " +
         pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" + pad(d.getUTCSeconds()) + "Z";
     },
+    bytes: function (v) {
+      if (v === null || v === undefined) { return "-"; }
+      var n = Number(v), units = ["B", "KiB", "MiB", "GiB"], i = 0;
+      while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+      return i === 0 ? n + " B" : n.toFixed(1) + " " + units[i];
+    },
+    maxbytes: function (v) { return Number(v) === 0 ? "no limit" : fmt.bytes(v); },
     span: function (v) {
       if (v === null || v === undefined) { return "-"; }
       var ms = Math.abs(Number(v));
@@ -78,7 +85,7 @@
   function traceCell(group, member) {
     var cell = td("", "mono"), link = document.createElement("a");
     var query = new URLSearchParams({group_id: group, member: member, app: document.body.getAttribute("data-app")});
-    link.href = "/trace?" + query.toString();
+    link.href = root() + "/trace?" + query.toString();
     link.textContent = member;
     cell.appendChild(link);
     return cell;
@@ -91,7 +98,10 @@
     return span;
   }
 
-  function renderHold(hold) {
+  // The console's path prefix behind a reverse proxy ("" at the root): every URL the script builds starts with it.
+  function root() { return document.body.getAttribute("data-root") || ""; }
+
+  function renderHold(hold, hint) {
     var banner = document.getElementById("hold-banner");
     if (banner) {
       banner.classList.toggle("hidden", !hold);
@@ -101,6 +111,9 @@
         banner.querySelector("[data-hold=since]").textContent = fmt.time(hold.since_ms);
         banner.querySelector("[data-hold=next]").textContent = fmt.time(hold.next_probe_ms);
       }
+      var hintEl = banner.querySelector("[data-hold=hint]"), link = banner.querySelector("[data-hold=runbook]");
+      if (hintEl) { hintEl.textContent = hint ? hint.action : ""; }
+      if (link) { link.setAttribute("href", root() + "/runbook" + (hint ? "#" + hint.anchor : "")); }
     }
     var box = document.getElementById("hold-box");
     if (!box) { return; }
@@ -126,6 +139,15 @@
         dl.append(dt, dd);
       });
     box.append(p, info, dl);
+    if (hint) {
+      var todo = document.createElement("p"), a = document.createElement("a");
+      todo.className = "hint";
+      todo.textContent = "What to do: " + hint.action + " ";
+      a.setAttribute("href", root() + "/runbook#" + hint.anchor);
+      a.textContent = "runbook";
+      todo.appendChild(a);
+      box.appendChild(todo);
+    }
   }
 
   // The app's state (imunban.state): the pill and its reason, and the banner of a paused, stalled or full app.
@@ -142,6 +164,8 @@
     el.className = "state-banner" + (banner ? " state-" + banner.kind : " hidden");
     el.querySelector("[data-banner=title]").textContent = banner ? banner.title : "";
     el.querySelector("[data-banner=text]").textContent = banner ? banner.text : "";
+    el.querySelector("[data-banner=hint]").textContent = banner ? banner.hint : "";
+    el.querySelector("[data-banner=runbook]").setAttribute("href", root() + "/runbook" + (banner ? "#" + banner.anchor : ""));
     var resume = document.getElementById("banner-resume");
     if (resume) { resume.classList.toggle("hidden", !banner || banner.kind !== "paused"); }
   }
@@ -165,34 +189,66 @@
     });
   }
 
-  function makeChart(el) {
+  // Time axis labels: ISO 8601 in UTC, "HH:MM" with the date on the first tick and at midnight; ticks at least
+  // 90 px apart so they never overlap.
+  function isoTicks(u, splits) {
+    var lastDay = null;
+    return splits.map(function (t) {
+      var d = new Date(t * 1000), day = d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate());
+      var hm = pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes());
+      var label = day !== lastDay ? hm + "\n" + day : hm;
+      lastDay = day;
+      return label;
+    });
+  }
+
+  // One panel: members/s, or calls/s with the limit as a dashed line on the same (calls/s) scale.
+  function makeChart(el, label, color, limit) {
     if (!window.uPlot) { return null; }
-    var limit = Number(el.getAttribute("data-limit"));
+    var series = [{}, { label: label, stroke: color, fill: color === "#15803d" ? "rgba(21,128,61,0.08)" : "rgba(37,99,235,0.08)", width: 2 }];
+    if (limit) { series.push({ label: "limit " + limit + " calls/s", stroke: "#b91c1c", dash: [6, 4], width: 1 }); }
     var opts = {
       width: el.clientWidth || 700,
-      height: 300,
-      series: [
-        {},
-        { label: "delivered/s", stroke: "#15803d", fill: "rgba(21,128,61,0.08)", width: 2, scale: "m" },
-        { label: "calls/s", stroke: "#2563eb", width: 2, scale: "c" },
-        { label: "limit", stroke: "#b91c1c", dash: [6, 4], width: 1, scale: "c" }
-      ],
-      scales: { m: { range: function (u, min, max) { return [0, Math.max(10, max * 1.1)]; } },
-                c: { range: function () { return [0, limit * 1.15]; } } },
-      axes: [{}, { scale: "m", label: "members/s" }, { scale: "c", side: 1, label: "calls/s", grid: { show: false } }]
+      height: 200,
+      tzDate: function (ts) { return window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); },
+      series: series,
+      scales: { x: { time: true }, y: { range: function (u, min, max) {
+        return [0, Math.max(limit ? limit * 1.15 : 10, (max || 0) * 1.1)];
+      } } },
+      axes: [{ space: 90, values: isoTicks, size: 44 }, { label: label, size: 60 }]
     };
-    var chart = new window.uPlot(opts, [[], [], [], []], el);
-    window.addEventListener("resize", function () { chart.setSize({ width: el.clientWidth, height: 300 }); });
+    var chart = new window.uPlot(opts, series.map(function () { return []; }), el);
+    window.addEventListener("resize", function () { chart.setSize({ width: el.clientWidth, height: 200 }); });
     return chart;
   }
 
-  function startOverview(root) {
+  // The history lives in Redis (GET api/throughput): read on load and every 30 s, not with every live update.
+  function startCharts(el) {
+    var callsEl = document.getElementById("chart-calls"), charts = null;
+    function load() {
+      fetch(el.getAttribute("data-history"), { credentials: "same-origin", headers: { "accept": "application/json" } })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (doc) {
+          if (!doc) { return; }
+          if (!charts) {
+            charts = [makeChart(el, "members/s", "#15803d", 0), callsEl && makeChart(callsEl, "calls/s", "#2563eb", doc.limit_per_s)];
+          }
+          if (charts[0]) { charts[0].setData([doc.t, doc.delivered]); }
+          if (charts[1]) { charts[1].setData([doc.t, doc.calls, doc.t.map(function () { return doc.limit_per_s; })]); }
+        })
+        .catch(function () { /* the next load tries again; the live cards say whether Redis answers */ });
+    }
+    load();
+    window.setInterval(load, 30000);
+  }
+
+  function startOverview(section) {
     var chartEl = document.getElementById("chart");
-    var chart = null;
-    var source = new EventSource(root.getAttribute("data-events"));
+    if (chartEl) { startCharts(chartEl); }
+    var source = new EventSource(section.getAttribute("data-events"));
     source.addEventListener("overview", function (ev) {
       var doc = JSON.parse(ev.data);
-      root.querySelectorAll("[data-k]").forEach(function (el) {
+      section.querySelectorAll("[data-k]").forEach(function (el) {
         var value = pick(doc, el.getAttribute("data-k"));
         var kind = el.getAttribute("data-f");
         if (kind === "bar") {
@@ -204,17 +260,12 @@
         var target = el.querySelector("a") || el;
         target.textContent = (fmt[kind] || String)(value);
       });
-      root.querySelectorAll("[data-warn]").forEach(function (el) {
+      section.querySelectorAll("[data-warn]").forEach(function (el) {
         el.classList.toggle("alert", Number(pick(doc, el.getAttribute("data-warn"))) > 0);
       });
-      renderHold(doc.status.hold);
+      renderHold(doc.status.hold, doc.hold_hint);
       renderState(doc.state, doc.banner);
       renderWorkers(doc.workers);
-      if (!chart && chartEl) { chart = makeChart(chartEl); }
-      if (chart) {
-        var s = doc.series, limit = doc.rates.limit_per_s;
-        chart.setData([s.t, s.delivered, s.calls, s.t.map(function () { return limit; })]);
-      }
     });
     window.addEventListener("beforeunload", function () { source.close(); });
   }
