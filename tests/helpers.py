@@ -11,11 +11,13 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from imunban.batch import Batch
 from imunban.cli import main
 from imunban.connection import server_time_ms
 from imunban.deployment import Deployment, open_deployment
 from imunban.keys import DEFAULT_APP, Keys
-from imunban.settings import Settings
+from imunban.settings import LingerPolicy, Settings
+from imunban.store import Store
 from imunban.validation import UnbanRequest
 
 #: The key prefix every storage-layer test uses.
@@ -172,3 +174,14 @@ def cli_runner(capsys: pytest.CaptureFixture[str]) -> Run:
         return rc, out, err
 
     return run
+
+
+def end_as(
+    r: redis.Redis, group: str, member: str, outcome: str, code: int = 0, info: str = "", *, keys: Keys = KEYS
+) -> None:
+    """Enqueue, claim and acknowledge one request with ``outcome`` (what a worker would do)."""
+    store = Store(r, keys, linger=LingerPolicy(0))
+    store.enqueue([UnbanRequest(group, (member,))])
+    batch = store.claim(group)
+    assert isinstance(batch, Batch)
+    store.ack(batch, outcome, code=code, info=info)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis
 
+import helpers
 from helpers import Run, server_ms
 from imunban.cli import main
 from imunban.deadletter import DeadLetters
@@ -24,7 +25,6 @@ from imunban.settings import LingerPolicy
 from imunban.stats import status
 from imunban.store import Batch, Store
 from imunban.trace import trace
-from imunban.validation import UnbanRequest
 
 KEYS = Keys("imunban")
 AT_ISO = "2030-01-01T00:00:00Z"
@@ -33,12 +33,8 @@ IMUNBAN = Path(sys.executable).parent / "imunban"
 
 
 def end_as(r: redis.Redis, group: str, member: str, outcome: str, code: int = 0, info: str = "") -> None:
-    """Enqueue, claim and acknowledge one request with ``outcome`` (what a worker would do)."""
-    store = Store(r, KEYS, linger=LingerPolicy(0))
-    store.enqueue([UnbanRequest(group, (member,))])
-    batch = store.claim(group)
-    assert isinstance(batch, Batch)
-    store.ack(batch, outcome, code=code, info=info)
+    """Enqueue, claim and acknowledge one request with ``outcome`` under this file's keys (tests/helpers.py)."""
+    helpers.end_as(r, group, member, outcome, code, info, keys=KEYS)
 
 
 def write(tmp_path: Path, *lines: object) -> str:

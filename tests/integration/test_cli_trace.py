@@ -7,11 +7,12 @@ import json
 import pytest
 import redis
 
+import helpers
 from helpers import Run
 from imunban.deployment import open_deployment
 from imunban.keys import Keys
-from imunban.settings import LingerPolicy, Settings
-from imunban.store import Batch, Store
+from imunban.settings import Settings
+from imunban.store import Batch
 from imunban.validation import UnbanRequest
 
 KEYS = Keys("imunban")
@@ -20,12 +21,8 @@ AT_MS = 1_893_456_000_000
 
 
 def end_as(r: redis.Redis, group: str, member: str, outcome: str, code: int = 0, info: str = "") -> None:
-    """Enqueue, claim and acknowledge one request with ``outcome`` (what a worker would do)."""
-    store = Store(r, KEYS, linger=LingerPolicy(0))
-    store.enqueue([UnbanRequest(group, (member,))])
-    batch = store.claim(group)
-    assert isinstance(batch, Batch)
-    store.ack(batch, outcome, code=code, info=info)
+    """Enqueue, claim and acknowledge one request with ``outcome`` under this file's keys (tests/helpers.py)."""
+    helpers.end_as(r, group, member, outcome, code, info, keys=KEYS)
 
 
 def test_trace_states(cli: Run, r: redis.Redis) -> None:
