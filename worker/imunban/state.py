@@ -268,7 +268,12 @@ def span(ms: int | float) -> str:
         return f"{seconds:.1f} s"
     if seconds < 60:
         return f"{int(seconds)} s"
-    rest, parts = int(seconds), list[str]()
+    return two_units(int(seconds))
+
+
+def two_units(seconds: int) -> str:
+    """A whole number of seconds in its two largest units: 5m 3s, 2h 5m, 3d 4h (every duration formatter's tail)."""
+    rest, parts = seconds, list[str]()
     for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
         amount, rest = divmod(rest, size)
         if amount or parts:

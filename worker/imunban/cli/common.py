@@ -19,6 +19,7 @@ from imunban.errors import ValidationError
 from imunban.ha import failover_retry
 from imunban.local import embedded
 from imunban.settings import Settings
+from imunban.state import two_units
 
 
 def open_client(settings: Settings) -> redis.Redis:
@@ -101,13 +102,7 @@ def _span(seconds: float) -> str:
     """1.5s, 12m 3s, 2h 5m, 3d 4h: the two largest units."""
     if seconds < 60:
         return f"{seconds:.1f}s"
-    rest = int(seconds)
-    parts: list[str] = []
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
-        amount, rest = divmod(rest, size)
-        if amount or parts:
-            parts.append(f"{amount}{unit}")
-    return " ".join(parts[:2])
+    return two_units(int(seconds))
 
 
 def bounded_int(low: int, high: int | None = None, *, what: str = "an integer") -> Callable[[str], int]:

@@ -23,7 +23,7 @@ from imunban import runbook
 from imunban.deployment import Deployment
 from imunban.errors import StoreError, ValidationError
 from imunban.keys import Keys
-from imunban.state import fmt_bytes
+from imunban.state import fmt_bytes, two_units
 from imunban.version import VERSION
 from imunban.web import api, forms, guide, pages
 from imunban.web.auth import SESSION_S, Authority
@@ -50,12 +50,7 @@ def fmt_span(ms: Any) -> str:
     seconds = abs(ms) / 1000
     if seconds < 60:
         return f"{seconds:.1f} s"
-    rest, parts = int(seconds), list[str]()
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
-        amount, rest = divmod(rest, size)
-        if amount or parts:
-            parts.append(f"{amount}{unit}")
-    return " ".join(parts[:2])
+    return two_units(int(seconds))
 
 
 def fmt_num(value: Any) -> str:
