@@ -36,6 +36,21 @@ class MemoryReading:
         return self.max_bytes > 0 and self.used_bytes >= fraction * self.max_bytes
 
 
+def info_memory(client: redis.Redis, key: str) -> dict[str, Any]:
+    """``INFO memory`` of the node that holds ``key`` (on a Redis Cluster, the node of the app's slot).
+
+    ResponseError where INFO is refused (an ACL without it, a renamed command): callers decide what that means.
+    """
+    if is_cluster(client):
+        node = cast(Any, client).get_node_from_key(key)
+        info: Any = client.info("memory", target_nodes=node)
+    else:
+        info = client.info("memory")
+    if "used_memory" not in info and info and all(isinstance(v, dict) for v in info.values()):
+        info = next(iter(info.values()))  # a cluster reply keyed by node
+    return cast(dict[str, Any], info)
+
+
 class MemoryGauge:
     """Reads INFO memory of the node that holds ``key`` (a cluster's node of the app's slot), cached briefly."""
 
@@ -68,11 +83,7 @@ class MemoryGauge:
 
     def _read(self) -> MemoryReading | None:
         try:
-            if is_cluster(self.client):
-                node = cast(Any, self.client).get_node_from_key(self.key)
-                info = self.client.info("memory", target_nodes=node)
-            else:
-                info = self.client.info("memory")
+            info = info_memory(self.client, self.key)
         except redis.exceptions.ResponseError as exc:  # NOPERM, a renamed command: not a Redis that is down
             log.warning("cannot read Redis INFO memory (%s): intake is refused only at maxmemory itself", exc)
             self.available = False

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import redis
-from redis.cluster import RedisCluster
 
-from imunban.connection import is_cluster, translated
+from imunban.connection import translated
 from imunban.heartbeat import workers
 from imunban.keys import HIGH_BAND_MS, Keys
 from imunban.linger import limiter_use as pace_use
+from imunban.memory import info_memory
 
 #: Waiting groups whose ready heads are read to find the oldest due request (the groups index is
 #: ordered by claimable time, so the oldest due head is among the first ones but for lingering groups).
@@ -117,15 +117,9 @@ def redis_memory(client: redis.Redis, key: str) -> RedisMemory | None:
     """``INFO memory`` of the node holding ``key`` (on a Redis Cluster each app's node); None where INFO is
     not allowed (a managed Redis may forbid it): the other readings do not depend on it."""
     try:
-        if is_cluster(client):
-            cluster = cast(RedisCluster, client)
-            info: Any = cluster.info("memory", target_nodes=cluster.get_node_from_key(key))  # type: ignore[no-untyped-call]
-        else:
-            info = client.info("memory")
+        info = info_memory(client, key)
     except redis.exceptions.ResponseError:
         return None
-    if "used_memory" not in info and info and all(isinstance(v, dict) for v in info.values()):
-        info = next(iter(info.values()))  # a cluster reply keyed by node
     used, most = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
     return RedisMemory(used, most, int(info.get("mem_not_counted_for_evict", 0)))
 
