@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import redis
+from redis.commands.core import Script
 
 from imunban.cluster_scripts import ScriptCall
 from imunban.connection import translated
@@ -87,18 +88,17 @@ def parse_record(raw: str) -> Record:
 # -- reading ----------------------------------------------------------------------------------------
 
 
-def _call(client: redis.Redis, keys: Keys, group_id: str, member: str) -> ScriptCall:
+def _call(script: Script, keys: Keys, group_id: str, member: str) -> ScriptCall:
     """The read-only ``trace`` script call for one request: its live state, its trace record and the app's
     ``untraced`` count in one consistent step (see lua/trace.lua)."""
-    keys_ = script_keys(keys, "trace", [group_id])
-    return register(client, "trace"), keys_, [member, request_id(group_id, member)]
+    return script, script_keys(keys, "trace", [group_id]), [member, request_id(group_id, member)]
 
 
 def trace(
     client: redis.Redis, keys: Keys, group_id: str, member: str, *, kept_s: int = DEFAULT_TRACE_TTL_S
 ) -> dict[str, Any]:
     """Where one request is now and its last outcome; ``state`` says which (see :func:`summary`)."""
-    [reply] = run_scripts(client, [_call(client, keys, group_id, member)], operation="trace")
+    [reply] = run_scripts(client, [_call(register(client, "trace"), keys, group_id, member)], operation="trace")
     *replies, untraced = cast(list[Any], reply)
     out = _document(group_id, member, replies)
     out["trace_kept_s"] = kept_s
@@ -127,7 +127,8 @@ def member_search(
     newest = sorted(found, key=lambda group: _written_ms(found[group]), reverse=True)[:limit]
     # Not MULTI (refused at maxmemory, when an operator needs this most): each script call is one
     # consistent view of its request, and they all go in one round trip.
-    calls = [_call(client, keys, group_id, member) for group_id in newest]
+    script = register(client, "trace")  # once: registering hashes the whole source
+    calls = [_call(script, keys, group_id, member) for group_id in newest]
     replies = cast(list[list[Any]], run_scripts(client, calls, operation="trace")) if calls else []
     requests = []
     for group_id, reply in zip(newest, replies, strict=True):
